@@ -1,0 +1,1 @@
+//! `cluster.toml`: schema, loading, validation, resolution into [`crate::policy::spec::ClusterSpec`].

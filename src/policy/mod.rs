@@ -1,0 +1,12 @@
+//! Every decision EterneCluster makes, as pure state machines.
+//!
+//! Nothing here does IO, reads a clock, spawns a thread or draws global randomness: time comes
+//! in as `now_us` (the caller's monotonic clock, microseconds), civil time as
+//! [`schedule::CivilTime`], randomness as a seed. Inputs are typed messages and outputs typed
+//! effects, so the simulator (`simulations/`) and the daemon drive exactly the same code.
+//!
+//! - [`spec`]: the resolved cluster description (ids instead of names).
+//! - [`schedule`]: cron expressions and daily windows.
+
+pub mod schedule;
+pub mod spec;
