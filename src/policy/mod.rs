@@ -7,6 +7,17 @@
 //!
 //! - [`spec`]: the resolved cluster description (ids instead of names).
 //! - [`schedule`]: cron expressions and daily windows.
+//! - [`detector`]: failure detection per peer per path, and node liveness across paths.
+//! - [`state`]: the cluster state machine applied from the replicated log.
+//! - [`placement`]: the target placement of every group.
+//! - [`rng`]: the seeded generator, the only source of randomness.
 
+pub mod detector;
+pub mod placement;
+pub mod rng;
 pub mod schedule;
 pub mod spec;
+pub mod state;
+
+#[cfg(test)]
+pub(crate) mod testutil;

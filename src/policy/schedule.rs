@@ -51,21 +51,33 @@ impl fmt::Display for CronExpr {
 impl DailyWindow {
     /// Parses `HH:MM-HH:MM`.
     pub fn parse(text: &str) -> Result<DailyWindow, String> {
-        let _ = text;
-        todo!("schedule: window parse")
+        let hm = |s: &str| -> Option<u16> {
+            let (h, m) = s.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60).then_some(h * 60 + m)
+        };
+        let (a, b) = text.split_once('-').ok_or("expected HH:MM-HH:MM")?;
+        let (start_min, end_min) = (hm(a).ok_or("bad start")?, hm(b).ok_or("bad end")?);
+        Ok(DailyWindow { start_min, end_min })
     }
 
     /// Whether `t` falls inside the window.
     pub fn contains(&self, t: &CivilTime) -> bool {
-        let _ = t;
-        todo!("schedule: window contains")
+        let m = t.minute_of_day();
+        if self.start_min <= self.end_min {
+            (self.start_min..self.end_min).contains(&m)
+        } else {
+            m >= self.start_min || m < self.end_min
+        }
     }
 }
 
 impl CronExpr {
     /// Parses a five-field cron expression.
     pub fn parse(text: &str) -> Result<CronExpr, String> {
-        Ok(CronExpr { source: text.to_string() })
+        Ok(CronExpr {
+            source: text.to_string(),
+        })
     }
 
     /// Whether the expression fires at the minute `t`.

@@ -1,0 +1,736 @@
+//! The cluster state machine, applied from the replicated log.
+//!
+//! Every node applies the same committed [`Command`]s in the same order and so holds the same
+//! [`ClusterState`]: where each group is placed and under which epoch, which nodes are in
+//! standby, failure counts, admin overrides. A command carries its preconditions (the epoch it
+//! acts on); one whose preconditions no longer hold is a no-op, so a stale or duplicated
+//! proposal can never undo a newer decision.
+//!
+//! The epoch of an activation is the log index of the entry that placed it: unique, and larger
+//! than every epoch before it (design.md §5, rule 2).
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::{ClusterSpec, GroupId, NodeId};
+
+/// Why a group started, stopped or moved. Every move names one (invariant L2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cause {
+    /// First placement of a group that ran nowhere.
+    Initial,
+    /// The owner failed: its node was lost, or local recovery was exhausted there.
+    Failure,
+    /// An administrator moved the group.
+    Admin,
+    /// Return to a more preferred node (automatic, within the window).
+    Failback,
+    /// A scheduled move fired.
+    Schedule,
+    /// The node was put in standby (drained).
+    Standby,
+    /// The node left cleanly (daemon shutdown hands its groups over).
+    Shutdown,
+    /// Capacity or anti-affinity required the move.
+    Capacity,
+}
+
+/// Why an instance was released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Release {
+    /// The owner confirmed the stop (rule 4a).
+    Confirmed,
+    /// The owner's lease ran out on the coordinator's clock (rule 4b).
+    LeaseExpired,
+    /// A fencing device confirmed the owner is off (rule 4c).
+    Fenced,
+}
+
+/// An administrator's request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminCommand {
+    /// Move a group to `to`, or to the next eligible node in its order.
+    Move {
+        /// The group.
+        group: GroupId,
+        /// The target, if named.
+        to: Option<NodeId>,
+    },
+    /// Drain a node (true) or let it host groups again (false).
+    Standby {
+        /// The node.
+        node: NodeId,
+        /// On or off.
+        on: bool,
+    },
+    /// Stop managing (true): nothing is started, stopped or moved; or resume (false).
+    Maintenance {
+        /// On or off.
+        on: bool,
+    },
+    /// Return a group to its most preferred eligible node now, clearing any admin move.
+    FailbackNow {
+        /// The group.
+        group: GroupId,
+    },
+    /// Forget the failure counts of a group (on every node, or one).
+    ClearFailures {
+        /// The group.
+        group: GroupId,
+        /// Only this node's count, if named.
+        node: Option<NodeId>,
+    },
+}
+
+/// One entry of the replicated log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Start `group` on `node`; its epoch is this entry's index. Requires (exclusive) that
+    /// the group has no instance anywhere, or (clone) none on `node`.
+    Activate {
+        /// The group.
+        group: GroupId,
+        /// Where.
+        node: NodeId,
+        /// Why.
+        cause: Cause,
+    },
+    /// The owner of instance (`node`, `epoch`) must stop it.
+    Stop {
+        /// The group.
+        group: GroupId,
+        /// The owner.
+        node: NodeId,
+        /// The instance's epoch.
+        epoch: u64,
+        /// Why.
+        cause: Cause,
+    },
+    /// Instance (`node`, `epoch`) no longer runs anywhere; the group may start elsewhere.
+    Released {
+        /// The group.
+        group: GroupId,
+        /// The former owner.
+        node: NodeId,
+        /// The instance's epoch.
+        epoch: u64,
+        /// How we know.
+        how: Release,
+    },
+    /// Local recovery of instance (`node`, `epoch`) was exhausted: count a failure there and
+    /// have the owner stop it.
+    Failed {
+        /// The group.
+        group: GroupId,
+        /// The node where it failed.
+        node: NodeId,
+        /// The instance's epoch.
+        epoch: u64,
+    },
+    /// An administrator's command, already checked by [`ClusterState::check_admin`].
+    Admin(AdminCommand),
+    /// Scheduled move `index` fired at civil minute `stamp` (minutes since the epoch).
+    ScheduleFired {
+        /// Index into [`ClusterSpec::schedules`].
+        index: u16,
+        /// The civil minute it fired for (so that it fires once).
+        stamp: u64,
+    },
+}
+
+/// Running or on its way down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The owner should run it.
+    Active,
+    /// The owner must stop it; nobody else may start it until it is released.
+    Stopping,
+}
+
+/// One activation of a group on one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The owner.
+    pub node: NodeId,
+    /// The fencing token: the index of the entry that placed it.
+    pub epoch: u64,
+    /// Active or stopping.
+    pub phase: Phase,
+    /// Why it is stopping (meaningful in `Stopping`).
+    pub stop_cause: Option<Cause>,
+}
+
+/// The replicated state of one group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupState {
+    /// Where it runs or is stopping (at most one for an exclusive group).
+    pub instances: Vec<Instance>,
+    /// Failures per node (indexed by node id): a node with a count is not eligible.
+    pub failures: Vec<u32>,
+    /// Where an administrator or a schedule put it; placement prefers it while eligible.
+    pub home: Option<NodeId>,
+    /// A move is wanted away from the current owner even though it is eligible (admin move
+    /// without a named node): the next eligible node after `avoid`.
+    pub avoid: Option<NodeId>,
+    /// A failback was asked for: move to the most preferred node regardless of the window.
+    pub failback_now: bool,
+    /// Who asked for `home`, `avoid` or `failback_now` (admin, schedule or failback).
+    pub request_cause: Option<Cause>,
+    /// Why the group last stopped (the cause of its next activation).
+    pub last_cause: Option<Cause>,
+    /// The highest epoch ever used for this group.
+    pub last_epoch: u64,
+    /// Bumped on every change, so the coordinator can tell a proposal is still pending.
+    pub version: u64,
+}
+
+/// The whole replicated state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterState {
+    /// Per group.
+    pub groups: Vec<GroupState>,
+    /// Per node: drained by an administrator.
+    pub standby: Vec<bool>,
+    /// The whole cluster is in maintenance: nothing is started, stopped or moved.
+    pub maintenance: bool,
+    /// Per scheduled move: the civil minute it last fired for.
+    pub schedule_fired: Vec<u64>,
+    /// The index of the last applied entry.
+    pub applied: u64,
+}
+
+/// What applying a command changed, for events and the simulator's trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The command changed the state.
+    Changed,
+    /// Its preconditions no longer held; nothing changed.
+    Ignored,
+}
+
+/// Why an admin command was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    /// Unknown group or node id.
+    #[error("no such {0}")]
+    Unknown(&'static str),
+    /// The target node cannot run the group.
+    #[error("node {node} cannot run group {group}: {why}")]
+    NotEligible {
+        /// Group name.
+        group: String,
+        /// Node name.
+        node: String,
+        /// Why not.
+        why: String,
+    },
+    /// Nothing to do or not possible now.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl ClusterState {
+    /// The state before the first entry.
+    pub fn new(spec: &ClusterSpec) -> ClusterState {
+        let n = spec.nodes.len();
+        ClusterState {
+            groups: (0..spec.groups.len())
+                .map(|_| GroupState {
+                    failures: vec![0; n],
+                    ..GroupState::default()
+                })
+                .collect(),
+            standby: vec![false; n],
+            maintenance: false,
+            schedule_fired: vec![0; spec.schedules.len()],
+            applied: 0,
+        }
+    }
+
+    /// Apply the committed entry at `index`.
+    pub fn apply(&mut self, spec: &ClusterSpec, index: u64, cmd: &Command) -> Applied {
+        self.applied = self.applied.max(index);
+        let changed = match *cmd {
+            Command::Activate {
+                group,
+                node,
+                cause: _,
+            } => self.activate(spec, group, node, index),
+            Command::Stop {
+                group,
+                node,
+                epoch,
+                cause,
+            } => {
+                self.with_instance(group, node, epoch, |i| {
+                    if i.phase == Phase::Active {
+                        i.phase = Phase::Stopping;
+                        i.stop_cause = Some(cause);
+                        true
+                    } else {
+                        false
+                    }
+                }) && {
+                    self.groups[usize::from(group)].last_cause = Some(cause);
+                    true
+                }
+            }
+            Command::Released {
+                group,
+                node,
+                epoch,
+                how: _,
+            } => {
+                let Some(g) = self.groups.get_mut(usize::from(group)) else {
+                    return Applied::Ignored;
+                };
+                let before = g.instances.len();
+                g.instances
+                    .retain(|i| !(i.node == node && i.epoch == epoch));
+                before != g.instances.len()
+            }
+            Command::Failed { group, node, epoch } => {
+                let hit = self.with_instance(group, node, epoch, |i| {
+                    i.phase = Phase::Stopping;
+                    i.stop_cause = Some(Cause::Failure);
+                    true
+                });
+                if hit {
+                    let g = &mut self.groups[usize::from(group)];
+                    if let Some(f) = g.failures.get_mut(usize::from(node)) {
+                        *f = f.saturating_add(1);
+                    }
+                    if g.home == Some(node) {
+                        g.home = None;
+                    }
+                    g.last_cause = Some(Cause::Failure);
+                }
+                hit
+            }
+            Command::Admin(ref a) => self.apply_admin(spec, a),
+            Command::ScheduleFired { index: s, stamp } => {
+                let Some(sched) = spec.schedules.get(usize::from(s)) else {
+                    return Applied::Ignored;
+                };
+                if self
+                    .schedule_fired
+                    .get(usize::from(s))
+                    .is_none_or(|&f| f >= stamp)
+                {
+                    return Applied::Ignored;
+                }
+                self.schedule_fired[usize::from(s)] = stamp;
+                let g = &mut self.groups[usize::from(sched.group)];
+                g.home = sched.to;
+                g.failback_now = sched.to.is_none();
+                g.avoid = None;
+                g.request_cause = Some(Cause::Schedule);
+                g.version += 1;
+                true
+            }
+        };
+        if changed {
+            Applied::Changed
+        } else {
+            Applied::Ignored
+        }
+    }
+
+    fn activate(&mut self, spec: &ClusterSpec, group: GroupId, node: NodeId, epoch: u64) -> bool {
+        let Some(gs) = spec.groups.get(usize::from(group)) else {
+            return false;
+        };
+        if !gs.nodes.contains(&node) || self.maintenance {
+            return false;
+        }
+        let g = &mut self.groups[usize::from(group)];
+        let blocked = if gs.is_exclusive() {
+            !g.instances.is_empty()
+        } else {
+            g.instances.iter().any(|i| i.node == node)
+        };
+        if blocked || epoch <= g.last_epoch {
+            return false;
+        }
+        g.instances.push(Instance {
+            node,
+            epoch,
+            phase: Phase::Active,
+            stop_cause: None,
+        });
+        g.last_epoch = epoch;
+        // A scheduled move is one-shot; an admin move pins the group until `failback`.
+        if g.home == Some(node) && g.request_cause == Some(Cause::Schedule) {
+            g.home = None;
+        }
+        g.failback_now = false;
+        if g.avoid.is_some_and(|a| a != node) {
+            g.avoid = None;
+        }
+        g.version += 1;
+        true
+    }
+
+    fn with_instance(
+        &mut self,
+        group: GroupId,
+        node: NodeId,
+        epoch: u64,
+        f: impl FnOnce(&mut Instance) -> bool,
+    ) -> bool {
+        let Some(g) = self.groups.get_mut(usize::from(group)) else {
+            return false;
+        };
+        let Some(i) = g
+            .instances
+            .iter_mut()
+            .find(|i| i.node == node && i.epoch == epoch)
+        else {
+            return false;
+        };
+        let changed = f(i);
+        if changed {
+            g.version += 1;
+        }
+        changed
+    }
+
+    fn apply_admin(&mut self, spec: &ClusterSpec, a: &AdminCommand) -> bool {
+        match *a {
+            AdminCommand::Move { group, to } => {
+                let Some(g) = self.groups.get_mut(usize::from(group)) else {
+                    return false;
+                };
+                match to {
+                    Some(n) => {
+                        g.home = Some(n);
+                        g.avoid = None;
+                    }
+                    None => {
+                        g.avoid = g.instances.first().map(|i| i.node);
+                        g.home = None;
+                    }
+                }
+                g.request_cause = Some(Cause::Admin);
+                g.failback_now = false;
+                g.version += 1;
+                true
+            }
+            AdminCommand::Standby { node, on } => {
+                let Some(s) = self.standby.get_mut(usize::from(node)) else {
+                    return false;
+                };
+                let changed = *s != on;
+                *s = on;
+                if changed {
+                    for g in &mut self.groups {
+                        g.version += 1;
+                    }
+                }
+                changed
+            }
+            AdminCommand::Maintenance { on } => {
+                let changed = self.maintenance != on;
+                self.maintenance = on;
+                changed
+            }
+            AdminCommand::FailbackNow { group } => {
+                let Some(g) = self.groups.get_mut(usize::from(group)) else {
+                    return false;
+                };
+                g.home = None;
+                g.avoid = None;
+                g.failback_now = true;
+                g.request_cause = Some(Cause::Failback);
+                g.version += 1;
+                true
+            }
+            AdminCommand::ClearFailures { group, node } => {
+                let Some(g) = self.groups.get_mut(usize::from(group)) else {
+                    return false;
+                };
+                match node {
+                    Some(n) => {
+                        if let Some(f) = g.failures.get_mut(usize::from(n)) {
+                            *f = 0;
+                        }
+                    }
+                    None => g.failures.iter_mut().for_each(|f| *f = 0),
+                }
+                g.version += 1;
+                let _ = spec;
+                true
+            }
+        }
+    }
+
+    /// Check an admin command against the current state and liveness (`alive[n]`), so that
+    /// what the cluster cannot do is refused with a reason instead of silently ignored.
+    pub fn check_admin(
+        &self,
+        spec: &ClusterSpec,
+        alive: &[bool],
+        cmd: &AdminCommand,
+    ) -> Result<(), AdminError> {
+        let group_spec = |g: GroupId| {
+            spec.groups
+                .get(usize::from(g))
+                .ok_or(AdminError::Unknown("group"))
+        };
+        let node_spec = |n: NodeId| {
+            spec.nodes
+                .get(usize::from(n))
+                .ok_or(AdminError::Unknown("node"))
+        };
+        match *cmd {
+            AdminCommand::Move { group, to } => {
+                let gs = group_spec(group)?;
+                if !gs.is_exclusive() {
+                    return Err(AdminError::Refused(format!(
+                        "group {} is a clone group: it runs on every chosen node and does not move",
+                        gs.name
+                    )));
+                }
+                if let Some(n) = to {
+                    let ns = node_spec(n)?;
+                    let why = if !gs.nodes.contains(&n) {
+                        Some("it is not in the group's node list".to_string())
+                    } else if !alive.get(usize::from(n)).copied().unwrap_or(false) {
+                        Some("it is down".to_string())
+                    } else if self.standby[usize::from(n)] {
+                        Some("it is in standby".to_string())
+                    } else if self.groups[usize::from(group)].failures[usize::from(n)] > 0 {
+                        Some("the group failed there; clear its failures first".to_string())
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        return Err(AdminError::NotEligible {
+                            group: gs.name.clone(),
+                            node: ns.name.clone(),
+                            why,
+                        });
+                    }
+                    if self.groups[usize::from(group)]
+                        .instances
+                        .iter()
+                        .any(|i| i.node == n)
+                    {
+                        return Err(AdminError::Refused(format!(
+                            "group {} already runs on {}",
+                            gs.name, ns.name
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            AdminCommand::Standby { node, .. } => node_spec(node).map(|_| ()),
+            AdminCommand::Maintenance { .. } => Ok(()),
+            AdminCommand::FailbackNow { group } | AdminCommand::ClearFailures { group, .. } => {
+                group_spec(group).map(|_| ())
+            }
+        }
+    }
+
+    /// The instance of `group` on `node`, if any.
+    pub fn instance_on(&self, group: GroupId, node: NodeId) -> Option<&Instance> {
+        self.groups
+            .get(usize::from(group))?
+            .instances
+            .iter()
+            .find(|i| i.node == node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::testutil::simple_spec;
+
+    #[test]
+    fn epochs_are_entry_indices_and_only_grow() {
+        let spec = simple_spec(3, 1);
+        let mut st = ClusterState::new(&spec);
+        assert_eq!(
+            st.apply(
+                &spec,
+                5,
+                &Command::Activate {
+                    group: 0,
+                    node: 0,
+                    cause: Cause::Initial
+                }
+            ),
+            Applied::Changed
+        );
+        assert_eq!(st.groups[0].instances[0].epoch, 5);
+        // A second activation of an exclusive group while an instance exists is ignored.
+        assert_eq!(
+            st.apply(
+                &spec,
+                6,
+                &Command::Activate {
+                    group: 0,
+                    node: 1,
+                    cause: Cause::Failure
+                }
+            ),
+            Applied::Ignored
+        );
+        // Stop with a stale epoch is ignored; with the right one it stops.
+        assert_eq!(
+            st.apply(
+                &spec,
+                7,
+                &Command::Stop {
+                    group: 0,
+                    node: 0,
+                    epoch: 4,
+                    cause: Cause::Failure
+                }
+            ),
+            Applied::Ignored
+        );
+        assert_eq!(
+            st.apply(
+                &spec,
+                8,
+                &Command::Stop {
+                    group: 0,
+                    node: 0,
+                    epoch: 5,
+                    cause: Cause::Failure
+                }
+            ),
+            Applied::Changed
+        );
+        // Still blocked until released.
+        assert_eq!(
+            st.apply(
+                &spec,
+                9,
+                &Command::Activate {
+                    group: 0,
+                    node: 1,
+                    cause: Cause::Failure
+                }
+            ),
+            Applied::Ignored
+        );
+        assert_eq!(
+            st.apply(
+                &spec,
+                10,
+                &Command::Released {
+                    group: 0,
+                    node: 0,
+                    epoch: 5,
+                    how: Release::Confirmed
+                }
+            ),
+            Applied::Changed
+        );
+        assert_eq!(
+            st.apply(
+                &spec,
+                11,
+                &Command::Activate {
+                    group: 0,
+                    node: 1,
+                    cause: Cause::Failure
+                }
+            ),
+            Applied::Changed
+        );
+        assert_eq!(st.groups[0].instances[0].epoch, 11);
+        assert_eq!(st.groups[0].last_epoch, 11);
+    }
+
+    #[test]
+    fn failure_counts_and_clear() {
+        let spec = simple_spec(3, 1);
+        let mut st = ClusterState::new(&spec);
+        st.apply(
+            &spec,
+            1,
+            &Command::Activate {
+                group: 0,
+                node: 0,
+                cause: Cause::Initial,
+            },
+        );
+        st.apply(
+            &spec,
+            2,
+            &Command::Failed {
+                group: 0,
+                node: 0,
+                epoch: 1,
+            },
+        );
+        assert_eq!(st.groups[0].failures[0], 1);
+        assert_eq!(st.groups[0].instances[0].phase, Phase::Stopping);
+        st.apply(
+            &spec,
+            3,
+            &Command::Admin(AdminCommand::ClearFailures {
+                group: 0,
+                node: None,
+            }),
+        );
+        assert_eq!(st.groups[0].failures[0], 0);
+    }
+
+    #[test]
+    fn admin_checks_refuse_what_cannot_be_done() {
+        let spec = simple_spec(3, 1);
+        let st = ClusterState::new(&spec);
+        let alive = [true, false, true];
+        let err = st
+            .check_admin(
+                &spec,
+                &alive,
+                &AdminCommand::Move {
+                    group: 0,
+                    to: Some(1),
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("it is down"), "{err}");
+        assert!(st
+            .check_admin(
+                &spec,
+                &alive,
+                &AdminCommand::Move {
+                    group: 0,
+                    to: Some(2)
+                }
+            )
+            .is_ok());
+        assert!(st
+            .check_admin(&spec, &alive, &AdminCommand::Move { group: 9, to: None })
+            .is_err());
+    }
+
+    #[test]
+    fn maintenance_blocks_activation() {
+        let spec = simple_spec(2, 1);
+        let mut st = ClusterState::new(&spec);
+        st.apply(
+            &spec,
+            1,
+            &Command::Admin(AdminCommand::Maintenance { on: true }),
+        );
+        assert_eq!(
+            st.apply(
+                &spec,
+                2,
+                &Command::Activate {
+                    group: 0,
+                    node: 0,
+                    cause: Cause::Initial
+                }
+            ),
+            Applied::Ignored
+        );
+    }
+}
