@@ -8,11 +8,15 @@
 //! - [`spec`]: the resolved cluster description (ids instead of names).
 //! - [`schedule`]: cron expressions and daily windows.
 //! - [`detector`]: failure detection per peer per path, and node liveness across paths.
+//! - [`lease`]: leases, the quorum anchor and the takeover rule.
+//! - [`group`]: one group instance on one node: dependency order, local recovery, escalation.
 //! - [`state`]: the cluster state machine applied from the replicated log.
 //! - [`placement`]: the target placement of every group.
 //! - [`rng`]: the seeded generator, the only source of randomness.
 
 pub mod detector;
+pub mod group;
+pub mod lease;
 pub mod placement;
 pub mod rng;
 pub mod schedule;

@@ -1,0 +1,626 @@
+//! The lifecycle of one group instance on one node (design.md §4, GroupActor).
+//!
+//! Resources start in dependency order and stop in reverse. Before anything is started each
+//! resource is probed (is it already active here?), so a restarted daemon adopts what runs
+//! instead of starting a second copy. A failed resource is cured locally first: it and the
+//! resources that depend on it are stopped and started again, up to `max_restarts` within
+//! `restart_window_ms`. Past that budget the group *escalates*: it stops everything and
+//! reports that it cannot run here, and the coordinator fails it over.
+//!
+//! One operation runs per resource at a time (the OCF rule). The caller carries out
+//! [`AgentOp`]s and reports results; the caller also enforces each op's deadline by calling
+//! [`LocalGroup::handle_timeout`], which counts a late op as failed.
+
+use super::spec::{GroupId, GroupSpec, ResourceId};
+
+/// An operation on a resource agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Action {
+    /// Is it active here now?
+    Probe,
+    /// Start it.
+    Start,
+    /// Stop it.
+    Stop,
+    /// The quick health check.
+    MonitorQuick,
+    /// The deep health check.
+    MonitorDeep,
+}
+
+/// The outcome of an agent operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Outcome {
+    /// Success; for probe and monitor: running.
+    Ok,
+    /// Probe or monitor: cleanly not running.
+    NotRunning,
+    /// The operation failed (or timed out).
+    Failed,
+}
+
+/// An operation the caller must carry out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentOp {
+    /// The group.
+    pub group: GroupId,
+    /// The resource.
+    pub resource: ResourceId,
+    /// What to do.
+    pub action: Action,
+    /// The instance's epoch (fencing token for agents that enforce it).
+    pub epoch: u64,
+    /// Identifies this op; a result for an older op is ignored.
+    pub op: u64,
+    /// When the op has failed if no result came (caller's clock).
+    pub deadline_us: u64,
+}
+
+/// A resource's state on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ResourceState {
+    /// Not probed yet.
+    Unknown,
+    /// Not active here.
+    Inactive,
+    /// Start in progress.
+    Starting,
+    /// Active and healthy.
+    Active,
+    /// Stop in progress.
+    Stopping,
+    /// Failed (a monitor, an exit, or a start): must be stopped before anything else.
+    Failed,
+    /// The stop failed: only fencing cleans this up.
+    StopFailed,
+}
+
+/// Whether this node should run the instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// Run it.
+    Run,
+    /// Stop it.
+    Stop,
+}
+
+/// What the group reports upwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum GroupStatus {
+    /// Probing or starting.
+    Starting,
+    /// Every resource is active.
+    Running,
+    /// Stopping.
+    Stopping,
+    /// Every resource is inactive.
+    Stopped,
+    /// Local recovery is exhausted; stopping and asking for failover.
+    CannotRun,
+    /// A stop failed: the node must be fenced.
+    StopFailed,
+}
+
+/// Something worth an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupEvent {
+    /// A resource failed.
+    ResourceFailed {
+        /// Which.
+        resource: ResourceId,
+        /// During which action.
+        action: Action,
+    },
+    /// A local restart began (count within the window).
+    LocalRestart {
+        /// The failed resource.
+        resource: ResourceId,
+        /// Restarts within the window, this one included.
+        count: u32,
+    },
+    /// The restart budget is exhausted.
+    Escalated,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Res {
+    state: ResourceState,
+    /// The op in flight: (id, action, deadline).
+    op: Option<(u64, Action, u64)>,
+    next_quick_us: u64,
+    next_deep_us: u64,
+    /// Part of a local restart: stop, then start again.
+    restarting: bool,
+}
+
+/// One group instance on this node.
+#[derive(Clone, Debug)]
+pub struct LocalGroup {
+    /// The group.
+    pub group: GroupId,
+    /// The instance's epoch.
+    pub epoch: u64,
+    want: Want,
+    res: Vec<Res>,
+    restarts_us: Vec<u64>,
+    escalated: bool,
+    stop_failed: bool,
+}
+
+impl LocalGroup {
+    /// A new instance; every resource is probed first.
+    pub fn new(group: GroupId, spec: &GroupSpec, epoch: u64, want: Want) -> LocalGroup {
+        let res = spec
+            .resources
+            .iter()
+            .map(|_| Res {
+                state: ResourceState::Unknown,
+                op: None,
+                next_quick_us: 0,
+                next_deep_us: 0,
+                restarting: false,
+            })
+            .collect();
+        LocalGroup {
+            group,
+            epoch,
+            want,
+            res,
+            restarts_us: Vec::new(),
+            escalated: false,
+            stop_failed: false,
+        }
+    }
+
+    /// Run or stop.
+    pub fn set_want(&mut self, want: Want) {
+        self.want = want;
+    }
+
+    /// What this node wants of the instance.
+    pub fn want(&self) -> Want {
+        self.want
+    }
+
+    /// The state of each resource.
+    pub fn resource_states(&self) -> impl Iterator<Item = ResourceState> + '_ {
+        self.res.iter().map(|r| r.state)
+    }
+
+    /// Whether any resource may be active here (anything but cleanly inactive).
+    pub fn holds_anything(&self) -> bool {
+        self.res.iter().any(|r| r.state != ResourceState::Inactive)
+    }
+
+    /// The group's status.
+    pub fn status(&self) -> GroupStatus {
+        use ResourceState::*;
+        if self.stop_failed {
+            return GroupStatus::StopFailed;
+        }
+        let all = |s: ResourceState| self.res.iter().all(|r| r.state == s);
+        if all(Inactive) && !(self.want == Want::Run && !self.escalated) {
+            return if self.escalated {
+                GroupStatus::CannotRun
+            } else {
+                GroupStatus::Stopped
+            };
+        }
+        if self.escalated {
+            return GroupStatus::CannotRun;
+        }
+        match self.want {
+            Want::Run if all(Active) => GroupStatus::Running,
+            Want::Run => GroupStatus::Starting,
+            Want::Stop => GroupStatus::Stopping,
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.want == Want::Run && !self.escalated && !self.stop_failed
+    }
+
+    /// Decide the next operations at `now_us`. `next_op` hands out op ids.
+    pub fn drive(
+        &mut self,
+        spec: &GroupSpec,
+        now_us: u64,
+        next_op: &mut u64,
+        out: &mut Vec<AgentOp>,
+    ) {
+        use ResourceState::*;
+        let running = self.running();
+        for r in 0..self.res.len() {
+            if self.res[r].op.is_some() {
+                continue;
+            }
+            let rs = &spec.resources[r];
+            let dependents_down = || {
+                spec.resources.iter().enumerate().all(|(d, ds)| {
+                    !ds.depends_on.contains(&(r as ResourceId))
+                        || matches!(self.res[d].state, Inactive | Unknown)
+                })
+            };
+            let action = match self.res[r].state {
+                Unknown => Some((Action::Probe, rs.monitor_quick.timeout_ms)),
+                Inactive if running => {
+                    let deps_up = rs
+                        .depends_on
+                        .iter()
+                        .all(|&d| self.res[usize::from(d)].state == Active);
+                    deps_up.then_some((Action::Start, rs.start_timeout_ms))
+                }
+                Active if !running || self.res[r].restarting => {
+                    dependents_down().then_some((Action::Stop, rs.stop_timeout_ms))
+                }
+                Failed => dependents_down().then_some((Action::Stop, rs.stop_timeout_ms)),
+                Active => {
+                    if now_us >= self.res[r].next_quick_us {
+                        Some((Action::MonitorQuick, rs.monitor_quick.timeout_ms))
+                    } else if rs.monitor_deep.is_some() && now_us >= self.res[r].next_deep_us {
+                        rs.monitor_deep.map(|d| (Action::MonitorDeep, d.timeout_ms))
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            if let Some((action, timeout_ms)) = action {
+                *next_op += 1;
+                let deadline_us = now_us + u64::from(timeout_ms) * 1000;
+                self.res[r].op = Some((*next_op, action, deadline_us));
+                match action {
+                    Action::Start => self.res[r].state = Starting,
+                    Action::Stop => self.res[r].state = Stopping,
+                    _ => {}
+                }
+                out.push(AgentOp {
+                    group: self.group,
+                    resource: r as ResourceId,
+                    action,
+                    epoch: self.epoch,
+                    op: *next_op,
+                    deadline_us,
+                });
+            }
+        }
+    }
+
+    /// The result of op `op` on `resource`.
+    pub fn handle_result(
+        &mut self,
+        spec: &GroupSpec,
+        resource: ResourceId,
+        op: u64,
+        outcome: Outcome,
+        now_us: u64,
+        events: &mut Vec<GroupEvent>,
+    ) {
+        use ResourceState::*;
+        let r = usize::from(resource);
+        let Some(res) = self.res.get_mut(r) else {
+            return;
+        };
+        let Some((id, action, _)) = res.op else {
+            return;
+        };
+        if id != op {
+            return;
+        }
+        res.op = None;
+        let rs = &spec.resources[r];
+        let schedule = |res: &mut Res| {
+            res.next_quick_us = now_us + u64::from(rs.monitor_quick.interval_ms) * 1000;
+            if let Some(d) = rs.monitor_deep {
+                res.next_deep_us = now_us + u64::from(d.interval_ms) * 1000;
+            }
+        };
+        match (action, outcome) {
+            (Action::Probe, Outcome::Ok) => {
+                res.state = Active;
+                schedule(res);
+            }
+            (Action::Probe, Outcome::NotRunning) => res.state = Inactive,
+            // A probe that cannot tell: treat as possibly active, stop it to be sure.
+            (Action::Probe, Outcome::Failed) => res.state = Failed,
+            (Action::Start, Outcome::Ok) => {
+                res.state = Active;
+                schedule(res);
+            }
+            (Action::Stop, Outcome::Ok | Outcome::NotRunning) => {
+                res.state = Inactive;
+                res.restarting = false;
+            }
+            (Action::Stop, Outcome::Failed) => {
+                res.state = StopFailed;
+                self.stop_failed = true;
+            }
+            (Action::MonitorQuick, Outcome::Ok) => {
+                res.next_quick_us = now_us + u64::from(rs.monitor_quick.interval_ms) * 1000;
+            }
+            (Action::MonitorDeep, Outcome::Ok) => {
+                if let Some(d) = rs.monitor_deep {
+                    res.next_deep_us = now_us + u64::from(d.interval_ms) * 1000;
+                }
+            }
+            (Action::Start | Action::MonitorQuick | Action::MonitorDeep, _) => {
+                // A monitor result for a resource we are already stopping changes nothing.
+                if res.state == Active || res.state == Starting {
+                    self.fail(spec, resource, action, now_us, events);
+                }
+            }
+        }
+    }
+
+    /// An exited process, seen at once by the agent (pidfd or child wait).
+    pub fn handle_exit(
+        &mut self,
+        spec: &GroupSpec,
+        resource: ResourceId,
+        now_us: u64,
+        events: &mut Vec<GroupEvent>,
+    ) {
+        let Some(res) = self.res.get_mut(usize::from(resource)) else {
+            return;
+        };
+        if res.state == ResourceState::Active {
+            // Any monitor in flight is moot now.
+            res.op = None;
+            self.fail(spec, resource, Action::MonitorQuick, now_us, events);
+        }
+    }
+
+    fn fail(
+        &mut self,
+        spec: &GroupSpec,
+        resource: ResourceId,
+        action: Action,
+        now_us: u64,
+        events: &mut Vec<GroupEvent>,
+    ) {
+        let r = usize::from(resource);
+        self.res[r].state = ResourceState::Failed;
+        events.push(GroupEvent::ResourceFailed { resource, action });
+        if !self.running() {
+            return;
+        }
+        let window_us = spec.restart_window_ms * 1000;
+        self.restarts_us.retain(|&t| t + window_us > now_us);
+        if self.restarts_us.len() as u32 >= spec.max_restarts {
+            self.escalated = true;
+            events.push(GroupEvent::Escalated);
+            return;
+        }
+        self.restarts_us.push(now_us);
+        events.push(GroupEvent::LocalRestart {
+            resource,
+            count: self.restarts_us.len() as u32,
+        });
+        // Restart the failed resource and everything that depends on it, transitively.
+        let mut affected = vec![false; self.res.len()];
+        affected[r] = true;
+        for (d, ds) in spec.resources.iter().enumerate() {
+            // Resources are sorted with dependencies first, so one pass suffices.
+            if ds.depends_on.iter().any(|&x| affected[usize::from(x)]) {
+                affected[d] = true;
+            }
+        }
+        for (d, hit) in affected.into_iter().enumerate() {
+            if hit && d != r && self.res[d].state != ResourceState::Inactive {
+                self.res[d].restarting = true;
+            }
+        }
+    }
+
+    /// Ops whose deadline passed at `now_us` count as failed.
+    pub fn handle_timeout(&mut self, spec: &GroupSpec, now_us: u64, events: &mut Vec<GroupEvent>) {
+        for r in 0..self.res.len() {
+            if let Some((id, _, deadline)) = self.res[r].op {
+                if now_us >= deadline {
+                    self.handle_result(spec, r as ResourceId, id, Outcome::Failed, now_us, events);
+                }
+            }
+        }
+    }
+
+    /// The earliest time something is due (an op deadline or a monitor).
+    pub fn next_deadline_us(&self, spec: &GroupSpec) -> Option<u64> {
+        let mut next: Option<u64> = None;
+        let mut take = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
+        for (r, res) in self.res.iter().enumerate() {
+            if let Some((_, _, d)) = res.op {
+                take(d);
+            } else if res.state == ResourceState::Active && self.running() && !res.restarting {
+                take(res.next_quick_us);
+                if spec.resources[r].monitor_deep.is_some() {
+                    take(res.next_deep_us);
+                }
+            }
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::testutil::{resource, simple_spec};
+
+    /// A group ip ← fs ← app (app depends on fs, fs on ip).
+    fn chain() -> GroupSpec {
+        let mut spec = simple_spec(2, 1);
+        let mut g = spec.groups.remove(0);
+        g.resources = vec![
+            resource("ip", vec![]),
+            resource("fs", vec![0]),
+            resource("app", vec![1]),
+        ];
+        g.max_restarts = 1;
+        g
+    }
+
+    /// Drive the group, answering every op with `answer`, until nothing is in flight.
+    fn settle(
+        g: &mut LocalGroup,
+        spec: &GroupSpec,
+        now: u64,
+        answer: impl Fn(&AgentOp) -> Outcome,
+        log: &mut Vec<String>,
+    ) {
+        let mut op = 100;
+        for _ in 0..20 {
+            let mut out = Vec::new();
+            g.drive(spec, now, &mut op, &mut out);
+            if out.is_empty() {
+                return;
+            }
+            for o in out {
+                log.push(format!(
+                    "{:?} {}",
+                    o.action,
+                    spec.resources[usize::from(o.resource)].name
+                ));
+                g.handle_result(spec, o.resource, o.op, answer(&o), now, &mut Vec::new());
+            }
+        }
+    }
+
+    #[test]
+    fn starts_in_dependency_order_after_probing() {
+        let spec = chain();
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        let mut log = Vec::new();
+        settle(
+            &mut g,
+            &spec,
+            0,
+            |o| {
+                if o.action == Action::Probe {
+                    Outcome::NotRunning
+                } else {
+                    Outcome::Ok
+                }
+            },
+            &mut log,
+        );
+        assert_eq!(
+            log,
+            [
+                "Probe ip",
+                "Probe fs",
+                "Probe app",
+                "Start ip",
+                "Start fs",
+                "Start app"
+            ]
+        );
+        assert_eq!(g.status(), GroupStatus::Running);
+    }
+
+    #[test]
+    fn stops_in_reverse_order() {
+        let spec = chain();
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        let mut log = Vec::new();
+        settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut log);
+        assert_eq!(
+            log,
+            ["Probe ip", "Probe fs", "Probe app"],
+            "probe found all running: adopted"
+        );
+        log.clear();
+        g.set_want(Want::Stop);
+        settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut log);
+        assert_eq!(log, ["Stop app", "Stop fs", "Stop ip"]);
+        assert_eq!(g.status(), GroupStatus::Stopped);
+    }
+
+    #[test]
+    fn local_restart_then_escalation() {
+        let spec = chain();
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        let mut log = Vec::new();
+        settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut log);
+        // fs fails: app (its dependent) and fs are restarted, ip is left alone.
+        let mut ev = Vec::new();
+        g.handle_exit(&spec, 1, 10, &mut ev);
+        assert_eq!(
+            ev[1],
+            GroupEvent::LocalRestart {
+                resource: 1,
+                count: 1
+            }
+        );
+        log.clear();
+        settle(&mut g, &spec, 10, |_| Outcome::Ok, &mut log);
+        assert_eq!(log, ["Stop app", "Stop fs", "Start fs", "Start app"]);
+        assert_eq!(g.status(), GroupStatus::Running);
+        // A second failure inside the window exceeds max_restarts = 1: escalate and stop all.
+        ev.clear();
+        g.handle_exit(&spec, 2, 20, &mut ev);
+        assert_eq!(ev.last(), Some(&GroupEvent::Escalated));
+        log.clear();
+        settle(&mut g, &spec, 20, |_| Outcome::Ok, &mut log);
+        assert_eq!(log, ["Stop app", "Stop fs", "Stop ip"]);
+        assert_eq!(g.status(), GroupStatus::CannotRun);
+    }
+
+    #[test]
+    fn restart_budget_renews_after_the_window() {
+        let spec = chain();
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut Vec::new());
+        let mut ev = Vec::new();
+        g.handle_exit(&spec, 2, 10, &mut ev);
+        settle(&mut g, &spec, 10, |_| Outcome::Ok, &mut Vec::new());
+        let later = 10 + spec.restart_window_ms * 1000;
+        g.handle_exit(&spec, 2, later, &mut ev);
+        assert!(!ev.contains(&GroupEvent::Escalated));
+    }
+
+    #[test]
+    fn stop_timeout_is_a_stop_failure() {
+        let spec = chain();
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut Vec::new());
+        g.set_want(Want::Stop);
+        let mut out = Vec::new();
+        g.drive(&spec, 0, &mut 1, &mut out);
+        assert_eq!(out[0].action, Action::Stop);
+        g.handle_timeout(&spec, out[0].deadline_us, &mut Vec::new());
+        assert_eq!(g.status(), GroupStatus::StopFailed);
+    }
+
+    #[test]
+    fn failed_start_is_stopped_then_retried_within_budget() {
+        let spec = chain();
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        let mut log = Vec::new();
+        let mut first = true;
+        let mut op = 0;
+        for _ in 0..20 {
+            let mut out = Vec::new();
+            g.drive(&spec, 0, &mut op, &mut out);
+            for o in out {
+                log.push(format!(
+                    "{:?} {}",
+                    o.action,
+                    spec.resources[usize::from(o.resource)].name
+                ));
+                let outcome = match o.action {
+                    Action::Probe => Outcome::NotRunning,
+                    Action::Start if o.resource == 0 && first => {
+                        first = false;
+                        Outcome::Failed
+                    }
+                    _ => Outcome::Ok,
+                };
+                g.handle_result(&spec, o.resource, o.op, outcome, 0, &mut Vec::new());
+            }
+        }
+        assert_eq!(
+            &log[3..],
+            ["Start ip", "Stop ip", "Start ip", "Start fs", "Start app"]
+        );
+    }
+}
