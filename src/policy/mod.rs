@@ -7,6 +7,8 @@
 //!
 //! - [`spec`]: the resolved cluster description (ids instead of names).
 //! - [`schedule`]: cron expressions and daily windows.
+//! - [`raft_wire`]: raft messages in our own serde types, so peers never make us decode protobuf.
 
+pub mod raft_wire;
 pub mod schedule;
 pub mod spec;
