@@ -7,8 +7,11 @@
 //!
 //! - [`spec`]: the resolved cluster description (ids instead of names).
 //! - [`schedule`]: cron expressions and daily windows.
+//! - [`raft_log`]: the in-memory raft log and the [`raft_log::LogStore`] trait the consensus core
+//!   is generic over.
 //! - [`raft_wire`]: raft messages in our own serde types, so peers never make us decode protobuf.
 
+pub mod raft_log;
 pub mod raft_wire;
 pub mod schedule;
 pub mod spec;
