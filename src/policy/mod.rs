@@ -13,11 +13,16 @@
 //! - [`state`]: the cluster state machine applied from the replicated log.
 //! - [`placement`]: the target placement of every group.
 //! - [`rng`]: the seeded generator, the only source of randomness.
+//! - [`raft_log`]: the in-memory raft log and the [`raft_log::LogStore`] trait the consensus core
+//!   is generic over.
+//! - [`raft_wire`]: raft messages in our own serde types, so peers never make us decode protobuf.
 
 pub mod detector;
 pub mod group;
 pub mod lease;
 pub mod placement;
+pub mod raft_log;
+pub mod raft_wire;
 pub mod rng;
 pub mod schedule;
 pub mod spec;
