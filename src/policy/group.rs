@@ -145,6 +145,9 @@ pub struct LocalGroup {
     restarts_us: Vec<u64>,
     escalated: bool,
     stop_failed: bool,
+    /// Set when the lease is about to run out: stop everything now, in parallel, each op cut
+    /// to this deadline (the watchdog covers a stop that still hangs).
+    urgent_deadline_us: Option<u64>,
 }
 
 impl LocalGroup {
@@ -169,6 +172,7 @@ impl LocalGroup {
             restarts_us: Vec::new(),
             escalated: false,
             stop_failed: false,
+            urgent_deadline_us: None,
         }
     }
 
@@ -180,6 +184,16 @@ impl LocalGroup {
     /// What this node wants of the instance.
     pub fn want(&self) -> Want {
         self.want
+    }
+
+    /// Enter (or leave, with `None`) urgent stopping: the lease ends at `deadline_us`.
+    pub fn set_urgent(&mut self, deadline_us: Option<u64>) {
+        self.urgent_deadline_us = deadline_us;
+    }
+
+    /// Whether no operation is in flight.
+    pub fn idle(&self) -> bool {
+        self.res.iter().all(|r| r.op.is_none())
     }
 
     /// The state of each resource.
@@ -229,6 +243,10 @@ impl LocalGroup {
         out: &mut Vec<AgentOp>,
     ) {
         use ResourceState::*;
+        if let Some(deadline) = self.urgent_deadline_us {
+            self.drive_urgent(spec, now_us, deadline, next_op, out);
+            return;
+        }
         let running = self.running();
         for r in 0..self.res.len() {
             if self.res[r].op.is_some() {
@@ -283,6 +301,49 @@ impl LocalGroup {
                     deadline_us,
                 });
             }
+        }
+    }
+
+    /// Stop every resource that may be active, all at once, without waiting for dependents:
+    /// the lease is running out and each agent's stop is self-sufficient (the filesystem
+    /// agent ends the processes holding its mount, for instance).
+    fn drive_urgent(
+        &mut self,
+        spec: &GroupSpec,
+        now_us: u64,
+        deadline_us: u64,
+        next_op: &mut u64,
+        out: &mut Vec<AgentOp>,
+    ) {
+        use ResourceState::*;
+        for (r, res) in self.res.iter_mut().enumerate() {
+            match res.op {
+                Some((id, Action::Stop, d)) => {
+                    res.op = Some((id, Action::Stop, d.min(deadline_us)));
+                    continue;
+                }
+                // Abandon a start, monitor or probe in flight: the shell kills it.
+                Some((_, Action::Start, _)) => res.state = Failed,
+                Some((_, Action::Probe, _)) => res.state = Failed,
+                Some(_) | None => {}
+            }
+            res.op = None;
+            if !matches!(res.state, Active | Failed | Starting | Unknown) {
+                continue;
+            }
+            *next_op += 1;
+            let timeout_us = u64::from(spec.resources[r].stop_timeout_ms) * 1000;
+            let deadline = (now_us + timeout_us).min(deadline_us.max(now_us));
+            res.op = Some((*next_op, Action::Stop, deadline));
+            res.state = Stopping;
+            out.push(AgentOp {
+                group: self.group,
+                resource: r as ResourceId,
+                action: Action::Stop,
+                epoch: self.epoch,
+                op: *next_op,
+                deadline_us: deadline,
+            });
         }
     }
 

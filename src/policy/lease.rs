@@ -179,6 +179,14 @@ impl LeaseKeeper {
         }
     }
 
+    /// Whether `node` is refused further leases.
+    pub fn is_refused(&self, node: NodeId) -> bool {
+        self.refused
+            .get(usize::from(node))
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// Allow grants to `node` again (it restarted with a clean slate).
     pub fn allow(&mut self, node: NodeId) {
         if let Some(r) = self.refused.get_mut(usize::from(node)) {

@@ -12,14 +12,20 @@
 //! - [`group`]: one group instance on one node: dependency order, local recovery, escalation.
 //! - [`state`]: the cluster state machine applied from the replicated log.
 //! - [`placement`]: the target placement of every group.
+//! - [`consensus`]: raft-rs driven through tick/step/ready, with seeded elections.
+//! - [`message`]: heartbeats, messages, inputs, effects and events.
+//! - [`node`]: the node core that composes all of the above.
 //! - [`rng`]: the seeded generator, the only source of randomness.
 //! - [`raft_log`]: the in-memory raft log and the [`raft_log::LogStore`] trait the consensus core
 //!   is generic over.
 //! - [`raft_wire`]: raft messages in our own serde types, so peers never make us decode protobuf.
 
+pub mod consensus;
 pub mod detector;
 pub mod group;
 pub mod lease;
+pub mod message;
+pub mod node;
 pub mod placement;
 pub mod raft_log;
 pub mod raft_wire;

@@ -1,0 +1,278 @@
+//! The consensus core: raft-rs driven as a pure state machine.
+//!
+//! The caller owns the loop: [`Consensus::tick`] on every raft tick, [`Consensus::step`] for
+//! every consensus message, [`Consensus::propose`] for a command, then [`Consensus::drain`] to
+//! persist, collect the messages to send and the committed commands to apply. Raft messages
+//! leave as [`WireMessage`]s — never protobuf bytes.
+//!
+//! Two things are added to plain raft:
+//!
+//! - **Seeded elections.** raft-rs draws its randomized election timeout from the thread's
+//!   generator; we overwrite it from our seeded [`Rng`] whenever raft reset it (a term or role
+//!   change), before the next tick can read it, so a simulation replays exactly.
+//! - **Heartbeat stamps** for the leader's quorum anchor ([`super::lease`]): the leader stamps
+//!   each `MsgHeartbeat` with its clock; a follower that accepted it echoes the stamp on its
+//!   `MsgHeartbeatResponse`; [`Consensus::step`] hands the echoes back to the caller.
+
+use raft::eraftpb::{Entry, EntryType, Message as RaftMessage, MessageType};
+use raft::{Config, RawNode, StateRole};
+
+use super::raft_log::{LogStore, StoreError};
+use super::raft_wire::WireMessage;
+use super::rng::Rng;
+use super::spec::{NodeId, TimingSpec};
+use super::state::Command;
+
+/// Raft ids are 1-based (0 means "none").
+pub fn raft_id(node: NodeId) -> u64 {
+    u64::from(node) + 1
+}
+
+/// The node of a raft id, if it is one.
+pub fn node_of(id: u64, nodes: usize) -> Option<NodeId> {
+    (id >= 1 && id <= nodes as u64).then(|| (id - 1) as NodeId)
+}
+
+/// Why the consensus core could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// raft-rs refused (bad config or inconsistent storage).
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// The log store failed to persist.
+    #[error("log store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outgoing {
+    /// To whom.
+    pub to: NodeId,
+    /// The raft message.
+    pub msg: WireMessage,
+    /// Heartbeat stamp or echo (0 if neither).
+    pub stamp_us: u64,
+}
+
+/// The consensus core of one node.
+pub struct Consensus<S: LogStore> {
+    raw: RawNode<S>,
+    nodes: usize,
+    rng: Rng,
+    min_election: usize,
+    max_election: usize,
+    seen: (u64, StateRole),
+    /// Follower side: (leader raft id, term, stamp) of the newest stamped heartbeat accepted.
+    leader_stamp: Option<(u64, u64, u64)>,
+}
+
+impl<S: LogStore> Consensus<S> {
+    /// A consensus core over `store` (which may hold a persisted log). `nodes` are the voters.
+    pub fn new(
+        me: NodeId,
+        nodes: usize,
+        timing: &TimingSpec,
+        store: S,
+        seed: u64,
+        logger: &slog::Logger,
+    ) -> Result<Self, ConsensusError> {
+        let min_election = timing.election_ticks.max(2) as usize;
+        let cfg = Config {
+            id: raft_id(me),
+            election_tick: min_election,
+            heartbeat_tick: timing.heartbeat_ticks.max(1) as usize,
+            min_election_tick: min_election,
+            max_election_tick: 2 * min_election,
+            check_quorum: true,
+            pre_vote: true,
+            // The state machine is rebuilt from the log on every start: replay from the top.
+            applied: 0,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            ..Config::default()
+        };
+        let raw = RawNode::new(&cfg, store, logger)?;
+        let mut c = Consensus {
+            raw,
+            nodes,
+            rng: Rng::new(seed ^ 0x5EED_0F_E1EC7),
+            min_election,
+            max_election: 2 * min_election,
+            seen: (u64::MAX, StateRole::Follower),
+            leader_stamp: None,
+        };
+        c.reseed_timeout();
+        Ok(c)
+    }
+
+    fn reseed_timeout(&mut self) {
+        let now = (self.raw.raft.term, self.raw.raft.state);
+        if now != self.seen {
+            self.seen = now;
+            let t = self
+                .rng
+                .range(self.min_election as u64, self.max_election as u64)
+                as usize;
+            self.raw.raft.set_randomized_election_timeout(t);
+        }
+    }
+
+    /// One raft tick.
+    pub fn tick(&mut self) {
+        self.raw.tick();
+        self.reseed_timeout();
+    }
+
+    /// A consensus message from `from`. Returns the echoed stamp if it was a heartbeat
+    /// response from a follower to us as leader.
+    pub fn step(
+        &mut self,
+        from: NodeId,
+        msg: WireMessage,
+        stamp_us: u64,
+    ) -> Result<Option<u64>, String> {
+        let m: RaftMessage = msg
+            .try_into()
+            .map_err(|e: super::raft_wire::WireError| e.to_string())?;
+        if m.from != raft_id(from) || m.to != self.raw.raft.id {
+            return Err(format!(
+                "raft message claims from {} to {}, came from node {from}",
+                m.from, m.to
+            ));
+        }
+        // Local message types must never come from the network.
+        if raft::raw_node::is_local_msg(m.get_msg_type()) {
+            return Err(format!(
+                "local raft message type {:?} from a peer",
+                m.get_msg_type()
+            ));
+        }
+        let mt = m.get_msg_type();
+        let term = m.term;
+        let mut echo = None;
+        if mt == MessageType::MsgHeartbeatResponse
+            && self.is_leader()
+            && term == self.term()
+            && stamp_us > 0
+        {
+            echo = Some(stamp_us);
+        }
+        let _ = self.raw.step(m);
+        if mt == MessageType::MsgHeartbeat
+            && stamp_us > 0
+            && self.raw.raft.leader_id == raft_id(from)
+            && self.raw.raft.term == term
+        {
+            self.leader_stamp = Some((raft_id(from), term, stamp_us));
+        }
+        self.reseed_timeout();
+        Ok(echo)
+    }
+
+    /// Propose a command; `false` if this node is not the leader (or raft dropped it).
+    pub fn propose(&mut self, cmd: &Command) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        match rmp_serde::to_vec_named(cmd) {
+            Ok(data) => self.raw.propose(Vec::new(), data).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Persist what raft asks, collect messages to send and committed commands to apply.
+    pub fn drain(
+        &mut self,
+        now_us: u64,
+        out: &mut Vec<Outgoing>,
+        committed: &mut Vec<(u64, Command)>,
+    ) -> Result<(), ConsensusError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        self.send(now_us, rd.take_messages(), out);
+        if !rd.snapshot().is_empty() {
+            self.raw.mut_store().apply_snapshot(rd.snapshot().clone())?;
+        }
+        self.collect(rd.take_committed_entries(), committed);
+        if !rd.entries().is_empty() {
+            self.raw.mut_store().append(rd.entries())?;
+        }
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().set_hardstate(hs.clone())?;
+        }
+        if rd.must_sync() {
+            self.raw.mut_store().sync()?;
+        }
+        self.send(now_us, rd.take_persisted_messages(), out);
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit)?;
+        }
+        self.send(now_us, light.take_messages(), out);
+        self.collect(light.take_committed_entries(), committed);
+        self.raw.advance_apply();
+        self.reseed_timeout();
+        Ok(())
+    }
+
+    fn send(&self, now_us: u64, msgs: Vec<RaftMessage>, out: &mut Vec<Outgoing>) {
+        for m in msgs {
+            let Some(to) = node_of(m.to, self.nodes) else {
+                continue;
+            };
+            let stamp_us = match m.get_msg_type() {
+                MessageType::MsgHeartbeat => now_us.max(1),
+                MessageType::MsgHeartbeatResponse => match self.leader_stamp {
+                    Some((leader, term, stamp)) if leader == m.to && term == m.term => stamp,
+                    _ => 0,
+                },
+                _ => 0,
+            };
+            out.push(Outgoing {
+                to,
+                msg: WireMessage::from(&m),
+                stamp_us,
+            });
+        }
+    }
+
+    fn collect(&self, entries: Vec<Entry>, committed: &mut Vec<(u64, Command)>) {
+        for e in entries {
+            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                continue;
+            }
+            // Our own log: a command that does not decode was written by a newer version.
+            if let Ok(cmd) = rmp_serde::from_slice::<Command>(&e.data) {
+                committed.push((e.index, cmd));
+            }
+        }
+    }
+
+    /// Whether this node is the raft leader (the coordinator).
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The current leader, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        node_of(self.raw.raft.leader_id, self.nodes)
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    /// The commit index.
+    pub fn commit(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// The persisted store (the simulator keeps a copy across a crash).
+    pub fn store(&self) -> &S {
+        self.raw.store()
+    }
+}

@@ -1,0 +1,216 @@
+//! What nodes say to each other, what a node core is told, and what it asks its shell to do.
+//!
+//! - [`Heartbeat`]: the datagram sent on every heartbeat path, to every peer.
+//! - [`Message`]: control and consensus messages (QUIC streams in the daemon).
+//! - [`Input`]: everything that can happen to a node core.
+//! - [`Effect`]: everything a node core asks of its shell (the actors, or the simulator).
+//! - [`Event`]: what happened, for logs, notifications and the simulator's trace.
+
+use serde::{Deserialize, Serialize};
+
+use super::detector::LivenessEvent;
+use super::group::{AgentOp, GroupStatus, Outcome};
+use super::lease::Grant;
+use super::raft_wire::WireMessage;
+use super::spec::{GroupId, NodeId, PathId, ResourceId};
+use super::state::{AdminCommand, Command};
+
+/// A heartbeat datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The sender's incarnation: changes when its daemon restarts.
+    pub incarnation: u64,
+    /// The digest of the sender's config; a node whose digest differs takes over nothing.
+    pub digest: u64,
+}
+
+/// A control or consensus message between two nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// A raft message. `stamp_us` is the leader's clock on a heartbeat, or the echo of that
+    /// stamp on a heartbeat response (0 otherwise); see [`super::lease`].
+    Raft {
+        /// The raft message in our own types.
+        msg: WireMessage,
+        /// Stamp or echo.
+        stamp_us: u64,
+    },
+    /// Please renew my lease; `stamp_us` is my clock when I sent this.
+    LeaseRequest {
+        /// The requester's clock.
+        stamp_us: u64,
+    },
+    /// Your lease is renewed.
+    LeaseGrant(Grant),
+    /// The status of my instance of a group, for the coordinator.
+    Report {
+        /// The group.
+        group: GroupId,
+        /// The instance's epoch.
+        epoch: u64,
+        /// Its status here.
+        status: GroupStatus,
+    },
+    /// An admin command forwarded to the coordinator.
+    Admin(AdminCommand),
+}
+
+impl Message {
+    /// Whether this message may travel over the disk path as well as the networks. Leases
+    /// must, so that a node that still reaches the cluster through the shared disk keeps its
+    /// groups (partitioned, not dead); the consensus log does not.
+    pub fn may_use_disk(&self) -> bool {
+        matches!(self, Message::LeaseRequest { .. } | Message::LeaseGrant(_))
+    }
+}
+
+/// Something that happens to a node core.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A heartbeat arrived.
+    Heartbeat {
+        /// From whom.
+        from: NodeId,
+        /// On which path.
+        path: PathId,
+        /// What it said.
+        hb: Heartbeat,
+    },
+    /// A message arrived (already authenticated by the transport).
+    Message {
+        /// From whom.
+        from: NodeId,
+        /// What.
+        msg: Message,
+    },
+    /// An agent operation finished (or was killed at its deadline by the shell).
+    AgentResult {
+        /// The group.
+        group: GroupId,
+        /// The resource.
+        resource: ResourceId,
+        /// The op id from the [`AgentOp`].
+        op: u64,
+        /// How it went.
+        outcome: Outcome,
+    },
+    /// A resource's process exited (seen at once, by pidfd or child wait).
+    Exited {
+        /// The group.
+        group: GroupId,
+        /// The resource.
+        resource: ResourceId,
+    },
+    /// An administrator asked for something on this node.
+    Admin(AdminCommand),
+}
+
+/// Something a node core asks its shell to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Send a heartbeat datagram on `path` to every peer.
+    Heartbeat {
+        /// The path.
+        path: PathId,
+        /// The datagram.
+        hb: Heartbeat,
+    },
+    /// Send a message to one peer.
+    Send {
+        /// To whom.
+        to: NodeId,
+        /// What.
+        msg: Message,
+    },
+    /// Run an agent operation (the shell kills it at its deadline).
+    Agent(AgentOp),
+    /// Arm the watchdog to reboot this node at `deadline_us` (our clock) unless re-armed, or
+    /// disarm it (`None`): armed while exclusive resources may be active, at the lease's end.
+    Watchdog {
+        /// When to reboot.
+        deadline_us: Option<u64>,
+    },
+    /// Something happened worth a log line or notification.
+    Event(Event),
+}
+
+/// What happened, as a typed event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A liveness change (path lost or up, peer suspected or alive, peer restarted).
+    Liveness(LivenessEvent),
+    /// This node became the coordinator (raft leader).
+    BecameLeader {
+        /// Its term.
+        term: u64,
+    },
+    /// This node is no longer the coordinator.
+    SteppedDown {
+        /// Its term now.
+        term: u64,
+    },
+    /// A command was committed and applied here.
+    Committed {
+        /// The log index (the epoch of an activation).
+        index: u64,
+        /// The command.
+        cmd: Command,
+    },
+    /// This node's lease ran out (or the stop budget before it began).
+    LeaseLost,
+    /// This node holds a lease again.
+    LeaseAcquired,
+    /// A resource failed.
+    ResourceFailed {
+        /// The group.
+        group: GroupId,
+        /// The resource.
+        resource: ResourceId,
+    },
+    /// A local restart began.
+    LocalRestart {
+        /// The group.
+        group: GroupId,
+        /// The failed resource.
+        resource: ResourceId,
+        /// Restarts in the window.
+        count: u32,
+    },
+    /// Local recovery of a group is exhausted here.
+    Escalated {
+        /// The group.
+        group: GroupId,
+    },
+    /// A group instance here changed status.
+    GroupStatus {
+        /// The group.
+        group: GroupId,
+        /// The epoch.
+        epoch: u64,
+        /// The new status.
+        status: GroupStatus,
+    },
+    /// A peer runs a different configuration.
+    ConfigMismatch {
+        /// The peer.
+        peer: NodeId,
+        /// Its digest.
+        digest: u64,
+    },
+    /// A message from a peer could not be used and was dropped.
+    Dropped {
+        /// From whom.
+        from: NodeId,
+        /// Why.
+        why: String,
+    },
+    /// An admin command was refused.
+    AdminRefused {
+        /// The command.
+        cmd: AdminCommand,
+        /// Why.
+        why: String,
+    },
+    /// This node's stop failed: it gives up its lease and waits for the watchdog.
+    SelfFence,
+}

@@ -1,0 +1,938 @@
+//! The node core: everything one `eterned` decides, as one pure state machine.
+//!
+//! It composes the cores: failure detection ([`Liveness`]), consensus ([`Consensus`]), the
+//! replicated [`ClusterState`], leases ([`LeaseHolder`], and [`LeaseKeeper`] while it is the
+//! coordinator), placement ([`place`]) and the local group lifecycles ([`LocalGroup`]).
+//!
+//! The shell (the actor tree, or the simulator) drives it quinn-style:
+//!
+//! 1. feed what happened with [`NodeCore::handle`];
+//! 2. call [`NodeCore::handle_timeout`] once `now_us >= next_timeout_us()`;
+//! 3. carry out [`NodeCore::drain_effects`]: heartbeats, messages, agent ops, the watchdog,
+//!    events.
+//!
+//! Timers are a small table of deadlines; nothing here reads a clock.
+
+use std::sync::Arc;
+
+use super::consensus::{Consensus, Outgoing};
+use super::detector::{Liveness, LivenessEvent};
+use super::group::{GroupEvent, GroupStatus, LocalGroup, Want};
+use super::lease::{Grant, LeaseHolder, LeaseKeeper};
+use super::message::{Effect, Event, Heartbeat, Input, Message};
+use super::placement::{place, Target};
+use super::raft_log::LogStore;
+use super::schedule::CivilTime;
+use super::spec::{ClusterSpec, GroupId, NodeId};
+use super::state::{Applied, Cause, ClusterState, Command, Phase, Release};
+
+pub use super::consensus::ConsensusError;
+
+/// Test-only switches that break a safety rule on purpose, so that a test can show the
+/// simulator's checker catches the breakage. Never set in production.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Take over from a silent owner without waiting for its lease to run out (breaks 4b).
+    pub skip_lease_wait: bool,
+}
+
+/// The coordinator's view of what each node reported about its instances.
+#[derive(Clone, Debug, Default)]
+struct Reports {
+    /// Per group: (node, epoch, status).
+    per_group: Vec<Vec<(NodeId, u64, GroupStatus)>>,
+}
+
+impl Reports {
+    fn get(&self, g: GroupId, node: NodeId, epoch: u64) -> Option<GroupStatus> {
+        self.per_group
+            .get(usize::from(g))?
+            .iter()
+            .find(|r| r.0 == node && r.1 == epoch)
+            .map(|r| r.2)
+    }
+
+    fn set(&mut self, g: GroupId, node: NodeId, epoch: u64, status: GroupStatus) {
+        let Some(v) = self.per_group.get_mut(usize::from(g)) else {
+            return;
+        };
+        match v.iter_mut().find(|r| r.0 == node) {
+            Some(r) => *r = (node, epoch, status),
+            None => v.push((node, epoch, status)),
+        }
+    }
+
+    fn forget_node(&mut self, node: NodeId) {
+        for v in &mut self.per_group {
+            v.retain(|r| r.0 != node);
+        }
+    }
+}
+
+/// Coordinator-only state (this node is the raft leader).
+struct Coordinator {
+    keeper: LeaseKeeper,
+    reports: Reports,
+    /// Per group: (state version, when) of the last proposal, to avoid proposing twice.
+    proposed: Vec<Option<(u64, u64)>>,
+    /// Per group: since when its stopping instance waits for a confirmation.
+    stopping_since: Vec<Option<(u64, u64)>>,
+    /// Something changed: run a placement pass.
+    dirty: bool,
+    /// When a pass must run again even if nothing changed (a lease expiry we wait for).
+    wake_us: Option<u64>,
+}
+
+/// The node core.
+pub struct NodeCore<S: LogStore> {
+    spec: Arc<ClusterSpec>,
+    me: NodeId,
+    incarnation: u64,
+    consensus: Consensus<S>,
+    state: ClusterState,
+    live: Liveness,
+    digest_ok: Vec<bool>,
+    lease: LeaseHolder,
+    lease_ok: bool,
+    coordinator: Option<Coordinator>,
+    locals: Vec<Option<LocalGroup>>,
+    /// Per group: the last status reported (and when), so reports go out on change.
+    sent: Vec<Option<(u64, GroupStatus, u64)>>,
+    civil: Option<(CivilTime, u64)>,
+    next_hb_us: Vec<u64>,
+    next_tick_us: u64,
+    next_renew_us: u64,
+    next_report_us: u64,
+    next_timeout_us: u64,
+    next_op: u64,
+    fenced: bool,
+    watchdog_us: Option<u64>,
+    dirty: bool,
+    faults: Faults,
+    effects: Vec<Effect>,
+    outgoing: Vec<Outgoing>,
+    committed: Vec<(u64, Command)>,
+    scratch_events: Vec<LivenessEvent>,
+}
+
+const REPORT_EVERY_US: u64 = 100_000;
+const RETRY_PROPOSAL_US: u64 = 200_000;
+
+impl<S: LogStore> NodeCore<S> {
+    /// A node core for node `me`, starting at `now_us`, over `store` (which may hold a
+    /// persisted log). `incarnation` must differ on every daemon start (the shell uses its
+    /// wall clock at start); `seed` feeds the election timeouts.
+    pub fn new(
+        spec: Arc<ClusterSpec>,
+        me: NodeId,
+        store: S,
+        incarnation: u64,
+        seed: u64,
+        now_us: u64,
+        logger: &slog::Logger,
+    ) -> Result<Self, ConsensusError> {
+        let n = spec.nodes.len();
+        let consensus = Consensus::new(me, n, &spec.timing, store, seed, logger)?;
+        let tick_us = u64::from(spec.timing.raft_tick_ms) * 1000;
+        Ok(NodeCore {
+            me,
+            incarnation,
+            consensus,
+            state: ClusterState::new(&spec),
+            live: Liveness::new(&spec, me, now_us),
+            digest_ok: vec![true; n],
+            lease: LeaseHolder::default(),
+            lease_ok: false,
+            coordinator: None,
+            locals: (0..spec.groups.len()).map(|_| None).collect(),
+            sent: vec![None; spec.groups.len()],
+            civil: None,
+            next_hb_us: vec![now_us; spec.paths.len()],
+            next_tick_us: now_us + tick_us,
+            next_renew_us: now_us,
+            next_report_us: now_us + REPORT_EVERY_US,
+            next_timeout_us: now_us,
+            next_op: 0,
+            fenced: false,
+            watchdog_us: None,
+            dirty: true,
+            faults: Faults::default(),
+            effects: Vec::new(),
+            outgoing: Vec::new(),
+            committed: Vec::new(),
+            scratch_events: Vec::new(),
+            spec,
+        })
+    }
+
+    /// Turn on test-only rule breakers (see [`Faults`]).
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    /// The node's civil time changed minute (`stamp` = minutes since the Unix epoch).
+    pub fn set_civil_time(&mut self, t: CivilTime, stamp: u64) {
+        self.civil = Some((t, stamp));
+        if let Some(c) = &mut self.coordinator {
+            c.dirty = true;
+        }
+    }
+
+    /// The replicated state as applied here.
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    /// The coordinator, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.consensus.leader()
+    }
+
+    /// Whether this node is the coordinator.
+    pub fn is_leader(&self) -> bool {
+        self.consensus.is_leader()
+    }
+
+    /// The consensus term.
+    pub fn term(&self) -> u64 {
+        self.consensus.term()
+    }
+
+    /// The liveness view.
+    pub fn liveness(&self) -> &Liveness {
+        &self.live
+    }
+
+    /// Whether this node may run exclusive groups now.
+    pub fn holds_lease(&self) -> bool {
+        self.lease_ok
+    }
+
+    /// This node's instance of a group, if it runs one.
+    pub fn local_group(&self, g: GroupId) -> Option<&LocalGroup> {
+        self.locals.get(usize::from(g))?.as_ref()
+    }
+
+    /// The persisted consensus store.
+    pub fn store(&self) -> &S {
+        self.consensus.store()
+    }
+
+    /// When [`NodeCore::handle_timeout`] must be called next.
+    pub fn next_timeout_us(&self) -> u64 {
+        self.next_timeout_us
+    }
+
+    /// Take the effects produced so far.
+    pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
+        self.effects.drain(..)
+    }
+
+    /// Something happened.
+    pub fn handle(&mut self, input: Input, now_us: u64) {
+        match input {
+            Input::Heartbeat { from, path, hb } => self.on_heartbeat(from, path, hb, now_us),
+            Input::Message { from, msg } => self.on_message(from, msg, now_us),
+            Input::AgentResult {
+                group,
+                resource,
+                op,
+                outcome,
+            } => {
+                let gs = &self.spec.groups[usize::from(group).min(self.spec.groups.len() - 1)];
+                if let Some(l) = self
+                    .locals
+                    .get_mut(usize::from(group))
+                    .and_then(Option::as_mut)
+                {
+                    let mut ev = Vec::new();
+                    l.handle_result(gs, resource, op, outcome, now_us, &mut ev);
+                    self.group_events(group, ev);
+                    self.dirty = true;
+                }
+            }
+            Input::Exited { group, resource } => {
+                if let Some(l) = self
+                    .locals
+                    .get_mut(usize::from(group))
+                    .and_then(Option::as_mut)
+                {
+                    let mut ev = Vec::new();
+                    l.handle_exit(
+                        &self.spec.groups[usize::from(group)],
+                        resource,
+                        now_us,
+                        &mut ev,
+                    );
+                    self.group_events(group, ev);
+                    self.dirty = true;
+                }
+            }
+            Input::Admin(cmd) => self.on_admin(cmd, self.me),
+        }
+        self.after(now_us);
+    }
+
+    /// Timers due at `now_us`.
+    pub fn handle_timeout(&mut self, now_us: u64) {
+        for p in 0..self.next_hb_us.len() {
+            if now_us >= self.next_hb_us[p] {
+                let interval_us = u64::from(self.spec.paths[p].interval_ms) * 1000;
+                self.next_hb_us[p] = now_us + interval_us;
+                self.effects.push(Effect::Heartbeat {
+                    path: p as u8,
+                    hb: Heartbeat {
+                        incarnation: self.incarnation,
+                        digest: self.spec.digest,
+                    },
+                });
+            }
+        }
+        if self.live.next_deadline_us().is_some_and(|d| now_us >= d) {
+            let mut ev = std::mem::take(&mut self.scratch_events);
+            self.live.handle_timeout(now_us, &mut ev);
+            self.liveness_events(&mut ev);
+            self.scratch_events = ev;
+        }
+        if now_us >= self.next_tick_us {
+            self.next_tick_us = now_us + u64::from(self.spec.timing.raft_tick_ms) * 1000;
+            self.consensus.tick();
+        }
+        if now_us >= self.next_renew_us {
+            self.next_renew_us = now_us + u64::from(self.spec.timing.lease_renew_ms) * 1000;
+            self.renew_lease(now_us);
+        }
+        if now_us >= self.next_report_us {
+            self.next_report_us = now_us + REPORT_EVERY_US;
+            self.send_reports(now_us, true);
+        }
+        for g in 0..self.locals.len() {
+            let gs = &self.spec.groups[g];
+            if let Some(l) = self.locals[g].as_mut() {
+                if l.next_deadline_us(gs).is_some_and(|d| now_us >= d) {
+                    let mut ev = Vec::new();
+                    l.handle_timeout(gs, now_us, &mut ev);
+                    self.group_events(g as GroupId, ev);
+                    self.dirty = true;
+                }
+            }
+        }
+        if let Some(c) = &mut self.coordinator {
+            if c.wake_us.is_some_and(|w| now_us >= w) {
+                c.dirty = true;
+            }
+        }
+        self.after(now_us);
+    }
+
+    fn on_heartbeat(&mut self, from: NodeId, path: u8, hb: Heartbeat, now_us: u64) {
+        if usize::from(from) >= self.digest_ok.len() || from == self.me {
+            return;
+        }
+        let ok = hb.digest == self.spec.digest;
+        if ok != self.digest_ok[usize::from(from)] {
+            self.digest_ok[usize::from(from)] = ok;
+            if !ok {
+                self.effects.push(Effect::Event(Event::ConfigMismatch {
+                    peer: from,
+                    digest: hb.digest,
+                }));
+            }
+            if let Some(c) = &mut self.coordinator {
+                c.dirty = true;
+            }
+        }
+        let mut ev = std::mem::take(&mut self.scratch_events);
+        self.live
+            .handle_heartbeat(from, path, hb.incarnation, now_us, &mut ev);
+        self.liveness_events(&mut ev);
+        self.scratch_events = ev;
+    }
+
+    fn liveness_events(&mut self, ev: &mut Vec<LivenessEvent>) {
+        for e in ev.drain(..) {
+            if let Some(c) = &mut self.coordinator {
+                c.dirty = true;
+                if let LivenessEvent::PeerRestarted { peer } = e {
+                    // A rebooted node ran its fencing course: it may hold leases again.
+                    c.keeper.allow(peer);
+                    c.reports.forget_node(peer);
+                }
+            }
+            self.effects.push(Effect::Event(Event::Liveness(e)));
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Message, now_us: u64) {
+        if usize::from(from) >= self.spec.nodes.len() || from == self.me {
+            return;
+        }
+        match msg {
+            Message::Raft { msg, stamp_us } => match self.consensus.step(from, msg, stamp_us) {
+                Ok(Some(echo)) => {
+                    if let Some(c) = &mut self.coordinator {
+                        c.keeper.handle_echo(from, echo);
+                    }
+                }
+                Ok(None) => {}
+                Err(why) => self
+                    .effects
+                    .push(Effect::Event(Event::Dropped { from, why })),
+            },
+            Message::LeaseRequest { stamp_us } => {
+                let term = self.consensus.term();
+                let commit = self.consensus.commit();
+                if let Some(c) = &mut self.coordinator {
+                    if let Some(grant) = c.keeper.grant(from, term, stamp_us, commit, now_us) {
+                        self.effects.push(Effect::Send {
+                            to: from,
+                            msg: Message::LeaseGrant(grant),
+                        });
+                    }
+                }
+            }
+            Message::LeaseGrant(grant) => self.on_grant(grant, now_us),
+            Message::Report {
+                group,
+                epoch,
+                status,
+            } => self.on_report(from, group, epoch, status),
+            Message::Admin(cmd) => self.on_admin(cmd, from),
+        }
+    }
+
+    fn on_grant(&mut self, grant: Grant, now_us: u64) {
+        if grant.term != self.consensus.term() || self.fenced {
+            return;
+        }
+        self.lease.handle_grant(grant, self.state.applied);
+        self.check_lease(now_us);
+    }
+
+    fn on_report(&mut self, from: NodeId, group: GroupId, epoch: u64, status: GroupStatus) {
+        if usize::from(group) >= self.spec.groups.len() {
+            return;
+        }
+        if let Some(c) = &mut self.coordinator {
+            if status == GroupStatus::StopFailed {
+                c.keeper.refuse(from);
+            }
+            c.reports.set(group, from, epoch, status);
+            c.dirty = true;
+        }
+    }
+
+    fn on_admin(&mut self, cmd: super::state::AdminCommand, _from: NodeId) {
+        if self.consensus.is_leader() {
+            let alive = self.alive_view();
+            match self.state.check_admin(&self.spec, &alive, &cmd) {
+                Ok(()) => {
+                    self.consensus.propose(&Command::Admin(cmd));
+                }
+                Err(e) => self.effects.push(Effect::Event(Event::AdminRefused {
+                    cmd,
+                    why: e.to_string(),
+                })),
+            }
+        } else if let Some(l) = self.consensus.leader() {
+            self.effects.push(Effect::Send {
+                to: l,
+                msg: Message::Admin(cmd),
+            });
+        } else {
+            self.effects.push(Effect::Event(Event::AdminRefused {
+                cmd,
+                why: "no coordinator is elected (no quorum?)".into(),
+            }));
+        }
+    }
+
+    fn renew_lease(&mut self, now_us: u64) {
+        if self.fenced {
+            return;
+        }
+        if let Some(c) = &mut self.coordinator {
+            let term = self.consensus.term();
+            let commit = self.consensus.commit();
+            if let Some(grant) = c.keeper.grant(self.me, term, now_us, commit, now_us) {
+                self.lease.handle_grant(grant, self.state.applied);
+            }
+        } else if let Some(l) = self.consensus.leader() {
+            if l != self.me {
+                self.effects.push(Effect::Send {
+                    to: l,
+                    msg: Message::LeaseRequest { stamp_us: now_us },
+                });
+            }
+        }
+    }
+
+    fn check_lease(&mut self, now_us: u64) {
+        let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
+        let ok = !self.fenced && self.lease.holds(now_us + budget_us);
+        if ok != self.lease_ok {
+            self.lease_ok = ok;
+            self.dirty = true;
+            self.effects.push(Effect::Event(if ok {
+                Event::LeaseAcquired
+            } else {
+                Event::LeaseLost
+            }));
+        }
+    }
+
+    fn alive_view(&self) -> Vec<bool> {
+        let mut alive = self.live.alive_view();
+        for (i, a) in alive.iter_mut().enumerate() {
+            *a = *a && self.digest_ok[i];
+        }
+        if let Some(c) = &self.coordinator {
+            for (i, a) in alive.iter_mut().enumerate() {
+                // A node being fenced (its stop failed) can host nothing until it reboots.
+                if c.keeper.is_refused(i as NodeId) {
+                    *a = false;
+                }
+            }
+        }
+        alive[usize::from(self.me)] = !self.fenced;
+        alive
+    }
+
+    /// After every input: run consensus, apply, reconcile, coordinate, arm timers.
+    fn after(&mut self, now_us: u64) {
+        // Consensus may produce more work after we propose; two rounds settle it.
+        for _ in 0..2 {
+            self.run_consensus(now_us);
+            self.check_lease(now_us);
+            if self.dirty {
+                self.dirty = false;
+                self.reconcile(now_us);
+                self.send_reports(now_us, false);
+            }
+            if self.coordinator.as_ref().is_some_and(|c| c.dirty) {
+                self.coordinate(now_us);
+            } else {
+                break;
+            }
+        }
+        self.run_consensus(now_us);
+        self.arm_watchdog(now_us);
+        self.next_timeout_us = self.compute_next_timeout();
+    }
+
+    fn run_consensus(&mut self, now_us: u64) {
+        let mut out = std::mem::take(&mut self.outgoing);
+        let mut committed = std::mem::take(&mut self.committed);
+        if let Err(e) = self.consensus.drain(now_us, &mut out, &mut committed) {
+            // A store that cannot persist must not let us act on unpersisted state.
+            self.effects.push(Effect::Event(Event::Dropped {
+                from: self.me,
+                why: format!("consensus: {e}"),
+            }));
+        }
+        for o in out.drain(..) {
+            self.effects.push(Effect::Send {
+                to: o.to,
+                msg: Message::Raft {
+                    msg: o.msg,
+                    stamp_us: o.stamp_us,
+                },
+            });
+        }
+        let applied_any = !committed.is_empty();
+        for (index, cmd) in committed.drain(..) {
+            if self.state.apply(&self.spec, index, &cmd) == Applied::Changed {
+                self.dirty = true;
+                if let Some(c) = &mut self.coordinator {
+                    c.dirty = true;
+                }
+            }
+            self.effects
+                .push(Effect::Event(Event::Committed { index, cmd }));
+        }
+        if applied_any {
+            self.lease.handle_applied(self.state.applied);
+        }
+        self.outgoing = out;
+        self.committed = committed;
+        // Role changes.
+        let leader = self.consensus.is_leader();
+        if leader && self.coordinator.is_none() {
+            let n = self.spec.nodes.len();
+            self.coordinator = Some(Coordinator {
+                keeper: LeaseKeeper::new(self.me, n, self.spec.quorum(), &self.spec.timing, now_us),
+                reports: Reports {
+                    per_group: vec![Vec::new(); self.spec.groups.len()],
+                },
+                proposed: vec![None; self.spec.groups.len()],
+                stopping_since: vec![None; self.spec.groups.len()],
+                dirty: true,
+                wake_us: None,
+            });
+            self.effects.push(Effect::Event(Event::BecameLeader {
+                term: self.consensus.term(),
+            }));
+            // Every node reports afresh to the new coordinator.
+            self.sent.iter_mut().for_each(|s| *s = None);
+        } else if !leader && self.coordinator.is_some() {
+            self.coordinator = None;
+            self.effects.push(Effect::Event(Event::SteppedDown {
+                term: self.consensus.term(),
+            }));
+        }
+    }
+
+    /// Bring local group instances in line with the replicated state and our lease.
+    fn reconcile(&mut self, now_us: u64) {
+        if self.state.maintenance {
+            return;
+        }
+        let lease_end_us = self.lease.until_us();
+        for g in 0..self.spec.groups.len() {
+            let gs = &self.spec.groups[g];
+            let gid = g as GroupId;
+            let inst = self.state.instance_on(gid, self.me).copied();
+            let exclusive = gs.is_exclusive();
+            let run = inst.is_some_and(|i| i.phase == Phase::Active)
+                && (!exclusive || self.lease_ok)
+                && !self.fenced;
+            let want = if run { Want::Run } else { Want::Stop };
+            let slot = &mut self.locals[g];
+            match (slot.as_mut(), inst) {
+                (None, None) => continue,
+                (None, Some(i)) => *slot = Some(LocalGroup::new(gid, gs, i.epoch, want)),
+                (Some(l), Some(i)) if l.epoch == i.epoch => l.set_want(want),
+                (Some(l), _) => {
+                    l.set_want(Want::Stop);
+                    if !l.holds_anything() && l.idle() {
+                        *slot = inst.map(|i| LocalGroup::new(gid, gs, i.epoch, want));
+                    }
+                }
+            }
+            let Some(l) = slot.as_mut() else { continue };
+            // Past the lease's stop point, stop everything exclusive at once (all in parallel,
+            // each op cut to the lease's end); the watchdog covers a stop that hangs.
+            let urgent = exclusive && !self.lease_ok && l.holds_anything();
+            l.set_urgent(urgent.then_some(lease_end_us.max(now_us)));
+            let mut ops = Vec::new();
+            l.drive(gs, now_us, &mut self.next_op, &mut ops);
+            self.effects.extend(ops.into_iter().map(Effect::Agent));
+            let status = l.status();
+            if status == GroupStatus::StopFailed && !self.fenced {
+                // A stop we cannot finish: give up the lease so the watchdog reboots us and
+                // the coordinator can take over once the lease has run out.
+                self.fenced = true;
+                self.lease.surrender();
+                self.lease_ok = false;
+                self.effects.push(Effect::Event(Event::SelfFence));
+            }
+            let epoch = l.epoch;
+            if self.sent[g].is_none_or(|s| s.0 != epoch || s.1 != status) {
+                self.effects.push(Effect::Event(Event::GroupStatus {
+                    group: gid,
+                    epoch,
+                    status,
+                }));
+            }
+            if inst.is_none() && !l.holds_anything() && l.idle() {
+                self.locals[g] = None;
+            }
+        }
+    }
+
+    /// Tell the coordinator how our instances are doing: on change, and every
+    /// `REPORT_EVERY_US` while the state still waits for it (`periodic`).
+    fn send_reports(&mut self, now_us: u64, periodic: bool) {
+        let Some(leader) = self.consensus.leader() else {
+            return;
+        };
+        for g in 0..self.spec.groups.len() {
+            let gid = g as GroupId;
+            let Some(inst) = self.state.instance_on(gid, self.me).copied() else {
+                continue;
+            };
+            let status = match &self.locals[g] {
+                Some(l) if l.epoch == inst.epoch => l.status(),
+                Some(l) if l.holds_anything() => GroupStatus::Stopping,
+                _ => GroupStatus::Stopped,
+            };
+            let waited_for = match inst.phase {
+                Phase::Stopping => {
+                    status == GroupStatus::Stopped || status == GroupStatus::StopFailed
+                }
+                Phase::Active => matches!(status, GroupStatus::CannotRun | GroupStatus::StopFailed),
+            };
+            let changed = self.sent[g].is_none_or(|s| s.0 != inst.epoch || s.1 != status);
+            if !(changed || (periodic && waited_for)) {
+                continue;
+            }
+            self.sent[g] = Some((inst.epoch, status, now_us));
+            if leader == self.me {
+                self.on_report(self.me, gid, inst.epoch, status);
+            } else {
+                self.effects.push(Effect::Send {
+                    to: leader,
+                    msg: Message::Report {
+                        group: gid,
+                        epoch: inst.epoch,
+                        status,
+                    },
+                });
+            }
+        }
+    }
+
+    fn group_events(&mut self, group: GroupId, ev: Vec<GroupEvent>) {
+        for e in ev {
+            self.effects.push(Effect::Event(match e {
+                GroupEvent::ResourceFailed { resource, .. } => {
+                    Event::ResourceFailed { group, resource }
+                }
+                GroupEvent::LocalRestart { resource, count } => Event::LocalRestart {
+                    group,
+                    resource,
+                    count,
+                },
+                GroupEvent::Escalated => Event::Escalated { group },
+            }));
+        }
+    }
+
+    /// The coordinator's pass: placement, then at most one step per group toward its target.
+    fn coordinate(&mut self, now_us: u64) {
+        let alive = self.alive_view();
+        let Some(c) = self.coordinator.as_mut() else {
+            return;
+        };
+        c.dirty = false;
+        c.wake_us = None;
+        if self.state.maintenance {
+            return;
+        }
+        let spec = &self.spec;
+        let state = &self.state;
+        let civil = self.civil.map(|(t, _)| t);
+        let targets = place(spec, state, &alive, civil.as_ref());
+        let mut proposals: Vec<Command> = Vec::new();
+        for (g, target) in targets.iter().enumerate() {
+            let gid = g as GroupId;
+            let gstate = &state.groups[g];
+            if let Some((version, at)) = c.proposed[g] {
+                if version == gstate.version && now_us < at + RETRY_PROPOSAL_US {
+                    wake(&mut c.wake_us, at + RETRY_PROPOSAL_US);
+                    continue;
+                }
+            }
+            let exclusive = spec.groups[g].is_exclusive();
+            let before = proposals.len();
+            // Instances on their way down: release them once we know they are down.
+            for inst in gstate
+                .instances
+                .iter()
+                .filter(|i| i.phase == Phase::Stopping)
+            {
+                let reported = c.reports.get(gid, inst.node, inst.epoch);
+                if reported == Some(GroupStatus::Stopped) {
+                    proposals.push(Command::Released {
+                        group: gid,
+                        node: inst.node,
+                        epoch: inst.epoch,
+                        how: Release::Confirmed,
+                    });
+                } else if !exclusive && !alive[usize::from(inst.node)] {
+                    // A clone copy on a lost node blocks nobody.
+                    proposals.push(Command::Released {
+                        group: gid,
+                        node: inst.node,
+                        epoch: inst.epoch,
+                        how: Release::LeaseExpired,
+                    });
+                } else if exclusive
+                    && (c.keeper.lease_expired(inst.node, now_us) || self.faults.skip_lease_wait)
+                    && (!alive[usize::from(inst.node)]
+                        || self.faults.skip_lease_wait
+                        || c.keeper.is_refused(inst.node))
+                {
+                    proposals.push(Command::Released {
+                        group: gid,
+                        node: inst.node,
+                        epoch: inst.epoch,
+                        how: Release::LeaseExpired,
+                    });
+                } else {
+                    if exclusive {
+                        wake(&mut c.wake_us, c.keeper.expiry_us(inst.node));
+                    }
+                    // An owner that neither confirms nor goes silent (it reaches us only over
+                    // the disk path, say) is fenced by refusing its lease after a while.
+                    let since = match c.stopping_since[g] {
+                        Some((e, t)) if e == inst.epoch => t,
+                        _ => {
+                            c.stopping_since[g] = Some((inst.epoch, now_us));
+                            now_us
+                        }
+                    };
+                    let patience_us =
+                        max_stop_us(spec, g) + 2 * u64::from(spec.timing.lease_ms) * 1000;
+                    if now_us >= since + patience_us && exclusive && alive[usize::from(inst.node)] {
+                        c.keeper.refuse(inst.node);
+                        c.dirty = true;
+                    } else {
+                        wake(&mut c.wake_us, since + patience_us);
+                    }
+                }
+            }
+            if proposals.len() == before || !exclusive {
+                match target {
+                    Target::Exclusive(t) => {
+                        if gstate.instances.iter().any(|i| i.phase == Phase::Stopping) {
+                            // Wait for the release above.
+                        } else if let Some(active) =
+                            gstate.instances.iter().find(|i| i.phase == Phase::Active)
+                        {
+                            let reported = c.reports.get(gid, active.node, active.epoch);
+                            if matches!(reported, Some(GroupStatus::CannotRun)) {
+                                proposals.push(Command::Failed {
+                                    group: gid,
+                                    node: active.node,
+                                    epoch: active.epoch,
+                                });
+                            } else if t.is_none_or(|(n, _)| n != active.node) {
+                                let cause = match t {
+                                    Some((_, cause)) => *cause,
+                                    None if state.standby[usize::from(active.node)] => {
+                                        Cause::Standby
+                                    }
+                                    None => Cause::Failure,
+                                };
+                                proposals.push(Command::Stop {
+                                    group: gid,
+                                    node: active.node,
+                                    epoch: active.epoch,
+                                    cause,
+                                });
+                            }
+                        } else if let Some((n, cause)) = t {
+                            proposals.push(Command::Activate {
+                                group: gid,
+                                node: *n,
+                                cause: *cause,
+                            });
+                        }
+                    }
+                    Target::Clone(nodes) => {
+                        for active in gstate.instances.iter().filter(|i| i.phase == Phase::Active) {
+                            let reported = c.reports.get(gid, active.node, active.epoch);
+                            if matches!(reported, Some(GroupStatus::CannotRun)) {
+                                proposals.push(Command::Failed {
+                                    group: gid,
+                                    node: active.node,
+                                    epoch: active.epoch,
+                                });
+                            } else if !nodes.contains(&active.node) {
+                                let cause = if alive[usize::from(active.node)] {
+                                    Cause::Standby
+                                } else {
+                                    Cause::Failure
+                                };
+                                proposals.push(Command::Stop {
+                                    group: gid,
+                                    node: active.node,
+                                    epoch: active.epoch,
+                                    cause,
+                                });
+                            }
+                        }
+                        for &n in nodes {
+                            if !gstate.instances.iter().any(|i| i.node == n) {
+                                proposals.push(Command::Activate {
+                                    group: gid,
+                                    node: n,
+                                    cause: Cause::Initial,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            if proposals.len() > before {
+                c.proposed[g] = Some((gstate.version, now_us));
+                wake(&mut c.wake_us, now_us + RETRY_PROPOSAL_US);
+            }
+        }
+        if let Some((t, stamp)) = self.civil {
+            for (i, s) in spec.schedules.iter().enumerate() {
+                if s.cron.matches(&t) && state.schedule_fired[i] < stamp {
+                    proposals.push(Command::ScheduleFired {
+                        index: i as u16,
+                        stamp,
+                    });
+                }
+            }
+        }
+        for cmd in proposals {
+            self.consensus.propose(&cmd);
+        }
+    }
+
+    fn arm_watchdog(&mut self, now_us: u64) {
+        let holds_exclusive = self.locals.iter().enumerate().any(|(g, l)| {
+            self.spec.groups[g].is_exclusive() && l.as_ref().is_some_and(|l| l.holds_anything())
+        });
+        let deadline = if !holds_exclusive {
+            None
+        } else if self.fenced {
+            Some(now_us)
+        } else {
+            Some(self.lease.until_us())
+        };
+        if deadline != self.watchdog_us {
+            self.watchdog_us = deadline;
+            self.effects.push(Effect::Watchdog {
+                deadline_us: deadline,
+            });
+        }
+    }
+
+    fn compute_next_timeout(&self) -> u64 {
+        let mut next = self
+            .next_tick_us
+            .min(self.next_renew_us)
+            .min(self.next_report_us);
+        for &t in &self.next_hb_us {
+            next = next.min(t);
+        }
+        if let Some(d) = self.live.next_deadline_us() {
+            next = next.min(d);
+        }
+        if self.lease_ok {
+            // When the lease reaches its stop point.
+            let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
+            next = next.min(self.lease.until_us().saturating_sub(budget_us));
+        }
+        for (g, l) in self.locals.iter().enumerate() {
+            if let Some(d) = l
+                .as_ref()
+                .and_then(|l| l.next_deadline_us(&self.spec.groups[g]))
+            {
+                next = next.min(d);
+            }
+        }
+        if let Some(w) = self.coordinator.as_ref().and_then(|c| c.wake_us) {
+            next = next.min(w);
+        }
+        next
+    }
+}
+
+fn wake(slot: &mut Option<u64>, at: u64) {
+    *slot = Some(slot.map_or(at, |w| w.min(at)));
+}
+
+fn max_stop_us(spec: &ClusterSpec, g: usize) -> u64 {
+    spec.groups[g]
+        .resources
+        .iter()
+        .map(|r| u64::from(r.stop_timeout_ms) * 1000)
+        .sum()
+}
