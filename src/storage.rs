@@ -72,6 +72,14 @@ pub enum Record {
 }
 
 /// A raft log kept in memory and made durable in a state directory; see the module docs.
+///
+/// Reads are answered from memory with [`MemLog`]'s semantics, including
+/// `Storage::snapshot`, whose data is empty: the application's state is not in the log. The
+/// data of the last snapshot received is kept in `raft.snap` and offered by
+/// [`FileLog::last_snapshot`] for restoring the state machine at startup.
+///
+/// One process at a time: nothing stops a second `FileLog` on the same directory, and two
+/// writers would interleave records. The daemon opens it once.
 #[derive(Debug)]
 pub struct FileLog {
     /// The state, answered from memory; changes reach it only after they were written.
@@ -106,8 +114,10 @@ fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> StoreError {
 
 /// Frames a payload: `[len][crc32][payload]`.
 fn frame<T: Serialize>(value: &T, path: &Path) -> Result<Vec<u8>, StoreError> {
-    let payload = rmp_serde::to_vec_named(value)
-        .map_err(|e| corrupt(path, 0, format!("cannot encode record: {e}")))?;
+    let payload = rmp_serde::to_vec_named(value).map_err(|source| StoreError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let len = u32::try_from(payload.len()).map_err(|_| StoreError::Io {
         op: "write",
         path: path.to_path_buf(),
@@ -242,7 +252,15 @@ impl FileLog {
     /// ignored: the membership on disk is the truth.
     pub fn open(dir: impl Into<PathBuf>, initial_voters: &[u64]) -> Result<Self, StoreError> {
         let dir = dir.into();
+        let fresh = !dir.exists();
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        if fresh {
+            // The directory's own entry must be durable too, or a crash could lose the whole
+            // state directory after raft was told its state is safe.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
         let log_path = dir.join(LOG_FILE);
         let snap_path = dir.join(SNAPSHOT_FILE);
         let snapshot = load_snapshot(&snap_path)?;

@@ -6,7 +6,9 @@ use eterne::storage::{FileLog, LOG_FILE, SNAPSHOT_FILE};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::Storage;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// A state directory of its own for one test, removed when the test ends.
 struct TempDir(PathBuf);
@@ -75,6 +77,27 @@ fn record_offsets(bytes: &[u8]) -> Vec<usize> {
         at += 8 + len;
     }
     out
+}
+
+/// Collects what a tracing subscriber writes, to check the warnings a replay emits.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[test]
@@ -166,7 +189,18 @@ fn torn_tail_is_dropped_and_the_rest_kept() {
     f.set_len(len - 3).unwrap();
     drop(f);
 
-    let mut log = reopen(&dir.0);
+    let logs = SharedBuf::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let mut log = tracing::subscriber::with_default(subscriber, || reopen(&dir.0));
+    let warning = logs.text();
+    assert!(
+        warning.contains("WARN") && warning.contains(LOG_FILE) && warning.contains("offset="),
+        "{warning}"
+    );
     assert_eq!(
         log.last_index().unwrap(),
         3,
