@@ -67,6 +67,14 @@ pub enum StoreError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// A record could not be encoded for writing; with our plain types this is a bug.
+    #[error("cannot encode a record for {path}: {source}")]
+    Encode {
+        /// The file the record was for.
+        path: PathBuf,
+        /// The encoder's error.
+        source: rmp_serde::encode::Error,
+    },
     /// A record in a log or snapshot file is damaged somewhere it cannot be a torn write, or
     /// decodes to something the log refuses. The node must not start on a log it cannot trust:
     /// restore the state directory or rejoin the node from a snapshot.
