@@ -1,0 +1,203 @@
+//! Scenarios: a cluster shape, its config and a fault plan, all derived from one seed.
+
+use std::sync::Arc;
+
+use crate::policy::rng::Rng;
+use crate::policy::schedule::{CronExpr, DailyWindow};
+use crate::policy::spec::*;
+
+/// Everything that defines one simulated run. Derived from a seed by [`Scenario::from_seed`],
+/// so a seed alone replays it.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The seed everything comes from.
+    pub seed: u64,
+    /// The cluster.
+    pub spec: Arc<ClusterSpec>,
+    /// Simulated run length.
+    pub duration_us: u64,
+    /// Faults are injected until this time; afterwards everything heals.
+    pub faults_until_us: u64,
+    /// Mean time between two injected faults.
+    pub fault_every_us: u64,
+    /// Whether faults are injected at all.
+    pub faults: bool,
+    /// Base one-way network delay and jitter (jitter reorders messages).
+    pub delay_us: (u64, u64),
+    /// Background loss and duplication on network paths, per million.
+    pub loss_ppm: u32,
+    /// Duplication per million.
+    pub dup_ppm: u32,
+}
+
+/// Size and fault options a caller may fix instead of drawing them from the seed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shape {
+    /// Number of resource-holding nodes (a two-node cluster gets a witness).
+    pub nodes: Option<usize>,
+    /// Number of groups.
+    pub groups: Option<usize>,
+    /// Simulated seconds.
+    pub seconds: Option<u64>,
+    /// Turn faults off.
+    pub no_faults: bool,
+    /// Force a witness on or off.
+    pub witness: Option<bool>,
+}
+
+/// Timing for clusters up to about eight nodes: 50 ms × 4 heartbeats, 150 ms leases.
+pub fn tight_timing() -> TimingSpec {
+    TimingSpec {
+        lease_ms: 150,
+        lease_renew_ms: 25,
+        max_clock_drift_ppm: 10_000,
+        takeover_margin_ms: 40,
+        stop_budget_ms: 50,
+        raft_tick_ms: 20,
+        election_ticks: 10,
+        heartbeat_ticks: 1,
+    }
+}
+
+/// Timing for large clusters (the 32-node profile): 100 ms × 5 heartbeats, 400 ms leases,
+/// consensus heartbeats every 100 ms.
+pub fn large_timing() -> TimingSpec {
+    TimingSpec {
+        lease_ms: 400,
+        lease_renew_ms: 100,
+        max_clock_drift_ppm: 10_000,
+        takeover_margin_ms: 60,
+        stop_budget_ms: 120,
+        raft_tick_ms: 50,
+        election_ticks: 10,
+        heartbeat_ticks: 2,
+    }
+}
+
+impl Scenario {
+    /// The scenario of `seed`, with `shape` overriding what it fixes.
+    pub fn from_seed(seed: u64, shape: Shape) -> Scenario {
+        let mut rng = Rng::new(seed);
+        let nodes = shape.nodes.unwrap_or_else(|| match rng.range(0, 20) {
+            0..=5 => 2,
+            6..=13 => 3,
+            14..=18 => 5,
+            _ => 7,
+        });
+        let large = nodes > 8;
+        let witness = shape.witness.unwrap_or(nodes % 2 == 0 || rng.chance(200_000));
+        let total = nodes + usize::from(witness);
+        let mut paths = vec![
+            PathSpec { name: "private-a".into(), kind: PathKind::Network, interval_ms: 50, misses: 4 },
+            PathSpec { name: "private-b".into(), kind: PathKind::Network, interval_ms: 50, misses: 4 },
+        ];
+        if large {
+            for p in &mut paths {
+                p.interval_ms = 100;
+                p.misses = 5;
+            }
+        }
+        if rng.chance(500_000) {
+            paths.push(PathSpec { name: "disk".into(), kind: PathKind::Disk, interval_ms: 200, misses: 5 });
+        }
+        let capacities = rng.chance(300_000);
+        let node_specs: Vec<NodeSpec> = (0..total)
+            .map(|i| {
+                let w = witness && i == total - 1;
+                NodeSpec {
+                    name: if w { "witness".into() } else { format!("n{i}") },
+                    capacity: if w { 0 } else if capacities { 10 + rng.range(0, 20) as u32 } else { u32::MAX },
+                    witness: w,
+                }
+            })
+            .collect();
+        let group_count = shape.groups.unwrap_or_else(|| 1 + rng.range(0, (nodes * 2) as u64) as usize);
+        let mut groups = Vec::with_capacity(group_count);
+        for g in 0..group_count {
+            // Priority order: a rotation so that preferred nodes spread, then some shuffling.
+            let mut order: Vec<NodeId> = (0..nodes as NodeId).collect();
+            order.rotate_left(g % nodes);
+            let len = if nodes <= 2 { nodes } else { 2 + rng.range(0, (nodes - 1) as u64) as usize };
+            order.truncate(len.min(nodes));
+            if order.len() > 2 && rng.chance(300_000) {
+                let (a, b) = (rng.range(1, order.len() as u64) as usize, rng.range(1, order.len() as u64) as usize);
+                order.swap(a, b);
+            }
+            let clone = rng.chance(120_000);
+            let kind = if clone {
+                GroupKind::Clone { copies: if rng.chance(500_000) { Some(order.len().min(2) as u16) } else { None } }
+            } else {
+                GroupKind::Exclusive
+            };
+            let failback = match rng.range(0, 4) {
+                0 | 1 => Failback::Manual,
+                2 => Failback::Auto { window: None },
+                _ => {
+                    let start = rng.range(0, 24) as u16 * 60;
+                    Failback::Auto { window: Some(DailyWindow { start_min: start, end_min: (start + 120) % 1440 }) }
+                }
+            };
+            let rcount = 1 + rng.range(0, 3) as usize;
+            let resources = (0..rcount)
+                .map(|r| ResourceSpec {
+                    name: format!("g{g}-r{r}"),
+                    agent: ["ip", "filesystem", "application"][r % 3].into(),
+                    params: Vec::new(),
+                    depends_on: if r == 0 { Vec::new() } else { vec![(r - 1) as ResourceId] },
+                    monitor_quick: MonitorSpec { interval_ms: 1000, timeout_ms: 500 },
+                    monitor_deep: rng.chance(300_000).then_some(MonitorSpec { interval_ms: 5000, timeout_ms: 2000 }),
+                    start_timeout_ms: 2000,
+                    stop_timeout_ms: 1000,
+                })
+                .collect();
+            groups.push(GroupSpec {
+                name: format!("g{g}"),
+                nodes: order,
+                kind,
+                failback,
+                stickiness: !rng.chance(100_000),
+                max_restarts: 1 + rng.range(0, 3) as u32,
+                restart_window_ms: 60_000,
+                load: if capacities { 1 + rng.range(0, 8) as u32 } else { 1 },
+                anti_affinity: Vec::new(),
+                resources,
+            });
+        }
+        if group_count >= 2 && rng.chance(250_000) && groups[0].is_exclusive() && groups[1].is_exclusive() {
+            groups[0].anti_affinity.push(1);
+            groups[1].anti_affinity.push(0);
+        }
+        let mut schedules = Vec::new();
+        if rng.chance(200_000) && groups[0].is_exclusive() {
+            let minute = rng.range(0, 60);
+            if let Ok(cron) = CronExpr::parse(&format!("{minute} * * * *")) {
+                schedules.push(ScheduledMove { group: 0, to: None, cron });
+            }
+        }
+        let partition = if witness || nodes >= 3 { PartitionPolicy::Quorum } else { PartitionPolicy::NoAutoFailover };
+        let spec = ClusterSpec {
+            name: format!("sim-{seed}"),
+            nodes: node_specs,
+            paths,
+            timing: if large { large_timing() } else { tight_timing() },
+            partition,
+            groups,
+            schedules,
+            digest: 0xE7E2_u64,
+        };
+        let seconds = shape.seconds.unwrap_or(if large { 120 } else { 60 });
+        let duration_us = seconds * 1_000_000;
+        let faults = !shape.no_faults;
+        Scenario {
+            seed,
+            spec: Arc::new(spec),
+            duration_us,
+            faults_until_us: if faults { duration_us * 6 / 10 } else { 0 },
+            fault_every_us: if large { 1_500_000 } else { 2_000_000 },
+            faults,
+            delay_us: (100, if rng.chance(300_000) { 5_000 } else { 1_000 }),
+            loss_ppm: if faults { rng.range(0, 20_000) as u32 } else { 0 },
+            dup_ppm: if faults { 5_000 } else { 0 },
+        }
+    }
+}
