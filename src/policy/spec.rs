@@ -107,7 +107,8 @@ impl TimingSpec {
     /// start that node's exclusive groups elsewhere (design.md §5, rule 4b).
     pub fn takeover_wait_us(&self) -> u64 {
         let lease_us = u64::from(self.lease_ms) * 1000;
-        lease_us + lease_us * u64::from(self.max_clock_drift_ppm) / 1_000_000
+        lease_us
+            + lease_us * u64::from(self.max_clock_drift_ppm) / 1_000_000
             + u64::from(self.takeover_margin_ms) * 1000
     }
 
@@ -234,12 +235,18 @@ pub struct ScheduledMove {
 impl ClusterSpec {
     /// The node with this name.
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
-        self.nodes.iter().position(|n| n.name == name).map(|i| i as NodeId)
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .map(|i| i as NodeId)
     }
 
     /// The group with this name.
     pub fn group_id(&self, name: &str) -> Option<GroupId> {
-        self.groups.iter().position(|g| g.name == name).map(|i| i as GroupId)
+        self.groups
+            .iter()
+            .position(|g| g.name == name)
+            .map(|i| i as GroupId)
     }
 
     /// Number of votes needed for a majority.
