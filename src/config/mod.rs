@@ -161,9 +161,10 @@ impl ClusterConfig {
 }
 
 /// Deserializes with the `config` crate. On failure returns the field path, the message and a
-/// fix. The `config` crate names the key of a type error but gives no position and no key for
-/// some errors (an unknown field); the same serde types are then run through `toml`, whose
-/// error has a byte span, to find the field.
+/// fix. The `config` crate gives no position and often no full key (nor the name of a missing
+/// field), so the same serde types are then run through `toml`, whose error has a byte span
+/// and serde's own wording; the `config` crate's report is the fallback should `toml` accept
+/// what `config` refused.
 fn deserialize(text: &str) -> Result<ClusterConfig, (Loc, String, &'static str)> {
     let result = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
@@ -173,17 +174,26 @@ fn deserialize(text: &str) -> Result<ClusterConfig, (Loc, String, &'static str)>
         Ok(config) => return Ok(config),
         Err(err) => err,
     };
-    let (key, message) = describe(&err);
-    let loc = match key {
-        Some(key) => Loc::from_config_key(&key),
-        None => match toml::from_str::<ClusterConfig>(text) {
-            Err(e) => match (e.span(), Source::parse(text)) {
-                (Some(span), Ok(source)) => source.loc_at(span.start),
-                _ => Loc::root(),
-            },
-            Ok(_) => Loc::root(),
-        },
+    let from_toml = match (toml::from_str::<ClusterConfig>(text), Source::parse(text)) {
+        (Err(e), Ok(source)) => Some((
+            e.span().map(|s| source.loc_at(s.start)).unwrap_or_default(),
+            e.message().trim().to_string(),
+        )),
+        _ => None,
     };
+    let (mut loc, message) = from_toml.unwrap_or_else(|| {
+        let (key, message) = describe(&err);
+        (
+            key.map(|k| Loc::from_config_key(&k)).unwrap_or_default(),
+            message,
+        )
+    });
+    // Name the offending field itself, not only its table.
+    if let Some(field) = quoted_field(&message, "unknown field `") {
+        if loc.0.last() != Some(&locate::Seg::Key(field.to_string())) {
+            loc = loc.key(field);
+        }
+    }
     let fix = if message.contains("unknown field") {
         "remove the field or correct its spelling (the fields allowed here are listed)"
     } else if message.contains("missing field") {
@@ -194,6 +204,13 @@ fn deserialize(text: &str) -> Result<ClusterConfig, (Loc, String, &'static str)>
         "write a value of the expected type"
     };
     Err((loc, message, fix))
+}
+
+/// The name between `prefix` and the next backquote, e.g. the field of "unknown field `x`".
+fn quoted_field<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let start = message.find(prefix)? + prefix.len();
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
 }
 
 /// The key (if the `config` crate knows it) and the bare message of a `config` error.

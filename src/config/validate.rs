@@ -57,6 +57,9 @@ impl Report {
     }
 }
 
+/// Resource types that must never be active on two nodes, so never in a clone group.
+const EXCLUSIVE_ONLY: &[&str] = &["ip", "disk_lock"];
+
 /// `(a, b, c)`, for fixes that list the valid choices.
 fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let names: Vec<&str> = names.into_iter().collect();
@@ -591,6 +594,16 @@ fn check_resources(c: &ClusterConfig, r: &mut Report) {
                     loc.key("type"),
                     format!("unknown resource type \"{}\"", res.kind),
                     format!("use one of: {}", list(RESOURCE_TYPES.iter().copied())),
+                );
+            }
+            if g.mode == GroupMode::Clone && EXCLUSIVE_ONLY.contains(&res.kind.as_str()) {
+                r.push(
+                    loc.key("type"),
+                    format!(
+                        "a {} resource in a clone group would be active on several nodes at once",
+                        res.kind
+                    ),
+                    "move it into an exclusive group",
                 );
             }
             if res.kind == "ip" {
