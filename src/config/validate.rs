@@ -62,7 +62,9 @@ const EXCLUSIVE_ONLY: &[&str] = &["ip", "disk_lock"];
 
 /// `(a, b, c)`, for fixes that list the valid choices.
 fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
-    let names: Vec<&str> = names.into_iter().collect();
+    let mut names: Vec<&str> = names.into_iter().collect();
+    let mut seen = HashSet::new();
+    names.retain(|n| seen.insert(*n));
     if names.is_empty() {
         "none defined".to_string()
     } else {
@@ -600,7 +602,7 @@ fn check_resources(c: &ClusterConfig, r: &mut Report) {
                 r.push(
                     loc.key("type"),
                     format!(
-                        "a {} resource in a clone group would be active on several nodes at once",
+                        "a resource of type \"{}\" in a clone group would be active on several nodes at once",
                         res.kind
                     ),
                     "move it into an exclusive group",
