@@ -244,3 +244,98 @@ pub(crate) fn line_of(text: &str, offset: usize) -> u32 {
         .count();
     u32::try_from(newlines + 1).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"[cluster]
+name = "x"
+
+[[group]]
+name = "db"
+nodes = ["a"]
+
+[[group]]
+name = "web"
+  [[group.resource]]
+  name = "web-ip"
+  params = { address = "192.0.2.1/24" }
+
+[[schedule]]
+cron = "0 2 * * *"
+"#;
+
+    fn source() -> Source<'static> {
+        match Source::parse(TEXT) {
+            Ok(s) => s,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn renders_names_and_finds_lines() {
+        let s = source();
+        let loc = Loc::root()
+            .key("group")
+            .at(1)
+            .key("resource")
+            .at(0)
+            .key("params")
+            .key("address");
+        assert_eq!(
+            s.locate(&loc),
+            (
+                "group \"web\" → resource \"web-ip\" → params → address".to_string(),
+                Some(12)
+            )
+        );
+        let loc = Loc::root().key("schedule").at(0).key("cron");
+        assert_eq!(s.locate(&loc), ("schedule[0] → cron".to_string(), Some(15)));
+    }
+
+    #[test]
+    fn an_absent_key_points_at_its_table() {
+        let s = source();
+        let loc = Loc::root().key("group").at(0).key("failback");
+        assert_eq!(
+            s.locate(&loc),
+            ("group \"db\" → failback".to_string(), Some(4))
+        );
+        let loc = Loc::root().key("timing").key("lease_ms");
+        assert_eq!(s.locate(&loc), ("timing → lease_ms".to_string(), None));
+    }
+
+    #[test]
+    fn finds_the_path_at_an_offset() {
+        let s = source();
+        let offset = TEXT.find("192.0.2.1").unwrap_or_default();
+        let loc = s.loc_at(offset);
+        assert_eq!(
+            s.locate(&loc).0,
+            "group \"web\" → resource \"web-ip\" → params → address"
+        );
+    }
+
+    #[test]
+    fn parses_config_crate_keys() {
+        let loc = Loc::from_config_key("group[1].resource[0].quick");
+        assert_eq!(
+            loc,
+            Loc::root()
+                .key("group")
+                .at(1)
+                .key("resource")
+                .at(0)
+                .key("quick")
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_line() {
+        match Source::parse("[cluster]\nname = \n") {
+            Ok(_) => panic!("parsed"),
+            Err((_, line)) => assert_eq!(line, Some(2)),
+        }
+    }
+}

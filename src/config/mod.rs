@@ -200,6 +200,8 @@ fn deserialize(text: &str) -> Result<ClusterConfig, (Loc, String, &'static str)>
         "add the field"
     } else if message.contains("unknown variant") {
         "use one of the values listed"
+    } else if message.contains("expected a sequence") {
+        "write a list: [\"a\", \"b\"], or [[name]] with double brackets for a repeated section"
     } else {
         "write a value of the expected type"
     };

@@ -1,5 +1,26 @@
 //! Every rule a `cluster.toml` must satisfy beyond its types. All violations are collected:
 //! a user fixes a file in one pass, not one error per run.
+//!
+//! - Names: not empty, plain characters; unique among nodes (and the witness), paths, groups,
+//!   and resources across the whole cluster.
+//! - Partition safety: two nodes need a witness, fencing, or
+//!   `no_automatic_failover_across_partition = true` (design.md §5, rule 5).
+//! - Timing: nothing that must be positive is 0; `lease_renew_ms < lease_ms / 2`;
+//!   `stop_budget_ms < lease_ms`; `heartbeat_ticks < election_ticks`; the lease fits in the
+//!   leader's authority window ([`crate::policy::spec::TimingSpec::vote_guard_us`]) and is
+//!   shorter than failure detection (`interval_ms × misses`) of every network path; every
+//!   health-check timeout is below its interval.
+//! - Paths: at least one network path; one disk path at most, with an absolute device and a
+//!   slot size that is a multiple of 512.
+//! - Nodes and witness: one `host:port` address on every network path, none elsewhere.
+//! - Groups: a non-empty preferred node list of known nodes, each once, never the witness;
+//!   `copies` only for clones and not above the listed nodes; `failback_window` only with
+//!   `failback = "auto"` and well formed; `anti_affinity` names other, known groups.
+//! - Resources: a known type; `ip` has a parseable `address` that no other resource floats;
+//!   no `ip` or `disk_lock` in a clone group; `depends_on` names resources of the same group
+//!   (else the error says which group the other one is in) without a cycle (named in full).
+//! - Schedules: a known group, a `to` among the group's nodes, a valid cron expression.
+//! - Notifications: `command` for scripts, `url` for webhooks, known event names.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
