@@ -1,0 +1,341 @@
+//! Field paths in `cluster.toml`, and where they are in the text.
+//!
+//! A [`Loc`] is a list of keys and array indices (`group`, 1, `resource`, 0, `depends_on`).
+//! Against the parsed document it renders as the path a user reads — an entry of an array of
+//! tables is named by its `name` key where it has one: `group "db" → resource "db-ip" →
+//! depends_on`, else by its index: `schedule[0] → cron` — and yields the line of the deepest
+//! part of it written in the file (a key that is absent, because a default applies, points at
+//! its table).
+
+use std::ops::Range;
+use toml_edit::{ImDocument, Item, Table, TableLike, Value};
+
+/// One step of a field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Seg {
+    /// A key of a table.
+    Key(String),
+    /// An entry of an array (of tables).
+    Index(usize),
+}
+
+/// A field path in the config file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Loc(pub(crate) Vec<Seg>);
+
+impl Loc {
+    /// The document root.
+    pub(crate) fn root() -> Loc {
+        Loc(Vec::new())
+    }
+
+    /// This path, then a key.
+    pub(crate) fn key(&self, k: &str) -> Loc {
+        let mut segs = self.0.clone();
+        segs.push(Seg::Key(k.to_string()));
+        Loc(segs)
+    }
+
+    /// This path, then an array index.
+    pub(crate) fn at(&self, i: usize) -> Loc {
+        let mut segs = self.0.clone();
+        segs.push(Seg::Index(i));
+        Loc(segs)
+    }
+
+    /// Parses a key as the `config` crate writes it: `group[0].resource[1].quick`.
+    pub(crate) fn from_config_key(key: &str) -> Loc {
+        let mut segs = Vec::new();
+        for part in key.split('.') {
+            let (name, rest) = match part.find('[') {
+                Some(i) => (&part[..i], &part[i..]),
+                None => (part, ""),
+            };
+            if !name.is_empty() {
+                segs.push(Seg::Key(name.to_string()));
+            }
+            for idx in rest.split('[').filter(|s| !s.is_empty()) {
+                if let Ok(i) = idx.trim_end_matches(']').parse() {
+                    segs.push(Seg::Index(i));
+                }
+            }
+        }
+        Loc(segs)
+    }
+}
+
+/// The parsed text of a config file, for rendering paths and finding lines.
+pub(crate) struct Source<'a> {
+    text: &'a str,
+    doc: ImDocument<&'a str>,
+}
+
+impl<'a> Source<'a> {
+    /// Parses `text`; on a syntax error, returns its message and line.
+    pub(crate) fn parse(text: &'a str) -> Result<Source<'a>, (String, Option<u32>)> {
+        match ImDocument::parse(text) {
+            Ok(doc) => Ok(Source { text, doc }),
+            Err(e) => {
+                let line = e.span().map(|s| line_of(text, s.start));
+                Err((e.message().trim().to_string(), line))
+            }
+        }
+    }
+
+    /// The path as a user reads it, and the line where it (or its closest written parent) is.
+    pub(crate) fn locate(&self, loc: &Loc) -> (String, Option<u32>) {
+        let mut parts: Vec<String> = Vec::new();
+        let mut node = Some(Node::Item(self.doc.as_item()));
+        let mut line = None;
+        let mut segs = loc.0.iter().peekable();
+        while let Some(seg) = segs.next() {
+            match seg {
+                Seg::Key(k) => {
+                    let found = node.as_ref().and_then(|n| n.get(k));
+                    if let Some(span) = found.as_ref().and_then(|(key_span, _)| key_span.clone()) {
+                        line = Some(line_of(self.text, span.start));
+                    }
+                    node = found.map(|(_, v)| v);
+                    // An indexed entry is named together with its array: `group "db"`.
+                    if let Some(Seg::Index(i)) = segs.peek() {
+                        let i = *i;
+                        segs.next();
+                        let entry = node.as_ref().and_then(|n| n.index(i));
+                        if let Some(span) = entry.as_ref().and_then(Node::span) {
+                            line = Some(line_of(self.text, span.start));
+                        }
+                        let name = entry
+                            .as_ref()
+                            .and_then(|e| e.get("name"))
+                            .and_then(|(_, v)| match v {
+                                Node::Item(it) => it.as_str().map(str::to_string),
+                                _ => None,
+                            });
+                        parts.push(match name {
+                            Some(n) => format!("{k} \"{n}\""),
+                            None => format!("{k}[{i}]"),
+                        });
+                        node = entry;
+                    } else {
+                        parts.push(k.clone());
+                    }
+                }
+                Seg::Index(i) => {
+                    parts.push(format!("[{i}]"));
+                    node = node.as_ref().and_then(|n| n.index(*i));
+                }
+            }
+        }
+        (parts.join(" → "), line)
+    }
+
+    /// The field path of the innermost key or entry whose text contains byte `offset` (for
+    /// errors that come with a position but no path).
+    pub(crate) fn loc_at(&self, offset: usize) -> Loc {
+        let mut loc = Loc::root();
+        let mut node = Node::Item(self.doc.as_item());
+        'descend: loop {
+            for (k, key_span, child) in node.entries() {
+                if key_span.is_some_and(|s| s.contains(&offset)) || child.contains(offset) {
+                    loc = loc.key(&k);
+                    node = child;
+                    continue 'descend;
+                }
+            }
+            for i in 0..node.len() {
+                if let Some(child) = node.index(i) {
+                    if child.contains(offset) {
+                        loc = loc.at(i);
+                        node = child;
+                        continue 'descend;
+                    }
+                }
+            }
+            break;
+        }
+        loc
+    }
+}
+
+/// A view of one place in the document: an item, a table of an array of tables, or a value
+/// inside an inline array.
+#[derive(Clone, Copy)]
+enum Node<'d> {
+    Item(&'d Item),
+    Table(&'d Table),
+    Value(&'d Value),
+}
+
+impl<'d> Node<'d> {
+    fn table_like(&self) -> Option<&'d dyn TableLike> {
+        match *self {
+            Node::Item(it) => it.as_table_like(),
+            Node::Table(t) => Some(t),
+            Node::Value(Value::InlineTable(t)) => Some(t),
+            Node::Value(_) => None,
+        }
+    }
+
+    /// The value at key `k`, with the span of the key.
+    fn get(&self, k: &str) -> Option<(Option<Range<usize>>, Node<'d>)> {
+        let (key, item) = self.table_like()?.get_key_value(k)?;
+        Some((key.span(), Node::Item(item)))
+    }
+
+    /// Every key with its span and value.
+    fn entries(&self) -> Vec<(String, Option<Range<usize>>, Node<'d>)> {
+        let Some(t) = self.table_like() else {
+            return Vec::new();
+        };
+        t.iter()
+            .filter_map(|(k, _)| {
+                let (key, item) = t.get_key_value(k)?;
+                Some((k.to_string(), key.span(), Node::Item(item)))
+            })
+            .collect()
+    }
+
+    /// Number of array entries (0 for anything but an array).
+    fn len(&self) -> usize {
+        match *self {
+            Node::Item(Item::ArrayOfTables(a)) => a.len(),
+            Node::Item(Item::Value(Value::Array(a))) | Node::Value(Value::Array(a)) => a.len(),
+            _ => 0,
+        }
+    }
+
+    /// Array entry `i`.
+    fn index(&self, i: usize) -> Option<Node<'d>> {
+        match *self {
+            Node::Item(Item::ArrayOfTables(a)) => a.get(i).map(Node::Table),
+            Node::Item(Item::Value(Value::Array(a))) | Node::Value(Value::Array(a)) => {
+                a.get(i).map(Node::Value)
+            }
+            _ => None,
+        }
+    }
+
+    fn span(&self) -> Option<Range<usize>> {
+        match *self {
+            Node::Item(it) => it.span(),
+            Node::Table(t) => t.span(),
+            Node::Value(v) => v.span(),
+        }
+    }
+
+    /// Whether this place's text (its own span, or any key or value inside) contains `offset`.
+    fn contains(&self, offset: usize) -> bool {
+        if self.span().is_some_and(|s| s.contains(&offset)) {
+            return true;
+        }
+        let in_entries = self.entries().into_iter().any(|(_, key_span, child)| {
+            key_span.is_some_and(|s| s.contains(&offset)) || child.contains(offset)
+        });
+        in_entries || (0..self.len()).any(|i| self.index(i).is_some_and(|c| c.contains(offset)))
+    }
+}
+
+/// The 1-based line of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> u32 {
+    let end = offset.min(text.len());
+    let newlines = text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count();
+    u32::try_from(newlines + 1).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"[cluster]
+name = "x"
+
+[[group]]
+name = "db"
+nodes = ["a"]
+
+[[group]]
+name = "web"
+  [[group.resource]]
+  name = "web-ip"
+  params = { address = "192.0.2.1/24" }
+
+[[schedule]]
+cron = "0 2 * * *"
+"#;
+
+    fn source() -> Source<'static> {
+        match Source::parse(TEXT) {
+            Ok(s) => s,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn renders_names_and_finds_lines() {
+        let s = source();
+        let loc = Loc::root()
+            .key("group")
+            .at(1)
+            .key("resource")
+            .at(0)
+            .key("params")
+            .key("address");
+        assert_eq!(
+            s.locate(&loc),
+            (
+                "group \"web\" → resource \"web-ip\" → params → address".to_string(),
+                Some(12)
+            )
+        );
+        let loc = Loc::root().key("schedule").at(0).key("cron");
+        assert_eq!(s.locate(&loc), ("schedule[0] → cron".to_string(), Some(15)));
+    }
+
+    #[test]
+    fn an_absent_key_points_at_its_table() {
+        let s = source();
+        let loc = Loc::root().key("group").at(0).key("failback");
+        assert_eq!(
+            s.locate(&loc),
+            ("group \"db\" → failback".to_string(), Some(4))
+        );
+        let loc = Loc::root().key("timing").key("lease_ms");
+        assert_eq!(s.locate(&loc), ("timing → lease_ms".to_string(), None));
+    }
+
+    #[test]
+    fn finds_the_path_at_an_offset() {
+        let s = source();
+        let offset = TEXT.find("192.0.2.1").unwrap_or_default();
+        let loc = s.loc_at(offset);
+        assert_eq!(
+            s.locate(&loc).0,
+            "group \"web\" → resource \"web-ip\" → params → address"
+        );
+    }
+
+    #[test]
+    fn parses_config_crate_keys() {
+        let loc = Loc::from_config_key("group[1].resource[0].quick");
+        assert_eq!(
+            loc,
+            Loc::root()
+                .key("group")
+                .at(1)
+                .key("resource")
+                .at(0)
+                .key("quick")
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_line() {
+        match Source::parse("[cluster]\nname = \n") {
+            Ok(_) => panic!("parsed"),
+            Err((_, line)) => assert_eq!(line, Some(2)),
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! The typed schema of `cluster.toml`.
+//!
+//! Every section is a struct, every field is documented with its meaning and its default, and
+//! unknown fields are refused (`deny_unknown_fields`): a typo must never be silently ignored.
+//! These types hold the config as written (names, not indices); [`super::ClusterConfig::spec`]
+//! resolves them into the [`crate::policy::spec::ClusterSpec`] the decision cores use. Things
+//! only the runtime needs (addresses, the disk device, fencing, notifications) stay here.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The whole `cluster.toml`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `[cluster]`: the cluster's identity and partition setting. Required.
+    pub cluster: ClusterSection,
+    /// `[timing]`: lease, takeover and consensus timing. Optional; every field has a default.
+    #[serde(default)]
+    pub timing: TimingConfig,
+    /// `[monitor]`: health-check and action timeouts for every resource that does not set its
+    /// own. Optional; every field has a default.
+    #[serde(default)]
+    pub monitor: MonitorDefaults,
+    /// `[[path]]`: the heartbeat paths, in config order. At least one network path is required.
+    #[serde(default, rename = "path")]
+    pub paths: Vec<PathConfig>,
+    /// `[[node]]`: the nodes that may run resources, in config order (= node order).
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeConfig>,
+    /// `[witness]`: an optional third vote for a two-node cluster; it holds no resources.
+    #[serde(default)]
+    pub witness: Option<WitnessConfig>,
+    /// `[fencing]`: an optional fencing device that powers off a node the cluster lost.
+    #[serde(default)]
+    pub fencing: Option<FencingConfig>,
+    /// `[[group]]`: the resource groups, the unit of failover. Default: none.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupConfig>,
+    /// `[[schedule]]`: scheduled moves of groups. Default: none.
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<ScheduleConfig>,
+    /// `[[notification]]`: where events are sent besides the event log. Default: none.
+    #[serde(default, rename = "notification")]
+    pub notifications: Vec<NotificationConfig>,
+}
+
+/// `[cluster]`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// The cluster's name; nodes refuse peers that carry another name. Required.
+    pub name: String,
+    /// Allows a two-node cluster with neither witness nor fencing: no group then fails over
+    /// across a partition (only clean stops and admin moves relocate groups). Default: false.
+    #[serde(default)]
+    pub no_automatic_failover_across_partition: bool,
+}
+
+/// `[timing]`. The values are only safe together; validation checks how they relate.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimingConfig {
+    /// How long an acknowledged contact with a quorum leader lets a node keep its exclusive
+    /// groups, in ms. Default: 150.
+    pub lease_ms: u32,
+    /// How often a node renews its lease, in ms; must be below half the lease. Default: 30.
+    pub lease_renew_ms: u32,
+    /// Bound on the rate difference between two nodes' clocks, as a fraction (0.01 = 1 %).
+    /// Default: 0.01.
+    pub max_clock_drift: f64,
+    /// Added to the lease before a silent owner's groups are taken over, in ms. Default: 40.
+    pub takeover_margin_ms: u32,
+    /// A node starts stopping its exclusive groups this long before its lease ends, in ms;
+    /// must be below the lease. Default: 60.
+    pub stop_budget_ms: u32,
+    /// One consensus tick, in ms. Default: 20.
+    pub raft_tick_ms: u32,
+    /// Minimum election timeout, in ticks. Default: 10.
+    pub election_ticks: u32,
+    /// The leader's heartbeat period, in ticks; must be below `election_ticks`. Default: 2.
+    pub heartbeat_ticks: u32,
+}
+
+impl Default for TimingConfig {
+    fn default() -> Self {
+        TimingConfig {
+            lease_ms: 150,
+            lease_renew_ms: 30,
+            max_clock_drift: 0.01,
+            takeover_margin_ms: 40,
+            stop_budget_ms: 60,
+            raft_tick_ms: 20,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+        }
+    }
+}
+
+/// `[monitor]`: defaults for every resource.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorDefaults {
+    /// Time between two quick health checks, in ms. Default: 2000.
+    pub quick_interval_ms: u32,
+    /// How long a quick check may take, in ms; below its interval. Default: 1000.
+    pub quick_timeout_ms: u32,
+    /// Time between two deep health checks, in ms. Default: 30000.
+    pub deep_interval_ms: u32,
+    /// How long a deep check may take, in ms; below its interval. Default: 10000.
+    pub deep_timeout_ms: u32,
+    /// How long starting a resource may take, in ms. Default: 30000.
+    pub start_timeout_ms: u32,
+    /// How long stopping a resource may take, in ms; a failed stop is a reason to fence.
+    /// Default: 30000.
+    pub stop_timeout_ms: u32,
+}
+
+impl Default for MonitorDefaults {
+    fn default() -> Self {
+        MonitorDefaults {
+            quick_interval_ms: 2000,
+            quick_timeout_ms: 1000,
+            deep_interval_ms: 30000,
+            deep_timeout_ms: 10000,
+            start_timeout_ms: 30000,
+            stop_timeout_ms: 30000,
+        }
+    }
+}
+
+/// The kind of a heartbeat path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathKindConfig {
+    /// A network path over one NIC of each node.
+    Network,
+    /// A shared disk with one slot per node.
+    Disk,
+}
+
+/// `[[path]]`: one heartbeat path.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathConfig {
+    /// The path's name; nodes give one address per network path under this name. Required.
+    pub name: String,
+    /// `network` or `disk`. Required.
+    pub kind: PathKindConfig,
+    /// Time between two heartbeats, in ms. Default: 50 for network, 200 for disk.
+    #[serde(default)]
+    pub interval_ms: Option<u32>,
+    /// Missed heartbeats before the path to a peer is lost. Default: 4 for network, 5 for disk.
+    #[serde(default)]
+    pub misses: Option<u32>,
+    /// The shared block device or file of a disk path. Required for disk, refused for network.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Bytes per node slot on the disk, a multiple of 512. Disk only. Default: 4096.
+    #[serde(default)]
+    pub slot_bytes: Option<u32>,
+}
+
+impl PathConfig {
+    /// The heartbeat interval, the kind's default filled in.
+    pub fn interval_ms(&self) -> u32 {
+        self.interval_ms.unwrap_or(match self.kind {
+            PathKindConfig::Network => 50,
+            PathKindConfig::Disk => 200,
+        })
+    }
+
+    /// The number of misses, the kind's default filled in.
+    pub fn misses(&self) -> u32 {
+        self.misses.unwrap_or(match self.kind {
+            PathKindConfig::Network => 4,
+            PathKindConfig::Disk => 5,
+        })
+    }
+
+    /// The slot size of a disk path, the default filled in.
+    pub fn slot_bytes(&self) -> u32 {
+        self.slot_bytes.unwrap_or(4096)
+    }
+}
+
+/// `[[node]]`: a node that may run resources.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name: its hostname or `--node NAME`, and the name in its certificate.
+    /// Required.
+    pub name: String,
+    /// How much group load the node carries (M-to-N placement). Default: unlimited.
+    #[serde(default)]
+    pub capacity: Option<u32>,
+    /// One `host:port` per network path, keyed by path name. Required.
+    #[serde(default)]
+    pub addresses: BTreeMap<String, String>,
+}
+
+/// `[witness]`: a third vote for a two-node cluster (`eterned --witness`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's name (a node name; it may not appear in a group). Required.
+    pub name: String,
+    /// One `host:port` per network path, keyed by path name. Required.
+    #[serde(default)]
+    pub addresses: BTreeMap<String, String>,
+}
+
+/// `[fencing]`: a device that powers a lost node off before its groups are taken over.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FencingConfig {
+    /// The fence agent, e.g. `fence_ipmilan`. Required.
+    pub agent: String,
+    /// The agent's parameters, passed as given. Default: none.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// How many nodes run a group at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupMode {
+    /// One node at a time (the default).
+    #[default]
+    Exclusive,
+    /// Several nodes at once; failures are only recovered locally.
+    Clone,
+}
+
+/// When a group returns to a more preferred node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailbackMode {
+    /// Only when an administrator moves it (the default).
+    #[default]
+    Manual,
+    /// Automatically, inside `failback_window` if one is given.
+    Auto,
+}
+
+/// `[[group]]`: a resource group, the unit of failover.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// The group's name, unique in the cluster. Required.
+    pub name: String,
+    /// Nodes that may run the group, in priority order: the first is the preferred node, the
+    /// rest are backup nodes. Required, not empty.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// `exclusive` or `clone`. Default: exclusive.
+    #[serde(default)]
+    pub mode: GroupMode,
+    /// How many nodes run a clone group. Clone only. Default: every listed node.
+    #[serde(default)]
+    pub copies: Option<u16>,
+    /// `manual` or `auto`. Default: manual.
+    #[serde(default)]
+    pub failback: FailbackMode,
+    /// Daily window for automatic failback, `HH:MM-HH:MM` node-local time, may wrap past
+    /// midnight. Only with `failback = "auto"`. Default: any time.
+    #[serde(default)]
+    pub failback_window: Option<String>,
+    /// Keep a healthy group where it is rather than move it to balance load. Default: true.
+    #[serde(default = "default_true")]
+    pub stickiness: bool,
+    /// Local restarts allowed within `restart_window_ms` before remote failover. Default: 3.
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    /// The window over which local restarts are counted, in ms. Default: 300000 (5 min).
+    #[serde(default = "default_restart_window_ms")]
+    pub restart_window_ms: u64,
+    /// How much of a node's capacity the group uses. Default: 0.
+    #[serde(default)]
+    pub load: u32,
+    /// Groups that must not run on the same node as this one. Default: none.
+    #[serde(default)]
+    pub anti_affinity: Vec<String>,
+    /// `[[group.resource]]`: the group's resources. Default: none.
+    #[serde(default, rename = "resource")]
+    pub resources: Vec<ResourceConfig>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_restarts() -> u32 {
+    3
+}
+fn default_restart_window_ms() -> u64 {
+    300_000
+}
+
+/// A health check's interval and timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Time between two checks, in ms. Required.
+    pub interval_ms: u32,
+    /// How long one check may take, in ms; below the interval. Required.
+    pub timeout_ms: u32,
+}
+
+/// The resource agent types built in.
+pub const RESOURCE_TYPES: &[&str] = &[
+    "ip",
+    "application",
+    "service",
+    "filesystem",
+    "disk_lock",
+    "network_name",
+    "share",
+    "ocf",
+];
+
+/// `[[group.resource]]`: one resource of a group.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// The resource's name, unique in the whole cluster. Required.
+    pub name: String,
+    /// The agent type, one of [`RESOURCE_TYPES`]. Required.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The agent's parameters (for `ip`: `address` with prefix, `nics`). Default: none.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Resources of the same group that must be started first. Default: none.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// The quick health check. Default: `[monitor]` quick_interval_ms / quick_timeout_ms.
+    #[serde(default)]
+    pub quick: Option<MonitorConfig>,
+    /// The deep health check. Default: `[monitor]` deep_interval_ms / deep_timeout_ms.
+    #[serde(default)]
+    pub deep: Option<MonitorConfig>,
+    /// How long `start` may take, in ms. Default: `[monitor]` start_timeout_ms.
+    #[serde(default)]
+    pub start_timeout_ms: Option<u32>,
+    /// How long `stop` may take, in ms. Default: `[monitor]` stop_timeout_ms.
+    #[serde(default)]
+    pub stop_timeout_ms: Option<u32>,
+}
+
+/// `[[schedule]]`: a cron-like move of a group.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// The group to move. Required.
+    pub group: String,
+    /// The node to move it to, one of the group's nodes. Default: back to the group's most
+    /// preferred eligible node.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// When: five cron fields, minute hour day-of-month month day-of-week, node-local time.
+    /// Required.
+    pub cron: String,
+}
+
+/// How a notification is delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A line in the system log.
+    Log,
+    /// Runs `command` with the event in environment variables.
+    Script,
+    /// POSTs the event as JSON to `url`.
+    Webhook,
+}
+
+/// Event names a notification may filter on.
+pub const EVENT_NAMES: &[&str] = &[
+    "failover",
+    "failback",
+    "scheduled_move",
+    "local_restart",
+    "nic_failover",
+    "resource_failed",
+    "group_cannot_run",
+    "node_lost",
+    "node_joined",
+    "path_lost",
+    "path_restored",
+    "fenced",
+    "config_mismatch",
+    "admin_action",
+];
+
+/// `[[notification]]`: where events are sent besides the event log.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationConfig {
+    /// `log`, `script` or `webhook`. Required.
+    pub kind: NotificationKind,
+    /// The program to run, for `script` (required there, refused elsewhere).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// The address to POST to, for `webhook` (required there, refused elsewhere).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Only these events, from [`EVENT_NAMES`]. Default: all events.
+    #[serde(default)]
+    pub events: Vec<String>,
+}

@@ -1,0 +1,904 @@
+//! Every rule a `cluster.toml` must satisfy beyond its types. All violations are collected:
+//! a user fixes a file in one pass, not one error per run.
+//!
+//! - Names: not empty, plain characters; unique among nodes (and the witness), paths, groups,
+//!   and resources across the whole cluster.
+//! - Partition safety: two nodes need a witness, fencing, or
+//!   `no_automatic_failover_across_partition = true` (design.md §5, rule 5).
+//! - Timing: nothing that must be positive is 0; `lease_renew_ms < lease_ms / 2`;
+//!   `stop_budget_ms < lease_ms`; `heartbeat_ticks < election_ticks`; the lease fits in the
+//!   leader's authority window ([`crate::policy::spec::TimingSpec::vote_guard_us`]) and is
+//!   shorter than failure detection (`interval_ms × misses`) of every network path; every
+//!   health-check timeout is below its interval.
+//! - Paths: at least one network path; one disk path at most, with an absolute device and a
+//!   slot size that is a multiple of 512.
+//! - Nodes and witness: one `host:port` address on every network path, none elsewhere.
+//! - Groups: a non-empty preferred node list of known nodes, each once, never the witness;
+//!   `copies` only for clones and not above the listed nodes; `failback_window` only with
+//!   `failback = "auto"` and well formed; `anti_affinity` names other, known groups.
+//! - Resources: a known type; `ip` has a parseable `address` that no other resource floats;
+//!   no `ip` or `disk_lock` in a clone group; `depends_on` names resources of the same group
+//!   (else the error says which group the other one is in) without a cycle (named in full).
+//! - Schedules: a known group, a `to` among the group's nodes, a valid cron expression.
+//! - Notifications: `command` for scripts, `url` for webhooks, known event names.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use super::locate::Loc;
+use super::resolve;
+use super::schema::*;
+use super::Issue;
+use crate::policy::schedule::{CronExpr, DailyWindow};
+
+/// Collects issues.
+#[derive(Default)]
+struct Report {
+    issues: Vec<Issue>,
+}
+
+impl Report {
+    fn push(&mut self, loc: Loc, message: impl Into<String>, fix: impl Into<String>) {
+        self.issues.push(Issue {
+            loc,
+            message: message.into(),
+            fix: fix.into(),
+        });
+    }
+
+    /// Refuses 0 for a duration or count that must be positive.
+    fn positive(&mut self, loc: Loc, field: &str, value: u64) {
+        if value == 0 {
+            self.push(
+                loc.key(field),
+                format!("{field} is 0"),
+                "give a value greater than 0",
+            );
+        }
+    }
+
+    /// Names appear in certificates, logs and paths: keep them plain.
+    fn name(&mut self, loc: Loc, what: &str, name: &str) {
+        if name.is_empty() {
+            self.push(
+                loc.key("name"),
+                format!("the {what} has an empty name"),
+                "give it a name",
+            );
+        } else if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            self.push(
+                loc.key("name"),
+                format!("{what} name \"{name}\" has characters other than letters, digits, '-', '_' and '.'"),
+                "rename it with letters, digits, '-', '_' or '.'",
+            );
+        }
+    }
+}
+
+/// Resource types that must never be active on two nodes, so never in a clone group.
+const EXCLUSIVE_ONLY: &[&str] = &["ip", "disk_lock"];
+
+/// `(a, b, c)`, for fixes that list the valid choices.
+fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut names: Vec<&str> = names.into_iter().collect();
+    let mut seen = HashSet::new();
+    names.retain(|n| seen.insert(*n));
+    if names.is_empty() {
+        "none defined".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Checks a whole config; an empty result means it is valid and [`resolve::resolve`] may run.
+pub(crate) fn validate(c: &ClusterConfig) -> Vec<Issue> {
+    let mut r = Report::default();
+    check_cluster(c, &mut r);
+    check_timing(c, &mut r);
+    check_monitor_defaults(&c.monitor, &mut r);
+    check_paths(c, &mut r);
+    check_nodes(c, &mut r);
+    check_groups(c, &mut r);
+    check_resources(c, &mut r);
+    check_schedules(c, &mut r);
+    check_notifications(c, &mut r);
+    r.issues
+}
+
+fn check_cluster(c: &ClusterConfig, r: &mut Report) {
+    let loc = Loc::root().key("cluster");
+    r.name(loc.clone(), "cluster", &c.cluster.name);
+    let two_nodes = c.nodes.len() == 2;
+    if two_nodes
+        && c.witness.is_none()
+        && c.fencing.is_none()
+        && !c.cluster.no_automatic_failover_across_partition
+    {
+        r.push(
+            loc,
+            "a two-node cluster with neither witness nor fencing: two votes make no majority, \
+             so a partition cannot be told from a dead node",
+            "add a [witness] (any small third machine) or a [fencing] device, or set \
+             no_automatic_failover_across_partition = true under [cluster] to accept that no \
+             group fails over across a partition",
+        );
+    }
+    if let Some(f) = &c.fencing {
+        if f.agent.trim().is_empty() {
+            r.push(
+                Loc::root().key("fencing").key("agent"),
+                "the fencing agent is empty",
+                "name a fence agent, e.g. agent = \"fence_ipmilan\"",
+            );
+        }
+    }
+}
+
+fn check_timing(c: &ClusterConfig, r: &mut Report) {
+    let t = &c.timing;
+    let loc = Loc::root().key("timing");
+    for (field, value) in [
+        ("lease_ms", t.lease_ms),
+        ("lease_renew_ms", t.lease_renew_ms),
+        ("stop_budget_ms", t.stop_budget_ms),
+        ("raft_tick_ms", t.raft_tick_ms),
+        ("election_ticks", t.election_ticks),
+        ("heartbeat_ticks", t.heartbeat_ticks),
+    ] {
+        r.positive(loc.clone(), field, u64::from(value));
+    }
+    if !(0.0..=0.1).contains(&t.max_clock_drift) {
+        r.push(
+            loc.key("max_clock_drift"),
+            format!(
+                "max_clock_drift = {} is outside 0 to 0.1",
+                t.max_clock_drift
+            ),
+            "give the bound as a fraction, e.g. 0.01 for 1 %",
+        );
+    }
+    if t.lease_ms == 0 {
+        return; // The relations below all involve the lease.
+    }
+    if t.lease_renew_ms > 0 && u64::from(t.lease_renew_ms) * 2 >= u64::from(t.lease_ms) {
+        r.push(
+            loc.key("lease_renew_ms"),
+            format!(
+                "lease_renew_ms = {} is not below half of lease_ms = {}",
+                t.lease_renew_ms, t.lease_ms
+            ),
+            format!(
+                "renew more often (below {} ms) so one lost renewal does not drop the lease",
+                t.lease_ms.div_ceil(2)
+            ),
+        );
+    }
+    if t.stop_budget_ms >= t.lease_ms {
+        r.push(
+            loc.key("stop_budget_ms"),
+            format!(
+                "stop_budget_ms = {} is not below lease_ms = {}",
+                t.stop_budget_ms, t.lease_ms
+            ),
+            "lower stop_budget_ms: a node starts stopping this long before its lease ends, so it \
+             must fit inside the lease",
+        );
+    }
+    if t.heartbeat_ticks >= t.election_ticks && t.election_ticks > 0 {
+        r.push(
+            loc.key("heartbeat_ticks"),
+            format!(
+                "heartbeat_ticks = {} is not below election_ticks = {}",
+                t.heartbeat_ticks, t.election_ticks
+            ),
+            "lower heartbeat_ticks (2 is usual): followers must hear the leader several times \
+             per election timeout",
+        );
+    }
+    if t.raft_tick_ms > 0 && t.election_ticks > 0 && (0.0..=0.1).contains(&t.max_clock_drift) {
+        let guard_us = resolve::timing_spec(t).vote_guard_us();
+        if u64::from(t.lease_ms) * 1000 > guard_us {
+            r.push(
+                loc.key("lease_ms"),
+                format!(
+                    "lease_ms = {} outlasts the leader's authority window of {} ms \
+                     ((election_ticks - 1) × raft_tick_ms, shrunk by max_clock_drift)",
+                    t.lease_ms,
+                    guard_us / 1000
+                ),
+                format!(
+                    "lower lease_ms to at most {} or raise election_ticks or raft_tick_ms: a \
+                     lease must end inside the leader's authority window, else a new leader \
+                     could place a group while an old lease still runs",
+                    guard_us / 1000
+                ),
+            );
+        }
+    }
+    for p in c.paths.iter().filter(|p| p.kind == PathKindConfig::Network) {
+        let detect_ms = u64::from(p.interval_ms()) * u64::from(p.misses());
+        if detect_ms > 0 && u64::from(t.lease_ms) >= detect_ms {
+            r.push(
+                loc.key("lease_ms"),
+                format!(
+                    "lease_ms = {} is not shorter than failure detection on path \"{}\" \
+                     ({} ms × {} misses = {} ms)",
+                    t.lease_ms,
+                    p.name,
+                    p.interval_ms(),
+                    p.misses(),
+                    detect_ms
+                ),
+                format!(
+                    "lower lease_ms below {detect_ms} or raise interval_ms or misses of path \"{}\"",
+                    p.name
+                ),
+            );
+        }
+    }
+}
+
+/// Interval and timeout of one health check.
+fn check_monitor(
+    r: &mut Report,
+    loc: Loc,
+    interval_field: &str,
+    interval: u32,
+    timeout_field: &str,
+    timeout: u32,
+) {
+    r.positive(loc.clone(), interval_field, u64::from(interval));
+    r.positive(loc.clone(), timeout_field, u64::from(timeout));
+    if interval > 0 && timeout > 0 && timeout >= interval {
+        r.push(
+            loc.key(timeout_field),
+            format!("{timeout_field} = {timeout} is not below {interval_field} = {interval}"),
+            "a check must end before the next one is due: lower the timeout or raise the interval",
+        );
+    }
+}
+
+fn check_monitor_defaults(m: &MonitorDefaults, r: &mut Report) {
+    let loc = Loc::root().key("monitor");
+    check_monitor(
+        r,
+        loc.clone(),
+        "quick_interval_ms",
+        m.quick_interval_ms,
+        "quick_timeout_ms",
+        m.quick_timeout_ms,
+    );
+    check_monitor(
+        r,
+        loc.clone(),
+        "deep_interval_ms",
+        m.deep_interval_ms,
+        "deep_timeout_ms",
+        m.deep_timeout_ms,
+    );
+    r.positive(
+        loc.clone(),
+        "start_timeout_ms",
+        u64::from(m.start_timeout_ms),
+    );
+    r.positive(loc, "stop_timeout_ms", u64::from(m.stop_timeout_ms));
+}
+
+fn check_paths(c: &ClusterConfig, r: &mut Report) {
+    if !c.paths.iter().any(|p| p.kind == PathKindConfig::Network) {
+        r.push(
+            Loc::root().key("path"),
+            "no network heartbeat path",
+            "add a [[path]] with kind = \"network\" (one per private NIC; two are better than one)",
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut disks = 0;
+    for (i, p) in c.paths.iter().enumerate() {
+        let loc = Loc::root().key("path").at(i);
+        r.name(loc.clone(), "path", &p.name);
+        if !seen.insert(p.name.as_str()) {
+            r.push(
+                loc.key("name"),
+                format!("path name \"{}\" is used twice", p.name),
+                "give each path its own name",
+            );
+        }
+        r.positive(loc.clone(), "interval_ms", u64::from(p.interval_ms()));
+        r.positive(loc.clone(), "misses", u64::from(p.misses()));
+        match p.kind {
+            PathKindConfig::Network => {
+                for (field, set) in [
+                    ("device", p.device.is_some()),
+                    ("slot_bytes", p.slot_bytes.is_some()),
+                ] {
+                    if set {
+                        r.push(
+                            loc.key(field),
+                            format!("{field} is only for disk paths"),
+                            "remove it, or set kind = \"disk\"",
+                        );
+                    }
+                }
+            }
+            PathKindConfig::Disk => {
+                disks += 1;
+                if disks == 2 {
+                    r.push(
+                        loc.clone(),
+                        "a second disk path; one disk path is supported",
+                        "keep one [[path]] with kind = \"disk\"",
+                    );
+                }
+                match &p.device {
+                    None => r.push(
+                        loc.key("device"),
+                        "a disk path needs a device",
+                        "set device = \"/dev/…\" (a block device or file every node shares)",
+                    ),
+                    Some(d) if !d.starts_with('/') => r.push(
+                        loc.key("device"),
+                        format!("device \"{d}\" is not an absolute path"),
+                        "give the full path, e.g. /dev/disk/by-id/…",
+                    ),
+                    Some(_) => {}
+                }
+                let slot = p.slot_bytes();
+                if slot == 0 || slot % 512 != 0 {
+                    r.push(
+                        loc.key("slot_bytes"),
+                        format!("slot_bytes = {slot} is not a positive multiple of 512"),
+                        "use 4096 (the default) or another multiple of 512 (direct IO needs it)",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether `text` is `host:port` (an IP address, a bracketed IPv6 address or a host name).
+fn is_host_port(text: &str) -> bool {
+    if text.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+                && !label.starts_with('-')
+        });
+    port_ok && host_ok
+}
+
+/// The addresses of a node or of the witness: one per network path, each host:port.
+fn check_addresses(
+    c: &ClusterConfig,
+    r: &mut Report,
+    loc: Loc,
+    addresses: &std::collections::BTreeMap<String, String>,
+) {
+    let network: Vec<&str> = c
+        .paths
+        .iter()
+        .filter(|p| p.kind == PathKindConfig::Network)
+        .map(|p| p.name.as_str())
+        .collect();
+    for path in &network {
+        if !addresses.contains_key(*path) {
+            r.push(
+                loc.key("addresses"),
+                format!("no address on network path \"{path}\""),
+                format!("add {path} = \"HOST:PORT\" to addresses"),
+            );
+        }
+    }
+    for (path, addr) in addresses {
+        let aloc = loc.key("addresses").key(path);
+        match c.paths.iter().find(|p| &p.name == path) {
+            None => r.push(
+                aloc,
+                format!("unknown path \"{path}\""),
+                format!(
+                    "give addresses only for network paths ({})",
+                    list(network.iter().copied())
+                ),
+            ),
+            Some(p) if p.kind == PathKindConfig::Disk => r.push(
+                aloc,
+                format!("path \"{path}\" is a disk path; it takes no address"),
+                "remove this address",
+            ),
+            Some(_) if !is_host_port(addr) => r.push(
+                aloc,
+                format!("address \"{addr}\" is not HOST:PORT"),
+                "write it like 10.0.0.1:7400, [fd00::1]:7400 or node1.example:7400",
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+fn check_nodes(c: &ClusterConfig, r: &mut Report) {
+    if c.nodes.is_empty() {
+        r.push(
+            Loc::root().key("node"),
+            "no [[node]] is defined",
+            "add a [[node]] for every server of the cluster",
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let loc = Loc::root().key("node").at(i);
+        r.name(loc.clone(), "node", &n.name);
+        if !seen.insert(n.name.as_str()) {
+            r.push(
+                loc.key("name"),
+                format!("node name \"{}\" is used twice", n.name),
+                "give each node its own name",
+            );
+        }
+        check_addresses(c, r, loc, &n.addresses);
+    }
+    if let Some(w) = &c.witness {
+        let loc = Loc::root().key("witness");
+        r.name(loc.clone(), "witness", &w.name);
+        if seen.contains(w.name.as_str()) {
+            r.push(
+                loc.key("name"),
+                format!("witness name \"{}\" is also a node", w.name),
+                "the witness is a separate machine: give it its own name",
+            );
+        }
+        check_addresses(c, r, loc, &w.addresses);
+    }
+}
+
+fn check_groups(c: &ClusterConfig, r: &mut Report) {
+    let node_names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+    let group_names: Vec<&str> = c.groups.iter().map(|g| g.name.as_str()).collect();
+    let witness = c.witness.as_ref().map(|w| w.name.as_str());
+    let mut seen = HashSet::new();
+    for (gi, g) in c.groups.iter().enumerate() {
+        let loc = Loc::root().key("group").at(gi);
+        r.name(loc.clone(), "group", &g.name);
+        if !seen.insert(g.name.as_str()) {
+            r.push(
+                loc.key("name"),
+                format!("group name \"{}\" is used twice", g.name),
+                "give each group its own name",
+            );
+        }
+        if g.nodes.is_empty() {
+            r.push(
+                loc.key("nodes"),
+                "empty preferred node list",
+                format!(
+                    "list the nodes that may run the group, preferred node first ({})",
+                    list(node_names.iter().copied())
+                ),
+            );
+        }
+        let mut listed = HashSet::new();
+        for n in &g.nodes {
+            if Some(n.as_str()) == witness {
+                r.push(
+                    loc.key("nodes"),
+                    format!("\"{n}\" is the witness; a witness holds no resources"),
+                    format!(
+                        "list only [[node]] names ({})",
+                        list(node_names.iter().copied())
+                    ),
+                );
+            } else if !node_names.contains(&n.as_str()) {
+                r.push(
+                    loc.key("nodes"),
+                    format!("unknown node \"{n}\""),
+                    format!("name a [[node]] ({})", list(node_names.iter().copied())),
+                );
+            } else if !listed.insert(n.as_str()) {
+                r.push(
+                    loc.key("nodes"),
+                    format!("node \"{n}\" is listed twice"),
+                    "list each node once, in priority order",
+                );
+            }
+        }
+        match (g.mode, g.copies) {
+            (GroupMode::Exclusive, Some(_)) => r.push(
+                loc.key("copies"),
+                "copies is only for clone groups",
+                "remove copies, or set mode = \"clone\"",
+            ),
+            (GroupMode::Clone, Some(0)) => r.push(
+                loc.key("copies"),
+                "copies is 0",
+                "give at least 1, or leave copies out to run on every listed node",
+            ),
+            (GroupMode::Clone, Some(k)) if usize::from(k) > g.nodes.len() => r.push(
+                loc.key("copies"),
+                format!("copies = {k} but only {} nodes are listed", g.nodes.len()),
+                "list more nodes in nodes, or lower copies",
+            ),
+            _ => {}
+        }
+        if let Some(w) = &g.failback_window {
+            if g.failback == FailbackMode::Manual {
+                r.push(
+                    loc.key("failback_window"),
+                    "failback_window needs failback = \"auto\"",
+                    "set failback = \"auto\", or remove failback_window",
+                );
+            }
+            if let Err(e) = DailyWindow::parse(w) {
+                r.push(
+                    loc.key("failback_window"),
+                    e,
+                    "write HH:MM-HH:MM in node-local time, e.g. \"02:00-04:00\"",
+                );
+            }
+        }
+        if g.max_restarts > 0 {
+            r.positive(loc.clone(), "restart_window_ms", g.restart_window_ms);
+        }
+        let mut anti = HashSet::new();
+        for other in &g.anti_affinity {
+            if other == &g.name {
+                r.push(
+                    loc.key("anti_affinity"),
+                    format!("group \"{other}\" names itself"),
+                    format!("remove \"{other}\" from its own anti_affinity"),
+                );
+            } else if !group_names.contains(&other.as_str()) {
+                r.push(
+                    loc.key("anti_affinity"),
+                    format!("unknown group \"{other}\""),
+                    format!(
+                        "name another group ({})",
+                        list(group_names.iter().copied().filter(|n| *n != g.name))
+                    ),
+                );
+            } else if !anti.insert(other.as_str()) {
+                r.push(
+                    loc.key("anti_affinity"),
+                    format!("group \"{other}\" is listed twice"),
+                    "list each group once",
+                );
+            }
+        }
+        if g.resources.is_empty() {
+            r.push(
+                loc,
+                "the group has no resources",
+                "add a [[group.resource]] under it",
+            );
+        }
+    }
+}
+
+fn check_resources(c: &ClusterConfig, r: &mut Report) {
+    // Resource names are unique in the whole cluster: name → group.
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    for (gi, g) in c.groups.iter().enumerate() {
+        for (ri, res) in g.resources.iter().enumerate() {
+            let loc = Loc::root().key("group").at(gi).key("resource").at(ri);
+            if let Some(first) = owner.get(res.name.as_str()) {
+                r.push(
+                    loc.key("name"),
+                    format!(
+                        "resource name \"{}\" is already used in group \"{first}\"",
+                        res.name
+                    ),
+                    "resource names are unique in the whole cluster: rename one",
+                );
+            } else {
+                owner.insert(&res.name, &g.name);
+            }
+        }
+    }
+    let mut floating: HashMap<IpAddr, (&str, &str)> = HashMap::new();
+    for (gi, g) in c.groups.iter().enumerate() {
+        let gloc = Loc::root().key("group").at(gi);
+        let members: Vec<&str> = g.resources.iter().map(|x| x.name.as_str()).collect();
+        for (ri, res) in g.resources.iter().enumerate() {
+            let loc = gloc.key("resource").at(ri);
+            r.name(loc.clone(), "resource", &res.name);
+            if !RESOURCE_TYPES.contains(&res.kind.as_str()) {
+                r.push(
+                    loc.key("type"),
+                    format!("unknown resource type \"{}\"", res.kind),
+                    format!("use one of: {}", list(RESOURCE_TYPES.iter().copied())),
+                );
+            }
+            if g.mode == GroupMode::Clone && EXCLUSIVE_ONLY.contains(&res.kind.as_str()) {
+                r.push(
+                    loc.key("type"),
+                    format!(
+                        "a resource of type \"{}\" in a clone group would be active on several nodes at once",
+                        res.kind
+                    ),
+                    "move it into an exclusive group",
+                );
+            }
+            if res.kind == "ip" {
+                check_ip(r, &loc, g, res, &mut floating);
+            }
+            for dep in &res.depends_on {
+                if members.contains(&dep.as_str()) {
+                    continue; // Cycles, self-dependencies included, are found below.
+                }
+                let message = match owner.get(dep.as_str()) {
+                    Some(other) => format!(
+                        "resource \"{dep}\" is in group \"{other}\"; a dependency must stay inside one group"
+                    ),
+                    None => format!("unknown resource \"{dep}\""),
+                };
+                let fix = match owner.get(dep.as_str()) {
+                    Some(_) => {
+                        "move the two resources into one group, or drop the dependency".to_string()
+                    }
+                    None => format!(
+                        "name a resource of group \"{}\" ({})",
+                        g.name,
+                        list(members.iter().copied())
+                    ),
+                };
+                r.push(loc.key("depends_on"), message, fix);
+            }
+            if let Some(q) = res.quick {
+                check_monitor(
+                    r,
+                    loc.key("quick"),
+                    "interval_ms",
+                    q.interval_ms,
+                    "timeout_ms",
+                    q.timeout_ms,
+                );
+            }
+            if let Some(d) = res.deep {
+                check_monitor(
+                    r,
+                    loc.key("deep"),
+                    "interval_ms",
+                    d.interval_ms,
+                    "timeout_ms",
+                    d.timeout_ms,
+                );
+            }
+            for (field, value) in [
+                ("start_timeout_ms", res.start_timeout_ms),
+                ("stop_timeout_ms", res.stop_timeout_ms),
+            ] {
+                if let Some(v) = value {
+                    r.positive(loc.clone(), field, u64::from(v));
+                }
+            }
+        }
+        for cycle in dependency_cycles(g) {
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|&i| g.resources[i].name.as_str())
+                .collect();
+            let first = cycle[0];
+            r.push(
+                gloc.key("resource").at(first).key("depends_on"),
+                format!("dependency cycle: {} → {}", names.join(" → "), names[0]),
+                "remove one of these dependencies so the resources can start in order",
+            );
+        }
+    }
+}
+
+/// An `ip` resource: its `address` parses, and no other resource floats the same address.
+fn check_ip<'c>(
+    r: &mut Report,
+    loc: &Loc,
+    g: &'c GroupConfig,
+    res: &'c ResourceConfig,
+    floating: &mut HashMap<IpAddr, (&'c str, &'c str)>,
+) {
+    let Some(address) = res.params.get("address") else {
+        r.push(
+            loc.key("params"),
+            "an ip resource needs an address param",
+            "add address = \"192.0.2.10/24\" (the floating address with its prefix) to params",
+        );
+        return;
+    };
+    let bare = address.split('/').next().unwrap_or(address).trim();
+    let Ok(ip) = bare.parse::<IpAddr>() else {
+        r.push(
+            loc.key("params").key("address"),
+            format!("address \"{address}\" is not an IP address"),
+            "write it like 192.0.2.10/24 or 2001:db8::10/64",
+        );
+        return;
+    };
+    match floating.get(&ip) {
+        Some((other_group, other_res)) => r.push(
+            loc.key("params").key("address"),
+            format!(
+                "floating address {ip} is also used by resource \"{other_res}\" of group \"{other_group}\""
+            ),
+            "a floating address belongs to one resource: remove one, or give it another address",
+        ),
+        None => {
+            floating.insert(ip, (&g.name, &res.name));
+        }
+    }
+}
+
+/// The dependency cycles in a group, each as resource indices in dependency order, starting
+/// at its first resource in config order. Dependencies on unknown names are ignored here.
+pub(crate) fn dependency_cycles(g: &GroupConfig) -> Vec<Vec<usize>> {
+    let index: HashMap<&str, usize> = g
+        .resources
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (x.name.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = g
+        .resources
+        .iter()
+        .map(|x| {
+            x.depends_on
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut state = vec![0u8; deps.len()];
+    let mut cycles = Vec::new();
+    for start in 0..deps.len() {
+        if state[start] == 0 {
+            let mut stack = Vec::new();
+            visit(start, &deps, &mut state, &mut stack, &mut cycles);
+        }
+    }
+    cycles
+}
+
+fn visit(
+    i: usize,
+    deps: &[Vec<usize>],
+    state: &mut [u8],
+    stack: &mut Vec<usize>,
+    cycles: &mut Vec<Vec<usize>>,
+) {
+    state[i] = 1;
+    stack.push(i);
+    for &d in &deps[i] {
+        match state[d] {
+            0 => visit(d, deps, state, stack, cycles),
+            1 => {
+                if let Some(pos) = stack.iter().position(|&s| s == d) {
+                    cycles.push(stack[pos..].to_vec());
+                }
+            }
+            _ => {}
+        }
+    }
+    stack.pop();
+    state[i] = 2;
+}
+
+fn check_schedules(c: &ClusterConfig, r: &mut Report) {
+    let witness = c.witness.as_ref().map(|w| w.name.as_str());
+    for (i, s) in c.schedules.iter().enumerate() {
+        let loc = Loc::root().key("schedule").at(i);
+        let group = c.groups.iter().find(|g| g.name == s.group);
+        if group.is_none() {
+            r.push(
+                loc.key("group"),
+                format!("unknown group \"{}\"", s.group),
+                format!(
+                    "name a [[group]] ({})",
+                    list(c.groups.iter().map(|g| g.name.as_str()))
+                ),
+            );
+        }
+        if let Some(to) = &s.to {
+            let is_node = c.nodes.iter().any(|n| &n.name == to);
+            if Some(to.as_str()) == witness {
+                r.push(
+                    loc.key("to"),
+                    format!("\"{to}\" is the witness; it holds no resources"),
+                    "name a node of the group",
+                );
+            } else if !is_node {
+                r.push(
+                    loc.key("to"),
+                    format!("unknown node \"{to}\""),
+                    format!(
+                        "name a [[node]] ({})",
+                        list(c.nodes.iter().map(|n| n.name.as_str()))
+                    ),
+                );
+            } else if let Some(g) = group {
+                if !g.nodes.contains(to) {
+                    r.push(
+                        loc.key("to"),
+                        format!("node \"{to}\" is not in the nodes of group \"{}\"", g.name),
+                        format!(
+                            "name one of {}, or add \"{to}\" to the group's nodes",
+                            list(g.nodes.iter().map(String::as_str))
+                        ),
+                    );
+                }
+            }
+        }
+        if let Err(e) = CronExpr::parse(&s.cron) {
+            r.push(
+                loc.key("cron"),
+                e,
+                "write five fields: minute hour day-of-month month day-of-week, e.g. \"0 2 * * sun\"",
+            );
+        }
+    }
+}
+
+fn check_notifications(c: &ClusterConfig, r: &mut Report) {
+    for (i, n) in c.notifications.iter().enumerate() {
+        let loc = Loc::root().key("notification").at(i);
+        let wants_command = n.kind == NotificationKind::Script;
+        let wants_url = n.kind == NotificationKind::Webhook;
+        match (&n.command, wants_command) {
+            (None, true) => r.push(
+                loc.key("command"),
+                "a script notification needs a command",
+                "set command = \"/path/to/program\"",
+            ),
+            (Some(_), false) => r.push(
+                loc.key("command"),
+                "command is only for kind = \"script\"",
+                "remove it, or set kind = \"script\"",
+            ),
+            (Some(cmd), true) if !cmd.starts_with('/') => r.push(
+                loc.key("command"),
+                format!("command \"{cmd}\" is not an absolute path"),
+                "give the program's full path (the daemon runs with a minimal PATH)",
+            ),
+            _ => {}
+        }
+        match (&n.url, wants_url) {
+            (None, true) => r.push(
+                loc.key("url"),
+                "a webhook notification needs a url",
+                "set url = \"https://…\"",
+            ),
+            (Some(_), false) => r.push(
+                loc.key("url"),
+                "url is only for kind = \"webhook\"",
+                "remove it, or set kind = \"webhook\"",
+            ),
+            (Some(u), true) if !(u.starts_with("http://") || u.starts_with("https://")) => r.push(
+                loc.key("url"),
+                format!("url \"{u}\" is not an http:// or https:// address"),
+                "write the full address, e.g. https://alerts.example/hook",
+            ),
+            _ => {}
+        }
+        for e in &n.events {
+            if !EVENT_NAMES.contains(&e.as_str()) {
+                r.push(
+                    loc.key("events"),
+                    format!("unknown event \"{e}\""),
+                    format!(
+                        "use event names from: {}",
+                        list(EVENT_NAMES.iter().copied())
+                    ),
+                );
+            }
+        }
+    }
+}

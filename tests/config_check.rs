@@ -1,0 +1,333 @@
+//! `cluster.toml` loading, validation and resolution, end to end: the example configs under
+//! `config/` must load, every file under `tests/configs/broken/` must fail with the error its
+//! first lines announce (`# expect: …`, `# path: …`), and `eternectl config check` must exit
+//! accordingly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use eterne::config::{ClusterConfig, ConfigErrors};
+use eterne::policy::spec::{GroupKind, PartitionPolicy};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn toml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn load(name: &str) -> ClusterConfig {
+    let path = root().join("config").join(name);
+    ClusterConfig::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()))
+}
+
+#[test]
+fn every_example_loads_validates_and_resolves() {
+    let files = toml_files(&root().join("config"));
+    assert!(
+        files.len() >= 5,
+        "expected the five example configs, found {files:?}"
+    );
+    for path in files {
+        let config =
+            ClusterConfig::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+        let spec = config.spec();
+        assert!(!spec.nodes.is_empty(), "{}", path.display());
+        for g in &spec.groups {
+            for (i, r) in g.resources.iter().enumerate() {
+                for &d in &r.depends_on {
+                    assert!(
+                        usize::from(d) < i,
+                        "{}: {} depends on a later resource",
+                        path.display(),
+                        r.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_node_witness_resolves_as_described() {
+    let spec = load("two-node-witness.toml").spec();
+    let names: Vec<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["alpha", "beta", "tiebreaker"]);
+    let witness = &spec.nodes[2];
+    assert!(witness.witness, "the witness is the last node");
+    assert_eq!(witness.capacity, 0);
+    assert!(!spec.nodes[0].witness);
+    assert_eq!(spec.nodes[0].capacity, u32::MAX, "no capacity = unlimited");
+    assert_eq!(
+        spec.partition,
+        PartitionPolicy::Quorum,
+        "2 nodes + witness = 3 voters"
+    );
+    // Network paths first, then the disk path.
+    let paths: Vec<&str> = spec.paths.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(paths, ["private-a", "private-b", "quorum-disk"]);
+    assert_eq!(spec.timing.max_clock_drift_ppm, 10_000);
+    let db = &spec.groups[0];
+    let order: Vec<&str> = db.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(order, ["db-lock", "db-fs", "db-app", "db-ip"]);
+    assert_eq!(db.resources[3].depends_on, [2]);
+    assert_eq!(db.nodes, [0, 1]);
+    // Defaults and overrides of health checks.
+    assert_eq!(db.resources[2].monitor_quick.interval_ms, 1000);
+    assert_eq!(db.resources[0].monitor_quick.interval_ms, 2000);
+}
+
+#[test]
+fn dependencies_are_sorted_dependencies_first_stably() {
+    let text = r#"
+[cluster]
+name = "order"
+[[path]]
+name = "lan"
+kind = "network"
+[[node]]
+name = "a"
+addresses = { lan = "10.0.0.1:7400" }
+[[group]]
+name = "g"
+nodes = ["a"]
+  [[group.resource]]
+  name = "ip"
+  type = "ip"
+  params = { address = "192.0.2.1/24" }
+  depends_on = ["app", "fs"]
+  [[group.resource]]
+  name = "app"
+  type = "application"
+  depends_on = ["fs"]
+  [[group.resource]]
+  name = "other"
+  type = "application"
+  [[group.resource]]
+  name = "fs"
+  type = "filesystem"
+"#;
+    let spec = ClusterConfig::from_str(text, "order.toml")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .spec();
+    let g = &spec.groups[0];
+    let order: Vec<&str> = g.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(order, ["other", "fs", "app", "ip"]);
+    assert_eq!(g.resources[2].depends_on, [1]);
+    assert_eq!(g.resources[3].depends_on, [1, 2]);
+    assert_eq!(
+        spec.partition,
+        PartitionPolicy::Quorum,
+        "one node is its own majority"
+    );
+}
+
+#[test]
+fn m_to_n_keeps_capacity_load_fencing_and_two_way_anti_affinity() {
+    let spec = load("m-to-n.toml").spec();
+    assert_eq!(spec.partition, PartitionPolicy::Fence);
+    assert_eq!(spec.nodes[2].capacity, 50);
+    let primary = spec
+        .group_id("db-primary")
+        .unwrap_or_else(|| panic!("db-primary"));
+    let replica = spec
+        .group_id("db-replica")
+        .unwrap_or_else(|| panic!("db-replica"));
+    assert_eq!(spec.groups[usize::from(primary)].anti_affinity, [replica]);
+    assert_eq!(spec.groups[usize::from(replica)].anti_affinity, [primary]);
+    assert_eq!(spec.groups[usize::from(primary)].load, 60);
+}
+
+#[test]
+fn clone_group_and_schedules_resolve() {
+    let spec = load("clone-group.toml").spec();
+    assert_eq!(spec.groups[0].kind, GroupKind::Clone { copies: Some(3) });
+    assert!(spec.groups[1].is_exclusive());
+    let spec = load("three-node.toml").spec();
+    assert_eq!(spec.schedules.len(), 2);
+    assert_eq!(spec.schedules[0].to, spec.node_id("n3"));
+    assert_eq!(spec.schedules[1].to, None);
+    assert_eq!(spec.schedules[0].cron.to_string(), "0 3 * * sun");
+}
+
+#[test]
+fn digest_ignores_comments_whitespace_order_and_spelled_out_defaults() {
+    let path = root().join("config/two-node-witness.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    let base = ClusterConfig::from_str(&text, "a.toml").unwrap_or_else(|e| panic!("{e}"));
+    // Strip comments, add blank lines, spell out defaults, reorder [cluster] keys.
+    let stripped: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n\n"))
+        .collect();
+    let with_defaults = stripped.replacen(
+        "[cluster]\n\nname = \"db-pair\"",
+        "[cluster]\nno_automatic_failover_across_partition = false\nname = \"db-pair\"\n[timing]\nlease_ms = 150\n[monitor]\nstart_timeout_ms = 30000",
+        1,
+    );
+    assert_ne!(with_defaults, stripped, "the test's edit must apply");
+    let same = ClusterConfig::from_str(&with_defaults, "b.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(base.digest(), same.digest());
+    assert_eq!(base.spec().digest, base.digest());
+    let changed = text.replacen("max_restarts = 3", "max_restarts = 4", 1);
+    let other = ClusterConfig::from_str(&changed, "c.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(base.digest(), other.digest());
+}
+
+/// The `# expect:` and `# path:` header lines of a broken config.
+fn header(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .take_while(|l| l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(&format!("# {key}: ")).map(str::to_string))
+}
+
+#[test]
+fn every_broken_config_fails_with_its_expected_error() {
+    let files = toml_files(&root().join("tests/configs/broken"));
+    assert!(
+        files.len() >= 30,
+        "expected one broken config per rule, found {}",
+        files.len()
+    );
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        let expect = header(&text, "expect")
+            .unwrap_or_else(|| panic!("{}: no `# expect:` first line", path.display()));
+        let errors: ConfigErrors = match ClusterConfig::load(&path) {
+            Ok(_) => panic!(
+                "{}: loaded, expected an error containing {expect:?}",
+                path.display()
+            ),
+            Err(e) => e,
+        };
+        let hit = errors
+            .errors
+            .iter()
+            .find(|e| e.to_string().contains(&expect));
+        let hit = hit.unwrap_or_else(|| {
+            panic!(
+                "{}: no error contains {expect:?}; got:\n{errors}",
+                path.display()
+            )
+        });
+        if let Some(field) = header(&text, "path") {
+            assert_eq!(hit.path, field, "{}: field path of {hit}", path.display());
+        }
+        let shown = hit.to_string();
+        let file = path.display().to_string();
+        assert!(
+            shown.starts_with(&file),
+            "{shown} should start with the file name"
+        );
+        assert!(
+            !hit.fix.is_empty(),
+            "{}: every error says how to fix it",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn several_errors_are_all_reported_in_file_order() {
+    let path = root().join("tests/configs/several-errors.toml");
+    let errors = match ClusterConfig::load(&path) {
+        Ok(_) => panic!("several-errors.toml loaded"),
+        Err(e) => e,
+    };
+    let text = errors.to_string();
+    for want in [
+        "timing → lease_renew_ms: lease_renew_ms = 100 is not below half of lease_ms = 150",
+        "node \"b\" → addresses → lan: address \"10.0.0.2\" is not HOST:PORT",
+        "group \"g\" → nodes: unknown node \"zz\"",
+        "group \"g\" → resource \"app\" → type: unknown resource type \"aplication\"",
+        "group \"g\" → resource \"app\" → depends_on: unknown resource \"nope\"",
+        "schedule[0] → cron: minute field \"61\": out of range 0-59",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert_eq!(errors.errors.len(), 6, "{text}");
+    let lines: Vec<u32> = errors.errors.iter().filter_map(|e| e.line).collect();
+    assert_eq!(
+        lines.len(),
+        errors.errors.len(),
+        "every error here has a line: {text}"
+    );
+    assert!(
+        lines.windows(2).all(|w| w[0] <= w[1]),
+        "file order: {lines:?}"
+    );
+    assert!(
+        text.contains("several-errors.toml:6: timing → lease_renew_ms"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_syntax_error_has_a_line_number() {
+    let text = "[cluster]\nname = \"x\"\n\n[[node]]\nname = = \"a\"\n";
+    let errors = match ClusterConfig::from_str(text, "syntax.toml") {
+        Ok(_) => panic!("bad TOML loaded"),
+        Err(e) => e,
+    };
+    assert_eq!(errors.errors.len(), 1);
+    let e = &errors.errors[0];
+    assert_eq!(e.line, Some(5), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("syntax.toml:5: TOML syntax error"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_an_error_not_a_panic() {
+    let errors = match ClusterConfig::load("/nonexistent/cluster.toml") {
+        Ok(_) => panic!("loaded a missing file"),
+        Err(e) => e,
+    };
+    assert!(
+        errors.to_string().contains("cannot read the file"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn eternectl_config_check_exit_codes() {
+    let exe = env!("CARGO_BIN_EXE_eternectl");
+    let good = root().join("config/three-node.toml");
+    let out = Command::new(exe)
+        .args(["config", "check"])
+        .arg(&good)
+        .output();
+    let out = out.unwrap_or_else(|e| panic!("running eternectl: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(": ok — 3 nodes, 2 groups, 4 resources, digest 0x"),
+        "{stdout}"
+    );
+
+    let bad = root().join("tests/configs/several-errors.toml");
+    let out = Command::new(exe)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output();
+    let out = out.unwrap_or_else(|e| panic!("running eternectl: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unknown node \"zz\""), "{stderr}");
+    assert!(stderr.trim_end().ends_with("6 errors"), "{stderr}");
+}
