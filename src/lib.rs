@@ -10,13 +10,15 @@
 //! - [`storage`]: the consensus log on disk (fsync), behind raft-rs's `Storage` trait.
 //! - [`actors`], [`transport`], [`resources`]: the runtime shells (actors, QUIC, agents).
 //!
-//! The deterministic simulator lives in `simulations/` and is compiled as the `eterne-sim`
-//! binary and as a test target.
+//! - [`sim`]: the deterministic cluster simulator. Its source lives in `simulations/`; it is
+//!   compiled into the library so that the `eterne-sim` binary and the tests share it.
 #![deny(missing_docs)]
 
 pub mod actors;
 pub mod config;
 pub mod policy;
 pub mod resources;
+#[path = "../simulations/sim/mod.rs"]
+pub mod sim;
 pub mod storage;
 pub mod transport;

@@ -531,29 +531,26 @@ impl Sim {
                 if usize::from(to) >= self.nodes.len() {
                     return;
                 }
-                // The transport uses any path that is up: networks, and for leases the disk.
-                let disk_ok = msg.may_use_disk();
-                let mut chosen: Option<usize> = None;
+                // Leases go on every path that is up (networks and disk); everything else on
+                // the first network path that is up.
+                let every = msg.on_every_path();
+                let inc = self.nodes[usize::from(to)].incarnation;
                 for p in 0..self.spec.paths.len() {
                     let kind = self.spec.paths[p].kind;
-                    if (kind == PathKind::Network || disk_ok) && self.link_up(p, node, to) {
-                        chosen = Some(p);
+                    if !(kind == PathKind::Network || every) || !self.link_up(p, node, to) {
+                        continue;
+                    }
+                    if !self.rng.chance(self.loss_on(p)) {
+                        let copies = if self.rng.chance(self.sc.dup_ppm) { 2 } else { 1 };
+                        for _ in 0..copies {
+                            let at = self.now_us + self.delay(kind);
+                            self.schedule(at, Ev::Msg { from: node, to, msg: msg.clone(), inc });
+                        }
+                    }
+                    if !every {
                         break;
                     }
                 }
-                let Some(p) = chosen else { return };
-                if self.rng.chance(self.loss_on(p)) {
-                    return;
-                }
-                let kind = self.spec.paths[p].kind;
-                let inc = self.nodes[usize::from(to)].incarnation;
-                let dup = self.rng.chance(self.sc.dup_ppm);
-                if dup {
-                    let at = self.now_us + self.delay(kind);
-                    self.schedule(at, Ev::Msg { from: node, to, msg: msg.clone(), inc });
-                }
-                let at = self.now_us + self.delay(kind);
-                self.schedule(at, Ev::Msg { from: node, to, msg, inc });
             }
             Effect::Agent(op) => self.agent_op(node, op),
             Effect::Watchdog { deadline_us } => {
@@ -675,7 +672,8 @@ impl Sim {
             }
             Action::Start => {
                 // S2: never start under an epoch lower than one already used for the group.
-                if op.epoch < self.world.max_epoch[g] {
+                // (Clone copies each carry their own epoch and may run side by side.)
+                if exclusive && op.epoch < self.world.max_epoch[g] {
                     let detail = format!(
                         "{} starts {} under epoch {} after epoch {} was used",
                         self.name(node),

@@ -206,6 +206,14 @@ impl LocalGroup {
         self.res.iter().any(|r| r.state != ResourceState::Inactive)
     }
 
+    /// Whether a resource is known or suspected to be active here (started, starting,
+    /// stopping, failed or failing to stop). `Unknown` (not probed) does not count: a fresh
+    /// machine runs nothing.
+    pub fn may_be_active(&self) -> bool {
+        use ResourceState::*;
+        self.res.iter().any(|r| matches!(r.state, Starting | Active | Stopping | Failed | StopFailed))
+    }
+
     /// The group's status.
     pub fn status(&self) -> GroupStatus {
         use ResourceState::*;

@@ -56,10 +56,11 @@ pub enum Message {
 }
 
 impl Message {
-    /// Whether this message may travel over the disk path as well as the networks. Leases
-    /// must, so that a node that still reaches the cluster through the shared disk keeps its
-    /// groups (partitioned, not dead); the consensus log does not.
-    pub fn may_use_disk(&self) -> bool {
+    /// Whether this message travels on every path at once, the disk path included. Leases do:
+    /// one lossy NIC must not cost a node its lease, and a node that still reaches the cluster
+    /// through the shared disk keeps its groups (partitioned, not dead). Everything else goes
+    /// on one network path (the consensus log never uses the disk).
+    pub fn on_every_path(&self) -> bool {
         matches!(self, Message::LeaseRequest { .. } | Message::LeaseGrant(_))
     }
 }

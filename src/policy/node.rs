@@ -94,6 +94,8 @@ pub struct NodeCore<S: LogStore> {
     digest_ok: Vec<bool>,
     lease: LeaseHolder,
     lease_ok: bool,
+    /// Since when we stop exclusive resources without a usable lease (None while we hold one).
+    urgent_since_us: Option<u64>,
     coordinator: Option<Coordinator>,
     locals: Vec<Option<LocalGroup>>,
     /// Per group: the last status reported (and when), so reports go out on change.
@@ -143,6 +145,7 @@ impl<S: LogStore> NodeCore<S> {
             digest_ok: vec![true; n],
             lease: LeaseHolder::default(),
             lease_ok: false,
+            urgent_since_us: None,
             coordinator: None,
             locals: (0..spec.groups.len()).map(|_| None).collect(),
             sent: vec![None; spec.groups.len()],
@@ -472,6 +475,9 @@ impl<S: LogStore> NodeCore<S> {
         let ok = !self.fenced && self.lease.holds(now_us + budget_us);
         if ok != self.lease_ok {
             self.lease_ok = ok;
+            if ok {
+                self.urgent_since_us = None;
+            }
             self.dirty = true;
             self.effects.push(Effect::Event(if ok {
                 Event::LeaseAcquired
@@ -587,7 +593,19 @@ impl<S: LogStore> NodeCore<S> {
         if self.state.maintenance {
             return;
         }
-        let lease_end_us = self.lease.until_us();
+        // Urgent stops must be done by the lease's end (or, with no lease, within the stop budget
+        // of knowing we had none): the same deadline the watchdog enforces.
+        if !self.lease_ok && self.urgent_since_us.is_none() {
+            let exclusive_here = self.locals.iter().enumerate().any(|(g, l)| {
+                self.spec.groups[g].is_exclusive() && l.is_some()
+            }) || (0..self.spec.groups.len()).any(|g| {
+                self.spec.groups[g].is_exclusive() && self.state.instance_on(g as GroupId, self.me).is_some()
+            });
+            if exclusive_here {
+                self.urgent_since_us = Some(now_us);
+            }
+        }
+        let lease_end_us = self.urgent_deadline_us(now_us);
         for g in 0..self.spec.groups.len() {
             let gs = &self.spec.groups[g];
             let gid = g as GroupId;
@@ -761,7 +779,10 @@ impl<S: LogStore> NodeCore<S> {
                     });
                 } else {
                     if exclusive {
-                        wake(&mut c.wake_us, c.keeper.expiry_us(inst.node));
+                        let expiry_us = c.keeper.expiry_us(inst.node);
+                        if expiry_us > now_us {
+                            wake(&mut c.wake_us, expiry_us);
+                        }
                     }
                     // An owner that neither confirms nor goes silent (it reaches us only over
                     // the disk path, say) is fenced by refusing its lease after a while.
@@ -877,14 +898,16 @@ impl<S: LogStore> NodeCore<S> {
 
     fn arm_watchdog(&mut self, now_us: u64) {
         let holds_exclusive = self.locals.iter().enumerate().any(|(g, l)| {
-            self.spec.groups[g].is_exclusive() && l.as_ref().is_some_and(|l| l.holds_anything())
+            self.spec.groups[g].is_exclusive() && l.as_ref().is_some_and(|l| l.may_be_active())
         });
         let deadline = if !holds_exclusive {
             None
         } else if self.fenced {
             Some(now_us)
         } else {
-            Some(self.lease.until_us())
+            // The lease's end; without a lease (something was found running after a start),
+            // the stop budget from when we knew we had none.
+            Some(self.urgent_deadline_us(now_us))
         };
         if deadline != self.watchdog_us {
             self.watchdog_us = deadline;
@@ -892,6 +915,13 @@ impl<S: LogStore> NodeCore<S> {
                 deadline_us: deadline,
             });
         }
+    }
+
+    /// When exclusive resources must be stopped by: the lease's end, or without a lease, the
+    /// stop budget from when we started stopping them.
+    fn urgent_deadline_us(&self, now_us: u64) -> u64 {
+        let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
+        self.lease.until_us().max(self.urgent_since_us.unwrap_or(now_us) + budget_us)
     }
 
     fn compute_next_timeout(&self) -> u64 {
@@ -926,6 +956,7 @@ impl<S: LogStore> NodeCore<S> {
 }
 
 fn wake(slot: &mut Option<u64>, at: u64) {
+    debug_assert!(at > 0);
     *slot = Some(slot.map_or(at, |w| w.min(at)));
 }
 
