@@ -15,7 +15,10 @@ use eterne::policy::node::Faults;
 use eterne::sim::{replay_command, run_seed, Report, Scenario, Shape, Sim};
 
 #[derive(Parser, Debug)]
-#[command(name = "eterne-sim", about = "EterneCluster's deterministic cluster simulator")]
+#[command(
+    name = "eterne-sim",
+    about = "EterneCluster's deterministic cluster simulator"
+)]
 struct Args {
     /// Run this many seeds (starting at --first-seed) and print a summary.
     #[arg(long)]
@@ -67,7 +70,9 @@ fn main() {
         no_faults: args.no_faults,
         witness: args.witness,
     };
-    let breaker = Faults { skip_lease_wait: args.break_skip_lease_wait };
+    let breaker = Faults {
+        skip_lease_wait: args.break_skip_lease_wait,
+    };
     let code = if args.demo {
         demo()
     } else if args.bench {
@@ -75,14 +80,26 @@ fn main() {
     } else if let Some(seed) = args.seed {
         one(seed, shape, breaker, args.verbose)
     } else {
-        many(args.first_seed, args.seeds.unwrap_or(100), shape, breaker, args.jobs)
+        many(
+            args.first_seed,
+            args.seeds.unwrap_or(100),
+            shape,
+            breaker,
+            args.jobs,
+        )
     };
     std::process::exit(code);
 }
 
 fn print_violation(r: &Report, shape: &Shape, breaker: Faults) {
     if let Some(v) = &r.violation {
-        println!("VIOLATION {} at step {} ({:.3} s simulated), seed {}:", v.rule, v.step, v.at_us as f64 / 1e6, r.seed);
+        println!(
+            "VIOLATION {} at step {} ({:.3} s simulated), seed {}:",
+            v.rule,
+            v.step,
+            v.at_us as f64 / 1e6,
+            r.seed
+        );
         println!("  {}", v.detail);
         println!("  last events:");
         for line in &r.tail {
@@ -97,7 +114,12 @@ fn one(seed: u64, shape: Shape, breaker: Faults, verbose: bool) -> i32 {
     println!(
         "seed {seed}: {} nodes ({}), {} groups, {} s simulated, faults {}",
         sc.spec.nodes.len(),
-        sc.spec.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(" "),
+        sc.spec
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
         sc.spec.groups.len(),
         sc.duration_us / 1_000_000,
         if sc.faults { "on" } else { "off" }
@@ -115,7 +137,10 @@ fn one(seed: u64, shape: Shape, breaker: Faults, verbose: bool) -> i32 {
         r.steps, r.commits, r.failovers, r.faults, r.trace_digest, secs
     );
     if let Some(rec) = r.recovery_us {
-        println!("recovered {:.3} s after the faults stopped", rec as f64 / 1e6);
+        println!(
+            "recovered {:.3} s after the faults stopped",
+            rec as f64 / 1e6
+        );
     }
     if r.violation.is_some() {
         print_violation(&r, &shape, breaker);
@@ -126,7 +151,9 @@ fn one(seed: u64, shape: Shape, breaker: Faults, verbose: bool) -> i32 {
 }
 
 fn many(first: u64, count: u64, shape: Shape, breaker: Faults, jobs: Option<usize>) -> i32 {
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let jobs = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
     let next = AtomicU64::new(first);
     let done = AtomicUsize::new(0);
     let node_us = AtomicU64::new(0);
@@ -142,7 +169,10 @@ fn many(first: u64, count: u64, shape: Shape, breaker: Faults, jobs: Option<usiz
                     break;
                 }
                 let r = run_seed(seed, shape, breaker);
-                node_us.fetch_add((r.sim_seconds * 1e6) as u64 * r.nodes as u64, Ordering::Relaxed);
+                node_us.fetch_add(
+                    (r.sim_seconds * 1e6) as u64 * r.nodes as u64,
+                    Ordering::Relaxed,
+                );
                 if let Some(rec) = r.recovery_us {
                     worst_recovery.fetch_max(rec, Ordering::Relaxed);
                 }
@@ -153,7 +183,12 @@ fn many(first: u64, count: u64, shape: Shape, breaker: Faults, jobs: Option<usiz
                 }
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if d % 10 == 0 || d as u64 == count {
-                    progress(d as u64, count, started.elapsed().as_secs_f64(), failures.lock().map_or(0, |f| f.len()));
+                    progress(
+                        d as u64,
+                        count,
+                        started.elapsed().as_secs_f64(),
+                        failures.lock().map_or(0, |f| f.len()),
+                    );
                 }
             });
         }
@@ -186,7 +221,13 @@ fn progress(done: u64, total: u64, secs: f64, bad: usize) {
 }
 
 fn bench(breaker: Faults) -> i32 {
-    let shape = Shape { nodes: Some(32), groups: Some(100), seconds: Some(600), no_faults: false, witness: Some(false) };
+    let shape = Shape {
+        nodes: Some(32),
+        groups: Some(100),
+        seconds: Some(600),
+        no_faults: false,
+        witness: Some(false),
+    };
     let mut worst = 0.0f64;
     let mut total = 0.0;
     let runs = 5;
@@ -212,14 +253,24 @@ fn bench(breaker: Faults) -> i32 {
             return 1;
         }
     }
-    println!("32-node run: mean {:.3} s, worst {:.3} s real per 10 simulated minutes", total / runs as f64, worst);
+    println!(
+        "32-node run: mean {:.3} s, worst {:.3} s real per 10 simulated minutes",
+        total / runs as f64,
+        worst
+    );
     0
 }
 
 fn demo() -> i32 {
     println!("A simulated three-node cluster with one group (ip → filesystem → application).");
     println!("Watch it start, lose its node, fail over, and come back. Times are simulated.\n");
-    let shape = Shape { nodes: Some(3), groups: Some(1), seconds: Some(40), no_faults: false, witness: Some(false) };
+    let shape = Shape {
+        nodes: Some(3),
+        groups: Some(1),
+        seconds: Some(40),
+        no_faults: false,
+        witness: Some(false),
+    };
     let sc = Scenario::from_seed(7, shape);
     let mut sim = Sim::new(sc, Faults::default());
     sim.set_verbose(true);

@@ -29,6 +29,7 @@ use crate::policy::detector::LivenessEvent;
 use crate::policy::group::{Action, AgentOp, Outcome};
 use crate::policy::message::{Effect, Event, Heartbeat, Input, Message};
 use crate::policy::node::{Faults, NodeCore};
+use crate::policy::placement::{place, Target};
 use crate::policy::raft_log::MemLog;
 use crate::policy::rng::Rng;
 use crate::policy::schedule::CivilTime;
@@ -86,13 +87,35 @@ pub struct Report {
     pub faults: u64,
 }
 
+// Events are moved, never copied in bulk: boxing the large ones would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Ev {
     Wake(NodeId),
-    Hb { from: NodeId, path: u8, hb: Heartbeat, to: Vec<NodeId>, inc: Vec<u64> },
-    Msg { from: NodeId, to: NodeId, msg: Message, inc: u64 },
-    AgentDone { node: NodeId, inc: u64, op: AgentOp, outcome: Outcome },
+    Hb {
+        from: NodeId,
+        path: u8,
+        hb: Heartbeat,
+        to: Vec<NodeId>,
+        inc: Vec<u64>,
+    },
+    Msg {
+        from: NodeId,
+        to: NodeId,
+        msg: Message,
+        inc: u64,
+    },
+    AgentDone {
+        node: NodeId,
+        inc: u64,
+        op: AgentOp,
+        outcome: Outcome,
+    },
     Restart(NodeId),
-    WatchdogCheck { node: NodeId, inc: u64, deadline_local: u64 },
+    WatchdogCheck {
+        node: NodeId,
+        inc: u64,
+        deadline_local: u64,
+    },
     Fault,
     Heal(HealKind),
     EndOfFaults,
@@ -101,9 +124,19 @@ enum Ev {
 }
 
 enum HealKind {
-    Cut { path: u8, from: NodeId, to: NodeId },
-    Loss { path: u8 },
-    Bad { node: NodeId, group: GroupId, resource: ResourceId },
+    Cut {
+        path: u8,
+        from: NodeId,
+        to: NodeId,
+    },
+    Loss {
+        path: u8,
+    },
+    Bad {
+        node: NodeId,
+        group: GroupId,
+        resource: ResourceId,
+    },
 }
 
 struct Clock {
@@ -174,6 +207,8 @@ pub struct Sim {
     faults_on: bool,
     breaker: Faults,
     recovered_at: Option<u64>,
+    /// When the operator may repeat "unstandby" after the faults.
+    next_unstandby_us: u64,
     commits: u64,
     failovers: u64,
     fault_count: u64,
@@ -213,7 +248,11 @@ impl Sim {
                 watchdog: None,
             })
             .collect();
-        let truth = spec.groups.iter().map(|g| vec![Truth::default(); g.resources.len()]).collect();
+        let truth = spec
+            .groups
+            .iter()
+            .map(|g| vec![Truth::default(); g.resources.len()])
+            .collect();
         let mut sim = Sim {
             spec: spec.clone(),
             rng,
@@ -226,7 +265,12 @@ impl Sim {
             nodes,
             cut: vec![vec![false; n * n]; spec.paths.len()],
             path_loss_ppm: vec![0; spec.paths.len()],
-            world: World { truth, max_epoch: vec![0; spec.groups.len()], bad: Vec::new(), hang_stops: Vec::new() },
+            world: World {
+                truth,
+                max_epoch: vec![0; spec.groups.len()],
+                bad: Vec::new(),
+                hang_stops: Vec::new(),
+            },
             log: Vec::new(),
             digest: 0xcbf2_9ce4_8422_2325,
             tail: Vec::new(),
@@ -235,6 +279,7 @@ impl Sim {
             faults_on: sc.faults,
             breaker,
             recovered_at: None,
+            next_unstandby_us: 0,
             commits: 0,
             failovers: 0,
             fault_count: 0,
@@ -275,7 +320,8 @@ impl Sim {
         };
         self.seq += 1;
         // The sequence number breaks ties in insertion order: deterministic.
-        self.queue.push(Reverse((at_us, (self.seq << 24) | slot as u64)));
+        self.queue
+            .push(Reverse((at_us, (self.seq << 24) | slot as u64)));
     }
 
     fn trace(&mut self, line: String) {
@@ -297,7 +343,12 @@ impl Sim {
     fn violate(&mut self, rule: &'static str, detail: String) {
         if self.violation.is_none() {
             self.trace(format!("VIOLATION {rule}: {detail}"));
-            self.violation = Some(Violation { rule, detail, at_us: self.now_us, step: self.step });
+            self.violation = Some(Violation {
+                rule,
+                detail,
+                at_us: self.now_us,
+                step: self.step,
+            });
         }
     }
 
@@ -311,8 +362,20 @@ impl Sim {
         let inc = self.nodes[i].incarnation;
         let local = self.nodes[i].clock.local(self.now_us);
         let store = self.nodes[i].store.clone();
-        let seed = self.sc.seed.wrapping_mul(31).wrapping_add(u64::from(node) * 1_000_003 + inc);
-        match NodeCore::new(self.spec.clone(), node, store, inc, seed, local, &self.logger) {
+        let seed = self
+            .sc
+            .seed
+            .wrapping_mul(31)
+            .wrapping_add(u64::from(node) * 1_000_003 + inc);
+        match NodeCore::new(
+            self.spec.clone(),
+            node,
+            store,
+            inc,
+            seed,
+            local,
+            &self.logger,
+        ) {
             Ok(mut core) => {
                 core.set_faults(self.breaker);
                 self.nodes[i].core = Some(core);
@@ -320,7 +383,10 @@ impl Sim {
                 self.nodes[i].wake_at = u64::MAX;
                 self.after_node(node);
             }
-            Err(e) => self.violate("BOOT", format!("node {} cannot start: {e}", self.name(node))),
+            Err(e) => self.violate(
+                "BOOT",
+                format!("node {} cannot start: {e}", self.name(node)),
+            ),
         }
     }
 
@@ -346,22 +412,35 @@ impl Sim {
     /// Run to the end (or the first violation).
     pub fn run(mut self) -> Report {
         let end = self.sc.duration_us;
+        let mut same_instant = 0u32;
         while let Some(Reverse((at, key))) = self.queue.pop() {
             if at > end || self.violation.is_some() {
                 break;
             }
+            if at == self.now_us {
+                same_instant += 1;
+                if same_instant == 100_000 {
+                    self.violate(
+                        "LIVE",
+                        "100000 steps without simulated time advancing (a livelock)".to_string(),
+                    );
+                    break;
+                }
+            } else {
+                same_instant = 0;
+            }
             self.now_us = at;
             self.step += 1;
             let slot = (key & 0xFF_FFFF) as usize;
-            let Some(ev) = self.events[slot].take() else { continue };
+            let Some(ev) = self.events[slot].take() else {
+                continue;
+            };
             self.free.push(slot);
             self.handle(ev);
         }
-        if self.violation.is_none() && self.sc.faults {
-            if self.recovered_at.is_none() {
-                self.now_us = end;
-                self.check_recovery(true);
-            }
+        if self.violation.is_none() && self.sc.faults && self.recovered_at.is_none() {
+            self.now_us = end;
+            self.check_recovery(true);
         }
         let mut tail = self.tail.clone();
         if !self.verbose && tail.len() == 60 {
@@ -376,7 +455,9 @@ impl Sim {
             trace_digest: self.digest,
             violation: self.violation.clone(),
             tail,
-            recovery_us: self.recovered_at.map(|t| t.saturating_sub(self.sc.faults_until_us)),
+            recovery_us: self
+                .recovered_at
+                .map(|t| t.saturating_sub(self.sc.faults_until_us)),
             commits: self.commits,
             failovers: self.failovers,
             faults: self.fault_count,
@@ -399,7 +480,13 @@ impl Sim {
                 }
                 self.after_node(node);
             }
-            Ev::Hb { from, path, hb, to, inc } => {
+            Ev::Hb {
+                from,
+                path,
+                hb,
+                to,
+                inc,
+            } => {
                 for (k, &t) in to.iter().enumerate() {
                     let i = usize::from(t);
                     if self.nodes[i].incarnation != inc[k] {
@@ -423,14 +510,23 @@ impl Sim {
                     self.after_node(to);
                 }
             }
-            Ev::AgentDone { node, inc, op, outcome } => self.agent_done(node, inc, op, outcome),
+            Ev::AgentDone {
+                node,
+                inc,
+                op,
+                outcome,
+            } => self.agent_done(node, inc, op, outcome),
             Ev::Restart(node) => {
                 if self.nodes[usize::from(node)].core.is_none() {
                     self.trace(format!("{} boots", self.name(node)));
                     self.boot(node);
                 }
             }
-            Ev::WatchdogCheck { node, inc, deadline_local } => {
+            Ev::WatchdogCheck {
+                node,
+                inc,
+                deadline_local,
+            } => {
                 let i = usize::from(node);
                 if self.nodes[i].incarnation == inc
                     && self.nodes[i].core.is_some()
@@ -442,7 +538,10 @@ impl Sim {
             Ev::Fault => {
                 if self.faults_on {
                     self.inject_fault();
-                    let next = self.now_us + self.rng.range(self.sc.fault_every_us / 2, self.sc.fault_every_us * 3 / 2);
+                    let next = self.now_us
+                        + self
+                            .rng
+                            .range(self.sc.fault_every_us / 2, self.sc.fault_every_us * 3 / 2);
                     if next < self.sc.faults_until_us {
                         self.schedule(next, Ev::Fault);
                     }
@@ -467,6 +566,7 @@ impl Sim {
                 self.schedule(self.now_us + 60_000_000, Ev::Minute);
             }
             Ev::Check => {
+                self.retry_unstandby();
                 self.check_recovery(false);
                 if self.recovered_at.is_none() {
                     self.schedule(self.now_us + 50_000, Ev::Check);
@@ -478,7 +578,9 @@ impl Sim {
     /// Carry out a node's effects and re-arm its wake-up.
     fn after_node(&mut self, node: NodeId) {
         let i = usize::from(node);
-        let Some(core) = self.nodes[i].core.as_mut() else { return };
+        let Some(core) = self.nodes[i].core.as_mut() else {
+            return;
+        };
         let effects: Vec<Effect> = core.drain_effects().collect();
         let next_local = core.next_timeout_us();
         for e in effects {
@@ -524,7 +626,16 @@ impl Sim {
                 }
                 if !to.is_empty() {
                     let at = self.now_us + self.delay(kind);
-                    self.schedule(at, Ev::Hb { from: node, path, hb, to, inc });
+                    self.schedule(
+                        at,
+                        Ev::Hb {
+                            from: node,
+                            path,
+                            hb,
+                            to,
+                            inc,
+                        },
+                    );
                 }
             }
             Effect::Send { to, msg } => {
@@ -541,10 +652,22 @@ impl Sim {
                         continue;
                     }
                     if !self.rng.chance(self.loss_on(p)) {
-                        let copies = if self.rng.chance(self.sc.dup_ppm) { 2 } else { 1 };
+                        let copies = if self.rng.chance(self.sc.dup_ppm) {
+                            2
+                        } else {
+                            1
+                        };
                         for _ in 0..copies {
                             let at = self.now_us + self.delay(kind);
-                            self.schedule(at, Ev::Msg { from: node, to, msg: msg.clone(), inc });
+                            self.schedule(
+                                at,
+                                Ev::Msg {
+                                    from: node,
+                                    to,
+                                    msg: msg.clone(),
+                                    inc,
+                                },
+                            );
                         }
                     }
                     if !every {
@@ -559,7 +682,14 @@ impl Sim {
                 if let Some(d) = deadline_us {
                     let inc = self.nodes[i].incarnation;
                     let at = self.nodes[i].clock.real(d).max(self.now_us);
-                    self.schedule(at, Ev::WatchdogCheck { node, inc, deadline_local: d });
+                    self.schedule(
+                        at,
+                        Ev::WatchdogCheck {
+                            node,
+                            inc,
+                            deadline_local: d,
+                        },
+                    );
                 }
             }
             Effect::Event(ev) => self.on_event(node, ev),
@@ -582,7 +712,10 @@ impl Sim {
                 }
                 match &self.log[i] {
                     Some(prev) if *prev != cmd => {
-                        let detail = format!("index {index}: {} applied {cmd:?}, another node {prev:?}", self.name(node));
+                        let detail = format!(
+                            "index {index}: {} applied {cmd:?}, another node {prev:?}",
+                            self.name(node)
+                        );
                         self.violate("LOG", detail);
                     }
                     Some(_) => {}
@@ -595,18 +728,30 @@ impl Sim {
                     }
                 }
             }
-            Event::BecameLeader { term } => self.trace(format!("{} is coordinator (term {term})", self.name(node))),
-            Event::Liveness(LivenessEvent::PeerSuspected { peer }) if self.verbose => {
+            Event::BecameLeader { term } => {
+                self.trace(format!("{} is coordinator (term {term})", self.name(node)))
+            }
+            Event::Liveness(LivenessEvent::PeerSuspected { peer }) => {
                 let line = format!("{} suspects {}", self.name(node), self.name(peer));
                 self.trace(line)
             }
-            Event::LeaseLost if self.verbose => self.trace(format!("{} lost its lease", self.name(node))),
-            Event::SelfFence => self.trace(format!("{} fences itself (a stop failed)", self.name(node))),
+            Event::LeaseLost => self.trace(format!("{} lost its lease", self.name(node))),
+            Event::SelfFence => {
+                self.trace(format!("{} fences itself (a stop failed)", self.name(node)))
+            }
             Event::Escalated { group } => {
-                let line = format!("{}: {} cannot run here, asks for failover", self.name(node), self.spec.groups[usize::from(group)].name);
+                let line = format!(
+                    "{}: {} cannot run here, asks for failover",
+                    self.name(node),
+                    self.spec.groups[usize::from(group)].name
+                );
                 self.trace(line)
             }
-            Event::LocalRestart { group, resource, count } => {
+            Event::LocalRestart {
+                group,
+                resource,
+                count,
+            } => {
                 let line = format!(
                     "{}: local restart of {} ({} in window)",
                     self.name(node),
@@ -623,16 +768,42 @@ impl Sim {
         let g = |g: &GroupId| self.spec.groups[usize::from(*g)].name.clone();
         match cmd {
             Command::Activate { group, node, cause } => {
-                format!("#{index} activate {} on {} (epoch {index}, {cause:?})", g(group), self.name(*node))
+                format!(
+                    "#{index} activate {} on {} (epoch {index}, {cause:?})",
+                    g(group),
+                    self.name(*node)
+                )
             }
-            Command::Stop { group, node, epoch, cause } => {
-                format!("#{index} stop {} on {} (epoch {epoch}, {cause:?})", g(group), self.name(*node))
+            Command::Stop {
+                group,
+                node,
+                epoch,
+                cause,
+            } => {
+                format!(
+                    "#{index} stop {} on {} (epoch {epoch}, {cause:?})",
+                    g(group),
+                    self.name(*node)
+                )
             }
-            Command::Released { group, node, epoch, how } => {
-                format!("#{index} released {} from {} (epoch {epoch}, {how:?})", g(group), self.name(*node))
+            Command::Released {
+                group,
+                node,
+                epoch,
+                how,
+            } => {
+                format!(
+                    "#{index} released {} from {} (epoch {epoch}, {how:?})",
+                    g(group),
+                    self.name(*node)
+                )
             }
             Command::Failed { group, node, epoch } => {
-                format!("#{index} {} failed on {} (epoch {epoch})", g(group), self.name(*node))
+                format!(
+                    "#{index} {} failed on {} (epoch {epoch})",
+                    g(group),
+                    self.name(*node)
+                )
             }
             other => format!("#{index} {other:?}"),
         }
@@ -641,14 +812,22 @@ impl Sim {
     /// L2: after the faults stopped and the cluster settled, a group moves only for a failback
     /// or a schedule.
     fn check_move(&mut self, cmd: &Command) {
-        if let Command::Activate { cause: Cause::Failure, .. } = cmd {
+        if let Command::Activate {
+            cause: Cause::Failure,
+            ..
+        } = cmd
+        {
             self.failovers += 1;
         }
-        let settled = !self.faults_on && self.now_us >= self.sc.faults_until_us + SETTLE_US && self.sc.faults;
+        let settled =
+            !self.faults_on && self.now_us >= self.sc.faults_until_us + SETTLE_US && self.sc.faults;
         if !settled {
             return;
         }
-        if let Command::Stop { group, node, cause, .. } = cmd {
+        if let Command::Stop {
+            group, node, cause, ..
+        } = cmd
+        {
             if !matches!(cause, Cause::Failback | Cause::Schedule) {
                 let detail = format!(
                     "{} stopped on {} for {cause:?} after the faults stopped",
@@ -668,7 +847,14 @@ impl Sim {
         let (outcome, took_us) = match op.action {
             Action::Probe => {
                 let here = self.world.truth[g][r].active.iter().any(|a| a.0 == node);
-                (if here { Outcome::Ok } else { Outcome::NotRunning }, 1_000)
+                (
+                    if here {
+                        Outcome::Ok
+                    } else {
+                        Outcome::NotRunning
+                    },
+                    1_000,
+                )
             }
             Action::Start => {
                 // S2: never start under an epoch lower than one already used for the group.
@@ -693,13 +879,22 @@ impl Sim {
                     let holders: Vec<String> = t
                         .active
                         .iter()
-                        .map(|(n, e)| format!("{} (epoch {e})", self.spec.nodes[usize::from(*n)].name))
+                        .map(|(n, e)| {
+                            format!("{} (epoch {e})", self.spec.nodes[usize::from(*n)].name)
+                        })
                         .collect();
-                    let detail = format!("{} active on {}", self.spec.groups[g].resources[r].name, holders.join(" and "));
+                    let detail = format!(
+                        "{} active on {}",
+                        self.spec.groups[g].resources[r].name,
+                        holders.join(" and ")
+                    );
                     self.violate("S1", detail);
                 }
                 let fails = self.faults_on && self.rng.chance(20_000);
-                (if fails { Outcome::Failed } else { Outcome::Ok }, self.rng.range(5_000, 60_000))
+                (
+                    if fails { Outcome::Failed } else { Outcome::Ok },
+                    self.rng.range(5_000, 60_000),
+                )
             }
             Action::Stop => {
                 if self.world.hang_stops.contains(&node) {
@@ -710,11 +905,25 @@ impl Sim {
             Action::MonitorQuick | Action::MonitorDeep => {
                 let here = self.world.truth[g][r].active.iter().any(|a| a.0 == node);
                 let bad = self.world.bad.contains(&(node, op.group, op.resource));
-                let outcome = if bad { Outcome::Failed } else if here { Outcome::Ok } else { Outcome::NotRunning };
+                let outcome = if bad {
+                    Outcome::Failed
+                } else if here {
+                    Outcome::Ok
+                } else {
+                    Outcome::NotRunning
+                };
                 (outcome, self.rng.range(500, 5_000))
             }
         };
-        self.schedule(self.now_us + took_us, Ev::AgentDone { node, inc, op, outcome });
+        self.schedule(
+            self.now_us + took_us,
+            Ev::AgentDone {
+                node,
+                inc,
+                op,
+                outcome,
+            },
+        );
     }
 
     fn agent_done(&mut self, node: NodeId, inc: u64, op: AgentOp, outcome: Outcome) {
@@ -725,11 +934,21 @@ impl Sim {
         if op.action == Action::Stop && outcome == Outcome::Ok {
             let t = &mut self.world.truth[usize::from(op.group)][usize::from(op.resource)];
             t.active.retain(|a| a.0 != node);
-            self.world.bad.retain(|b| *b != (node, op.group, op.resource));
+            self.world
+                .bad
+                .retain(|b| *b != (node, op.group, op.resource));
         }
         let local = self.nodes[i].clock.local(self.now_us);
         if let Some(core) = self.nodes[i].core.as_mut() {
-            core.handle(Input::AgentResult { group: op.group, resource: op.resource, op: op.op, outcome }, local);
+            core.handle(
+                Input::AgentResult {
+                    group: op.group,
+                    resource: op.resource,
+                    op: op.op,
+                    outcome,
+                },
+                local,
+            );
         }
         self.after_node(node);
     }
@@ -750,7 +969,10 @@ impl Sim {
             }
             20..=34 => {
                 // Isolate a node on every network path (two-way); a disk path survives.
-                self.trace(format!("fault: {} partitioned from every network", self.name(node)));
+                self.trace(format!(
+                    "fault: {} partitioned from every network",
+                    self.name(node)
+                ));
                 for p in 0..paths {
                     if self.spec.paths[p].kind != PathKind::Network {
                         continue;
@@ -766,7 +988,15 @@ impl Sim {
             35..=44 => {
                 // One-way: the node hears nothing (or is not heard).
                 let inbound = self.rng.chance(500_000);
-                self.trace(format!("fault: {} one-way cut ({})", self.name(node), if inbound { "hears nothing" } else { "is not heard" }));
+                self.trace(format!(
+                    "fault: {} one-way cut ({})",
+                    self.name(node),
+                    if inbound {
+                        "hears nothing"
+                    } else {
+                        "is not heard"
+                    }
+                ));
                 for p in 0..paths {
                     if self.spec.paths[p].kind != PathKind::Network {
                         continue;
@@ -788,7 +1018,10 @@ impl Sim {
                 for s in side.iter_mut() {
                     *s = self.rng.chance(500_000);
                 }
-                self.trace(format!("fault: split {:?}", side.iter().map(|&s| u8::from(s)).collect::<Vec<_>>()));
+                self.trace(format!(
+                    "fault: split {:?}",
+                    side.iter().map(|&s| u8::from(s)).collect::<Vec<_>>()
+                ));
                 for p in 0..paths {
                     if self.spec.paths[p].kind != PathKind::Network {
                         continue;
@@ -806,7 +1039,10 @@ impl Sim {
                 // One network path fails everywhere: only an event.
                 let p = self.rng.range(0, paths as u64) as usize;
                 if self.spec.paths[p].kind == PathKind::Network {
-                    self.trace(format!("fault: path {} down everywhere", self.spec.paths[p].name));
+                    self.trace(format!(
+                        "fault: path {} down everywhere",
+                        self.spec.paths[p].name
+                    ));
                     for a in 0..n as NodeId {
                         for b in 0..n as NodeId {
                             if a != b {
@@ -819,7 +1055,11 @@ impl Sim {
             63..=70 => {
                 let p = self.rng.range(0, paths as u64) as usize;
                 let loss = self.rng.range(50_000, 400_000) as u32;
-                self.trace(format!("fault: {}% loss on {}", loss / 10_000, self.spec.paths[p].name));
+                self.trace(format!(
+                    "fault: {}% loss on {}",
+                    loss / 10_000,
+                    self.spec.paths[p].name
+                ));
                 self.path_loss_ppm[p] = loss;
                 self.schedule(until, Ev::Heal(HealKind::Loss { path: p as u8 }));
             }
@@ -828,11 +1068,19 @@ impl Sim {
                 if let Some((g, r, owner)) = self.random_active() {
                     let t = &mut self.world.truth[usize::from(g)][usize::from(r)];
                     t.active.retain(|a| a.0 != owner);
-                    let name = self.spec.groups[usize::from(g)].resources[usize::from(r)].name.clone();
+                    let name = self.spec.groups[usize::from(g)].resources[usize::from(r)]
+                        .name
+                        .clone();
                     self.trace(format!("fault: {name} exits on {}", self.name(owner)));
                     let local = self.nodes[usize::from(owner)].clock.local(self.now_us);
                     if let Some(core) = self.nodes[usize::from(owner)].core.as_mut() {
-                        core.handle(Input::Exited { group: g, resource: r }, local);
+                        core.handle(
+                            Input::Exited {
+                                group: g,
+                                resource: r,
+                            },
+                            local,
+                        );
                         self.after_node(owner);
                     }
                 }
@@ -840,10 +1088,19 @@ impl Sim {
             83..=90 => {
                 // A health failure: monitors fail until the resource is stopped.
                 if let Some((g, r, owner)) = self.random_active() {
-                    let name = self.spec.groups[usize::from(g)].resources[usize::from(r)].name.clone();
+                    let name = self.spec.groups[usize::from(g)].resources[usize::from(r)]
+                        .name
+                        .clone();
                     self.trace(format!("fault: {name} unhealthy on {}", self.name(owner)));
                     self.world.bad.push((owner, g, r));
-                    self.schedule(until, Ev::Heal(HealKind::Bad { node: owner, group: g, resource: r }));
+                    self.schedule(
+                        until,
+                        Ev::Heal(HealKind::Bad {
+                            node: owner,
+                            group: g,
+                            resource: r,
+                        }),
+                    );
                 }
             }
             91..=94 => {
@@ -864,7 +1121,10 @@ impl Sim {
         let node = self.rng.range(0, n as u64) as NodeId;
         let cmd = match self.rng.range(0, 5) {
             0 => AdminCommand::Move { group: g, to: None },
-            1 => AdminCommand::Move { group: g, to: Some(node) },
+            1 => AdminCommand::Move {
+                group: g,
+                to: Some(node),
+            },
             2 => AdminCommand::Standby { node, on: true },
             3 => AdminCommand::Standby { node, on: false },
             _ => AdminCommand::FailbackNow { group: g },
@@ -898,7 +1158,14 @@ impl Sim {
         let n = self.nodes.len();
         self.cut[path][usize::from(from) * n + usize::from(to)] = on;
         if on {
-            self.schedule(until, Ev::Heal(HealKind::Cut { path: path as u8, from, to }));
+            self.schedule(
+                until,
+                Ev::Heal(HealKind::Cut {
+                    path: path as u8,
+                    from,
+                    to,
+                }),
+            );
         }
     }
 
@@ -909,7 +1176,11 @@ impl Sim {
                 self.cut[usize::from(path)][usize::from(from) * n + usize::from(to)] = false;
             }
             HealKind::Loss { path } => self.path_loss_ppm[usize::from(path)] = 0,
-            HealKind::Bad { node, group, resource } => self.world.bad.retain(|b| *b != (node, group, resource)),
+            HealKind::Bad {
+                node,
+                group,
+                resource,
+            } => self.world.bad.retain(|b| *b != (node, group, resource)),
         }
     }
 
@@ -934,12 +1205,48 @@ impl Sim {
             if self.nodes[usize::from(via)].core.is_some() {
                 let local = self.nodes[usize::from(via)].clock.local(self.now_us);
                 if let Some(core) = self.nodes[usize::from(via)].core.as_mut() {
-                    core.handle(Input::Admin(AdminCommand::Standby { node, on: false }), local);
+                    core.handle(
+                        Input::Admin(AdminCommand::Standby { node, on: false }),
+                        local,
+                    );
                 }
                 self.after_node(via);
             }
         }
         self.schedule(self.now_us + 50_000, Ev::Check);
+    }
+
+    /// After the faults, an operator takes every node out of standby and repeats the command
+    /// until the coordinator has committed it (an admin command sent while no coordinator was
+    /// known is refused, not queued).
+    fn retry_unstandby(&mut self) {
+        if self.now_us < self.next_unstandby_us {
+            return;
+        }
+        self.next_unstandby_us = self.now_us + 500_000;
+        let Some(leader) = self
+            .nodes
+            .iter()
+            .position(|n| n.core.as_ref().is_some_and(|c| c.is_leader()))
+        else {
+            return;
+        };
+        let standby: Vec<NodeId> = match self.nodes[leader].core.as_ref() {
+            Some(c) => (0..self.spec.nodes.len() as NodeId)
+                .filter(|&n| c.state().standby[usize::from(n)])
+                .collect(),
+            None => return,
+        };
+        let local = self.nodes[leader].clock.local(self.now_us);
+        for node in standby {
+            if let Some(core) = self.nodes[leader].core.as_mut() {
+                core.handle(
+                    Input::Admin(AdminCommand::Standby { node, on: false }),
+                    local,
+                );
+            }
+        }
+        self.after_node(leader as NodeId);
     }
 
     /// L1: every group that has an eligible node runs (world truth: every resource active on
@@ -950,19 +1257,35 @@ impl Sim {
         }
         let since = self.now_us.saturating_sub(self.sc.faults_until_us);
         // Use the state of any live node that holds a lease and has caught up with the leader.
-        let leader = self.nodes.iter().filter_map(|n| n.core.as_ref()).find(|c| c.is_leader());
+        let leader = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.core.as_ref())
+            .find(|c| c.is_leader());
         let Some(leader) = leader else {
             if since > RECOVERY_BOUND_US || final_check {
-                self.violate("L1", format!("no coordinator {}s after the faults stopped", since / 1_000_000));
+                self.violate(
+                    "L1",
+                    format!(
+                        "no coordinator {}s after the faults stopped",
+                        since / 1_000_000
+                    ),
+                );
             }
             return;
         };
         let state = leader.state().clone();
+        // Which groups have somewhere to run: a node in their list that is up, not in standby,
+        // without a failure there, with room for the group and no anti-affinity partner. That
+        // is the placement rule itself; its unit tests check it against hand-written cases.
+        let up: Vec<bool> = self.nodes.iter().map(|n| n.core.is_some()).collect();
+        let targets = place(&self.spec, &state, &up, None);
         let mut missing = None;
         for (g, gs) in self.spec.groups.iter().enumerate() {
-            let eligible = gs.nodes.iter().any(|&n| {
-                state.groups[g].failures[usize::from(n)] == 0 && !state.standby[usize::from(n)]
-            });
+            let eligible = match &targets[g] {
+                Target::Exclusive(t) => t.is_some(),
+                Target::Clone(nodes) => !nodes.is_empty(),
+            };
             if !eligible || state.maintenance {
                 continue;
             }
@@ -970,9 +1293,22 @@ impl Sim {
             let ok = if gs.is_exclusive() {
                 owners.len() == 1
                     && state.groups[g].instances[0].phase == crate::policy::state::Phase::Active
-                    && self.world.truth[g].iter().all(|t| t.active.len() == 1 && t.active[0].0 == owners[0])
+                    && self.world.truth[g]
+                        .iter()
+                        .all(|t| t.active.len() == 1 && t.active[0].0 == owners[0])
             } else {
-                !owners.is_empty() && owners.iter().all(|o| self.world.truth[g].iter().all(|t| t.active.iter().any(|a| a.0 == *o)))
+                let running: Vec<NodeId> = state.groups[g]
+                    .instances
+                    .iter()
+                    .filter(|i| i.phase == crate::policy::state::Phase::Active)
+                    .map(|i| i.node)
+                    .collect();
+                !running.is_empty()
+                    && running.iter().all(|o| {
+                        self.world.truth[g]
+                            .iter()
+                            .all(|t| t.active.iter().any(|a| a.0 == *o))
+                    })
             };
             if !ok {
                 missing = Some(g);
@@ -982,7 +1318,10 @@ impl Sim {
         match missing {
             None => {
                 self.recovered_at = Some(self.now_us);
-                self.trace(format!("every group is active again, {} ms after the faults stopped", since / 1000));
+                self.trace(format!(
+                    "every group is active again, {} ms after the faults stopped",
+                    since / 1000
+                ));
             }
             Some(g) if since > RECOVERY_BOUND_US || final_check => {
                 let detail = format!(
@@ -1013,7 +1352,14 @@ pub fn civil_from_minutes(minutes: u64) -> CivilTime {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
     let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
     let weekday = ((days + 4).rem_euclid(7)) as u8; // 1970-01-01 was a Thursday
-    CivilTime { year, month, day, hour: (mod_min / 60) as u8, minute: (mod_min % 60) as u8, weekday }
+    CivilTime {
+        year,
+        month,
+        day,
+        hour: (mod_min / 60) as u8,
+        minute: (mod_min % 60) as u8,
+        weekday,
+    }
 }
 
 /// The command that replays a seed.

@@ -85,11 +85,23 @@ impl Scenario {
             _ => 7,
         });
         let large = nodes > 8;
-        let witness = shape.witness.unwrap_or(nodes % 2 == 0 || rng.chance(200_000));
+        let witness = shape
+            .witness
+            .unwrap_or(nodes % 2 == 0 || rng.chance(200_000));
         let total = nodes + usize::from(witness);
         let mut paths = vec![
-            PathSpec { name: "private-a".into(), kind: PathKind::Network, interval_ms: 50, misses: 4 },
-            PathSpec { name: "private-b".into(), kind: PathKind::Network, interval_ms: 50, misses: 4 },
+            PathSpec {
+                name: "private-a".into(),
+                kind: PathKind::Network,
+                interval_ms: 50,
+                misses: 4,
+            },
+            PathSpec {
+                name: "private-b".into(),
+                kind: PathKind::Network,
+                interval_ms: 50,
+                misses: 4,
+            },
         ];
         if large {
             for p in &mut paths {
@@ -98,7 +110,12 @@ impl Scenario {
             }
         }
         if rng.chance(500_000) {
-            paths.push(PathSpec { name: "disk".into(), kind: PathKind::Disk, interval_ms: 200, misses: 5 });
+            paths.push(PathSpec {
+                name: "disk".into(),
+                kind: PathKind::Disk,
+                interval_ms: 200,
+                misses: 5,
+            });
         }
         let capacities = rng.chance(300_000);
         let node_specs: Vec<NodeSpec> = (0..total)
@@ -106,26 +123,47 @@ impl Scenario {
                 let w = witness && i == total - 1;
                 NodeSpec {
                     name: if w { "witness".into() } else { format!("n{i}") },
-                    capacity: if w { 0 } else if capacities { 10 + rng.range(0, 20) as u32 } else { u32::MAX },
+                    capacity: if w {
+                        0
+                    } else if capacities {
+                        10 + rng.range(0, 20) as u32
+                    } else {
+                        u32::MAX
+                    },
                     witness: w,
                 }
             })
             .collect();
-        let group_count = shape.groups.unwrap_or_else(|| 1 + rng.range(0, (nodes * 2) as u64) as usize);
+        let group_count = shape
+            .groups
+            .unwrap_or_else(|| 1 + rng.range(0, (nodes * 2) as u64) as usize);
         let mut groups = Vec::with_capacity(group_count);
         for g in 0..group_count {
             // Priority order: a rotation so that preferred nodes spread, then some shuffling.
             let mut order: Vec<NodeId> = (0..nodes as NodeId).collect();
             order.rotate_left(g % nodes);
-            let len = if nodes <= 2 { nodes } else { 2 + rng.range(0, (nodes - 1) as u64) as usize };
+            let len = if nodes <= 2 {
+                nodes
+            } else {
+                2 + rng.range(0, (nodes - 1) as u64) as usize
+            };
             order.truncate(len.min(nodes));
             if order.len() > 2 && rng.chance(300_000) {
-                let (a, b) = (rng.range(1, order.len() as u64) as usize, rng.range(1, order.len() as u64) as usize);
+                let (a, b) = (
+                    rng.range(1, order.len() as u64) as usize,
+                    rng.range(1, order.len() as u64) as usize,
+                );
                 order.swap(a, b);
             }
             let clone = rng.chance(120_000);
             let kind = if clone {
-                GroupKind::Clone { copies: if rng.chance(500_000) { Some(order.len().min(2) as u16) } else { None } }
+                GroupKind::Clone {
+                    copies: if rng.chance(500_000) {
+                        Some(order.len().min(2) as u16)
+                    } else {
+                        None
+                    },
+                }
             } else {
                 GroupKind::Exclusive
             };
@@ -134,7 +172,12 @@ impl Scenario {
                 2 => Failback::Auto { window: None },
                 _ => {
                     let start = rng.range(0, 24) as u16 * 60;
-                    Failback::Auto { window: Some(DailyWindow { start_min: start, end_min: (start + 120) % 1440 }) }
+                    Failback::Auto {
+                        window: Some(DailyWindow {
+                            start_min: start,
+                            end_min: (start + 120) % 1440,
+                        }),
+                    }
                 }
             };
             let rcount = 1 + rng.range(0, 3) as usize;
@@ -143,9 +186,19 @@ impl Scenario {
                     name: format!("g{g}-r{r}"),
                     agent: ["ip", "filesystem", "application"][r % 3].into(),
                     params: Vec::new(),
-                    depends_on: if r == 0 { Vec::new() } else { vec![(r - 1) as ResourceId] },
-                    monitor_quick: MonitorSpec { interval_ms: 1000, timeout_ms: 500 },
-                    monitor_deep: rng.chance(300_000).then_some(MonitorSpec { interval_ms: 5000, timeout_ms: 2000 }),
+                    depends_on: if r == 0 {
+                        Vec::new()
+                    } else {
+                        vec![(r - 1) as ResourceId]
+                    },
+                    monitor_quick: MonitorSpec {
+                        interval_ms: 1000,
+                        timeout_ms: 500,
+                    },
+                    monitor_deep: rng.chance(300_000).then_some(MonitorSpec {
+                        interval_ms: 5000,
+                        timeout_ms: 2000,
+                    }),
                     start_timeout_ms: 2000,
                     stop_timeout_ms: 1000,
                 })
@@ -158,12 +211,20 @@ impl Scenario {
                 stickiness: !rng.chance(100_000),
                 max_restarts: 1 + rng.range(0, 3) as u32,
                 restart_window_ms: 60_000,
-                load: if capacities { 1 + rng.range(0, 8) as u32 } else { 1 },
+                load: if capacities {
+                    1 + rng.range(0, 8) as u32
+                } else {
+                    1
+                },
                 anti_affinity: Vec::new(),
                 resources,
             });
         }
-        if group_count >= 2 && rng.chance(250_000) && groups[0].is_exclusive() && groups[1].is_exclusive() {
+        if group_count >= 2
+            && rng.chance(250_000)
+            && groups[0].is_exclusive()
+            && groups[1].is_exclusive()
+        {
             groups[0].anti_affinity.push(1);
             groups[1].anti_affinity.push(0);
         }
@@ -171,15 +232,27 @@ impl Scenario {
         if rng.chance(200_000) && groups[0].is_exclusive() {
             let minute = rng.range(0, 60);
             if let Ok(cron) = CronExpr::parse(&format!("{minute} * * * *")) {
-                schedules.push(ScheduledMove { group: 0, to: None, cron });
+                schedules.push(ScheduledMove {
+                    group: 0,
+                    to: None,
+                    cron,
+                });
             }
         }
-        let partition = if witness || nodes >= 3 { PartitionPolicy::Quorum } else { PartitionPolicy::NoAutoFailover };
+        let partition = if witness || nodes >= 3 {
+            PartitionPolicy::Quorum
+        } else {
+            PartitionPolicy::NoAutoFailover
+        };
         let spec = ClusterSpec {
             name: format!("sim-{seed}"),
             nodes: node_specs,
             paths,
-            timing: if large { large_timing() } else { tight_timing() },
+            timing: if large {
+                large_timing()
+            } else {
+                tight_timing()
+            },
             partition,
             groups,
             schedules,
@@ -196,7 +269,11 @@ impl Scenario {
             fault_every_us: if large { 1_500_000 } else { 2_000_000 },
             faults,
             delay_us: (100, if rng.chance(300_000) { 5_000 } else { 1_000 }),
-            loss_ppm: if faults { rng.range(0, 20_000) as u32 } else { 0 },
+            loss_ppm: if faults {
+                rng.range(0, 20_000) as u32
+            } else {
+                0
+            },
             dup_ppm: if faults { 5_000 } else { 0 },
         }
     }

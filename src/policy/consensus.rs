@@ -96,7 +96,7 @@ impl<S: LogStore> Consensus<S> {
         let mut c = Consensus {
             raw,
             nodes,
-            rng: Rng::new(seed ^ 0x5EED_0F_E1EC7),
+            rng: Rng::new(seed ^ 0x05EE_D0FE_1EC7),
             min_election,
             max_election: 2 * min_election,
             seen: (u64::MAX, StateRole::Follower),
@@ -269,6 +269,11 @@ impl<S: LogStore> Consensus<S> {
     /// The commit index.
     pub fn commit(&self) -> u64 {
         self.raw.raft.raft_log.committed
+    }
+
+    /// The index of the last entry handed to the state machine (empty entries included).
+    pub fn applied(&self) -> u64 {
+        self.raw.raft.raft_log.applied
     }
 
     /// The persisted store (the simulator keeps a copy across a crash).

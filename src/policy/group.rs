@@ -211,7 +211,9 @@ impl LocalGroup {
     /// machine runs nothing.
     pub fn may_be_active(&self) -> bool {
         use ResourceState::*;
-        self.res.iter().any(|r| matches!(r.state, Starting | Active | Stopping | Failed | StopFailed))
+        self.res
+            .iter()
+            .any(|r| matches!(r.state, Starting | Active | Stopping | Failed | StopFailed))
     }
 
     /// The group's status.
@@ -221,12 +223,15 @@ impl LocalGroup {
             return GroupStatus::StopFailed;
         }
         let all = |s: ResourceState| self.res.iter().all(|r| r.state == s);
-        if all(Inactive) && !(self.want == Want::Run && !self.escalated) {
-            return if self.escalated {
-                GroupStatus::CannotRun
-            } else {
-                GroupStatus::Stopped
-            };
+        if all(Inactive) {
+            // Once told to stop, an escalated instance that is down is simply stopped: that is
+            // what the coordinator waits for before it releases the instance.
+            if self.want == Want::Stop {
+                return GroupStatus::Stopped;
+            }
+            if self.escalated {
+                return GroupStatus::CannotRun;
+            }
         }
         if self.escalated {
             return GroupStatus::CannotRun;
@@ -632,6 +637,10 @@ mod tests {
         settle(&mut g, &spec, 20, |_| Outcome::Ok, &mut log);
         assert_eq!(log, ["Stop app", "Stop fs", "Stop ip"]);
         assert_eq!(g.status(), GroupStatus::CannotRun);
+        // The coordinator answers with a stop: once down, the instance reports Stopped, which
+        // is what lets the coordinator release it.
+        g.set_want(Want::Stop);
+        assert_eq!(g.status(), GroupStatus::Stopped);
     }
 
     #[test]

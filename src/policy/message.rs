@@ -26,6 +26,9 @@ pub struct Heartbeat {
 
 /// A control or consensus message between two nodes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+// A raft message dwarfs the other variants; they travel one at a time, so boxing would only
+// add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 pub enum Message {
     /// A raft message. `stamp_us` is the leader's clock on a heartbeat, or the echo of that
     /// stamp on a heartbeat response (0 otherwise); see [`super::lease`].
@@ -67,6 +70,9 @@ impl Message {
 
 /// Something that happens to a node core.
 #[derive(Clone, Debug, PartialEq)]
+// A raft message dwarfs the other variants; they travel one at a time, so boxing would only
+// add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 pub enum Input {
     /// A heartbeat arrived.
     Heartbeat {
@@ -108,6 +114,9 @@ pub enum Input {
 
 /// Something a node core asks its shell to do.
 #[derive(Clone, Debug, PartialEq)]
+// A raft message dwarfs the other variants; they travel one at a time, so boxing would only
+// add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 pub enum Effect {
     /// Send a heartbeat datagram on `path` to every peer.
     Heartbeat {

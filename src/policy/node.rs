@@ -62,6 +62,13 @@ impl Reports {
         }
     }
 
+    /// Whether `node`'s latest report on any group says `status`.
+    fn any_from(&self, node: NodeId, status: GroupStatus) -> bool {
+        self.per_group
+            .iter()
+            .any(|v| v.iter().any(|r| r.0 == node && r.2 == status))
+    }
+
     fn forget_node(&mut self, node: NodeId) {
         for v in &mut self.per_group {
             v.retain(|r| r.0 != node);
@@ -408,7 +415,7 @@ impl<S: LogStore> NodeCore<S> {
         if grant.term != self.consensus.term() || self.fenced {
             return;
         }
-        self.lease.handle_grant(grant, self.state.applied);
+        self.lease.handle_grant(grant, self.consensus.applied());
         self.check_lease(now_us);
     }
 
@@ -458,7 +465,7 @@ impl<S: LogStore> NodeCore<S> {
             let term = self.consensus.term();
             let commit = self.consensus.commit();
             if let Some(grant) = c.keeper.grant(self.me, term, now_us, commit, now_us) {
-                self.lease.handle_grant(grant, self.state.applied);
+                self.lease.handle_grant(grant, self.consensus.applied());
             }
         } else if let Some(l) = self.consensus.leader() {
             if l != self.me {
@@ -545,7 +552,6 @@ impl<S: LogStore> NodeCore<S> {
                 },
             });
         }
-        let applied_any = !committed.is_empty();
         for (index, cmd) in committed.drain(..) {
             if self.state.apply(&self.spec, index, &cmd) == Applied::Changed {
                 self.dirty = true;
@@ -556,9 +562,9 @@ impl<S: LogStore> NodeCore<S> {
             self.effects
                 .push(Effect::Event(Event::Committed { index, cmd }));
         }
-        if applied_any {
-            self.lease.handle_applied(self.state.applied);
-        }
+        // Raft's applied index, not the last command's: elections append empty entries that
+        // carry no command, and a pending grant waits for the log to reach its commit index.
+        self.lease.handle_applied(self.consensus.applied());
         self.outgoing = out;
         self.committed = committed;
         // Role changes.
@@ -594,13 +600,21 @@ impl<S: LogStore> NodeCore<S> {
             return;
         }
         // Urgent stops must be done by the lease's end (or, with no lease, within the stop budget
-        // of knowing we had none): the same deadline the watchdog enforces.
+        // of knowing we had none): the same deadline the watchdog enforces. An episode ends once
+        // nothing exclusive may be active here, so a later one gets a budget of its own.
+        if !self.exclusive_exposed() {
+            self.urgent_since_us = None;
+        }
         if !self.lease_ok && self.urgent_since_us.is_none() {
-            let exclusive_here = self.locals.iter().enumerate().any(|(g, l)| {
-                self.spec.groups[g].is_exclusive() && l.is_some()
-            }) || (0..self.spec.groups.len()).any(|g| {
-                self.spec.groups[g].is_exclusive() && self.state.instance_on(g as GroupId, self.me).is_some()
-            });
+            let exclusive_here = self
+                .locals
+                .iter()
+                .enumerate()
+                .any(|(g, l)| self.spec.groups[g].is_exclusive() && l.is_some())
+                || (0..self.spec.groups.len()).any(|g| {
+                    self.spec.groups[g].is_exclusive()
+                        && self.state.instance_on(g as GroupId, self.me).is_some()
+                });
             if exclusive_here {
                 self.urgent_since_us = Some(now_us);
             }
@@ -727,6 +741,21 @@ impl<S: LogStore> NodeCore<S> {
         if self.state.maintenance {
             return;
         }
+        // A node refused for dragging out a stop has lost its lease by the time its last
+        // stopping instance is released: it may hold leases again. One whose stop failed stays
+        // refused until it reboots (see `liveness_events`).
+        for n in 0..self.spec.nodes.len() as NodeId {
+            if c.keeper.is_refused(n)
+                && !c.reports.any_from(n, GroupStatus::StopFailed)
+                && !self.state.groups.iter().any(|g| {
+                    g.instances
+                        .iter()
+                        .any(|i| i.node == n && i.phase == Phase::Stopping)
+                })
+            {
+                c.keeper.allow(n);
+            }
+        }
         let spec = &self.spec;
         let state = &self.state;
         let civil = self.civil.map(|(t, _)| t);
@@ -795,12 +824,14 @@ impl<S: LogStore> NodeCore<S> {
                     };
                     let patience_us =
                         max_stop_us(spec, g) + 2 * u64::from(spec.timing.lease_ms) * 1000;
-                    if now_us >= since + patience_us && exclusive && alive[usize::from(inst.node)] {
+                    let give_up_us = since + patience_us;
+                    if now_us < give_up_us {
+                        wake(&mut c.wake_us, give_up_us);
+                    } else if exclusive && alive[usize::from(inst.node)] {
                         c.keeper.refuse(inst.node);
                         c.dirty = true;
-                    } else {
-                        wake(&mut c.wake_us, since + patience_us);
                     }
+                    // Past patience with a silent owner: the lease expiry armed above decides.
                 }
             }
             if proposals.len() == before || !exclusive {
@@ -896,14 +927,21 @@ impl<S: LogStore> NodeCore<S> {
         }
     }
 
-    fn arm_watchdog(&mut self, now_us: u64) {
-        let holds_exclusive = self.locals.iter().enumerate().any(|(g, l)| {
+    /// Whether an exclusive resource may be active here (what the lease and watchdog guard).
+    fn exclusive_exposed(&self) -> bool {
+        self.locals.iter().enumerate().any(|(g, l)| {
             self.spec.groups[g].is_exclusive() && l.as_ref().is_some_and(|l| l.may_be_active())
-        });
-        let deadline = if !holds_exclusive {
+        })
+    }
+
+    fn arm_watchdog(&mut self, now_us: u64) {
+        let holds_exclusive = self.exclusive_exposed();
+        let deadline = if self.fenced {
+            // A stop we could not finish, in any group: only a reboot cleans that up. Keep
+            // the first deadline so that it does not slide.
+            Some(self.watchdog_us.map_or(now_us, |d| d.min(now_us)))
+        } else if !holds_exclusive {
             None
-        } else if self.fenced {
-            Some(now_us)
         } else {
             // The lease's end; without a lease (something was found running after a start),
             // the stop budget from when we knew we had none.
@@ -921,7 +959,9 @@ impl<S: LogStore> NodeCore<S> {
     /// stop budget from when we started stopping them.
     fn urgent_deadline_us(&self, now_us: u64) -> u64 {
         let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
-        self.lease.until_us().max(self.urgent_since_us.unwrap_or(now_us) + budget_us)
+        self.lease
+            .until_us()
+            .max(self.urgent_since_us.unwrap_or(now_us) + budget_us)
     }
 
     fn compute_next_timeout(&self) -> u64 {

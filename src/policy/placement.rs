@@ -81,7 +81,13 @@ pub fn place(
             } else {
                 st.last_cause.unwrap_or(Cause::Failure)
             };
-            wants[g] = Some((None, cause));
+            // An admin or scheduled target still counts while the group is down, or the group
+            // would start elsewhere only to be moved again.
+            let home = st.home.filter(|&h| can_host(g, h));
+            wants[g] = Some((
+                home,
+                st.request_cause.filter(|_| home.is_some()).unwrap_or(cause),
+            ));
             continue;
         };
         if !can_host(g, c) {
@@ -113,9 +119,9 @@ pub fn place(
             && (st.failback_now || failback_due(&gs.failback, local))
         {
             Some((most_preferred, Cause::Failback))
-        } else if conflicts(&on_node, g, c) {
-            Some((None, Cause::Capacity))
-        } else if !gs.stickiness && room[usize::from(c)] < u64::from(gs.load) {
+        } else if conflicts(&on_node, g, c)
+            || (!gs.stickiness && room[usize::from(c)] < u64::from(gs.load))
+        {
             Some((None, Cause::Capacity))
         } else {
             None
@@ -148,12 +154,18 @@ pub fn place(
                 && !conflicts(on_node, g, m)
                 && Some(m) != st.avoid.filter(|_| cause != Cause::Failure)
         };
-        let pick = preferred.filter(|&m| fits(&on_node, &room, m)).or_else(|| {
-            gs.nodes
-                .iter()
-                .copied()
-                .find(|&m| Some(m) != current && fits(&on_node, &room, m))
-        });
+        // A move toward a named node (admin, schedule, failback) from a node that can still
+        // host the group goes there or nowhere: never to some third node.
+        let voluntary = preferred.is_some() && current.is_some_and(|c| can_host(g, c));
+        let pick = preferred
+            .filter(|&m| fits(&on_node, &room, m))
+            .or_else(|| {
+                gs.nodes
+                    .iter()
+                    .copied()
+                    .find(|&m| Some(m) != current && fits(&on_node, &room, m))
+            })
+            .filter(|&m| !voluntary || Some(m) == preferred);
         let chosen = match (pick, current) {
             (Some(m), _) => Some((m, cause)),
             // Wanted to move, nowhere better to go: stay.
