@@ -171,6 +171,17 @@ async fn deliver(from: &Node, to: &mut Node, msg: Message) -> Vec<PathId> {
     }
 }
 
+/// Waits (bounded) until `addrs` can be bound again.
+async fn wait_free(addrs: &[SocketAddr]) {
+    let deadline = Instant::now() + WAIT;
+    for a in addrs {
+        while std::net::UdpSocket::bind(a).is_err() {
+            assert!(Instant::now() < deadline, "{a} still in use");
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 /// Heartbeats from `from` on `path` until `to` sees one from it on that path.
 async fn beat_until_seen(from: &Node, to: &mut Node, path: PathId, hb: Heartbeat) {
     let deadline = Instant::now() + WAIT;
@@ -646,4 +657,100 @@ async fn a_restarted_acceptor_is_reconnected() {
 #[tokio::test]
 async fn a_restarted_dialer_reconnects() {
     restart(8, 0).await;
+}
+
+/// `which` crashes: its runtime stops without closing anything, so the survivor's connection
+/// is stale. When it comes back, its first answer to the survivor's traffic is a stateless
+/// reset (the key is derived from its private key), the survivor drops the stale connection
+/// and the path comes back.
+async fn crash(test: u8, which: usize) {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let dir = tempfile::tempdir().unwrap();
+    pki(dir.path(), &["alpha", "beta"]);
+    let names = ["alpha", "beta"];
+    let other = 1 - which;
+    let mut survivor = start(config(test, "c", &names, other as NodeId, 1), dir.path()).await;
+
+    // The node that will crash runs on a runtime of its own.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = config(test, "c", &names, which as NodeId, 1);
+    let (tx, _crashed_rx) = unbounded_channel();
+    let files = TlsFiles::in_dir(dir.path(), names[which]);
+    let crashed = rt
+        .spawn(async move { Transport::start(cfg, &files, tx).await.unwrap() })
+        .await
+        .unwrap();
+    wait_up(&mut survivor, &[which as NodeId]).await;
+    // Crash: every task of that runtime stops where it is; nothing is sent.
+    rt.shutdown_background();
+    drop(crashed);
+
+    let hb = Heartbeat {
+        incarnation: 1,
+        digest: 0xd1,
+    };
+    // A crashed process's sockets are gone; here the runtime closes them in the background.
+    wait_free(&[addr(test, 0, which), addr(test, 1, which)]).await;
+    let mut restarted = start(config(test, "c", &names, which as NodeId, 2), dir.path()).await;
+    // Per path: the stale connection goes down, then a new one comes up.
+    let mut down = [false; PATHS as usize];
+    let mut up = [false; PATHS as usize];
+    let deadline = Instant::now() + WAIT;
+    while up.iter().any(|u| !u) {
+        assert!(
+            Instant::now() < deadline,
+            "paths not back: down {down:?}, up {up:?}"
+        );
+        for path in 0..PATHS {
+            survivor.t.heartbeat(path, hb);
+        }
+        match timeout(Duration::from_millis(20), survivor.rx.recv()).await {
+            Ok(Some(Inbound::PathDown { peer, path })) => {
+                assert_eq!(usize::from(peer), which);
+                down[usize::from(path)] = true;
+            }
+            Ok(Some(Inbound::PathUp { peer, path })) => {
+                assert_eq!(usize::from(peer), which);
+                assert!(
+                    down[usize::from(path)],
+                    "up again before the stale one went down"
+                );
+                up[usize::from(path)] = true;
+            }
+            _ => {}
+        }
+    }
+    deliver(&survivor, &mut restarted, report(9)).await;
+    beat_until_seen(
+        &restarted,
+        &mut survivor,
+        0,
+        Heartbeat {
+            incarnation: 2,
+            digest: 0xd1,
+        },
+    )
+    .await;
+    if which == 1 {
+        // The dialer's stale connection ended by the restarted acceptor's stateless reset (a
+        // restarted dialer simply dials anew, and the acceptor replaces the stale connection).
+        logs.wait_line(&["path down", "reset by peer"]).await;
+    }
+    restarted.t.shutdown().await;
+    survivor.t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crashed_acceptor_is_reconnected() {
+    crash(9, 1).await;
+}
+
+#[tokio::test]
+async fn a_crashed_dialer_reconnects() {
+    crash(10, 0).await;
 }

@@ -262,3 +262,56 @@ pub enum TransportError {
         source: std::io::Error,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_cluster_agrees_with_the_spec() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/two-node-witness.toml");
+        let config = ClusterConfig::load(file).unwrap();
+        let spec = config.spec();
+        let cfg = TransportConfig::from_cluster(&config, "tiebreaker", 5).unwrap();
+        assert_eq!(cfg.nodes, ["alpha", "beta", "tiebreaker"]);
+        assert_eq!(Some(cfg.me), spec.node_id("tiebreaker"));
+        assert_eq!((cfg.cluster.as_str(), cfg.digest), ("db-pair", spec.digest));
+        assert_eq!(cfg.incarnation, 5);
+        // The disk path is not the transport's; the network paths keep their spec ids.
+        assert_eq!(cfg.paths.len(), 2);
+        for p in &cfg.paths {
+            let sp = &spec.paths[usize::from(p.id)];
+            assert_eq!(
+                (sp.name.as_str(), sp.kind),
+                (p.name.as_str(), PathKind::Network)
+            );
+        }
+        let a = &cfg.paths[0];
+        assert_eq!(a.name, "private-a");
+        let want: Vec<SocketAddr> = ["10.0.0.1:7400", "10.0.0.2:7400", "10.0.0.9:7400"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(a.addrs, want);
+    }
+
+    #[test]
+    fn from_cluster_names_an_unknown_node() {
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/two-node-witness.toml");
+        let config = ClusterConfig::load(file).unwrap();
+        let err = TransportConfig::from_cluster(&config, "gamma", 1).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("\"gamma\"") && text.contains("alpha, beta, tiebreaker"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tls_files_in_dir() {
+        let f = TlsFiles::in_dir("/etc/eterne/tls", "alpha");
+        assert_eq!(f.ca, Path::new("/etc/eterne/tls/ca.crt"));
+        assert_eq!(f.cert, Path::new("/etc/eterne/tls/alpha.crt"));
+        assert_eq!(f.key, Path::new("/etc/eterne/tls/alpha.key"));
+    }
+}

@@ -146,11 +146,12 @@ impl Transport {
                 source,
             };
             let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
-            let endpoint_cfg = EndpointConfig::new(Arc::new(reset_key(
+            let mut endpoint_cfg = EndpointConfig::new(Arc::new(reset_key(
                 material.key_bytes(),
                 &shared.cfg.nodes[me],
                 &path.name,
             )));
+            endpoint_cfg.cid_generator(|| Box::new(RandomCids::default()));
             let mut endpoint = Endpoint::new(
                 endpoint_cfg,
                 Some(server.clone()),
@@ -224,8 +225,15 @@ impl Transport {
             debug!(peer = %self.shared.name(to), "message dropped: no path up");
         }
         for (path, link) in up {
-            if link.out.try_send(bytes.clone()).is_err() {
-                warn!(peer = %self.shared.name(to), path = %self.shared.path_name(path), "message dropped: send queue full");
+            match link.out.try_send(bytes.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    warn!(peer = %self.shared.name(to), path = %self.shared.path_name(path), "message dropped: send queue full")
+                }
+                // The connection is closing; PathDown follows.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    debug!(peer = %self.shared.name(to), path = %self.shared.path_name(path), "message dropped: connection closing")
+                }
             }
         }
     }
@@ -351,6 +359,42 @@ fn reset_key(private_key: &[u8], node: &str, path: &str) -> ring::hmac::Key {
     ctx.update(b"\0");
     ctx.update(path.as_bytes());
     ring::hmac::Key::new(ring::hmac::HMAC_SHA256, ctx.finish().as_ref())
+}
+
+/// Random 8-byte connection ids that any later run of this node accepts as its own.
+///
+/// quinn's default generator tags its ids with a hash keyed per run, and drops packets whose
+/// id lacks its tag without answering; a restarted node would then never send the stateless
+/// reset that tells a peer its old connection is gone, and the peer would wait for the idle
+/// timeout. Resets stay cheap for quinn to send: rate-limited and smaller than what incited
+/// them.
+#[derive(Default)]
+struct RandomCids {
+    /// Only used if the system's random source fails: ids stay unique, if predictable.
+    fallback: u64,
+}
+
+impl RandomCids {
+    const LEN: usize = 8;
+}
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let mut id = [0u8; Self::LEN];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
+            self.fallback = self.fallback.wrapping_add(1);
+            id = self.fallback.to_be_bytes();
+        }
+        quinn::ConnectionId::new(&id)
+    }
+
+    fn cid_len(&self) -> usize {
+        Self::LEN
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl Shared {
