@@ -161,6 +161,20 @@ fn group_members(pgid: u32) -> Vec<u32> {
     out
 }
 
+/// Waits (bounded) until no live process is left in group `pgid`; returns those left.
+async fn group_gone(pgid: u32) -> Vec<u32> {
+    bounded("group gone", async {
+        for _ in 0..1000 {
+            if group_members(pgid).is_empty() {
+                return Vec::new();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        group_members(pgid)
+    })
+    .await
+}
+
 fn read_pidfile(path: &Path) -> (u32, u64) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut it = text.split_whitespace();
@@ -304,16 +318,7 @@ async fn sigterm_ignored_means_sigkill_after_stop_timeout() {
     assert!(stop.reason.contains("SIGKILL"), "{}", stop.reason);
     assert!(!alive(pid));
     // The whole group went, not only the shell.
-    let left = bounded("group gone", async {
-        for _ in 0..1000 {
-            if group_members(pid).is_empty() {
-                return Vec::new();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        group_members(pid)
-    })
-    .await;
+    let left = group_gone(pid).await;
     assert!(left.is_empty(), "left in the group: {left:?}");
     assert!(events.try_recv().is_err(), "stop reported an exit event");
 }
@@ -414,18 +419,44 @@ async fn stale_pidfiles_probe_not_running() {
 #[tokio::test]
 async fn tcp_check_follows_the_listener() {
     let dir = Scratch::new("tcp");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+    // `holder` keeps the port bound (never listening) for the whole test, so that no other
+    // test's listener takes it once ours is closed: a connection is then refused.
+    let reuse_socket = || {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.set_reuseport(true).unwrap();
+        s
+    };
+    let holder = reuse_socket();
+    holder.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port_addr = holder.local_addr().unwrap();
+    let listener = reuse_socket();
+    listener.bind(port_addr).unwrap();
+    let listener = listener.listen(16).unwrap();
+    let addr = port_addr.to_string();
     let (app, _e) = agent(&dir, &[("command", "sleep 1000"), ("check_tcp", &addr)]);
     assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
     assert_outcome(&app.monitor(Depth::Quick).await, Outcome::Ok, "listening");
     drop(listener);
-    let r = bounded("monitor", app.monitor(Depth::Quick)).await;
+    // A parallel test's fork may hold a copy of the listening socket until its exec closes
+    // it: look again a bounded number of times.
+    let r = bounded("monitor", async {
+        let mut r = app.monitor(Depth::Quick).await;
+        for _ in 0..100 {
+            if r.outcome != Outcome::Ok {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            r = app.monitor(Depth::Quick).await;
+        }
+        r
+    })
+    .await;
     assert_outcome(&r, Outcome::Failed, "closed");
     assert!(r.reason.contains(&addr), "{}", r.reason);
     // The deep depth has no check here: alive is enough.
     assert_outcome(&app.monitor(Depth::Deep).await, Outcome::Ok, "deep");
     assert_outcome(&bounded("stop", app.stop()).await, Outcome::Ok, "stop");
+    drop(holder);
 }
 
 /// A tiny HTTP server answering every GET with the current `status`.
@@ -691,4 +722,57 @@ async fn validation_errors_name_the_resource_and_parameter() {
     assert_outcome(&r, Outcome::Ok, "monitor");
     let r = bounded("stop", perform(agent.as_ref(), Action::Stop, 1)).await;
     assert_outcome(&r, Outcome::Ok, "stop");
+}
+
+#[tokio::test]
+async fn operations_cut_off_by_the_caller_lose_no_process() {
+    let dir = Scratch::new("cutoff");
+    let ready = dir.s("ready");
+    let command = format!("sh -c 'trap \"\" TERM; sleep 1000 & touch {ready}; wait'");
+    let (app, mut events) = agent(
+        &dir,
+        &[
+            ("command", &command),
+            // Never passes: start polls until its caller gives up.
+            ("check_command", "false"),
+            ("stop_timeout_ms", "10000"),
+        ],
+    );
+    // The caller's deadline cuts start off (start itself would poll for 20 s).
+    let cut = tokio::time::timeout(Duration::from_millis(300), app.start(1)).await;
+    assert!(cut.is_err(), "start cannot pass: {cut:?}");
+    let pid = app
+        .pid()
+        .expect("the process started before the cut is known");
+    assert_outcome(&app.probe().await, Outcome::Ok, "probe after the cut");
+    assert_outcome(&app.monitor(Depth::Quick).await, Outcome::Failed, "monitor");
+
+    // A stop cut off while waiting after SIGTERM (ignored) ...
+    bounded("ready", async {
+        for _ in 0..1000 {
+            if Path::new(&ready).exists() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let cut = tokio::time::timeout(Duration::from_millis(200), app.stop()).await;
+    assert!(cut.is_err(), "the stop waits 10 s for TERM: {cut:?}");
+    assert!(alive(pid));
+    // ... then a start: the instance is wanted again and its exit is reported again.
+    let cut = tokio::time::timeout(Duration::from_millis(300), app.start(2)).await;
+    assert!(cut.is_err(), "start cannot pass: {cut:?}");
+    assert_eq!(app.pid(), Some(pid), "no second copy");
+    kill(pid, libc::SIGKILL);
+    let AgentEvent::Exited { pid: exited, .. } = next_event(&mut events).await;
+    assert_eq!(exited, pid);
+    // The shell died alone; its background sleep (TERM ignored) is still in the group.
+    assert!(!group_members(pid).is_empty());
+    assert_outcome(&bounded("stop", app.stop()).await, Outcome::Ok, "stop");
+    let left = group_gone(pid).await;
+    assert!(
+        left.is_empty(),
+        "the stop left {left:?} of the group running"
+    );
 }

@@ -37,8 +37,9 @@
 //!   [`AgentEvent::Exited`] unless our own `stop` caused it.
 //! - `stop` sends SIGTERM to the process group, waits `stop_timeout_ms` for the process to
 //!   exit, then sends SIGKILL to the group; once the main process is gone, members of its
-//!   group still alive are SIGKILLed too (nothing of the instance may outlive a stop, or a
-//!   failover could run two copies). It removes the pidfile. Stopping a stopped instance is Ok.
+//!   group still alive are SIGKILLed too, also when the main process had died on its own
+//!   (nothing of the instance may outlive a stop, or a failover could run two copies). It
+//!   removes the pidfile. Stopping a stopped instance is Ok.
 //! - `probe` reads the pidfile: same pid and same start time → running, and adopted.
 //! - `monitor` asks whether the process is alive, then runs that depth's check.
 
@@ -187,6 +188,8 @@ struct Instance {
 struct Handle {
     /// Main process (and process group, since it called setsid).
     pid: u32,
+    /// Its start time (`/proc/<pid>/stat` field 22).
+    start: u64,
     /// Refers to exactly our process, even after its pid is recycled: signals go through it.
     pidfd: Arc<OwnedFd>,
     /// `Some(how it ended)` once the process has exited.
@@ -224,8 +227,9 @@ impl Handle {
 enum Found {
     /// It runs; we hold it (started or adopted).
     Running(Handle),
-    /// It does not run (why, for the logs).
-    Gone(String),
+    /// It does not run (why, for the logs); the pid and start time the pidfile named, if any,
+    /// so that `stop` can clear what is left of its process group.
+    Gone(String, Option<(u32, u64)>),
     /// We cannot tell (e.g. the pidfile is unreadable): never taken for "not running".
     Unknown(String),
 }
@@ -336,7 +340,7 @@ impl Application {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Found::Gone(format!("no pidfile {}", path.display()))
+                return Found::Gone(format!("no pidfile {}", path.display()), None)
             }
             Err(e) => {
                 return Found::Unknown(format!("cannot read pidfile {}: {e}", path.display()))
@@ -344,7 +348,8 @@ impl Application {
         };
         // We write pidfiles atomically: one we cannot parse is not ours to trust.
         let Some((pid, start)) = parse_pidfile(&text) else {
-            return Found::Gone(format!("pidfile {} is malformed: {text:?}", path.display()));
+            let why = format!("pidfile {} is malformed: {text:?}", path.display());
+            return Found::Gone(why, None);
         };
         let same = |pid| match proc_start_time(pid) {
             Ok(t) if t == start => Ok(true),
@@ -352,7 +357,10 @@ impl Application {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(format!("pid {pid}: /proc/{pid}/stat: {e}")),
         };
-        let stale = || Found::Gone(format!("pid {pid} of the pidfile is gone (stale pidfile)"));
+        let stale = || {
+            let why = format!("pid {pid} of the pidfile is gone (stale pidfile)");
+            Found::Gone(why, Some((pid, start)))
+        };
         match same(pid) {
             Ok(true) => {}
             Ok(false) => return stale(),
@@ -371,7 +379,7 @@ impl Application {
             Err(e) => return Found::Unknown(e),
         }
         if pidfd_exited(&pidfd) {
-            return Found::Gone(format!("pid {pid} has exited"));
+            return Found::Gone(format!("pid {pid} has exited"), Some((pid, start)));
         }
         let watched = pidfd.try_clone().map_err(|e| e.to_string()).and_then(|fd| {
             // SAFETY: the OwnedFd is moved into the AsyncFd, which alone owns and closes it.
@@ -385,6 +393,7 @@ impl Application {
         let (tx, rx) = watch::channel(None);
         let handle = Handle {
             pid,
+            start,
             pidfd: Arc::new(pidfd),
             exit: rx,
             expected: Arc::new(AtomicBool::new(false)),
@@ -460,6 +469,7 @@ impl Application {
         let (tx, rx) = watch::channel(None);
         let handle = Handle {
             pid,
+            start,
             pidfd: Arc::new(pidfd),
             exit: rx,
             expected: Arc::new(AtomicBool::new(false)),
@@ -606,10 +616,17 @@ impl Application {
                     Err(format!("check {:?} {}", argv[0], describe_exit(status)))
                 }
             }
-            Check::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
-                .await
-                .map(|_| format!("{} accepts connections", check.describe()))
-                .map_err(|e| format!("{}: {e}", check.describe())),
+            Check::Tcp { host, port } => {
+                let s = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| format!("{}: {e}", check.describe()))?;
+                // With nothing listening on a local port of the ephemeral range, TCP may
+                // connect the socket to itself (simultaneous open): that is no server.
+                if s.local_addr().ok() == s.peer_addr().ok() {
+                    return Err(format!("{}: nothing listens", check.describe()));
+                }
+                Ok(format!("{} accepts connections", check.describe()))
+            }
             Check::Http(t) => match http_get_status(t).await {
                 Ok(code) if (200..400).contains(&code) => {
                     Ok(format!("{} answered {code}", check.describe()))
@@ -631,7 +648,7 @@ impl Application {
                 return Report::failed(format!("pid {} {how} during start", h.pid));
             }
             match self.run_check(check, self.quick_timeout).await {
-                Ok(what) => return Report::ok(format!("started pid {}; {what}", h.pid)),
+                Ok(what) => return Report::ok(format!("pid {} running; {what}", h.pid)),
                 Err(why) => last = why,
             }
             let now = Instant::now();
@@ -715,25 +732,33 @@ impl Agent for Application {
     }
 
     async fn start(&self, _epoch: u64) -> Report {
-        match self.find() {
-            Found::Running(h) => return Report::ok(format!("already running as pid {}", h.pid)),
+        let h = match self.find() {
+            Found::Running(h) => {
+                // A stop cut off by its deadline left `expected` set: the instance is wanted
+                // again, so its exit is news again.
+                h.expected.store(false, Ordering::SeqCst);
+                tracing::info!(resource = %self.name, pid = h.pid, "start: already running");
+                h
+            }
             // Better no start than a second copy.
             Found::Unknown(why) => return Report::failed(why),
-            Found::Gone(_) => {}
-        }
-        let user = match self.user().await {
-            Ok(u) => u,
-            Err(e) => return Report::failed(e),
+            Found::Gone(..) => {
+                let user = match self.user().await {
+                    Ok(u) => u,
+                    Err(e) => return Report::failed(e),
+                };
+                match self.spawn(user.as_ref()) {
+                    Ok(h) => h,
+                    Err(e) => return Report::failed(e),
+                }
+            }
         };
-        let h = match self.spawn(user.as_ref()) {
-            Ok(h) => h,
-            Err(e) => return Report::failed(e),
-        };
+        // Started or found running, it is started once the quick check passes.
         match &self.params.quick {
             Some(check) => self.await_healthy(&h, check).await,
             None => match h.exited() {
                 Some(how) => Report::failed(format!("pid {} {how} during start", h.pid)),
-                None => Report::ok(format!("started pid {}", h.pid)),
+                None => Report::ok(format!("pid {} running", h.pid)),
             },
         }
     }
@@ -741,7 +766,11 @@ impl Agent for Application {
     async fn stop(&self) -> Report {
         let h = match self.find() {
             Found::Running(h) => h,
-            Found::Gone(why) => {
+            Found::Gone(why, last) => {
+                // What outlived a main process that died on its own goes now.
+                if let Some((pid, start)) = last {
+                    sweep_group(pid, start);
+                }
                 self.remove_pidfile();
                 self.set_instance(None);
                 return Report::ok(format!("not running ({why})"));
@@ -769,8 +798,7 @@ impl Agent for Application {
             }
         }
         // Members of the group that outlived the main process go too.
-        // SAFETY: kill(2) on a process group; ESRCH when it is empty.
-        unsafe { libc::kill(-(h.pid as libc::pid_t), libc::SIGKILL) };
+        sweep_group(h.pid, h.start);
         self.remove_pidfile();
         self.set_instance(None);
         tracing::info!(resource = %self.name, pid = h.pid, signal = how, "stopped");
@@ -780,7 +808,7 @@ impl Agent for Application {
     async fn monitor(&self, depth: Depth) -> Report {
         let h = match self.find() {
             Found::Running(h) => h,
-            Found::Gone(why) => return Report::not_running(why),
+            Found::Gone(why, _) => return Report::not_running(why),
             Found::Unknown(why) => return Report::failed(why),
         };
         let (check, limit) = match depth {
@@ -802,7 +830,7 @@ impl Agent for Application {
     async fn probe(&self) -> Report {
         match self.find() {
             Found::Running(h) => Report::ok(format!("pid {} running", h.pid)),
-            Found::Gone(why) => Report::not_running(why),
+            Found::Gone(why, _) => Report::not_running(why),
             Found::Unknown(why) => Report::failed(why),
         }
     }
@@ -838,6 +866,21 @@ impl ExitReporter {
         tokio::spawn(async move {
             let _ = events.send(ev).await;
         });
+    }
+}
+
+/// SIGKILLs what is left of an instance's process group once its main process `pid` (started
+/// at `start`) is gone. While any member lives the kernel keeps the group's id from being
+/// handed out; the one risk is a recycled `pid` that made itself a group leader, and then a
+/// process `pid` with another start time exists: such a group is not ours and is left alone.
+fn sweep_group(pid: u32, start: u64) {
+    match proc_start_time(pid) {
+        Ok(t) if t != start => {}
+        // Gone, or still our (zombie or dying) process.
+        _ => {
+            // SAFETY: kill(2) on a process group; ESRCH when it is empty.
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+        }
     }
 }
 

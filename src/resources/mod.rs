@@ -20,6 +20,18 @@
 //!   [`crate::policy::message::Input::Exited`]. An exit the agent caused itself (by `stop`) is
 //!   not reported.
 //!
+//! # Choices made here (and why)
+//!
+//! - `validate` is split in two. [`build`] checks the parameters' syntax and needs nothing of
+//!   the node, so `eternectl config check` can run it anywhere and every node agrees on it;
+//!   [`Agent::validate`] checks this node (programs, users, directories) before anything runs.
+//! - [`Agent::start`] takes the activation's epoch (design.md §5.2): `disk_lock` will need it
+//!   as its fencing key; agents without fencing ignore it.
+//! - Processes of a resource live in a session of their own and survive the daemon, so a
+//!   daemon restart never moves or restarts a resource. Under systemd this needs
+//!   `KillMode=process` (or `mixed`) in the unit: the default `control-group` would kill them
+//!   with the daemon.
+//!
 //! # Adding an agent
 //!
 //! One file per agent type, one line in [`build`], one name in [`AGENT_TYPES`].
