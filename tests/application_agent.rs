@@ -776,3 +776,29 @@ async fn operations_cut_off_by_the_caller_lose_no_process() {
         "the stop left {left:?} of the group running"
     );
 }
+
+#[tokio::test]
+async fn the_group_may_finish_its_sigterm_before_the_sweep() {
+    let dir = Scratch::new("grace");
+    let ready = dir.s("ready");
+    let done = dir.s("done");
+    // The main shell dies on SIGTERM at once; a worker of its group needs a moment to finish.
+    let script = format!(
+        "(trap 'sleep 0.2; touch {done}; exit 0' TERM; while :; do sleep 0.05; done) & \
+         touch {ready}; wait"
+    );
+    let command = format!("sh -c {}", shell_quote(&script));
+    let check = format!("test -e {ready}");
+    let (app, _e) = agent(&dir, &[("command", &command), ("check_command", &check)]);
+    assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
+    let pid = app.pid().unwrap();
+    let stop = bounded("stop", app.stop()).await;
+    assert_outcome(&stop, Outcome::Ok, "stop");
+    assert!(stop.reason.contains("SIGTERM"), "{}", stop.reason);
+    assert!(
+        Path::new(&done).exists(),
+        "the worker was killed before it finished"
+    );
+    let left = group_gone(pid).await;
+    assert!(left.is_empty(), "left in the group: {left:?}");
+}

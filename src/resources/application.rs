@@ -36,8 +36,9 @@
 //!   adopted from the pidfile is watched through a pidfd (Linux ≥ 5.3). It is reported as
 //!   [`AgentEvent::Exited`] unless our own `stop` caused it.
 //! - `stop` sends SIGTERM to the process group, waits `stop_timeout_ms` for the process to
-//!   exit, then sends SIGKILL to the group; once the main process is gone, members of its
-//!   group still alive are SIGKILLed too, also when the main process had died on its own
+//!   exit, then sends SIGKILL to the group. Once the main process is gone, members of its
+//!   group get what is left of that wait to exit too, then are SIGKILLed, also when the main
+//!   process had died on its own
 //!   (nothing of the instance may outlive a stop, or a failover could run two copies). It
 //!   removes the pidfile. Stopping a stopped instance is Ok.
 //! - `probe` reads the pidfile: same pid and same start time → running, and adopted.
@@ -88,6 +89,11 @@ pub const PARAMS: &[&str] = &[
 /// After SIGKILL, how long `stop` waits for the process to be gone before it reports a failed
 /// stop. The caller's deadline is normally shorter; this bounds the wait if it is not.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// After the main process exited on SIGTERM, how often `stop` looks whether the rest of its
+/// group has gone too (bounded by the SIGTERM wait and by [`GROUP_WAIT_STEPS_MAX`]).
+const GROUP_WAIT_STEP: Duration = Duration::from_millis(20);
+/// At most this many looks.
+const GROUP_WAIT_STEPS_MAX: u32 = 3000;
 /// Health-check attempts during `start`, at most (the time bound is `start_timeout_ms`).
 const START_CHECKS_MAX: u32 = 1000;
 /// First pause between two failed health checks during `start`; doubles up to the max.
@@ -779,8 +785,18 @@ impl Agent for Application {
         };
         h.expected.store(true, Ordering::SeqCst);
         let mut how = "SIGTERM";
+        let term_deadline = Instant::now() + self.term_wait;
         h.signal(libc::SIGTERM);
-        if !h.wait_exit(self.term_wait).await {
+        if h.wait_exit(self.term_wait).await {
+            // The rest of the group had the same SIGTERM: it gets what is left of the wait
+            // to finish before the sweep below.
+            for _ in 0..GROUP_WAIT_STEPS_MAX {
+                if !group_has_members(h.pid) || Instant::now() >= term_deadline {
+                    break;
+                }
+                tokio::time::sleep(GROUP_WAIT_STEP).await;
+            }
+        } else {
             tracing::warn!(
                 resource = %self.name,
                 pid = h.pid,
@@ -882,6 +898,29 @@ fn sweep_group(pid: u32, start: u64) {
             unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
         }
     }
+}
+
+/// Whether any live process (not a zombie) is left in group `pgid`. Zombies do not count: an
+/// orphan waits for init to reap it, and some inits (in containers) take their time.
+fn group_has_members(pgid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks; no memory is involved.
+    if unsafe { libc::kill(-(pgid as libc::pid_t), 0) } != 0 {
+        return false;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .any(|stat| {
+            // After the name: state (field 3), ppid (4), pgrp (5).
+            let fields = stat.rfind(')').map(|i| stat[i + 1..].split_whitespace());
+            let mut f = fields.into_iter().flatten();
+            let state = f.next();
+            let pgrp = f.nth(1).and_then(|p| p.parse::<u32>().ok());
+            pgrp == Some(pgid) && state != Some("Z")
+        })
 }
 
 /// SIGKILLs a process group when dropped (a health check cut off by its timeout).
