@@ -31,16 +31,16 @@
 //!   restarts a resource). It writes the pidfile `"<pid> <start time>\n"`, the start time
 //!   being field 22 of `/proc/<pid>/stat`, so that a recycled pid is never taken for ours.
 //!   With a quick check configured, start succeeds once the check passes (polled, bounded by
-//!   the resource's `start_timeout_ms`).
+//!   the resource's `start_timeout_ms`). Starting an instance that already runs (ours, or one
+//!   the pidfile names) starts no second copy; it too succeeds once the quick check passes.
 //! - The exit of the process is seen at once: a task awaits the child we spawned; an instance
 //!   adopted from the pidfile is watched through a pidfd (Linux ≥ 5.3). It is reported as
 //!   [`AgentEvent::Exited`] unless our own `stop` caused it.
 //! - `stop` sends SIGTERM to the process group, waits `stop_timeout_ms` for the process to
 //!   exit, then sends SIGKILL to the group. Once the main process is gone, members of its
 //!   group get what is left of that wait to exit too, then are SIGKILLed, also when the main
-//!   process had died on its own
-//!   (nothing of the instance may outlive a stop, or a failover could run two copies). It
-//!   removes the pidfile. Stopping a stopped instance is Ok.
+//!   process had died on its own (nothing of the instance may outlive a stop, or a failover
+//!   could run two copies). It removes the pidfile. Stopping a stopped instance is Ok.
 //! - `probe` reads the pidfile: same pid and same start time → running, and adopted.
 //! - `monitor` asks whether the process is alive, then runs that depth's check.
 
@@ -518,6 +518,8 @@ impl Application {
                     .create(true)
                     .append(true)
                     .mode(0o640)
+                    // The daemon opens it as root: never through a planted symlink.
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(path)
                     .map_err(|e| format!("cannot open log_file {}: {e}", path.display()))?;
                 let f2 = f
