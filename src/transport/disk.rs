@@ -46,9 +46,10 @@
 //!
 //! # What is delivered
 //!
-//! The first valid record read from a slot is a baseline: it delivers nothing, so an old
+//! The records found when the path starts are a baseline: they deliver nothing, so an old
 //! record left by a node that died long ago, or a grant meant for a previous incarnation of
-//! this node, is never mistaken for news. After that, per peer: a heartbeat when its beats
+//! this node, is never mistaken for news (a slot first seen valid later was written since,
+//! and all of it is news). After that, per peer: a heartbeat when its beats
 //! advanced (or it restarted with a new incarnation and has beaten), a `LeaseRequest` when it
 //! holds a new request stamp addressed to this node, a `LeaseGrant` when its grant for this
 //! node changed and answers a request this node made in this run. A slot that stops changing
@@ -140,6 +141,9 @@ pub struct DiskPathConfig {
 }
 
 /// What the disk path read from a peer's slot, for the node core.
+// `Message` is large for its Raft variant (the same lint fires on `Message` itself); the disk
+// only ever carries a few small lease messages per interval, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum DiskInbound {
     /// The peer's slot advanced with a fresh beat: a heartbeat on the disk path.
@@ -260,6 +264,8 @@ pub struct DiskPath {
     thread: Option<JoinHandle<()>>,
     /// Signalled by the IO thread as it exits, so that `stop` can wait for it with a bound.
     done: mpsc::Receiver<()>,
+    /// Direct or buffered IO, for status and tests.
+    mode: IoMode,
     /// This node (grants addressed to it are not stored).
     me: NodeId,
     /// The node count (grants to nodes past it are dropped).
@@ -282,7 +288,7 @@ impl DiskPath {
         slot_bytes: u32,
     ) -> Result<(), DiskError> {
         check_layout(device, cluster, nodes, slot_bytes)?;
-        let dev = Device::open(device)?;
+        let dev = Device::open(device, true)?;
         dev.format(cluster, nodes, slot_bytes)
     }
 
@@ -293,8 +299,18 @@ impl DiskPath {
         cfg: DiskPathConfig,
         inbound: UnboundedSender<DiskInbound>,
     ) -> Result<DiskPath, DiskError> {
+        DiskPath::start_with(cfg, inbound, true)
+    }
+
+    /// `start`, with direct IO not even tried when `try_direct` is false (so that tests can
+    /// run the buffered fallback on filesystems that accept O_DIRECT).
+    fn start_with(
+        cfg: DiskPathConfig,
+        inbound: UnboundedSender<DiskInbound>,
+        try_direct: bool,
+    ) -> Result<DiskPath, DiskError> {
         check_config(&cfg)?;
-        let dev = Device::open(&cfg.device)?;
+        let dev = Device::open(&cfg.device, try_direct)?;
         match dev.read_header()? {
             HeaderState::Blank => {
                 tracing::info!(device = %cfg.device.display(), cluster = %cfg.cluster,
@@ -305,6 +321,7 @@ impl DiskPath {
             HeaderState::Formatted(h) => h.check(&cfg)?,
         }
         dev.check_size(cfg.nodes, cfg.slot_bytes)?;
+        let mode = dev.mode;
         let mut worker = Worker::new(cfg.clone(), dev, inbound)?;
         worker.baseline()?;
         let shared = Arc::clone(&worker.shared);
@@ -321,6 +338,7 @@ impl DiskPath {
                 source,
             })?;
         Ok(DiskPath {
+            mode,
             shared,
             thread: Some(thread),
             done,
@@ -329,6 +347,11 @@ impl DiskPath {
             interval_ms: cfg.interval_ms,
             device: cfg.device,
         })
+    }
+
+    /// Whether the device is used with direct IO or with the buffered fallback.
+    pub fn io_mode(&self) -> IoMode {
+        self.mode
     }
 
     /// What the next write carries: this node's incarnation and config digest, and one fresh
@@ -494,9 +517,9 @@ fn check_config(cfg: &DiskPathConfig) -> Result<(), DiskError> {
     Ok(())
 }
 
-/// How the device is read and written.
+/// How a disk path reads and writes its device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum IoMode {
+pub enum IoMode {
     /// `O_DIRECT | O_DSYNC`: every read and write goes to the device.
     Direct,
     /// Page cache, `fdatasync` after each write, `POSIX_FADV_DONTNEED` before each read.
@@ -513,7 +536,7 @@ struct Device {
 impl Device {
     /// Opens `path` for direct IO, or buffered IO where direct IO is refused (at open, or on
     /// the first read of the header block, as some filesystems only refuse at IO time).
-    fn open(path: &Path) -> Result<Device, DiskError> {
+    fn open(path: &Path, try_direct: bool) -> Result<Device, DiskError> {
         let open = |flags: i32| {
             OpenOptions::new()
                 .read(true)
@@ -521,7 +544,12 @@ impl Device {
                 .custom_flags(flags)
                 .open(path)
         };
-        let why = match open(libc::O_DIRECT | libc::O_DSYNC) {
+        let direct = if try_direct {
+            open(libc::O_DIRECT | libc::O_DSYNC)
+        } else {
+            Err(io::Error::other("not tried"))
+        };
+        let why = match direct {
             Ok(file) => {
                 let dev = Device {
                     file,
@@ -540,7 +568,7 @@ impl Device {
                     }
                 }
             }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => e,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) || !try_direct => e,
             Err(source) => {
                 return Err(DiskError::Open {
                     device: path.to_path_buf(),
@@ -972,6 +1000,9 @@ struct Worker {
     peers: Vec<PeerView>,
     /// The last IO error kind reported, so a failing disk is logged on change, not per tick.
     io_fault: Option<io::ErrorKind>,
+    /// The baseline was read: a slot first seen valid from now on was written after we
+    /// started, and is news.
+    started: bool,
 }
 
 impl Worker {
@@ -1007,6 +1038,7 @@ impl Worker {
             seq: 0,
             beats: 0,
             io_fault: None,
+            started: false,
         })
     }
 
@@ -1034,6 +1066,7 @@ impl Worker {
         // Every view is empty, so this only records the baseline: nothing is news yet.
         let news = self.read_peers(None);
         debug_assert!(news.is_empty());
+        self.started = true;
         Ok(())
     }
 
@@ -1151,6 +1184,7 @@ impl Worker {
             Some(bytes) => Record::decode(bytes, peer, self.cfg.nodes),
             None => Err(SlotFault::BadMagic),
         };
+        let started = self.started;
         let view = &mut self.peers[usize::from(peer)];
         let rec = match decoded {
             Ok(rec) => rec,
@@ -1182,11 +1216,23 @@ impl Worker {
             request_stamp_us: rec.request_stamp_us,
             grant_to_me,
         };
-        let Some(before) = view.seen.replace(now) else {
-            return; // the baseline: nothing is news yet
+        let before = match view.seen.replace(now) {
+            Some(before) => before,
+            // Read before this node started: a baseline, not news (it may be years old).
+            None if !started => return,
+            // First written after this node started: everything in it is news.
+            None => Seen {
+                incarnation: rec.incarnation,
+                seq: 0,
+                beats: 0,
+                request_stamp_us: 0,
+                grant_to_me: None,
+            },
         };
-        let restarted = rec.incarnation != before.incarnation;
-        if !restarted && rec.seq <= before.seq {
+        // A new incarnation, or a sequence that went back (a writer that restarted without a
+        // new incarnation over a lost slot): a fresh start whose contents are all news.
+        let restarted = rec.incarnation != before.incarnation || rec.seq < before.seq;
+        if !restarted && rec.seq == before.seq {
             return; // not written since: silence
         }
         let path = self.cfg.path;
@@ -1353,6 +1399,59 @@ mod tests {
             Header::decode(Path::new("/d"), &buf),
             Err(DiskError::CorruptHeader { .. })
         ));
+    }
+
+    #[test]
+    fn the_buffered_fallback_carries_heartbeats_and_leases() {
+        let dev = tempfile::NamedTempFile::new().expect("a temporary file");
+        let cfg = |me| DiskPathConfig {
+            path: 1,
+            device: dev.path().to_path_buf(),
+            slot_bytes: 512,
+            interval_ms: 5,
+            cluster: "c".into(),
+            me,
+            nodes: 2,
+            incarnation: 1,
+            digest: 2,
+        };
+        let (tx0, mut rx0) = tokio::sync::mpsc::unbounded_channel();
+        let (tx1, _rx1) = tokio::sync::mpsc::unbounded_channel();
+        let start = |me, tx| DiskPath::start_with(cfg(me), tx, false).expect("start");
+        let (a, b) = (start(0, tx0), start(1, tx1));
+        assert_eq!(
+            (a.io_mode(), b.io_mode()),
+            (IoMode::Buffered, IoMode::Buffered)
+        );
+        b.send(0, &Message::LeaseRequest { stamp_us: 3 });
+        let (mut beats, mut request) = (0, false);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for _ in 0..4000 {
+            let hb = Heartbeat {
+                incarnation: 1,
+                digest: 2,
+            };
+            a.heartbeat(hb);
+            b.heartbeat(hb);
+            while let Ok(item) = rx0.try_recv() {
+                match item {
+                    DiskInbound::Heartbeat { from: 1, .. } => beats += 1,
+                    DiskInbound::Message {
+                        from: 1,
+                        msg: Message::LeaseRequest { stamp_us: 3 },
+                        ..
+                    } => request = true,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            if (beats >= 3 && request) || Instant::now() > deadline {
+                break;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        assert!(beats >= 3 && request, "beats {beats}, request {request}");
+        a.stop();
+        b.stop();
     }
 
     #[test]
