@@ -152,10 +152,22 @@ fn run_heard(nodes: &mut [Node], observer: usize, witness: NodeId, count: usize)
     );
 }
 
+/// Forgets what every node received so far, queued items included. Call it after a flush
+/// (`run_heard`), so that nothing read before the change under test is still on its way.
 fn clear(nodes: &mut [Node]) {
     for n in nodes {
+        while n.rx.try_recv().is_ok() {}
         n.got.clear();
     }
+}
+
+/// The sequence number in `node`'s slot (layout: offset 32 of the slot, little-endian).
+fn slot_seq(device: &Path, node: NodeId) -> u64 {
+    let f = std::fs::File::open(device).expect("open the device");
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, slot_offset(node, SLOT_BYTES) + 32)
+        .expect("read a slot");
+    u64::from_le_bytes(b)
 }
 
 fn temp_device() -> tempfile::NamedTempFile {
@@ -329,6 +341,9 @@ fn a_wedged_core_goes_silent_on_disk_although_its_io_thread_runs() {
     let mut nodes: Vec<Node> = (0..3).map(|i| start(dev.path(), i, 3, 1)).collect();
     assert!(run_until(&mut nodes, |n| everyone_heard_everyone(n, 2)));
     nodes[1].beating = false;
+    // Two more writes of node 1: the beat handed in last is on disk, the next write has none.
+    let seq = slot_seq(dev.path(), 1);
+    assert!(run_until(&mut nodes, |_| slot_seq(dev.path(), 1) >= seq + 2));
     run_heard(&mut nodes, 0, 2, 2);
     clear(&mut nodes);
     run_heard(&mut nodes, 0, 2, 5);
@@ -376,9 +391,7 @@ fn a_corrupted_slot_is_ignored_without_a_panic() {
     assert!(nodes.iter().all(|n| n.messages().is_empty()));
 
     // Node 1 comes back over its garbage slot and is heard again.
-    let mut back = start(dev.path(), 1, 3, 2);
-    back.got.clear();
-    nodes[1] = back;
+    nodes[1] = start(dev.path(), 1, 3, 2);
     assert!(run_until(&mut nodes, |n| n[0]
         .heartbeats_from(1)
         .iter()
@@ -497,11 +510,11 @@ fn a_restarted_node_rejoins_without_erasing_the_others() {
     nodes[0].disk().send(1, &Message::LeaseGrant(old));
     assert!(run_until(&mut nodes, |n| !n[1].messages().is_empty()));
     nodes[1].stop();
-    let header_before = &std::fs::read(dev.path()).expect("read")[..4096];
-    let header_before = header_before.to_vec();
+    run_heard(&mut nodes, 0, 2, 2);
+    clear(&mut nodes);
+    let header_before = std::fs::read(dev.path()).expect("read")[..4096].to_vec();
 
     nodes[1] = start(dev.path(), 1, 3, 2);
-    clear(&mut nodes);
     assert!(run_until(&mut nodes, |n| everyone_heard_everyone(n, 3)));
     assert!(nodes[0]
         .heartbeats_from(1)
