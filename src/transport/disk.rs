@@ -981,6 +981,7 @@ struct Seen {
     incarnation: u64,
     seq: u64,
     beats: u64,
+    request_to: NodeId,
     request_stamp_us: u64,
     grant_to_me: Option<Grant>,
 }
@@ -1213,6 +1214,7 @@ impl Worker {
             incarnation: rec.incarnation,
             seq: rec.seq,
             beats: rec.beats,
+            request_to: rec.request_to,
             request_stamp_us: rec.request_stamp_us,
             grant_to_me,
         };
@@ -1225,6 +1227,7 @@ impl Worker {
                 incarnation: rec.incarnation,
                 seq: 0,
                 beats: 0,
+                request_to: 0,
                 request_stamp_us: 0,
                 grant_to_me: None,
             },
@@ -1252,7 +1255,9 @@ impl Worker {
             });
         }
         let new_request = rec.request_stamp_us != 0
-            && (restarted || rec.request_stamp_us != before.request_stamp_us);
+            && (restarted
+                || rec.request_stamp_us != before.request_stamp_us
+                || rec.request_to != before.request_to);
         if new_request && usize::from(rec.request_to) == me {
             news.push(DiskInbound::Message {
                 from: peer,
