@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`disk`]: the disk heartbeat path: a slot per node on a shared device, carrying heartbeats
+//!   and lease messages.
 //! - [`certs`]: the cluster CA and node certificates (`eternectl ca init`, `cert issue NODE`).
 //! - `tls`: rustls (ring provider only) with mutual TLS against the cluster CA; a client
 //!   certificate must be valid for a node name of the config.
@@ -38,6 +40,7 @@
 //! and leases retry), as is one that finds the peer's send queue full.
 
 pub mod certs;
+pub mod disk;
 pub mod envelope;
 mod quic;
 mod tls;
