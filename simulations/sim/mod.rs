@@ -36,7 +36,7 @@ use crate::policy::schedule::CivilTime;
 use crate::policy::spec::{ClusterSpec, GroupId, NodeId, PathKind, ResourceId};
 use crate::policy::state::{AdminCommand, Cause, Command};
 
-pub use scenario::{Scenario, Shape};
+pub use scenario::{Scenario, Scripted, Shape};
 
 /// How long after the faults stop every group must be active again (L1).
 pub const RECOVERY_BOUND_US: u64 = 20_000_000;
@@ -117,6 +117,7 @@ enum Ev {
         deadline_local: u64,
     },
     Fault,
+    Scripted(Scripted),
     Heal(HealKind),
     EndOfFaults,
     Minute,
@@ -298,6 +299,9 @@ impl Sim {
         } else {
             sim.schedule(0, Ev::EndOfFaults);
         }
+        for (at, f) in sim.sc.script.clone() {
+            sim.schedule(at, Ev::Scripted(f));
+        }
         sim.schedule(0, Ev::Minute);
         sim
     }
@@ -337,6 +341,14 @@ impl Sim {
         } else {
             self.tail[self.tail_at] = line;
             self.tail_at = (self.tail_at + 1) % TAIL;
+        }
+    }
+
+    /// A line for a watching person only (the demo): printed, but not part of the trace, so it
+    /// changes neither the digest nor the speed of a normal run.
+    fn narrate(&self, line: &str) {
+        if let Some(echo) = self.echo {
+            echo(&format!("{:>9.3}s    {line}", self.now_us as f64 / 1e6));
         }
     }
 
@@ -390,7 +402,8 @@ impl Sim {
         }
     }
 
-    fn crash(&mut self, node: NodeId, why: &str) {
+    /// The node dies with everything on it; it boots again after `down_us` (drawn if `None`).
+    fn crash(&mut self, node: NodeId, why: &str, down_us: Option<u64>) {
         let i = usize::from(node);
         if let Some(core) = self.nodes[i].core.take() {
             self.nodes[i].store = core.store().clone();
@@ -405,7 +418,7 @@ impl Sim {
         self.world.bad.retain(|b| b.0 != node);
         self.world.hang_stops.retain(|&h| h != node);
         self.trace(format!("{} crashes ({why})", self.name(node)));
-        let down = self.rng.range(REBOOT_US.0, REBOOT_US.1);
+        let down = down_us.unwrap_or_else(|| self.rng.range(REBOOT_US.0, REBOOT_US.1));
         self.schedule(self.now_us + down, Ev::Restart(node));
     }
 
@@ -532,7 +545,7 @@ impl Sim {
                     && self.nodes[i].core.is_some()
                     && self.nodes[i].watchdog == Some(deadline_local)
                 {
-                    self.crash(node, "watchdog reboot");
+                    self.crash(node, "watchdog reboot", None);
                 }
             }
             Ev::Fault => {
@@ -547,6 +560,7 @@ impl Sim {
                     }
                 }
             }
+            Ev::Scripted(f) => self.scripted(f),
             Ev::Heal(h) => self.heal(h),
             Ev::EndOfFaults => self.end_faults(),
             Ev::Minute => {
@@ -844,6 +858,20 @@ impl Sim {
         let g = usize::from(op.group);
         let r = usize::from(op.resource);
         let exclusive = self.spec.groups[g].is_exclusive();
+        if matches!(op.action, Action::Start | Action::Stop) {
+            let verb = if op.action == Action::Start {
+                "starts"
+            } else {
+                "stops"
+            };
+            let line = format!(
+                "{} {verb} {} (epoch {})",
+                self.name(node),
+                self.spec.groups[g].resources[r].name,
+                op.epoch
+            );
+            self.narrate(&line);
+        }
         let (outcome, took_us) = match op.action {
             Action::Probe => {
                 let here = self.world.truth[g][r].active.iter().any(|a| a.0 == node);
@@ -964,27 +992,10 @@ impl Sim {
         match pick {
             0..=19 => {
                 if self.nodes[usize::from(node)].core.is_some() {
-                    self.crash(node, "fault: node crash");
+                    self.crash(node, "fault: node crash", None);
                 }
             }
-            20..=34 => {
-                // Isolate a node on every network path (two-way); a disk path survives.
-                self.trace(format!(
-                    "fault: {} partitioned from every network",
-                    self.name(node)
-                ));
-                for p in 0..paths {
-                    if self.spec.paths[p].kind != PathKind::Network {
-                        continue;
-                    }
-                    for peer in 0..n as NodeId {
-                        if peer != node {
-                            self.set_cut(p, node, peer, true, until);
-                            self.set_cut(p, peer, node, true, until);
-                        }
-                    }
-                }
-            }
+            20..=34 => self.isolate(node, until),
             35..=44 => {
                 // One-way: the node hears nothing (or is not heard).
                 let inbound = self.rng.chance(500_000);
@@ -1066,23 +1077,7 @@ impl Sim {
             71..=82 => {
                 // An application crash: the process exits, seen at once.
                 if let Some((g, r, owner)) = self.random_active() {
-                    let t = &mut self.world.truth[usize::from(g)][usize::from(r)];
-                    t.active.retain(|a| a.0 != owner);
-                    let name = self.spec.groups[usize::from(g)].resources[usize::from(r)]
-                        .name
-                        .clone();
-                    self.trace(format!("fault: {name} exits on {}", self.name(owner)));
-                    let local = self.nodes[usize::from(owner)].clock.local(self.now_us);
-                    if let Some(core) = self.nodes[usize::from(owner)].core.as_mut() {
-                        core.handle(
-                            Input::Exited {
-                                group: g,
-                                resource: r,
-                            },
-                            local,
-                        );
-                        self.after_node(owner);
-                    }
+                    self.exit_process(g, r, owner);
                 }
             }
             83..=90 => {
@@ -1111,6 +1106,69 @@ impl Sim {
                 }
             }
             _ => self.admin_fault(),
+        }
+    }
+
+    /// Cut `node` off every network path in both directions until `until` (a disk path
+    /// survives: partitioned, not dead).
+    fn isolate(&mut self, node: NodeId, until: u64) {
+        let n = self.nodes.len();
+        self.trace(format!(
+            "fault: {} partitioned from every network",
+            self.name(node)
+        ));
+        for p in 0..self.spec.paths.len() {
+            if self.spec.paths[p].kind != PathKind::Network {
+                continue;
+            }
+            for peer in 0..n as NodeId {
+                if peer != node {
+                    self.set_cut(p, node, peer, true, until);
+                    self.set_cut(p, peer, node, true, until);
+                }
+            }
+        }
+    }
+
+    /// A resource's process exits on `owner`; its node sees the exit at once.
+    fn exit_process(&mut self, g: GroupId, r: ResourceId, owner: NodeId) {
+        let t = &mut self.world.truth[usize::from(g)][usize::from(r)];
+        t.active.retain(|a| a.0 != owner);
+        let name = self.spec.groups[usize::from(g)].resources[usize::from(r)]
+            .name
+            .clone();
+        self.trace(format!("fault: {name} exits on {}", self.name(owner)));
+        let local = self.nodes[usize::from(owner)].clock.local(self.now_us);
+        if let Some(core) = self.nodes[usize::from(owner)].core.as_mut() {
+            core.handle(
+                Input::Exited {
+                    group: g,
+                    resource: r,
+                },
+                local,
+            );
+            self.after_node(owner);
+        }
+    }
+
+    fn scripted(&mut self, f: Scripted) {
+        self.fault_count += 1;
+        match f {
+            Scripted::Crash { node, down_us } => {
+                if self.nodes[usize::from(node)].core.is_some() {
+                    self.crash(node, "fault: node crash", Some(down_us));
+                }
+            }
+            Scripted::Exit { group, resource } => {
+                let owner = self.world.truth[usize::from(group)][usize::from(resource)]
+                    .active
+                    .first()
+                    .map(|a| a.0);
+                if let Some(owner) = owner {
+                    self.exit_process(group, resource, owner);
+                }
+            }
+            Scripted::Isolate { node, for_us } => self.isolate(node, self.now_us + for_us),
         }
     }
 

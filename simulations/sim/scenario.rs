@@ -28,6 +28,34 @@ pub struct Scenario {
     pub loss_ppm: u32,
     /// Duplication per million.
     pub dup_ppm: u32,
+    /// Faults at fixed times, on top of (or instead of) the random ones: the demo's plot.
+    pub script: Vec<(u64, Scripted)>,
+}
+
+/// A fault the scenario injects at a fixed time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scripted {
+    /// The node crashes; it boots again after `down_us`.
+    Crash {
+        /// Which node.
+        node: NodeId,
+        /// How long it stays down.
+        down_us: u64,
+    },
+    /// A resource's process exits on whichever node runs it.
+    Exit {
+        /// The group.
+        group: GroupId,
+        /// The resource.
+        resource: ResourceId,
+    },
+    /// The node loses every network path (both directions) for `for_us`.
+    Isolate {
+        /// Which node.
+        node: NodeId,
+        /// For how long.
+        for_us: u64,
+    },
 }
 
 /// Size and fault options a caller may fix instead of drawing them from the seed.
@@ -275,6 +303,80 @@ impl Scenario {
                 0
             },
             dup_ppm: if faults { 5_000 } else { 0 },
+            script: Vec::new(),
         }
+    }
+
+    /// The demo: three nodes, one group `web` (ip → filesystem → application) preferring n1,
+    /// automatic failback, no random faults. The plot: n1 crashes and comes back, the
+    /// application exits once, and the node running `web` is cut off from the network.
+    pub fn demo() -> Scenario {
+        let mut sc = Scenario::from_seed(
+            7,
+            Shape {
+                nodes: Some(3),
+                groups: Some(1),
+                seconds: Some(30),
+                no_faults: true,
+                witness: Some(false),
+            },
+        );
+        let mut spec = (*sc.spec).clone();
+        for (i, n) in spec.nodes.iter_mut().enumerate() {
+            n.name = format!("n{}", i + 1);
+            n.capacity = u32::MAX;
+        }
+        spec.name = "demo".into();
+        spec.paths.truncate(2);
+        spec.schedules.clear();
+        let g = &mut spec.groups[0];
+        g.name = "web".into();
+        g.nodes = vec![0, 1, 2];
+        g.kind = GroupKind::Exclusive;
+        g.failback = Failback::Auto { window: None };
+        g.max_restarts = 2;
+        g.anti_affinity.clear();
+        let template = g.resources[0].clone();
+        g.resources = ["web-ip", "web-fs", "web-app"]
+            .iter()
+            .zip(["ip", "filesystem", "application"])
+            .enumerate()
+            .map(|(r, (name, agent))| ResourceSpec {
+                name: (*name).into(),
+                agent: agent.into(),
+                depends_on: if r == 0 {
+                    Vec::new()
+                } else {
+                    vec![(r - 1) as ResourceId]
+                },
+                monitor_deep: None,
+                ..template.clone()
+            })
+            .collect();
+        sc.spec = Arc::new(spec);
+        sc.script = vec![
+            (
+                3_000_000,
+                Scripted::Crash {
+                    node: 0,
+                    down_us: 4_000_000,
+                },
+            ),
+            (
+                12_000_000,
+                Scripted::Exit {
+                    group: 0,
+                    resource: 2,
+                },
+            ),
+            (
+                18_000_000,
+                Scripted::Isolate {
+                    node: 0,
+                    for_us: 5_000_000,
+                },
+            ),
+        ];
+        sc
     }
 }
