@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what EterneCluster's build and tests need on a fresh Debian machine, then build.
+# Idempotent: packages already present are not installed again. Needs root for apt-get; as
+# another user it only says what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use (besides a Rust toolchain and a C compiler):
+#   iproute2, nftables  network namespaces, addresses and partitions (root-only tests)
+#   util-linux          losetup for loop-device shared disks (root-only tests)
+#   procps              pkill/pgrep in test clean-up
+packages=(iproute2 nftables util-linux procps)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: not root, cannot install ${missing[*]}; the root-only tests will skip"
+  fi
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found: install a Rust toolchain (1.85 or newer)"; exit 1; }

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean clone: set-up, build, every test tier that runs here.
+# Tests that need root or network namespaces skip with one line saying why when not root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo build --all-targets
+# Example configs must pass `eternectl config check` (also covered by tests/config_check.rs,
+# this is the same check as a user runs it).
+for f in config/*.toml; do ./target/debug/eternectl config check "$f"; done
+cargo test --all-targets -- --test-threads=2
