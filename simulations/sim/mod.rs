@@ -147,15 +147,17 @@ struct Clock {
 
 impl Clock {
     fn local(&self, real_us: u64) -> u64 {
-        let r = real_us as i128;
-        (r + r * self.rate_ppm as i128 / 1_000_000 + self.offset_us as i128).max(0) as u64
+        // i64 is ample: a run of 10^11 µs at 10^4 ppm stays far below 2^63.
+        let r = real_us as i64;
+        (r + r * self.rate_ppm / 1_000_000 + self.offset_us).max(0) as u64
     }
 
     fn real(&self, local_us: u64) -> u64 {
-        let l = local_us as i128 - self.offset_us as i128;
+        // Deadlines beyond a century are "never"; clamp so the arithmetic stays in i64.
+        let l = local_us.min(1 << 52) as i64 - self.offset_us;
         // Round up so that a timer never fires before its local deadline.
         let num = l * 1_000_000;
-        let den = 1_000_000 + self.rate_ppm as i128;
+        let den = 1_000_000 + self.rate_ppm;
         ((num + den - 1) / den).max(0) as u64
     }
 }
@@ -210,6 +212,8 @@ pub struct Sim {
     recovered_at: Option<u64>,
     /// When the operator may repeat "unstandby" after the faults.
     next_unstandby_us: u64,
+    /// Reused by `after_node` (effects of one step).
+    scratch_effects: Vec<Effect>,
     commits: u64,
     failovers: u64,
     fault_count: u64,
@@ -281,6 +285,7 @@ impl Sim {
             breaker,
             recovered_at: None,
             next_unstandby_us: 0,
+            scratch_effects: Vec::new(),
             commits: 0,
             failovers: 0,
             fault_count: 0,
@@ -595,13 +600,21 @@ impl Sim {
         let Some(core) = self.nodes[i].core.as_mut() else {
             return;
         };
-        let effects: Vec<Effect> = core.drain_effects().collect();
+        // A scratch vector reused across calls: this runs after every step.
+        let mut effects = std::mem::take(&mut self.scratch_effects);
+        effects.extend(core.drain_effects());
         let next_local = core.next_timeout_us();
-        for e in effects {
-            self.effect(node, e);
-            if self.nodes[i].core.is_none() {
-                return;
+        let mut crashed = false;
+        for e in effects.drain(..) {
+            if crashed {
+                continue;
             }
+            self.effect(node, e);
+            crashed = self.nodes[i].core.is_none();
+        }
+        self.scratch_effects = effects;
+        if crashed {
+            return;
         }
         let real = self.nodes[i].clock.real(next_local).max(self.now_us);
         if real < self.nodes[i].wake_at || self.nodes[i].wake_at < self.now_us {

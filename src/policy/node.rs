@@ -103,6 +103,14 @@ pub struct NodeCore<S: LogStore> {
     lease_ok: bool,
     /// Since when we stop exclusive resources without a usable lease (None while we hold one).
     urgent_since_us: Option<u64>,
+    /// Groups to reconcile on the next pass (see `mark_dirty`).
+    dirty_groups: Vec<GroupId>,
+    /// Reconcile every group on the next pass.
+    dirty_all: bool,
+    /// Cached from the local groups by `refresh_locals_cache`: their earliest deadline.
+    locals_next_us: Option<u64>,
+    /// Cached likewise: whether an exclusive resource may be active here.
+    exposed: bool,
     coordinator: Option<Coordinator>,
     locals: Vec<Option<LocalGroup>>,
     /// Per group: the last status reported (and when), so reports go out on change.
@@ -153,6 +161,10 @@ impl<S: LogStore> NodeCore<S> {
             lease: LeaseHolder::default(),
             lease_ok: false,
             urgent_since_us: None,
+            dirty_groups: Vec::new(),
+            dirty_all: true,
+            locals_next_us: None,
+            exposed: false,
             coordinator: None,
             locals: (0..spec.groups.len()).map(|_| None).collect(),
             sent: vec![None; spec.groups.len()],
@@ -241,7 +253,14 @@ impl<S: LogStore> NodeCore<S> {
     /// Something happened.
     pub fn handle(&mut self, input: Input, now_us: u64) {
         match input {
-            Input::Heartbeat { from, path, hb } => self.on_heartbeat(from, path, hb, now_us),
+            Input::Heartbeat { from, path, hb } => {
+                // Most heartbeats change nothing but a detector deadline, which only moves
+                // later: the next timeout already armed stays a valid (early) bound, so the
+                // whole pass can be skipped. This is the hot path of a large cluster.
+                if !self.on_heartbeat(from, path, hb, now_us) {
+                    return;
+                }
+            }
             Input::Message { from, msg } => self.on_message(from, msg, now_us),
             Input::AgentResult {
                 group,
@@ -258,7 +277,7 @@ impl<S: LogStore> NodeCore<S> {
                     let mut ev = Vec::new();
                     l.handle_result(gs, resource, op, outcome, now_us, &mut ev);
                     self.group_events(group, ev);
-                    self.dirty = true;
+                    self.mark_dirty(group);
                 }
             }
             Input::Exited { group, resource } => {
@@ -275,7 +294,7 @@ impl<S: LogStore> NodeCore<S> {
                         &mut ev,
                     );
                     self.group_events(group, ev);
-                    self.dirty = true;
+                    self.mark_dirty(group);
                 }
             }
             Input::Admin(cmd) => self.on_admin(cmd, self.me),
@@ -316,14 +335,16 @@ impl<S: LogStore> NodeCore<S> {
             self.next_report_us = now_us + REPORT_EVERY_US;
             self.send_reports(now_us, true);
         }
-        for g in 0..self.locals.len() {
-            let gs = &self.spec.groups[g];
-            if let Some(l) = self.locals[g].as_mut() {
-                if l.next_deadline_us(gs).is_some_and(|d| now_us >= d) {
-                    let mut ev = Vec::new();
-                    l.handle_timeout(gs, now_us, &mut ev);
-                    self.group_events(g as GroupId, ev);
-                    self.dirty = true;
+        if self.locals_next_us.is_some_and(|d| now_us >= d) {
+            for g in 0..self.locals.len() {
+                let gs = &self.spec.groups[g];
+                if let Some(l) = self.locals[g].as_mut() {
+                    if l.next_deadline_us(gs).is_some_and(|d| now_us >= d) {
+                        let mut ev = Vec::new();
+                        l.handle_timeout(gs, now_us, &mut ev);
+                        self.group_events(g as GroupId, ev);
+                        self.mark_dirty(g as GroupId);
+                    }
                 }
             }
         }
@@ -335,12 +356,14 @@ impl<S: LogStore> NodeCore<S> {
         self.after(now_us);
     }
 
-    fn on_heartbeat(&mut self, from: NodeId, path: u8, hb: Heartbeat, now_us: u64) {
+    /// A heartbeat arrived; whether it changed anything beyond a detector deadline.
+    fn on_heartbeat(&mut self, from: NodeId, path: u8, hb: Heartbeat, now_us: u64) -> bool {
         if usize::from(from) >= self.digest_ok.len() || from == self.me {
-            return;
+            return false;
         }
         let ok = hb.digest == self.spec.digest;
-        if ok != self.digest_ok[usize::from(from)] {
+        let mut changed = ok != self.digest_ok[usize::from(from)];
+        if changed {
             self.digest_ok[usize::from(from)] = ok;
             if !ok {
                 self.effects.push(Effect::Event(Event::ConfigMismatch {
@@ -355,8 +378,10 @@ impl<S: LogStore> NodeCore<S> {
         let mut ev = std::mem::take(&mut self.scratch_events);
         self.live
             .handle_heartbeat(from, path, hb.incarnation, now_us, &mut ev);
+        changed |= !ev.is_empty();
         self.liveness_events(&mut ev);
         self.scratch_events = ev;
+        changed
     }
 
     fn liveness_events(&mut self, ev: &mut Vec<LivenessEvent>) {
@@ -427,8 +452,11 @@ impl<S: LogStore> NodeCore<S> {
             if status == GroupStatus::StopFailed {
                 c.keeper.refuse(from);
             }
-            c.reports.set(group, from, epoch, status);
-            c.dirty = true;
+            // Periodic reports repeat what we know: only news calls for a placement pass.
+            if c.reports.get(group, from, epoch) != Some(status) {
+                c.reports.set(group, from, epoch, status);
+                c.dirty = true;
+            }
         }
     }
 
@@ -486,6 +514,7 @@ impl<S: LogStore> NodeCore<S> {
                 self.urgent_since_us = None;
             }
             self.dirty = true;
+            self.dirty_all = true;
             self.effects.push(Effect::Event(if ok {
                 Event::LeaseAcquired
             } else {
@@ -514,17 +543,19 @@ impl<S: LogStore> NodeCore<S> {
     /// After every input: run consensus, apply, reconcile, coordinate, arm timers.
     fn after(&mut self, now_us: u64) {
         // Consensus may produce more work after we propose; two rounds settle it.
-        for _ in 0..2 {
+        for _ in 0..3 {
             self.run_consensus(now_us);
             self.check_lease(now_us);
+            let reconciled = self.dirty;
             if self.dirty {
                 self.dirty = false;
                 self.reconcile(now_us);
+                self.refresh_locals_cache();
                 self.send_reports(now_us, false);
             }
             if self.coordinator.as_ref().is_some_and(|c| c.dirty) {
                 self.coordinate(now_us);
-            } else {
+            } else if !(reconciled && self.dirty) {
                 break;
             }
         }
@@ -555,6 +586,7 @@ impl<S: LogStore> NodeCore<S> {
         for (index, cmd) in committed.drain(..) {
             if self.state.apply(&self.spec, index, &cmd) == Applied::Changed {
                 self.dirty = true;
+                self.dirty_all = true;
                 if let Some(c) = &mut self.coordinator {
                     c.dirty = true;
                 }
@@ -597,6 +629,9 @@ impl<S: LogStore> NodeCore<S> {
     /// Bring local group instances in line with the replicated state and our lease.
     fn reconcile(&mut self, now_us: u64) {
         if self.state.maintenance {
+            // Leaving maintenance is a commit, which reconciles every group.
+            self.dirty_groups.clear();
+            self.dirty_all = false;
             return;
         }
         // Urgent stops must be done by the lease's end (or, with no lease, within the stop budget
@@ -620,9 +655,16 @@ impl<S: LogStore> NodeCore<S> {
             }
         }
         let lease_end_us = self.urgent_deadline_us(now_us);
-        for g in 0..self.spec.groups.len() {
+        // Only the groups that changed, unless something that concerns all of them did (a
+        // commit, the lease, fencing): a monitor result must not cost a pass over every group.
+        let mut todo = std::mem::take(&mut self.dirty_groups);
+        if std::mem::take(&mut self.dirty_all) {
+            todo.clear();
+            todo.extend(0..self.spec.groups.len() as GroupId);
+        }
+        for &gid in &todo {
+            let g = usize::from(gid);
             let gs = &self.spec.groups[g];
-            let gid = g as GroupId;
             let inst = self.state.instance_on(gid, self.me).copied();
             let exclusive = gs.is_exclusive();
             let run = inst.is_some_and(|i| i.phase == Phase::Active)
@@ -654,6 +696,8 @@ impl<S: LogStore> NodeCore<S> {
                 // A stop we cannot finish: give up the lease so the watchdog reboots us and
                 // the coordinator can take over once the lease has run out.
                 self.fenced = true;
+                self.dirty = true;
+                self.dirty_all = true;
                 self.lease.surrender();
                 self.lease_ok = false;
                 self.effects.push(Effect::Event(Event::SelfFence));
@@ -669,6 +713,18 @@ impl<S: LogStore> NodeCore<S> {
             if inst.is_none() && !l.holds_anything() && l.idle() {
                 self.locals[g] = None;
             }
+        }
+        todo.clear();
+        if self.dirty_groups.is_empty() {
+            self.dirty_groups = todo;
+        }
+    }
+
+    /// Something happened to group `g` here: reconcile it on this pass.
+    fn mark_dirty(&mut self, g: GroupId) {
+        self.dirty = true;
+        if !self.dirty_groups.contains(&g) {
+            self.dirty_groups.push(g);
         }
     }
 
@@ -934,8 +990,25 @@ impl<S: LogStore> NodeCore<S> {
         })
     }
 
+    /// Recompute what the timer table and the watchdog need from the local groups. Every
+    /// change to a local group marks the core dirty, and a dirty core reconciles and then
+    /// calls this, so the cache never lags behind a change (a group's deadlines are read on
+    /// every input otherwise, which dominates a large cluster's cost).
+    fn refresh_locals_cache(&mut self) {
+        self.locals_next_us = self
+            .locals
+            .iter()
+            .enumerate()
+            .filter_map(|(g, l)| {
+                l.as_ref()
+                    .and_then(|l| l.next_deadline_us(&self.spec.groups[g]))
+            })
+            .min();
+        self.exposed = self.exclusive_exposed();
+    }
+
     fn arm_watchdog(&mut self, now_us: u64) {
-        let holds_exclusive = self.exclusive_exposed();
+        let holds_exclusive = self.exposed;
         let deadline = if self.fenced {
             // A stop we could not finish, in any group: only a reboot cleans that up. Keep
             // the first deadline so that it does not slide.
@@ -980,13 +1053,8 @@ impl<S: LogStore> NodeCore<S> {
             let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
             next = next.min(self.lease.until_us().saturating_sub(budget_us));
         }
-        for (g, l) in self.locals.iter().enumerate() {
-            if let Some(d) = l
-                .as_ref()
-                .and_then(|l| l.next_deadline_us(&self.spec.groups[g]))
-            {
-                next = next.min(d);
-            }
+        if let Some(d) = self.locals_next_us {
+            next = next.min(d);
         }
         if let Some(w) = self.coordinator.as_ref().and_then(|c| c.wake_us) {
             next = next.min(w);
