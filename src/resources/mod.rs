@@ -37,6 +37,7 @@
 //! One file per agent type, one line in [`build`], one name in [`AGENT_TYPES`].
 
 pub mod application;
+pub mod filesystem;
 pub mod ocf;
 
 use std::path::PathBuf;
@@ -48,7 +49,7 @@ use crate::policy::group::{Action, Outcome};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
 /// The agent types [`build`] knows.
-pub const AGENT_TYPES: &[&str] = &["application", "ocf"];
+pub const AGENT_TYPES: &[&str] = &["application", "filesystem", "ocf"];
 
 /// Which health check a monitor runs (design.md §6: two depths, each with its own interval and
 /// timeout).
@@ -203,6 +204,7 @@ pub async fn perform(agent: &dyn Agent, action: Action, epoch: u64) -> Report {
 pub fn build(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Box<dyn Agent>, AgentError> {
     match spec.agent.as_str() {
         "application" => Ok(Box::new(application::Application::new(spec, ctx)?)),
+        "filesystem" => Ok(Box::new(filesystem::Filesystem::new(spec, ctx)?)),
         "ocf" => Ok(Box::new(ocf::Ocf::new(spec, ctx)?)),
         other => Err(AgentError::UnknownType {
             resource: spec.name.clone(),

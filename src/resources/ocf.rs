@@ -17,7 +17,7 @@
 //!
 //! # How an action runs
 //!
-//! - argv[1] is the action: `start`, `stop`, `monitor` (also for the probe), `meta-data`,
+//! - `argv[1]` is the action: `start`, `stop`, `monitor` (also for the probe), `meta-data`,
 //!   `validate-all`.
 //! - The environment is cleared, then holds `PATH` (the daemon's, or a standard one),
 //!   `OCF_ROOT`, `OCF_RESOURCE_INSTANCE` (the resource's name), `OCF_RESOURCE_TYPE`,
@@ -974,8 +974,8 @@ fn lookup<'a>(spec: &'a ResourceSpec, key: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
     use crate::policy::group::Outcome;
-    use std::path::Path;
     use crate::policy::spec::MonitorSpec;
+    use std::path::Path;
     use tokio::sync::mpsc;
 
     fn spec(params: &[(&str, &str)]) -> ResourceSpec {
