@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use (besides a Rust toolchain and a C compiler):
 #   iproute2, nftables  network namespaces, addresses and partitions (root-only tests)
-#   util-linux          losetup for loop-device shared disks (root-only tests)
+#   util-linux          losetup for loop-device shared disks, mount(8) for the filesystem agent
+#                       (root-only tests)
 #   procps              pkill/pgrep in test clean-up
-packages=(iproute2 nftables util-linux procps)
+#   resource-agents     real OCF agents (ocf:heartbeat:Dummy, IPaddr2) for the ocf agent's tests
+#   e2fsprogs           mkfs.ext4 and fsck.ext4 for the filesystem agent's tests (root-only)
+packages=(iproute2 nftables util-linux procps resource-agents e2fsprogs)
 
 missing=()
 for p in "${packages[@]}"; do

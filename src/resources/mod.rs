@@ -37,6 +37,8 @@
 //! One file per agent type, one line in [`build`], one name in [`AGENT_TYPES`].
 
 pub mod application;
+pub mod filesystem;
+pub mod ocf;
 
 use std::path::PathBuf;
 
@@ -47,7 +49,7 @@ use crate::policy::group::{Action, Outcome};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
 /// The agent types [`build`] knows.
-pub const AGENT_TYPES: &[&str] = &["application"];
+pub const AGENT_TYPES: &[&str] = &["application", "filesystem", "ocf"];
 
 /// Which health check a monitor runs (design.md §6: two depths, each with its own interval and
 /// timeout).
@@ -202,6 +204,8 @@ pub async fn perform(agent: &dyn Agent, action: Action, epoch: u64) -> Report {
 pub fn build(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Box<dyn Agent>, AgentError> {
     match spec.agent.as_str() {
         "application" => Ok(Box::new(application::Application::new(spec, ctx)?)),
+        "filesystem" => Ok(Box::new(filesystem::Filesystem::new(spec, ctx)?)),
+        "ocf" => Ok(Box::new(ocf::Ocf::new(spec, ctx)?)),
         other => Err(AgentError::UnknownType {
             resource: spec.name.clone(),
             agent: other.to_string(),

@@ -1,0 +1,1152 @@
+//! The `ocf` agent: any OCF resource agent (Pacemaker's resource-agents package), run under
+//! the OCF contract of design.md §7.
+//!
+//! # Parameters
+//!
+//! | parameter | meaning |
+//! |---|---|
+//! | `type` | Required. The agent's name, e.g. `"IPaddr2"`, `"Dummy"`, `"pgsql"`. |
+//! | `provider` | The agent's provider directory. Default `"heartbeat"`. |
+//! | `ocf_root` | Absolute path of the OCF tree. Default `"/usr/lib/ocf"`. |
+//! | `deep_check_level` | `OCF_CHECK_LEVEL` of the deep monitor (OCF levels are 0, 10, 20). Default 10. The quick monitor and the probe use 0. |
+//! | anything else, `k = "v"` | An agent parameter: passed as `OCF_RESKEY_k=v`. |
+//! | `OCF_RESKEY_k = "v"` | The same, spelled out: the way to pass an agent parameter whose name is one of ours (`dnsupdate` and `nvmet-port` have a `type`). |
+//!
+//! The agent file is `<ocf_root>/resource.d/<provider>/<type>`. Agent parameter names are
+//! letters, digits and `_`; `CRM_meta_*` names are set by us and cannot be given.
+//!
+//! # How an action runs
+//!
+//! - `argv[1]` is the action: `start`, `stop`, `monitor` (also for the probe), `meta-data`,
+//!   `validate-all`.
+//! - The environment is cleared, then holds `PATH` (the daemon's, or a standard one),
+//!   `OCF_ROOT`, `OCF_RESOURCE_INSTANCE` (the resource's name), `OCF_RESOURCE_TYPE`,
+//!   `OCF_RESOURCE_PROVIDER`, `OCF_RA_VERSION_MAJOR=1`, `OCF_RA_VERSION_MINOR=1`, the
+//!   `OCF_RESKEY_*` parameters, `OCF_RESKEY_CRM_meta_timeout` (ms: the resource's
+//!   `start_timeout_ms` for start and validate-all, `stop_timeout_ms` for stop, the quick or
+//!   deep monitor's `timeout_ms` for monitors and the probe) and, as Pacemaker does,
+//!   `OCF_RESKEY_CRM_meta_interval` (ms: the monitor's interval; 0 for the probe and every
+//!   other action — agents tell a probe from a monitor by it, `ocf_is_probe`). Monitors also
+//!   get `OCF_CHECK_LEVEL`. Clearing the environment makes an agent behave the same on every
+//!   node and keeps stray `OCF_*` variables of the daemon's environment out.
+//! - The process runs in a session (and process group) of its own, with the default SIGPIPE
+//!   disposition (and the other signals a daemon may ignore reset), no blocked signals, stdin
+//!   from `/dev/null` and every descriptor but 0, 1 and 2 closed at exec.
+//! - stdout and stderr go to one pipe; its last 4 KiB are kept for the log line of the
+//!   action and (the last lines) for the [`Report`]'s reason. The pipe is not read to its
+//!   end: an agent may leave a daemon behind that inherited it, so reading stops when the
+//!   agent exits and what it wrote is drained.
+//! - If the caller drops the action at its deadline, the agent's whole process group is
+//!   SIGKILLed (kill on drop). After a normal exit the group is left alone: what an agent
+//!   started on purpose (a daemon that did not call `setsid`) must live on.
+//!
+//! # Exit codes
+//!
+//! 0 success, 1 generic (soft), 2 args (hard), 3 unimplemented (hard), 4 perm (hard),
+//! 5 not installed (hard), 6 not configured (fatal), 7 not running; 8/9 and 190/191 are the
+//! promoted and degraded codes of OCF 1.1. They map onto [`Outcome`](crate::policy::group::Outcome):
+//!
+//! | action | Ok | NotRunning | Failed |
+//! |---|---|---|---|
+//! | start | 0 | – | anything else |
+//! | stop | 0, 7 | – | anything else: a reason to fence |
+//! | monitor | 0, 8, 190 (degraded, said in the reason) | 7 | anything else |
+//! | probe (`monitor`, `OCF_CHECK_LEVEL=0`) | 0, 8, 190 | 7, 5 | anything else |
+//!
+//! A probe that answers 5 (not installed) is taken as not running, as Pacemaker does: what
+//! is not installed on this node cannot be running on it, and a `Failed` probe would have the
+//! node stop (and, when that fails too, be fenced for) a resource it never had. A failed
+//! reason names the code (`OCF_ERR_INSTALLED`), its severity and the agent's last words.
+//!
+//! # Validation
+//!
+//! [`build`](super::build) checks syntax only (`type` given, names well formed), so
+//! `eternectl config check` runs anywhere. [`Agent::validate`] checks this node: the agent
+//! file exists and is executable; its `meta-data` parses and every parameter it marks
+//! `required` is given and no parameter it does not declare is passed; then `validate-all`
+//! runs if the agent advertises it.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::net::unix::pipe;
+
+use super::{Agent, AgentContext, AgentError, Depth, Report};
+use crate::policy::spec::ResourceSpec;
+
+/// The parameters of the `ocf` agent itself; every other parameter goes to the OCF agent.
+pub const PARAMS: &[&str] = &["type", "provider", "ocf_root", "deep_check_level"];
+
+/// The prefix of the environment variables that carry agent parameters.
+pub const RESKEY_PREFIX: &str = "OCF_RESKEY_";
+
+/// Default `provider`.
+pub const DEFAULT_PROVIDER: &str = "heartbeat";
+/// Default `ocf_root`.
+pub const DEFAULT_OCF_ROOT: &str = "/usr/lib/ocf";
+/// Default `deep_check_level`.
+pub const DEFAULT_DEEP_CHECK_LEVEL: u32 = 10;
+
+/// `PATH` for agents when the daemon has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// How much of an action's output (stdout and stderr together, the end of it) is kept.
+pub(crate) const OUTPUT_TAIL_BYTES: usize = 4096;
+/// How much of that tail goes into a [`Report`]'s reason (the log line has all of it).
+const REASON_TAIL_BYTES: usize = 512;
+/// `meta-data` may print at most this much; more is refused as not an agent's meta-data.
+const META_DATA_MAX_BYTES: usize = 1 << 20;
+/// Bound of a `meta-data` run during `validate` (agents advertise 5 s).
+const META_DATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the agent exited, at most this many reads drain what it left in its pipe (a
+/// daemon it left behind may keep writing: we do not follow it).
+const DRAIN_READS_MAX: usize = 64;
+/// Older kernels lack close_range(2): descriptors are then marked close-on-exec one by one,
+/// up to this number at most.
+const FD_SWEEP_MAX: libc::c_int = 65536;
+/// Signals a daemon may ignore or block that an agent must find at their default (an
+/// ignored signal stays ignored across exec; a shell script that pipes into `head` relies on
+/// SIGPIPE).
+const RESET_SIGNALS: &[libc::c_int] = &[
+    libc::SIGPIPE,
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGCHLD,
+    libc::SIGXFSZ,
+];
+
+/// The `ocf` agent. See the module documentation for parameters and behaviour.
+#[derive(Debug)]
+pub struct Ocf {
+    /// The resource's name: `OCF_RESOURCE_INSTANCE`, and in messages.
+    name: String,
+    /// `OCF_RESOURCE_PROVIDER`.
+    provider: String,
+    /// `OCF_RESOURCE_TYPE`.
+    agent_type: String,
+    /// `OCF_ROOT`.
+    ocf_root: PathBuf,
+    /// The agent parameters, in config order.
+    reskeys: Vec<Reskey>,
+    /// `OCF_CHECK_LEVEL` of the deep monitor.
+    deep_check_level: u32,
+    /// `OCF_RESKEY_CRM_meta_timeout` of start and validate-all (and the bound of
+    /// validate-all during `validate`).
+    start_timeout_ms: u32,
+    /// `OCF_RESKEY_CRM_meta_timeout` of stop.
+    stop_timeout_ms: u32,
+    /// `OCF_RESKEY_CRM_meta_timeout` of the quick monitor and the probe.
+    quick_timeout_ms: u32,
+    /// `OCF_RESKEY_CRM_meta_timeout` of the deep monitor.
+    deep_timeout_ms: u32,
+    /// `OCF_RESKEY_CRM_meta_interval` of the quick monitor.
+    quick_interval_ms: u32,
+    /// `OCF_RESKEY_CRM_meta_interval` of the deep monitor.
+    deep_interval_ms: u32,
+}
+
+/// One agent parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reskey {
+    /// The key as written in the config (`ip` or `OCF_RESKEY_ip`), for messages.
+    given: String,
+    /// The OCF name (`ip`).
+    name: String,
+    /// Its value.
+    value: String,
+}
+
+/// What an agent's `meta-data` says, as far as we use it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetaData {
+    /// The declared parameters, in document order.
+    pub parameters: Vec<MetaParam>,
+    /// The declared actions (`start`, `monitor`, `validate-all`, ...).
+    pub actions: Vec<String>,
+}
+
+/// One `<parameter>` of an agent's meta-data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaParam {
+    /// Its name (without `OCF_RESKEY_`).
+    pub name: String,
+    /// `required="1"`: the agent cannot run without it.
+    pub required: bool,
+}
+
+/// Which operation an action result answers: each maps exit codes its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Start,
+    Stop,
+    Monitor,
+    Probe,
+}
+
+impl Op {
+    fn action(self) -> &'static str {
+        match self {
+            Op::Start => "start",
+            Op::Stop => "stop",
+            Op::Monitor | Op::Probe => "monitor",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Op::Probe => "probe",
+            other => other.action(),
+        }
+    }
+}
+
+impl Ocf {
+    /// Parses and checks the parameters of `spec` (syntax only; [`Agent::validate`] checks
+    /// the node).
+    pub fn new(spec: &ResourceSpec, _ctx: &AgentContext) -> Result<Self, AgentError> {
+        let name = spec.name.as_str();
+        let err = |param: &str, problem: String| param_err(name, param, problem);
+        let own = |key: &str| lookup(spec, key).map(str::trim);
+        let agent_type = match own("type") {
+            Some(t) if is_file_name(t) => t.to_string(),
+            Some(t) => {
+                return Err(err(
+                    "type",
+                    format!("{t:?} is not an agent name; give one like \"IPaddr2\""),
+                ))
+            }
+            None => {
+                return Err(err(
+                    "type",
+                    "is missing; give the OCF agent's name, e.g. type = \"IPaddr2\"".to_string(),
+                ))
+            }
+        };
+        let provider = match own("provider") {
+            None => DEFAULT_PROVIDER.to_string(),
+            Some(p) if is_file_name(p) => p.to_string(),
+            Some(p) => {
+                return Err(err(
+                    "provider",
+                    format!("{p:?} is not a provider name; give one like \"heartbeat\""),
+                ))
+            }
+        };
+        let ocf_root = match own("ocf_root") {
+            None => PathBuf::from(DEFAULT_OCF_ROOT),
+            Some(r) if r.starts_with('/') && !r.contains('\0') => PathBuf::from(r),
+            Some(r) => {
+                return Err(err(
+                    "ocf_root",
+                    format!("{r:?} is not an absolute path; give one like \"/usr/lib/ocf\""),
+                ))
+            }
+        };
+        let deep_check_level = match own("deep_check_level") {
+            None => DEFAULT_DEEP_CHECK_LEVEL,
+            Some(v) => v.parse().map_err(|_| {
+                err(
+                    "deep_check_level",
+                    format!("{v:?} is not a number; OCF check levels are 0, 10 and 20"),
+                )
+            })?,
+        };
+        let mut reskeys: Vec<Reskey> = Vec::new();
+        for (k, v) in &spec.params {
+            if PARAMS.contains(&k.as_str()) {
+                continue;
+            }
+            let ocf_name = k.strip_prefix(RESKEY_PREFIX).unwrap_or(k);
+            if ocf_name.is_empty()
+                || !ocf_name
+                    .chars()
+                    .all(|c| c == '_' || c.is_ascii_alphanumeric())
+            {
+                return Err(err(
+                    k,
+                    "is not an OCF parameter name (letters, digits and _ only)".to_string(),
+                ));
+            }
+            if ocf_name.starts_with("CRM_meta_") {
+                return Err(err(
+                    k,
+                    "CRM_meta_* parameters are set by EterneCluster from the resource's \
+                     timeouts and monitor intervals; remove it"
+                        .to_string(),
+                ));
+            }
+            if v.contains('\0') {
+                return Err(err(k, "the value contains a NUL byte".to_string()));
+            }
+            if let Some(first) = reskeys.iter().find(|r| r.name == ocf_name) {
+                return Err(err(
+                    k,
+                    format!(
+                        "gives agent parameter {ocf_name:?} a second time (also as {:?}); keep one",
+                        first.given
+                    ),
+                ));
+            }
+            reskeys.push(Reskey {
+                given: k.clone(),
+                name: ocf_name.to_string(),
+                value: v.clone(),
+            });
+        }
+        let quick_timeout_ms = spec.monitor_quick.timeout_ms.max(1);
+        Ok(Self {
+            name: name.to_string(),
+            provider,
+            agent_type,
+            ocf_root,
+            reskeys,
+            deep_check_level,
+            start_timeout_ms: spec.start_timeout_ms.max(1),
+            stop_timeout_ms: spec.stop_timeout_ms.max(1),
+            quick_timeout_ms,
+            deep_timeout_ms: spec
+                .monitor_deep
+                .map(|d| d.timeout_ms.max(1))
+                .unwrap_or(quick_timeout_ms),
+            quick_interval_ms: spec.monitor_quick.interval_ms,
+            deep_interval_ms: spec
+                .monitor_deep
+                .map(|d| d.interval_ms)
+                .unwrap_or(spec.monitor_quick.interval_ms),
+        })
+    }
+
+    /// The agent file: `<ocf_root>/resource.d/<provider>/<type>`.
+    pub fn path(&self) -> PathBuf {
+        self.ocf_root
+            .join("resource.d")
+            .join(&self.provider)
+            .join(&self.agent_type)
+    }
+
+    /// `ocf:<provider>:<type>`, as Pacemaker writes it.
+    pub fn label(&self) -> String {
+        format!("ocf:{}:{}", self.provider, self.agent_type)
+    }
+
+    /// Runs the agent's `meta-data` and parses it.
+    pub async fn meta_data(&self) -> Result<MetaData, String> {
+        let cmd = self.command("meta-data", META_DATA_TIMEOUT.as_millis() as u32, 0, None);
+        let run = tokio::time::timeout(META_DATA_TIMEOUT, run_captured(cmd, true));
+        let fin = match run.await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(format!(
+                    "{} meta-data gave no answer within {} s",
+                    self.label(),
+                    META_DATA_TIMEOUT.as_secs()
+                ))
+            }
+        };
+        if !fin.status.success() {
+            return Err(format!(
+                "{} meta-data {}{}",
+                self.label(),
+                describe_code(fin.status),
+                last_words(&fin.output)
+            ));
+        }
+        if fin.stdout_cut {
+            return Err(format!(
+                "{} meta-data printed more than {} bytes: not an agent's meta-data",
+                self.label(),
+                META_DATA_MAX_BYTES
+            ));
+        }
+        let xml = String::from_utf8_lossy(&fin.stdout);
+        parse_meta_data(&xml).map_err(|e| format!("{} meta-data: {e}", self.label()))
+    }
+
+    /// The command for one action, with the OCF environment.
+    fn command(
+        &self,
+        action: &str,
+        timeout_ms: u32,
+        interval_ms: u32,
+        check_level: Option<u32>,
+    ) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(self.path());
+        cmd.arg(action).env_clear();
+        let path = std::env::var_os("PATH").filter(|p| !p.is_empty());
+        cmd.env("PATH", path.unwrap_or_else(|| DEFAULT_PATH.into()))
+            .env("OCF_ROOT", &self.ocf_root)
+            .env("OCF_RESOURCE_INSTANCE", &self.name)
+            .env("OCF_RESOURCE_TYPE", &self.agent_type)
+            .env("OCF_RESOURCE_PROVIDER", &self.provider)
+            .env("OCF_RA_VERSION_MAJOR", "1")
+            .env("OCF_RA_VERSION_MINOR", "1")
+            .env("OCF_RESKEY_CRM_meta_timeout", timeout_ms.to_string())
+            .env("OCF_RESKEY_CRM_meta_interval", interval_ms.to_string());
+        for r in &self.reskeys {
+            cmd.env(format!("{RESKEY_PREFIX}{}", r.name), &r.value);
+        }
+        if let Some(level) = check_level {
+            cmd.env("OCF_CHECK_LEVEL", level.to_string());
+        }
+        prepare_child(&mut cmd);
+        cmd
+    }
+
+    /// Runs a start, stop, monitor or probe and maps its exit onto a [`Report`].
+    async fn run_op(&self, op: Op, depth: Depth) -> Report {
+        let (timeout_ms, interval_ms, level) = match (op, depth) {
+            (Op::Start, _) => (self.start_timeout_ms, 0, None),
+            (Op::Stop, _) => (self.stop_timeout_ms, 0, None),
+            (Op::Probe, _) => (self.quick_timeout_ms, 0, Some(0)),
+            (Op::Monitor, Depth::Quick) => (self.quick_timeout_ms, self.quick_interval_ms, Some(0)),
+            (Op::Monitor, Depth::Deep) => (
+                self.deep_timeout_ms,
+                self.deep_interval_ms,
+                Some(self.deep_check_level),
+            ),
+        };
+        let cmd = self.command(op.action(), timeout_ms, interval_ms, level);
+        let fin = match run_captured(cmd, false).await {
+            Ok(f) => f,
+            Err(e) => {
+                let why = format!("{} {}: {e}", self.label(), op.label());
+                tracing::warn!(resource = %self.name, agent = %self.label(), op = op.label(), error = %e, "cannot run OCF agent");
+                return Report::failed(why);
+            }
+        };
+        let report = map_exit(op, fin.status, &self.label(), &fin.output);
+        let code = fin.status.code().unwrap_or(-1);
+        if report.outcome == crate::policy::group::Outcome::Failed {
+            tracing::warn!(resource = %self.name, agent = %self.label(), op = op.label(), code, output = %fin.output, "OCF action failed");
+        } else {
+            tracing::info!(resource = %self.name, agent = %self.label(), op = op.label(), code, output = %fin.output, "OCF action done");
+        }
+        report
+    }
+}
+
+#[async_trait]
+impl Agent for Ocf {
+    async fn validate(&self) -> Result<(), AgentError> {
+        let path = self.path();
+        let executable = std::fs::metadata(&path)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false);
+        if !executable {
+            return Err(param_err(
+                &self.name,
+                "type",
+                format!(
+                    "{} ({}) is not an executable file on this node; install the agent \
+                     (Debian: resource-agents) or fix provider, type or ocf_root",
+                    self.label(),
+                    path.display()
+                ),
+            ));
+        }
+        let md = self
+            .meta_data()
+            .await
+            .map_err(|e| param_err(&self.name, "type", e))?;
+        for r in &self.reskeys {
+            if !md.parameters.iter().any(|p| p.name == r.name) {
+                let known: Vec<&str> = md.parameters.iter().map(|p| p.name.as_str()).collect();
+                return Err(param_err(
+                    &self.name,
+                    &r.given,
+                    format!(
+                        "unknown parameter of {}; it knows: {}",
+                        self.label(),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        for p in md.parameters.iter().filter(|p| p.required) {
+            if !self.reskeys.iter().any(|r| r.name == p.name) {
+                return Err(param_err(
+                    &self.name,
+                    &p.name,
+                    format!("is required by {}; give it in params", self.label()),
+                ));
+            }
+        }
+        if md.actions.iter().any(|a| a == "validate-all") {
+            let cmd = self.command("validate-all", self.start_timeout_ms, 0, None);
+            let limit = Duration::from_millis(u64::from(self.start_timeout_ms));
+            let fin = match tokio::time::timeout(limit, run_captured(cmd, false)).await {
+                Ok(Ok(f)) => f,
+                Ok(Err(e)) => {
+                    return Err(param_err(
+                        &self.name,
+                        "type",
+                        format!("{} validate-all: {e}", self.label()),
+                    ))
+                }
+                Err(_) => {
+                    return Err(param_err(
+                        &self.name,
+                        "type",
+                        format!(
+                            "{} validate-all gave no answer within start_timeout_ms ({} ms)",
+                            self.label(),
+                            self.start_timeout_ms
+                        ),
+                    ))
+                }
+            };
+            if !fin.status.success() {
+                return Err(param_err(
+                    &self.name,
+                    "type",
+                    format!(
+                        "{} validate-all refused the parameters: {}{}",
+                        self.label(),
+                        describe_code(fin.status),
+                        last_words(&fin.output)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn start(&self, _epoch: u64) -> Report {
+        self.run_op(Op::Start, Depth::Quick).await
+    }
+
+    async fn stop(&self) -> Report {
+        self.run_op(Op::Stop, Depth::Quick).await
+    }
+
+    async fn monitor(&self, depth: Depth) -> Report {
+        self.run_op(Op::Monitor, depth).await
+    }
+
+    async fn probe(&self) -> Report {
+        self.run_op(Op::Probe, Depth::Quick).await
+    }
+}
+
+/// The OCF name of an exit code.
+pub fn code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OCF_SUCCESS",
+        1 => "OCF_ERR_GENERIC",
+        2 => "OCF_ERR_ARGS",
+        3 => "OCF_ERR_UNIMPLEMENTED",
+        4 => "OCF_ERR_PERM",
+        5 => "OCF_ERR_INSTALLED",
+        6 => "OCF_ERR_CONFIGURED",
+        7 => "OCF_NOT_RUNNING",
+        8 => "OCF_RUNNING_PROMOTED",
+        9 => "OCF_FAILED_PROMOTED",
+        190 => "OCF_DEGRADED",
+        191 => "OCF_DEGRADED_PROMOTED",
+        _ => "not an OCF code",
+    }
+}
+
+/// How bad a failure code is, in Pacemaker's words, and what it means here.
+fn severity(code: i32) -> &'static str {
+    match code {
+        2 => "hard: bad arguments",
+        3 => "hard: action not implemented",
+        4 => "hard: insufficient privileges",
+        5 => "hard: not installed on this node",
+        6 => "fatal: the parameters are wrong on every node",
+        _ => "soft",
+    }
+}
+
+/// `exit 5 (OCF_ERR_INSTALLED, hard: ...)` or `killed by signal 9`.
+fn describe_code(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit {c} ({}, {})", code_name(c), severity(c)),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "ended without an exit code".to_string(),
+    }
+}
+
+/// `": <the last lines>"` of an action's output, or nothing if it printed nothing.
+fn last_words(output: &str) -> String {
+    let t = output.trim();
+    if t.is_empty() {
+        return String::new();
+    }
+    let mut start = t.len().saturating_sub(REASON_TAIL_BYTES);
+    while !t.is_char_boundary(start) {
+        start += 1;
+    }
+    let tail = &t[start..];
+    let tail = if start > 0 {
+        // Begin at a line if the cut left one.
+        tail.split_once('\n').map(|(_, rest)| rest).unwrap_or(tail)
+    } else {
+        tail
+    };
+    format!(": {}", tail.replace('\n', " | "))
+}
+
+/// Maps an action's exit onto a [`Report`] (see the module docs' table).
+fn map_exit(op: Op, status: ExitStatus, label: &str, output: &str) -> Report {
+    let what = format!("{label} {}", op.label());
+    let Some(code) = status.code() else {
+        return Report::failed(format!(
+            "{what}: {}{}",
+            describe_code(status),
+            last_words(output)
+        ));
+    };
+    let words = last_words(output);
+    match (op, code) {
+        (_, 0) => Report::ok(format!("{what}: {}{words}", code_name(0))),
+        (Op::Stop, 7) => Report::ok(format!("{what}: was not running ({})", code_name(7))),
+        (Op::Monitor | Op::Probe, 7) => {
+            Report::not_running(format!("{what}: {}{words}", code_name(7)))
+        }
+        (Op::Probe, 5) => Report::not_running(format!(
+            "{what}: {}: the agent's software is not installed here, so it is not running \
+             here{words}",
+            code_name(5)
+        )),
+        (Op::Monitor | Op::Probe, 8 | 190) => {
+            Report::ok(format!("{what}: running ({}){words}", code_name(code)))
+        }
+        (Op::Stop, _) => Report::failed(format!(
+            "{what} failed: {}: the resource may still be active (a reason to fence){words}",
+            describe_code(status)
+        )),
+        _ => Report::failed(format!("{what} failed: {}{words}", describe_code(status))),
+    }
+}
+
+/// Parses an agent's `meta-data` XML (OCF `ra-api-1.dtd`; the DTD it names is not fetched).
+pub fn parse_meta_data(xml: &str) -> Result<MetaData, String> {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(xml, opts)
+        .map_err(|e| format!("not well-formed XML: {e}"))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "resource-agent" {
+        return Err(format!(
+            "the root element is <{}>, not <resource-agent>",
+            root.tag_name().name()
+        ));
+    }
+    let section = |name: &'static str| {
+        root.children()
+            .filter(move |n| n.is_element() && n.tag_name().name() == name)
+    };
+    let mut md = MetaData::default();
+    for p in section("parameters").flat_map(|s| s.children()) {
+        if !(p.is_element() && p.tag_name().name() == "parameter") {
+            continue;
+        }
+        let Some(name) = p.attribute("name").filter(|n| !n.is_empty()) else {
+            return Err("a <parameter> has no name".to_string());
+        };
+        let required = matches!(
+            p.attribute("required").map(str::trim),
+            Some("1" | "true" | "yes")
+        );
+        md.parameters.push(MetaParam {
+            name: name.to_string(),
+            required,
+        });
+    }
+    for a in section("actions").flat_map(|s| s.children()) {
+        if a.is_element() && a.tag_name().name() == "action" {
+            if let Some(name) = a.attribute("name") {
+                md.actions.push(name.to_string());
+            }
+        }
+    }
+    Ok(md)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a child process under the OCF rules. `filesystem` uses this for fsck and mount too.
+
+/// How a child run by [`run_captured`] ended, and what it printed.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// Its exit status.
+    pub(crate) status: ExitStatus,
+    /// The last [`OUTPUT_TAIL_BYTES`] of its output (with `stdout_apart`: of stderr only),
+    /// as text.
+    pub(crate) output: String,
+    /// With `stdout_apart`: stdout, up to [`META_DATA_MAX_BYTES`].
+    pub(crate) stdout: Vec<u8>,
+    /// With `stdout_apart`: stdout was longer than [`META_DATA_MAX_BYTES`] and was cut.
+    pub(crate) stdout_cut: bool,
+}
+
+/// Makes `cmd` run as the OCF contract wants: stdin from `/dev/null`, a session and process
+/// group of its own, signals at their defaults and unblocked, every descriptor above 2 closed
+/// at exec.
+pub(crate) fn prepare_child(cmd: &mut tokio::process::Command) {
+    cmd.stdin(Stdio::null());
+    // SAFETY: the closure runs in the child between fork and exec. It only makes system
+    // calls that are async-signal-safe (setsid, signal, sigprocmask, close_range, getrlimit,
+    // fcntl) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for &sig in RESET_SIGNALS {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            cloexec_from_3();
+            Ok(())
+        });
+    }
+}
+
+/// Marks every descriptor above 2 close-on-exec (in a forked child, before exec). Marked, not
+/// closed: the pipe through which std reports a failed exec must stay open until the exec.
+///
+/// # Safety
+///
+/// Only to be called between fork and exec.
+unsafe fn cloexec_from_3() {
+    let r = libc::syscall(
+        libc::SYS_close_range,
+        3 as libc::c_uint,
+        libc::c_uint::MAX,
+        libc::CLOSE_RANGE_CLOEXEC,
+    );
+    if r == 0 {
+        return;
+    }
+    // Before Linux 5.11: one by one, up to the descriptor limit.
+    let mut lim: libc::rlimit = std::mem::zeroed();
+    let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+        lim.rlim_cur.min(FD_SWEEP_MAX as libc::rlim_t) as libc::c_int
+    } else {
+        FD_SWEEP_MAX
+    };
+    for fd in 3..max {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// A pipe whose both ends are close-on-exec (no other child inherits them).
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us these descriptors; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The end of a stream: keeps the last `cap` bytes.
+#[derive(Debug)]
+struct Tail {
+    bytes: Vec<u8>,
+    cap: usize,
+    cut: bool,
+}
+
+impl Tail {
+    fn new(cap: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            cap,
+            cut: false,
+        }
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        self.bytes.extend_from_slice(b);
+        if self.bytes.len() > 2 * self.cap {
+            let excess = self.bytes.len() - self.cap;
+            self.bytes.drain(..excess);
+            self.cut = true;
+        }
+    }
+
+    fn text(&self) -> String {
+        let keep = &self.bytes[self.bytes.len().saturating_sub(self.cap)..];
+        let text = String::from_utf8_lossy(keep);
+        if self.cut || keep.len() < self.bytes.len() {
+            format!("…{text}")
+        } else {
+            text.into_owned()
+        }
+    }
+}
+
+/// The beginning of a stream: keeps the first `cap` bytes.
+#[derive(Debug)]
+struct Head {
+    bytes: Vec<u8>,
+    cap: usize,
+    cut: bool,
+}
+
+impl Head {
+    fn push(&mut self, b: &[u8]) {
+        let room = self.cap - self.bytes.len();
+        self.bytes.extend_from_slice(&b[..b.len().min(room)]);
+        self.cut |= b.len() > room;
+    }
+}
+
+/// Where the bytes of one pipe go.
+enum Sink<'a> {
+    Tail(&'a mut Tail),
+    Head(&'a mut Head),
+}
+
+impl Sink<'_> {
+    fn push(&mut self, b: &[u8]) {
+        match self {
+            Sink::Tail(t) => t.push(b),
+            Sink::Head(h) => h.push(b),
+        }
+    }
+}
+
+/// SIGKILLs a process group when dropped, unless disarmed.
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) on the group of a child we have not reaped yet (so its id cannot
+            // have been handed to anyone else); ESRCH if the group is already gone.
+            unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
+        }
+    }
+}
+
+/// Reads what is available in one pipe, waiting for it. Empty: end of file.
+async fn read_some(rx: &pipe::Receiver) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        rx.readable().await?;
+        match rx.try_read(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads what is left in a pipe without waiting (bounded).
+fn drain(rx: &pipe::Receiver, sink: &mut Sink<'_>) {
+    let mut buf = [0u8; 4096];
+    for _ in 0..DRAIN_READS_MAX {
+        match rx.try_read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => sink.push(&buf[..n]),
+        }
+    }
+}
+
+/// Spawns `cmd` (prepared by [`prepare_child`]), captures its output and waits for its exit.
+/// stdout and stderr share one pipe, or with `stdout_apart` stdout is kept whole (bounded)
+/// and apart from stderr. Dropping the future SIGKILLs the child's process group.
+pub(crate) async fn run_captured(
+    mut cmd: tokio::process::Command,
+    stdout_apart: bool,
+) -> Result<Finished, String> {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let pipe_err = |e: io::Error| format!("cannot make a pipe for {program}: {e}");
+    let (out_r, out_w) = cloexec_pipe().map_err(pipe_err)?;
+    let (err_r, err_w) = if stdout_apart {
+        let (r, w) = cloexec_pipe().map_err(pipe_err)?;
+        (Some(r), w)
+    } else {
+        (None, out_w.try_clone().map_err(pipe_err)?)
+    };
+    cmd.stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w))
+        .kill_on_drop(true);
+    let spawned = cmd.spawn();
+    // Our copies of the write ends go with the command.
+    drop(cmd);
+    let mut child = spawned.map_err(|e| format!("cannot run {program}: {e}"))?;
+    // Declared after `child`, so dropped before it: the group dies while its leader is
+    // still unreaped.
+    let mut group = KillGroupOnDrop(child.id());
+    let out = pipe::Receiver::from_owned_fd(out_r).map_err(pipe_err)?;
+    let err = match err_r {
+        Some(fd) => Some(pipe::Receiver::from_owned_fd(fd).map_err(pipe_err)?),
+        None => None,
+    };
+    let mut tail = Tail::new(OUTPUT_TAIL_BYTES);
+    let mut err_tail = Tail::new(OUTPUT_TAIL_BYTES);
+    let mut head = Head {
+        bytes: Vec::new(),
+        cap: META_DATA_MAX_BYTES,
+        cut: false,
+    };
+    let (mut out_open, mut err_open) = (true, err.is_some());
+    let status = loop {
+        tokio::select! {
+            st = child.wait() => break st,
+            r = read_some(&out), if out_open => match r {
+                Ok(b) if !b.is_empty() => {
+                    if stdout_apart { head.push(&b) } else { tail.push(&b) }
+                }
+                _ => out_open = false,
+            },
+            r = async { match &err { Some(e) => read_some(e).await, None => Ok(Vec::new()) } },
+                if err_open => match r {
+                Ok(b) if !b.is_empty() => err_tail.push(&b),
+                _ => err_open = false,
+            },
+        }
+    };
+    // Reaped: from here on the group id may be reused once its last member is gone, and
+    // what the agent left running on purpose must live.
+    group.0 = None;
+    let status = status.map_err(|e| format!("waiting for {program}: {e}"))?;
+    if stdout_apart {
+        drain(&out, &mut Sink::Head(&mut head));
+    } else {
+        drain(&out, &mut Sink::Tail(&mut tail));
+    }
+    if let Some(e) = &err {
+        drain(e, &mut Sink::Tail(&mut err_tail));
+    }
+    Ok(Finished {
+        status,
+        output: if stdout_apart {
+            err_tail.text()
+        } else {
+            tail.text()
+        },
+        stdout: head.bytes,
+        stdout_cut: head.cut,
+    })
+}
+
+fn is_file_name(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0']) && s.trim() == s
+}
+
+fn param_err(resource: &str, param: &str, problem: impl Into<String>) -> AgentError {
+    AgentError::Param {
+        resource: resource.to_string(),
+        param: param.to_string(),
+        problem: problem.into(),
+    }
+}
+
+fn lookup<'a>(spec: &'a ResourceSpec, key: &str) -> Option<&'a str> {
+    spec.params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::group::Outcome;
+    use crate::policy::spec::MonitorSpec;
+    use std::path::Path;
+    use tokio::sync::mpsc;
+
+    fn spec(params: &[(&str, &str)]) -> ResourceSpec {
+        ResourceSpec {
+            name: "res".into(),
+            agent: "ocf".into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            depends_on: vec![],
+            monitor_quick: MonitorSpec {
+                interval_ms: 1000,
+                timeout_ms: 500,
+            },
+            monitor_deep: None,
+            start_timeout_ms: 5000,
+            stop_timeout_ms: 4000,
+        }
+    }
+
+    fn new(params: &[(&str, &str)]) -> Result<Ocf, AgentError> {
+        let (tx, _rx) = mpsc::channel(1);
+        let ctx = AgentContext {
+            group: 0,
+            resource: 0,
+            name: "res".into(),
+            run_dir: "/run/eterne".into(),
+            events: tx,
+        };
+        Ocf::new(&spec(params), &ctx)
+    }
+
+    fn param_of(e: AgentError) -> String {
+        match e {
+            AgentError::Param { param, .. } => param,
+            other => panic!("not a parameter error: {other}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_reskeys() {
+        let a = new(&[
+            ("type", "IPaddr2"),
+            ("ip", "10.0.0.5"),
+            ("OCF_RESKEY_type", "A"),
+        ])
+        .unwrap();
+        assert_eq!(
+            a.path(),
+            Path::new("/usr/lib/ocf/resource.d/heartbeat/IPaddr2")
+        );
+        assert_eq!(a.label(), "ocf:heartbeat:IPaddr2");
+        assert_eq!(a.deep_check_level, 10);
+        let names: Vec<(&str, &str)> = a
+            .reskeys
+            .iter()
+            .map(|r| (r.name.as_str(), r.value.as_str()))
+            .collect();
+        assert_eq!(names, [("ip", "10.0.0.5"), ("type", "A")]);
+        assert_eq!(a.deep_timeout_ms, 500);
+    }
+
+    #[test]
+    fn bad_params_name_the_parameter() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "type"),
+            (&[("type", "")], "type"),
+            (&[("type", "../x")], "type"),
+            (&[("type", "x"), ("provider", "a/b")], "provider"),
+            (&[("type", "x"), ("ocf_root", "usr/lib/ocf")], "ocf_root"),
+            (
+                &[("type", "x"), ("deep_check_level", "deep")],
+                "deep_check_level",
+            ),
+            (&[("type", "x"), ("bad-name", "1")], "bad-name"),
+            (&[("type", "x"), ("OCF_RESKEY_", "1")], "OCF_RESKEY_"),
+            (
+                &[("type", "x"), ("CRM_meta_timeout", "1")],
+                "CRM_meta_timeout",
+            ),
+            (
+                &[("type", "x"), ("ip", "1"), ("OCF_RESKEY_ip", "2")],
+                "OCF_RESKEY_ip",
+            ),
+        ];
+        for (params, want) in cases {
+            let e = new(params).expect_err(&format!("{params:?} must be refused"));
+            let msg = e.to_string();
+            assert!(msg.contains("\"res\""), "{msg}");
+            assert_eq!(param_of(e), *want, "{params:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn meta_data_parses_with_a_doctype() {
+        let xml = r#"<?xml version="1.0"?>
+<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">
+<resource-agent name="X" version="1.0">
+<parameters>
+<parameter name="ip" unique="1" required="1"><content type="string"/></parameter>
+<parameter name="nic"><content type="string"/></parameter>
+</parameters>
+<actions><action name="start" timeout="20s"/><action name="validate-all" timeout="5s"/></actions>
+</resource-agent>"#;
+        let md = parse_meta_data(xml).unwrap();
+        assert_eq!(
+            md.parameters,
+            [
+                MetaParam {
+                    name: "ip".into(),
+                    required: true
+                },
+                MetaParam {
+                    name: "nic".into(),
+                    required: false
+                }
+            ]
+        );
+        assert_eq!(md.actions, ["start", "validate-all"]);
+        assert!(parse_meta_data("<other/>").is_err());
+        assert!(parse_meta_data("not xml").is_err());
+        assert!(parse_meta_data(
+            "<resource-agent><parameters><parameter/></parameters></resource-agent>"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn exit_codes_map_per_operation() {
+        let st = |c: i32| ExitStatus::from_raw(c << 8);
+        let o = |op, c| map_exit(op, st(c), "ocf:t:x", "").outcome;
+        for op in [Op::Start, Op::Stop, Op::Monitor, Op::Probe] {
+            assert_eq!(o(op, 0), Outcome::Ok);
+            for c in [1, 2, 3, 4, 6, 9, 42] {
+                assert_eq!(o(op, c), Outcome::Failed, "{op:?} {c}");
+            }
+        }
+        assert_eq!(o(Op::Start, 7), Outcome::Failed);
+        assert_eq!(o(Op::Stop, 7), Outcome::Ok);
+        assert_eq!(o(Op::Monitor, 7), Outcome::NotRunning);
+        assert_eq!(o(Op::Probe, 7), Outcome::NotRunning);
+        assert_eq!(o(Op::Monitor, 5), Outcome::Failed);
+        assert_eq!(o(Op::Probe, 5), Outcome::NotRunning);
+        assert_eq!(o(Op::Monitor, 190), Outcome::Ok);
+        let killed = map_exit(Op::Start, ExitStatus::from_raw(9), "ocf:t:x", "");
+        assert_eq!(killed.outcome, Outcome::Failed);
+        assert!(killed.reason.contains("signal 9"), "{}", killed.reason);
+        let r = map_exit(Op::Start, st(5), "ocf:t:x", "line one\nmissing binary\n");
+        assert!(r.reason.contains("OCF_ERR_INSTALLED"), "{}", r.reason);
+        assert!(r.reason.contains("hard"), "{}", r.reason);
+        assert!(r.reason.contains("missing binary"), "{}", r.reason);
+    }
+
+    #[test]
+    fn tails_keep_the_end_and_heads_the_beginning() {
+        let mut t = Tail::new(8);
+        for _ in 0..10 {
+            t.push(b"0123456789");
+        }
+        assert_eq!(t.text(), "…23456789");
+        let mut h = Head {
+            bytes: Vec::new(),
+            cap: 4,
+            cut: false,
+        };
+        h.push(b"abc");
+        h.push(b"def");
+        assert_eq!((h.bytes.as_slice(), h.cut), (&b"abcd"[..], true));
+        let long = "x".repeat(2000) + "\nthe end";
+        assert_eq!(last_words(&long), ": the end");
+        assert_eq!(last_words("  \n"), "");
+    }
+}
