@@ -110,6 +110,19 @@ pub enum AgentEvent {
         /// How it ended, e.g. `"exited with status 1"`, `"killed by signal 9"`.
         reason: String,
     },
+    /// The resource failed on its own and the agent cannot cure it locally: an `ip` whose
+    /// NICs all lost carrier, a `disk_lock` that was fenced or lost its lease. The caller
+    /// feeds it to the group like a failed monitor
+    /// ([`crate::policy::message::Input::AgentResult`] with `Outcome::Failed`), so the group's
+    /// local recovery, then escalation, takes over.
+    Failed {
+        /// The group, from [`AgentContext::group`].
+        group: GroupId,
+        /// The resource, from [`AgentContext::resource`].
+        resource: ResourceId,
+        /// What happened, for the logs and events.
+        reason: String,
+    },
 }
 
 /// What an agent needs from its surroundings besides its [`ResourceSpec`].
