@@ -37,6 +37,7 @@
 //! One file per agent type, one line in [`build`], one name in [`AGENT_TYPES`].
 
 pub mod application;
+pub mod ip;
 
 use std::path::PathBuf;
 
@@ -47,7 +48,7 @@ use crate::policy::group::{Action, Outcome};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
 /// The agent types [`build`] knows.
-pub const AGENT_TYPES: &[&str] = &["application"];
+pub const AGENT_TYPES: &[&str] = &["application", "ip"];
 
 /// Which health check a monitor runs (design.md §6: two depths, each with its own interval and
 /// timeout).
@@ -215,6 +216,7 @@ pub async fn perform(agent: &dyn Agent, action: Action, epoch: u64) -> Report {
 pub fn build(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Box<dyn Agent>, AgentError> {
     match spec.agent.as_str() {
         "application" => Ok(Box::new(application::Application::new(spec, ctx)?)),
+        "ip" => Ok(Box::new(ip::Ip::new(spec, ctx)?)),
         other => Err(AgentError::UnknownType {
             resource: spec.name.clone(),
             agent: other.to_string(),
