@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 #   iproute2, nftables  network namespaces, addresses and partitions (root-only tests)
 #   util-linux          losetup for loop-device shared disks (root-only tests)
 #   procps              pkill/pgrep in test clean-up
-packages=(iproute2 nftables util-linux procps)
+#   sg3-utils           sg_persist, run by the disk_lock agent's scsi_pr method (SCSI-3
+#                       persistent reservations); also what a node needs to use that method
+packages=(iproute2 nftables util-linux procps sg3-utils)
 
 missing=()
 for p in "${packages[@]}"; do

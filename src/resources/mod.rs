@@ -37,6 +37,7 @@
 //! One file per agent type, one line in [`build`], one name in [`AGENT_TYPES`].
 
 pub mod application;
+pub mod disk_lock;
 pub mod ip;
 
 use std::path::PathBuf;
@@ -48,7 +49,7 @@ use crate::policy::group::{Action, Outcome};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
 /// The agent types [`build`] knows.
-pub const AGENT_TYPES: &[&str] = &["application", "ip"];
+pub const AGENT_TYPES: &[&str] = &["application", "ip", "disk_lock"];
 
 /// Which health check a monitor runs (design.md §6: two depths, each with its own interval and
 /// timeout).
@@ -217,6 +218,7 @@ pub fn build(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Box<dyn Agent>, 
     match spec.agent.as_str() {
         "application" => Ok(Box::new(application::Application::new(spec, ctx)?)),
         "ip" => Ok(Box::new(ip::Ip::new(spec, ctx)?)),
+        "disk_lock" => Ok(Box::new(disk_lock::DiskLock::new(spec, ctx)?)),
         other => Err(AgentError::UnknownType {
             resource: spec.name.clone(),
             agent: other.to_string(),
