@@ -30,10 +30,15 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The skip line is printed once per run, not once per test.
+static SKIP_SAID: std::sync::Once = std::sync::Once::new();
+
 macro_rules! require_root {
     () => {
         if !is_root() {
-            println!("skipped: the ip agent tests need root (network namespaces)");
+            SKIP_SAID.call_once(|| {
+                println!("skipped: the ip agent tests need root (network namespaces)")
+            });
             return;
         }
     };
@@ -449,5 +454,35 @@ fn ipv6_address_usable_at_once_and_announced() {
         assert!(!ns
             .ip(&["-6", "addr", "show", "dev", "a0"])
             .contains("2001:db8::10/"));
+    });
+}
+
+#[test]
+fn a_vanished_nic_hands_the_address_to_the_next() {
+    require_root!();
+    let ns = Netns::new("unplug");
+    ns.two_nics("192.0.2.1/24", "198.51.100.1/24");
+    let inner = ns.0.clone();
+    ns.run(move || async move {
+        let ns = inner;
+        let (a, _rx) = agent(&[
+            ("address", "192.0.2.10/24"),
+            ("nics", "a0,a1"),
+            ("arp_count", "2"),
+            ("arp_interval_ms", "50"),
+        ]);
+        let r = a.start(1).await;
+        assert_eq!(r.outcome, Outcome::Ok, "start: {}", r.reason);
+        let cap = Capture::open("b1", libc::ETH_P_ARP as u16);
+        // Unplugged: the NIC and its addresses are gone.
+        ns.ip(&["link", "del", "a0"]);
+        let seen = cap
+            .count(2, Duration::from_millis(300), is_garp_for_vip4)
+            .await;
+        assert!(ns.addrs("a1").contains("192.0.2.10/24"), "moved to a1");
+        assert_eq!(seen, 2, "announced on a1");
+        assert_eq!(a.monitor(Depth::Quick).await.outcome, Outcome::Ok);
+        assert_eq!(a.stop().await.outcome, Outcome::Ok);
+        assert!(!ns.addrs("a1").contains("192.0.2.10/"));
     });
 }

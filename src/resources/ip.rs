@@ -35,7 +35,8 @@
 //!   link changes (`RTMGRP_LINK`) re-reads the links on every change. When the NIC holding the
 //!   address has no carrier any more (link down, or `IFF_LOWER_UP`/`IFF_RUNNING` off), the
 //!   address moves to the first NIC of the list that has carrier, with a new burst, and a log
-//!   line says so. The address does not move back when an earlier NIC regains carrier (no local
+//!   line says so. A NIC that vanishes (hot-unplugged) takes its addresses with it: the
+//!   address is then placed anew the same way. The address does not move back when an earlier NIC regains carrier (no local
 //!   failback: that would be a second outage for no gain). When no NIC of the list has carrier,
 //!   the agent reports [`AgentEvent::Failed`] (once per outage) and leaves the address where it
 //!   is, so the group's local recovery and then remote failover take over; if a NIC regains
@@ -133,6 +134,9 @@ struct State {
     burst: Option<AbortOnDrop>,
     /// A carrier loss on every NIC was reported and carrier has not come back since.
     reported: bool,
+    /// The NIC the agent last put the address on: if that NIC vanishes (a hot-unplugged
+    /// NIC takes its addresses with it), the watch places the address anew.
+    placed: Option<String>,
 }
 
 /// Aborts a task when dropped.
@@ -315,31 +319,38 @@ impl Config {
                 return;
             }
         };
-        // Not ours to re-add: a vanished address is the monitor's news.
-        let Some(holder) = view.holder.clone() else {
-            return;
+        let holder = match (&view.holder, &st.placed) {
+            (Some(h), _) if h.has_carrier() => {
+                st.reported = false;
+                return;
+            }
+            (Some(h), _) => Some(h.clone()),
+            // Its NIC vanished with the address: place it anew.
+            (None, Some(p)) if !view.nics.iter().any(|l| &l.name == p) => None,
+            // Removed by someone else from a NIC that is still there: not ours to re-add, a
+            // vanished address is the monitor's news.
+            (None, _) => return,
         };
-        if holder.has_carrier() {
-            st.reported = false;
-            return;
-        }
+        let from = holder
+            .as_ref()
+            .map_or_else(|| st.placed.clone().unwrap_or_default(), |h| h.name.clone());
         let Some(to) = view.first_with_carrier().cloned() else {
             if !st.reported {
                 st.reported = true;
                 self.report_failed(format!(
-                    "{} on {}: no NIC of the list has carrier: {}",
+                    "{} on {from}: no NIC of the list has carrier: {}",
                     self.cidr(),
-                    holder.name,
                     view.describe(self)
                 ));
             }
             return;
         };
         st.reported = false;
-        match self.put(nl, Some(&holder), &to) {
+        match self.put(nl, holder.as_ref(), &to) {
             Ok(()) => {
+                st.placed = Some(to.name.clone());
                 tracing::warn!(resource = %self.name, address = %self.cidr(),
-                    from = %holder.name, to = %to.name, "local NIC failover: carrier lost");
+                    from = %from, to = %to.name, "local NIC failover: carrier lost");
                 if let Err(e) = self.announce(&mut st, &to) {
                     tracing::warn!(resource = %self.name, error = %e, "announcement failed");
                 }
@@ -460,6 +471,7 @@ impl Ip {
             }
         }
         st.reported = false;
+        st.placed = Some(target.name.clone());
         cfg.announce(&mut st, &target)?;
         tracing::info!(resource = %cfg.name, address = %cfg.cidr(), nic = %target.name,
             already, "floating address active");
@@ -477,6 +489,7 @@ impl Ip {
         st.watch = None;
         st.burst = None;
         st.reported = false;
+        st.placed = None;
         let nl = Netlink::open().map_err(|e| format!("cannot open netlink: {e}"))?;
         let view = cfg.view(&nl)?;
         let addrs = nl
@@ -577,6 +590,7 @@ impl Agent for Ip {
         };
         // Found active: adopt it (watch its carrier from now on).
         let mut st = lock(&self.state);
+        st.placed = Some(h.name.clone());
         if let Err(e) = self.ensure_watch(&mut st) {
             return Report::failed(format!("{} on {} but {e}", cfg.cidr(), h.name));
         }
