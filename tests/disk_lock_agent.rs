@@ -298,3 +298,53 @@ async fn the_lease_on_a_loop_device() {
     ok(bounded("start b", b.start(2)).await, "start b");
     ok(b.stop().await, "stop b");
 }
+
+/// The scsi_pr method against a device without persistent reservations (`/dev/null`): every
+/// operation fails with sg_persist's own error, none hangs, and nothing claims to hold a disk.
+/// (No device here supports PR; see `disk_lock::scsi_pr` for what is left untested.)
+#[tokio::test]
+async fn scsi_pr_on_a_device_without_reservations_fails_cleanly() {
+    let found = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .any(|d| Path::new(d).join("sg_persist").is_file());
+    if !found {
+        println!("skipped: sg_persist is not installed (scripts/setup.sh installs sg3-utils)");
+        return;
+    }
+    let (tx, _rx) = mpsc::channel(4);
+    let ctx = AgentContext {
+        group: 1,
+        resource: 0,
+        name: "lun".into(),
+        run_dir: std::env::temp_dir(),
+        events: tx,
+    };
+    let mut s = spec(Path::new("/dev/null"), 0, 5000);
+    s.params = vec![
+        ("method".into(), "scsi_pr".into()),
+        ("device".into(), "/dev/null".into()),
+        ("node_slot".into(), "0".into()),
+    ];
+    let a = build(&s, &ctx).expect("valid parameters");
+    a.validate()
+        .await
+        .expect("a device, and sg_persist in PATH");
+    let r = bounded("start", a.start(1)).await;
+    assert_eq!(r.outcome, Outcome::Failed, "{}", r.reason);
+    assert!(r.reason.contains("sg_persist"), "{}", r.reason);
+    let r = bounded("probe", a.probe()).await;
+    assert_ne!(r.outcome, Outcome::Ok, "{}", r.reason);
+    assert_eq!(bounded("stop", a.stop()).await.outcome, Outcome::Failed);
+
+    // A regular file is refused by validate: scsi_pr needs a LUN.
+    let file = device();
+    let mut s = spec(file.path(), 0, 5000);
+    s.params = vec![
+        ("method".into(), "scsi_pr".into()),
+        ("device".into(), file.path().to_string_lossy().into_owned()),
+        ("node_slot".into(), "0".into()),
+    ];
+    let a = build(&s, &ctx).expect("valid parameters");
+    assert!(a.validate().await.is_err());
+}

@@ -641,6 +641,25 @@ impl DiskLock {
     async fn pr_start(&self, held: &Mutex<Option<u64>>, epoch: u64) -> Result<String, String> {
         let key = scsi_pr::key_for(self.cfg.node, epoch);
         self.pr(&Cmd::RegisterIgnore(key)).await?;
+        let r = self.pr_take(held, key, epoch).await;
+        if r.is_err() {
+            // With type 5 every registrant may write: a node that does not hold the
+            // reservation must not stay registered. Best effort; the error said is the first.
+            if let Err(e) = self.pr(&Cmd::Unregister).await {
+                tracing::warn!(resource = %self.cfg.name, error = %e,
+                    "cannot unregister after a failed start");
+            }
+        }
+        r
+    }
+
+    /// After registering `key`: reserve, or preempt the holder, then confirm.
+    async fn pr_take(
+        &self,
+        held: &Mutex<Option<u64>>,
+        key: u64,
+        epoch: u64,
+    ) -> Result<String, String> {
         let current = self.pr_reservation().await?;
         match scsi_pr::plan(key, current.as_ref()) {
             Step::Refuse(why) => return Err(why),

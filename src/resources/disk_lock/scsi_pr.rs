@@ -12,6 +12,7 @@
 //!   `PREEMPT AND ABORT` it (the old holder's queued writes are aborted and its registration
 //!   removed). Then every other registered key is preempted too (with type 5, registrants
 //!   may write; only we may stay registered), and the reservation is read back to confirm.
+//!   A start that fails after registering unregisters again, for the same reason.
 //! - **stop**: `RELEASE` (type 5) if our node holds the reservation, then unregister
 //!   (`REGISTER AND IGNORE EXISTING KEY` with service action key 0).
 //! - **monitor/probe**: read the reservation: held by our key with type 5 → `Ok`.
