@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 #   procps              pkill/pgrep in test clean-up
 #   resource-agents     real OCF agents (ocf:heartbeat:Dummy, IPaddr2) for the ocf agent's tests
 #   e2fsprogs           mkfs.ext4 and fsck.ext4 for the filesystem agent's tests (root-only)
-packages=(iproute2 nftables util-linux procps resource-agents e2fsprogs)
+#   sg3-utils           sg_persist, run by the disk_lock agent's scsi_pr method (SCSI-3
+#                       persistent reservations); also what a node needs to use that method
+packages=(iproute2 nftables util-linux procps resource-agents e2fsprogs sg3-utils)
 
 missing=()
 for p in "${packages[@]}"; do

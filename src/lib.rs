@@ -7,6 +7,7 @@
 //!   daemon drive the same code.
 //! - [`config`]: `cluster.toml` — the typed schema, loading, validation, and the resolution of
 //!   names into the index-based [`policy::spec::ClusterSpec`] the cores work on.
+//! - [`directio`]: aligned buffers for `O_DIRECT`, shared by the disk path and `disk_lock`.
 //! - [`storage`]: the consensus log on disk (fsync), behind raft-rs's `Storage` trait.
 //! - [`actors`], [`transport`], [`resources`]: the runtime shells (actors, QUIC, agents).
 //!
@@ -16,6 +17,7 @@
 
 pub mod actors;
 pub mod config;
+pub mod directio;
 pub mod policy;
 pub mod resources;
 #[path = "../simulations/sim/mod.rs"]

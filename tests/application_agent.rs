@@ -266,7 +266,10 @@ async fn an_exit_is_reported_at_once() {
         resource,
         pid: exited,
         reason,
-    } = next_event(&mut events).await;
+    } = next_event(&mut events).await
+    else {
+        panic!("expected an exit event");
+    };
     assert_eq!((group, resource, exited), (3, 1, pid));
     assert_eq!(reason, "exited with status 3");
     assert_outcome(
@@ -284,7 +287,9 @@ async fn an_exit_is_reported_at_once() {
     );
     let pid = app.pid().unwrap();
     kill(pid, libc::SIGKILL);
-    let AgentEvent::Exited { reason, .. } = next_event(&mut events).await;
+    let AgentEvent::Exited { reason, .. } = next_event(&mut events).await else {
+        panic!("expected an exit event");
+    };
     assert_eq!(reason, "killed by signal 9");
     assert_outcome(&app.stop().await, Outcome::Ok, "stop after exit");
 }
@@ -348,7 +353,9 @@ async fn a_restarted_daemon_adopts_instead_of_starting_a_second_copy() {
 
     // The adopted process's exit is seen through its pidfd.
     kill(pid, libc::SIGKILL);
-    let AgentEvent::Exited { pid: exited, .. } = next_event(&mut events).await;
+    let AgentEvent::Exited { pid: exited, .. } = next_event(&mut events).await else {
+        panic!("expected an exit event");
+    };
     assert_eq!(exited, pid);
     assert_outcome(
         &second.monitor(Depth::Quick).await,
@@ -765,7 +772,9 @@ async fn operations_cut_off_by_the_caller_lose_no_process() {
     assert!(cut.is_err(), "start cannot pass: {cut:?}");
     assert_eq!(app.pid(), Some(pid), "no second copy");
     kill(pid, libc::SIGKILL);
-    let AgentEvent::Exited { pid: exited, .. } = next_event(&mut events).await;
+    let AgentEvent::Exited { pid: exited, .. } = next_event(&mut events).await else {
+        panic!("expected an exit event");
+    };
     assert_eq!(exited, pid);
     // The shell died alone; its background sleep (TERM ignored) is still in the group.
     assert!(!group_members(pid).is_empty());

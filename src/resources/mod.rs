@@ -37,7 +37,9 @@
 //! One file per agent type, one line in [`build`], one name in [`AGENT_TYPES`].
 
 pub mod application;
+pub mod disk_lock;
 pub mod filesystem;
+pub mod ip;
 pub mod ocf;
 
 use std::path::PathBuf;
@@ -49,7 +51,7 @@ use crate::policy::group::{Action, Outcome};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
 /// The agent types [`build`] knows.
-pub const AGENT_TYPES: &[&str] = &["application", "filesystem", "ocf"];
+pub const AGENT_TYPES: &[&str] = &["application", "filesystem", "ocf", "ip", "disk_lock"];
 
 /// Which health check a monitor runs (design.md §6: two depths, each with its own interval and
 /// timeout).
@@ -110,6 +112,19 @@ pub enum AgentEvent {
         /// The process that exited (the instance's main process).
         pid: u32,
         /// How it ended, e.g. `"exited with status 1"`, `"killed by signal 9"`.
+        reason: String,
+    },
+    /// The resource failed on its own and the agent cannot cure it locally: an `ip` whose
+    /// NICs all lost carrier, a `disk_lock` that was fenced or lost its lease. The caller
+    /// feeds it to the group like a failed monitor
+    /// ([`crate::policy::message::Input::AgentResult`] with `Outcome::Failed`), so the group's
+    /// local recovery, then escalation, takes over.
+    Failed {
+        /// The group, from [`AgentContext::group`].
+        group: GroupId,
+        /// The resource, from [`AgentContext::resource`].
+        resource: ResourceId,
+        /// What happened, for the logs and events.
         reason: String,
     },
 }
@@ -206,6 +221,8 @@ pub fn build(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Box<dyn Agent>, 
         "application" => Ok(Box::new(application::Application::new(spec, ctx)?)),
         "filesystem" => Ok(Box::new(filesystem::Filesystem::new(spec, ctx)?)),
         "ocf" => Ok(Box::new(ocf::Ocf::new(spec, ctx)?)),
+        "ip" => Ok(Box::new(ip::Ip::new(spec, ctx)?)),
+        "disk_lock" => Ok(Box::new(disk_lock::DiskLock::new(spec, ctx)?)),
         other => Err(AgentError::UnknownType {
             resource: spec.name.clone(),
             agent: other.to_string(),

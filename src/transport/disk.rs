@@ -65,13 +65,11 @@
 //! with one `pread`. All blocking IO runs on one dedicated thread per disk path: a stalled
 //! disk never blocks the async runtime or the network heartbeats.
 
-use std::alloc::{self, Layout};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -79,6 +77,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::directio::AlignedBuf;
 use crate::policy::lease::Grant;
 use crate::policy::message::{Heartbeat, Message};
 use crate::policy::spec::{NodeId, PathId};
@@ -88,7 +87,7 @@ pub const LAYOUT_VERSION: u32 = 1;
 /// The length of the header block; the slots start at this offset.
 pub const HEADER_BYTES: u64 = 4096;
 /// The alignment of every IO buffer (and of the slot area), as `O_DIRECT` requires.
-pub const ALIGN: usize = 4096;
+pub const ALIGN: usize = crate::directio::ALIGN;
 /// The most nodes × slot_bytes a disk path may span (64 MiB): a bound on the buffer the IO
 /// thread reads the slots into.
 pub const SLOT_AREA_BYTES_MAX: u64 = 64 << 20;
@@ -696,50 +695,6 @@ impl Device {
         tracing::info!(device = %self.path.display(), cluster, nodes, slot_bytes,
             version = LAYOUT_VERSION, "disk path formatted");
         Ok(())
-    }
-}
-
-/// A heap buffer aligned to [`ALIGN`], as `O_DIRECT` needs; zeroed when allocated.
-struct AlignedBuf {
-    ptr: NonNull<u8>,
-    layout: Layout,
-}
-
-// SAFETY: the buffer owns its allocation exclusively (like a Box<[u8]>).
-unsafe impl Send for AlignedBuf {}
-
-impl AlignedBuf {
-    /// A zeroed buffer of `len` bytes (`len > 0`); `None` if the layout is impossible.
-    fn new(len: usize) -> Option<AlignedBuf> {
-        if len == 0 {
-            return None;
-        }
-        let layout = Layout::from_size_align(len, ALIGN).ok()?;
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        Some(AlignedBuf { ptr, layout })
-    }
-
-    fn len(&self) -> usize {
-        self.layout.size()
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        // SAFETY: ptr is a live allocation of len bytes, initialized (zeroed) at allocation.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len()) }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and &mut self makes this the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len()) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this very layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
     }
 }
 

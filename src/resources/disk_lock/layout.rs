@@ -1,0 +1,401 @@
+//! The on-disk lease area of the `disk_lock` agent and the device it lives on.
+//!
+//! # Layout (version [`VERSION`], little-endian)
+//!
+//! ```text
+//! offset 0                     owner block, BLOCK (4096) bytes
+//!   0   magic "ETRNLOCK"         8 bytes
+//!   8   layout version           u32
+//!  12   owner node               u16   (NO_OWNER = 0xffff: released)
+//!  14   zero                     u16
+//!  16   epoch                    u64   (the owner's fencing token; kept on release)
+//!  24   renewed                  u64   (bumped by every write of the record)
+//!  32   CRC-32 of bytes 0..32    u32   (the rest of the block is zero)
+//! offset BLOCK × (1 + n)       the request slot of node n, BLOCK bytes
+//!   0   magic "ETRNLKRQ"         8 bytes
+//!   8   layout version           u32
+//!  12   node                     u16   (must equal n)
+//!  14   zero                     u16
+//!  16   requested epoch          u64   (0 = no request)
+//!  24   writes                   u64   (bumped by every write of the slot)
+//!  32   CRC-32 of bytes 0..32    u32
+//! ```
+//!
+//! An all-zero owner block is a lease that was never taken (a fresh device or file). Every
+//! block is read and written whole, at an aligned offset, from an aligned buffer, so the same
+//! code works with `O_DIRECT` on 512-byte and 4K-native devices.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::directio::{AlignedBuf, ALIGN};
+
+/// The version of the layout this code reads and writes.
+pub const VERSION: u32 = 1;
+/// The size of the owner block and of each slot.
+pub const BLOCK: usize = ALIGN;
+/// The owner field of a released lease.
+pub const NO_OWNER: u16 = 0xffff;
+const OWNER_MAGIC: [u8; 8] = *b"ETRNLOCK";
+const SLOT_MAGIC: [u8; 8] = *b"ETRNLKRQ";
+const CRC_AT: usize = 32;
+
+/// The bytes a device needs for `nodes` slots.
+pub fn device_bytes(nodes: u16) -> u64 {
+    BLOCK as u64 * (1 + u64::from(nodes))
+}
+
+/// The owner record, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The node holding the lease, `None` once released.
+    pub node: Option<u16>,
+    /// The fencing token of the activation that took it.
+    pub epoch: u64,
+    /// Bumped by every write; a holder bumps it at every renewal.
+    pub renewed: u64,
+}
+
+/// What the owner block holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerBlock {
+    /// All zero: never taken.
+    Blank,
+    /// A valid record.
+    Valid(Owner),
+    /// Neither: a torn write, another program's data, bit rot. Its first bytes are kept so
+    /// that a watcher can tell whether it changes. Never taken for a free lease.
+    Corrupt {
+        /// Why it was refused.
+        why: &'static str,
+        /// The record area as read (the fingerprint a watcher compares).
+        raw: [u8; 36],
+    },
+}
+
+impl Owner {
+    /// Encodes into a block buffer (the buffer's other bytes are zeroed).
+    pub fn encode(&self, buf: &mut [u8]) {
+        buf.fill(0);
+        buf[0..8].copy_from_slice(&OWNER_MAGIC);
+        buf[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        buf[12..14].copy_from_slice(&self.node.unwrap_or(NO_OWNER).to_le_bytes());
+        buf[16..24].copy_from_slice(&self.epoch.to_le_bytes());
+        buf[24..32].copy_from_slice(&self.renewed.to_le_bytes());
+        let crc = crc32fast::hash(&buf[..CRC_AT]);
+        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+impl OwnerBlock {
+    /// Decodes a block (total: any bytes give an answer).
+    pub fn decode(buf: &[u8]) -> OwnerBlock {
+        let mut raw = [0u8; 36];
+        let n = buf.len().min(36);
+        raw[..n].copy_from_slice(&buf[..n]);
+        if raw.iter().all(|&b| b == 0) {
+            return OwnerBlock::Blank;
+        }
+        let corrupt = |why| OwnerBlock::Corrupt { why, raw };
+        if raw[0..8] != OWNER_MAGIC {
+            return corrupt("no lock magic");
+        }
+        if get_u32(&raw, CRC_AT) != crc32fast::hash(&raw[..CRC_AT]) {
+            return corrupt("CRC mismatch");
+        }
+        if get_u32(&raw, 8) != VERSION {
+            return corrupt("unknown layout version");
+        }
+        let node = get_u16(&raw, 12);
+        OwnerBlock::Valid(Owner {
+            node: (node != NO_OWNER).then_some(node),
+            epoch: get_u64(&raw, 16),
+            renewed: get_u64(&raw, 24),
+        })
+    }
+}
+
+/// A request slot, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// The epoch the node wants or holds the lease at (0 = none).
+    pub epoch: u64,
+    /// Bumped by every write of the slot.
+    pub writes: u64,
+}
+
+impl Slot {
+    /// Encodes the slot of `node` into a block buffer.
+    pub fn encode(&self, node: u16, buf: &mut [u8]) {
+        buf.fill(0);
+        buf[0..8].copy_from_slice(&SLOT_MAGIC);
+        buf[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        buf[12..14].copy_from_slice(&node.to_le_bytes());
+        buf[16..24].copy_from_slice(&self.epoch.to_le_bytes());
+        buf[24..32].copy_from_slice(&self.writes.to_le_bytes());
+        let crc = crc32fast::hash(&buf[..CRC_AT]);
+        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Decodes the slot of `node`; `None` if it is blank, corrupt or another node's.
+    pub fn decode(node: u16, buf: &[u8]) -> Option<Slot> {
+        let raw = buf.get(..36)?;
+        if raw[0..8] != SLOT_MAGIC
+            || get_u32(raw, CRC_AT) != crc32fast::hash(&raw[..CRC_AT])
+            || get_u32(raw, 8) != VERSION
+            || get_u16(raw, 12) != node
+        {
+            return None;
+        }
+        Some(Slot {
+            epoch: get_u64(raw, 16),
+            writes: get_u64(raw, 24),
+        })
+    }
+}
+
+fn get_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn get_u32(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+fn get_u64(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+/// How the device is read and written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoMode {
+    /// `O_DIRECT | O_DSYNC`: every read and write goes to the device.
+    Direct,
+    /// Where the kernel refuses `O_DIRECT` (tmpfs, some filesystems): page cache,
+    /// `fdatasync` after each write, `POSIX_FADV_DONTNEED` before each read.
+    Buffered,
+}
+
+/// The open lease device. All calls block: run them off the async runtime.
+#[derive(Debug)]
+pub struct Device {
+    file: File,
+    path: PathBuf,
+    mode: IoMode,
+    nodes: u16,
+}
+
+impl Device {
+    /// Opens `path` for direct IO (buffered where refused), checks (or, for a regular file,
+    /// extends) its size for `nodes` slots.
+    pub fn open(path: &Path, nodes: u16) -> Result<Device, String> {
+        let open = |flags: i32| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(flags)
+                .open(path)
+        };
+        let shown = path.display();
+        let mut dev = match open(libc::O_DIRECT | libc::O_DSYNC) {
+            Ok(file) => Device {
+                file,
+                path: path.to_path_buf(),
+                mode: IoMode::Direct,
+                nodes,
+            },
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Device {
+                file: open(0).map_err(|e| format!("cannot open {shown}: {e}"))?,
+                path: path.to_path_buf(),
+                mode: IoMode::Buffered,
+                nodes,
+            },
+            Err(e) => return Err(format!("cannot open {shown}: {e}")),
+        };
+        dev.fit()?;
+        if dev.mode == IoMode::Direct {
+            // Some filesystems accept O_DIRECT at open and refuse it at IO time.
+            let mut probe = AlignedBuf::new(BLOCK).ok_or("cannot allocate an IO buffer")?;
+            if let Err(e) = dev.read_at(&mut probe, 0) {
+                if e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(format!("cannot read {shown}: {e}"));
+                }
+                dev.file = open(0).map_err(|e| format!("cannot open {shown}: {e}"))?;
+                dev.mode = IoMode::Buffered;
+            }
+        }
+        Ok(dev)
+    }
+
+    /// How this device is read and written.
+    pub fn mode(&self) -> IoMode {
+        self.mode
+    }
+
+    /// Makes sure the device holds the owner block and every slot.
+    fn fit(&self) -> Result<(), String> {
+        let needed = device_bytes(self.nodes);
+        let size = (&self.file)
+            .seek(SeekFrom::End(0))
+            .map_err(|e| format!("cannot find the size of {}: {e}", self.path.display()))?;
+        if size >= needed {
+            return Ok(());
+        }
+        let is_file = self.file.metadata().map(|m| m.is_file()).unwrap_or(false);
+        if is_file {
+            // Growing is idempotent, so two nodes doing it at once agree.
+            return self.file.set_len(needed).map_err(|e| {
+                format!(
+                    "cannot extend {} to {needed} bytes: {e}",
+                    self.path.display()
+                )
+            });
+        }
+        Err(format!(
+            "{} has {size} bytes; the lease area of {} nodes needs {needed}",
+            self.path.display(),
+            self.nodes
+        ))
+    }
+
+    fn read_at(&self, buf: &mut AlignedBuf, offset: u64) -> io::Result<()> {
+        if self.mode == IoMode::Buffered {
+            // SAFETY: plain syscall on an fd we own; no memory is passed. Best effort: a
+            // failure only means a possibly stale read.
+            unsafe {
+                libc::posix_fadvise(
+                    self.file.as_raw_fd(),
+                    offset as libc::off_t,
+                    buf.len() as libc::off_t,
+                    libc::POSIX_FADV_DONTNEED,
+                );
+            }
+        }
+        let n = self.file.read_at(buf.as_mut_slice(), offset)?;
+        if n != buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("read {n} of {} bytes at offset {offset}", buf.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &AlignedBuf, offset: u64) -> io::Result<()> {
+        let n = self.file.write_at(buf.as_slice(), offset)?;
+        if n != buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("wrote {n} of {} bytes at offset {offset}", buf.len()),
+            ));
+        }
+        if self.mode == IoMode::Buffered {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn block() -> io::Result<AlignedBuf> {
+        AlignedBuf::new(BLOCK).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+    }
+
+    /// Reads the owner block.
+    pub fn read_owner(&self) -> io::Result<OwnerBlock> {
+        let mut b = Self::block()?;
+        self.read_at(&mut b, 0)?;
+        Ok(OwnerBlock::decode(b.as_slice()))
+    }
+
+    /// Writes the owner block (durable when it returns).
+    pub fn write_owner(&self, o: &Owner) -> io::Result<()> {
+        let mut b = Self::block()?;
+        o.encode(b.as_mut_slice());
+        self.write_at(&b, 0)
+    }
+
+    /// Reads every slot, in node order (`None` for a blank or corrupt one).
+    pub fn read_slots(&self) -> io::Result<Vec<Option<Slot>>> {
+        let mut b = AlignedBuf::new(BLOCK * usize::from(self.nodes))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        self.read_at(&mut b, BLOCK as u64)?;
+        Ok(b.as_slice()
+            .chunks(BLOCK)
+            .enumerate()
+            .map(|(n, c)| Slot::decode(n as u16, c))
+            .collect())
+    }
+
+    /// Writes the slot of `node`.
+    pub fn write_slot(&self, node: u16, s: &Slot) -> io::Result<()> {
+        let mut b = Self::block()?;
+        s.encode(node, b.as_mut_slice());
+        self.write_at(&b, BLOCK as u64 * (1 + u64::from(node)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_records_round_trip() {
+        let mut buf = vec![0u8; BLOCK];
+        for o in [
+            Owner {
+                node: Some(3),
+                epoch: 42,
+                renewed: 7,
+            },
+            Owner {
+                node: None,
+                epoch: 42,
+                renewed: 8,
+            },
+        ] {
+            o.encode(&mut buf);
+            assert_eq!(OwnerBlock::decode(&buf), OwnerBlock::Valid(o));
+        }
+        assert_eq!(OwnerBlock::decode(&[0u8; BLOCK]), OwnerBlock::Blank);
+    }
+
+    #[test]
+    fn every_flipped_byte_of_an_owner_record_is_caught() {
+        let mut buf = vec![0u8; BLOCK];
+        Owner {
+            node: Some(1),
+            epoch: 9,
+            renewed: 100,
+        }
+        .encode(&mut buf);
+        for i in 0..36 {
+            let mut b = buf.clone();
+            b[i] ^= 0x10;
+            assert!(
+                matches!(OwnerBlock::decode(&b), OwnerBlock::Corrupt { .. }),
+                "byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn slots_round_trip_and_belong_to_their_node() {
+        let mut buf = vec![0u8; BLOCK];
+        let s = Slot {
+            epoch: 5,
+            writes: 2,
+        };
+        s.encode(4, &mut buf);
+        assert_eq!(Slot::decode(4, &buf), Some(s));
+        assert_eq!(Slot::decode(3, &buf), None);
+        buf[20] ^= 1;
+        assert_eq!(Slot::decode(4, &buf), None);
+        assert_eq!(Slot::decode(0, &[0u8; BLOCK]), None);
+    }
+}
