@@ -8,7 +8,9 @@
 //! - [`config`]: `cluster.toml` — the typed schema, loading, validation, and the resolution of
 //!   names into the index-based [`policy::spec::ClusterSpec`] the cores work on.
 //! - [`storage`]: the consensus log on disk (fsync), behind raft-rs's `Storage` trait.
-//! - [`actors`], [`transport`], [`resources`]: the runtime shells (actors, QUIC, agents).
+//! - [`actors`], [`transport`], [`resources`]: the runtime shells (actors, QUIC, agents);
+//!   [`actors::daemon`] is `eterned`.
+//! - [`control`]: the control socket (JSON lines) that `eternectl` talks to.
 //!
 //! - [`sim`]: the deterministic cluster simulator. Its source lives in `simulations/`; it is
 //!   compiled into the library so that the `eterne-sim` binary and the tests share it.
@@ -16,6 +18,7 @@
 
 pub mod actors;
 pub mod config;
+pub mod control;
 pub mod policy;
 pub mod resources;
 #[path = "../simulations/sim/mod.rs"]
