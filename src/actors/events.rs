@@ -1,7 +1,7 @@
 //! The event log: every [`Event`] of the node core, and every admin action, as one JSON line
 //! (`--events FILE`, default `<state dir>/events.jsonl`), also logged with `tracing`.
 //!
-//! Each line has `time` (UTC, RFC 3339 with µs), `node`, `event` (a name from
+//! Each line has `time` (UTC, RFC 3339 with µs), `unix_us` (the same, as a number), `node`, `event` (a name from
 //! [`crate::config::EVENT_NAMES`] where one fits: `failover`, `path_lost`, `node_lost`, …) and
 //! the event's fields with names instead of ids:
 //!
@@ -54,6 +54,7 @@ impl EventLog {
     pub fn write(&mut self, event: &str, fields: Map<String, Value>) {
         let mut line = Map::new();
         line.insert("time".into(), Value::String(utc_now()));
+        line.insert("unix_us".into(), Value::from(unix_us()));
         line.insert("node".into(), Value::String(self.node.clone()));
         line.insert("event".into(), Value::String(event.to_string()));
         line.extend(fields);
@@ -234,6 +235,13 @@ fn committed(n: &Names<'_>, index: u64, cmd: &Command) -> (&'static str, Value) 
             json!({"index": index, "schedule": s, "minute": stamp}),
         ),
     }
+}
+
+/// Now, in µs since the Unix epoch (wall clock; for comparing events across nodes).
+pub fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Now, UTC, RFC 3339 with microseconds.

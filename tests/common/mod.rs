@@ -73,8 +73,15 @@ pub struct Node {
     pub tls: PathBuf,
 }
 
+/// One cluster at a time: three daemons per test are what a two-core CI machine can run at
+/// real-time priority without starving each other's heartbeats (debug builds do their TLS
+/// handshakes slowly). Held for the cluster's lifetime.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Three daemons and their files.
 pub struct Cluster {
+    /// Serializes the tests (see [`ONE_AT_A_TIME`]); released after `drop` killed the daemons.
+    _turn: std::sync::MutexGuard<'static, ()>,
     /// The scratch directory.
     pub dir: tempfile::TempDir,
     /// The config file.
@@ -126,6 +133,8 @@ pub fn config_text(test: u8, dir: &Path, o: &Opts) -> String {
 impl Cluster {
     /// Writes the config and certificates; starts nothing.
     pub fn new(test: u8, o: &Opts) -> Cluster {
+        // A test that failed while holding the lock poisons it; the next one may still run.
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::Builder::new()
             .prefix(&format!("eterne-loop{test}-"))
             .tempdir()
@@ -153,6 +162,7 @@ impl Cluster {
             });
         }
         Cluster {
+            _turn: turn,
             dir,
             config,
             nodes,
