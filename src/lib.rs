@@ -9,7 +9,9 @@
 //!   names into the index-based [`policy::spec::ClusterSpec`] the cores work on.
 //! - [`directio`]: aligned buffers for `O_DIRECT`, shared by the disk path and `disk_lock`.
 //! - [`storage`]: the consensus log on disk (fsync), behind raft-rs's `Storage` trait.
-//! - [`actors`], [`transport`], [`resources`]: the runtime shells (actors, QUIC, agents).
+//! - [`actors`], [`transport`], [`resources`]: the runtime shells (actors, QUIC, agents);
+//!   [`actors::daemon`] is `eterned`.
+//! - [`control`]: the control socket (JSON lines) that `eternectl` talks to.
 //!
 //! - [`sim`]: the deterministic cluster simulator. Its source lives in `simulations/`; it is
 //!   compiled into the library so that the `eterne-sim` binary and the tests share it.
@@ -17,6 +19,7 @@
 
 pub mod actors;
 pub mod config;
+pub mod control;
 pub mod directio;
 pub mod policy;
 pub mod resources;

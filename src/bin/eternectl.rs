@@ -1,16 +1,22 @@
 //! `eternectl`: the EterneCluster command line.
 //!
-//! One subcommand enum, one handler per command. Today: `config check`, `ca init`,
-//! `cert issue NODE`. The commands that talk
-//! to the local daemon (`status`, `move`, `standby`, …) are added as further variants of
-//! [`Command`].
+//! One subcommand enum, one handler per command: `config check`, `ca init`, `cert issue NODE`,
+//! and the commands that talk to the local daemon over its control socket (`status`, `move`,
+//! `standby`, `unstandby`, `maintenance`, `failback`, `clear`). Each says what happened in one
+//! line; a refusal exits 1 with the reason.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use eterne::config::ClusterConfig;
+use eterne::control::client::{request, Client};
+use eterne::control::{Request, Status, DEFAULT_SOCKET};
 use eterne::transport::certs::{self, DEFAULT_TLS_DIR};
+
+/// How long a request may wait for the daemon (an admin command waits for its commit).
+const ANSWER_WAIT: Duration = Duration::from_secs(15);
 
 /// The EterneCluster command line.
 #[derive(Parser, Debug)]
@@ -38,6 +44,61 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Show the cluster as this node sees it.
+    Status {
+        /// Print the raw JSON snapshot.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing a snapshot every second.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Move GROUP to NODE, or to the next eligible node in its order.
+    Move {
+        group: String,
+        node: Option<String>,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Drain NODE: its groups move away and nothing is placed on it.
+    Standby {
+        node: String,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Let NODE host groups again.
+    Unstandby {
+        node: String,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Stop managing (on) or resume (off).
+    Maintenance {
+        state: OnOff,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Return GROUP to its most preferred eligible node now.
+    Failback {
+        group: String,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Forget the failure counts of a group (named, or through one of its resources).
+    Clear {
+        target: String,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+/// `on` or `off`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 /// `eternectl ca …`
@@ -94,7 +155,171 @@ fn main() -> ExitCode {
         Command::Cert {
             command: CertCommand::Issue { node, dir, force },
         } => cert_issue(&dir, &node, force),
+        Command::Status {
+            json,
+            watch,
+            socket,
+        } => status(&socket, json, watch),
+        Command::Move {
+            group,
+            node,
+            socket,
+        } => act(&socket, Request::Move { group, node }),
+        Command::Standby { node, socket } => act(&socket, Request::Standby { node }),
+        Command::Unstandby { node, socket } => act(&socket, Request::Unstandby { node }),
+        Command::Maintenance { state, socket } => act(
+            &socket,
+            Request::Maintenance {
+                on: matches!(state, OnOff::On),
+            },
+        ),
+        Command::Failback { group, socket } => act(&socket, Request::Failback { group }),
+        Command::Clear { target, socket } => act(&socket, Request::Clear { target }),
     }
+}
+
+/// One request; its answer in one line; exit 1 if refused.
+fn act(socket: &Path, req: Request) -> ExitCode {
+    match request(socket, &req, ANSWER_WAIT) {
+        Ok(r) if r.ok => {
+            println!("{}", r.message);
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            eprintln!("refused: {}", r.message);
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("eternectl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(socket: &Path, json: bool, watch: bool) -> ExitCode {
+    let print = |s: &Status| {
+        if json {
+            match serde_json::to_string_pretty(s) {
+                Ok(t) => println!("{t}"),
+                Err(e) => eprintln!("eternectl: {e}"),
+            }
+        } else {
+            print!("{}", table(s));
+        }
+    };
+    let run = || -> Result<(), eterne::control::client::ClientError> {
+        let mut c = Client::connect(socket, ANSWER_WAIT)?;
+        c.send(&if watch {
+            Request::Watch { interval_ms: None }
+        } else {
+            Request::Status
+        })?;
+        loop {
+            let r = c.read()?;
+            match &r.status {
+                Some(s) => print(s),
+                None => eprintln!("refused: {}", r.message),
+            }
+            if !watch {
+                return Ok(());
+            }
+            println!();
+        }
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eternectl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The compact readable table of `eternectl status`.
+fn table(s: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "cluster {}  node {}{}  coordinator {}  term {}  lease {}{}{}  digest {}",
+        s.cluster,
+        s.node,
+        if s.witness { " (witness)" } else { "" },
+        s.leader.as_deref().unwrap_or("-"),
+        s.term,
+        if s.holds_lease { "held" } else { "none" },
+        if s.maintenance { "  MAINTENANCE" } else { "" },
+        if s.draining { "  DRAINING" } else { "" },
+        s.digest
+    );
+    let _ = writeln!(o, "\nNODE          STATE      PATHS");
+    for n in &s.nodes {
+        let state = if !n.alive {
+            "suspected"
+        } else if n.standby {
+            "standby"
+        } else if n.witness {
+            "witness"
+        } else {
+            "alive"
+        };
+        let paths = if n.me {
+            "(this node)".to_string()
+        } else {
+            n.paths
+                .iter()
+                .map(|p| format!("{}:{}", p.name, p.state))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mismatch = if n.config_mismatch {
+            "  CONFIG DIFFERS"
+        } else {
+            ""
+        };
+        let _ = writeln!(o, "{:<13} {:<10} {paths}{mismatch}", n.name, state);
+    }
+    let _ = writeln!(
+        o,
+        "\nGROUP         NODE          EPOCH  PHASE     STATUS      FAILURES"
+    );
+    for g in &s.groups {
+        let failures = g
+            .failures
+            .iter()
+            .map(|(n, c)| format!("{n}={c}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        if g.instances.is_empty() {
+            let _ = writeln!(
+                o,
+                "{:<13} {:<13} {:>5}  {:<9} {:<11} {failures}",
+                g.name, "-", "-", "stopped", "-"
+            );
+        }
+        for i in &g.instances {
+            let _ = writeln!(
+                o,
+                "{:<13} {:<13} {:>5}  {:<9} {:<11} {failures}",
+                g.name,
+                i.node,
+                i.epoch,
+                i.phase,
+                i.status.as_deref().unwrap_or("-")
+            );
+        }
+        for r in &g.resources {
+            let _ = writeln!(
+                o,
+                "  {:<24} {:<12} {:<10} failures here: {}",
+                r.name,
+                r.kind,
+                r.state.as_deref().unwrap_or("-"),
+                r.failures
+            );
+        }
+    }
+    o
 }
 
 /// Exit 0 and the files written; exit 1 and the error (naming the file) otherwise.

@@ -1,0 +1,417 @@
+//! `eterned`: loads the config, opens the consensus log, starts the transports, the disk path,
+//! the agents, the control socket and the actor tree, and handles signals.
+//!
+//! Start-up order: config (refused with every error, exit 2) → node name → real-time priority
+//! and memory locking (best effort) → consensus log (fsync) → disk path (blocking, before the
+//! runtime) → runtime → QUIC endpoints → NodeActor → control socket → signals.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::events::EventLog;
+use super::group::ResourceSetup;
+use super::node::{Control, NodeActor, NodeSetup, PeerRefused, Terminate};
+use super::peer::{FromPeer, PathEvent};
+use super::watchdog::Watchdog;
+use super::Clock;
+use crate::config::{ClusterConfig, PathKindConfig};
+use crate::control;
+use crate::policy::node::NodeCore;
+use crate::policy::spec::{NodeId, PathKind};
+use crate::resources::{build, AgentContext};
+use crate::storage::FileLog;
+use crate::transport::disk::{DiskInbound, DiskPath, DiskPathConfig};
+use crate::transport::{Inbound, TlsFiles, Transport, TransportConfig};
+
+/// Exit code for a bad config or bad options.
+pub const EXIT_CONFIG: i32 = 2;
+/// Exit code for a failure to start (a file, a port, a device).
+pub const EXIT_START: i32 = 1;
+
+/// What `eterned` is told on its command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The cluster.toml.
+    pub config: PathBuf,
+    /// This node's name (default: the hostname).
+    pub node: Option<String>,
+    /// Where the consensus log, the event log and the drain marker live.
+    pub state_dir: PathBuf,
+    /// Where `ca.crt`, `NODE.crt`, `NODE.key` are.
+    pub tls_dir: PathBuf,
+    /// Where agents keep pidfiles.
+    pub run_dir: PathBuf,
+    /// The control socket.
+    pub control_socket: PathBuf,
+    /// The event log (default `<state dir>/events.jsonl`).
+    pub events: Option<PathBuf>,
+    /// Run as a witness: consensus only, no resources.
+    pub witness: bool,
+    /// A hardware watchdog device to use (e.g. /dev/watchdog).
+    pub watchdog_device: Option<PathBuf>,
+    /// Skip real-time priority and memory locking.
+    pub no_realtime: bool,
+    /// Allow fault injection requests on the control socket (tests only).
+    pub test_faults: bool,
+}
+
+/// Runs the daemon; returns its exit code.
+pub fn run(opts: Options) -> i32 {
+    let config = match ClusterConfig::load(&opts.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "eterned: {} has {} error(s); not starting",
+                opts.config.display(),
+                errors.errors.len()
+            );
+            return EXIT_CONFIG;
+        }
+    };
+    let spec = Arc::new(config.spec());
+    let name = match opts.node.clone().or_else(hostname) {
+        Some(n) => n,
+        None => {
+            eprintln!("eterned: cannot tell this node's name: pass --node NAME");
+            return EXIT_CONFIG;
+        }
+    };
+    let Some(me) = spec.node_id(&name) else {
+        eprintln!(
+            "eterned: node \"{name}\" is not in {} (nodes: {}); pass --node NAME with a name of the config",
+            opts.config.display(),
+            spec.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        return EXIT_CONFIG;
+    };
+    let config_witness = spec.nodes[usize::from(me)].witness;
+    if opts.witness && !config_witness && spec.groups.iter().any(|g| g.nodes.contains(&me)) {
+        eprintln!(
+            "eterned: --witness, but node \"{name}\" is listed in groups of the config; a witness holds no resources: make it the [witness] of the config"
+        );
+        return EXIT_CONFIG;
+    }
+    let witness = opts.witness || config_witness;
+    if !opts.no_realtime {
+        realtime();
+    }
+    let clock = Clock::start();
+    let incarnation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1);
+    let voters: Vec<u64> = (1..=spec.nodes.len() as u64).collect();
+    let store = match FileLog::open(opts.state_dir.join("raft"), &voters) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "eterned: consensus log in {}: {e}",
+                opts.state_dir.display()
+            );
+            return EXIT_START;
+        }
+    };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let core = match NodeCore::new(
+        spec.clone(),
+        me,
+        store,
+        incarnation,
+        incarnation ^ u64::from(me).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        clock.now_us(),
+        &logger,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("eterned: cannot start consensus: {e}");
+            return EXIT_START;
+        }
+    };
+    let tcfg = match TransportConfig::from_cluster(&config, &name, incarnation) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("eterned: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    // The disk path: blocking start, before the runtime.
+    let (disk_tx, disk_rx) = mpsc::unbounded_channel();
+    let disk = match disk_path(&config, &spec, me, incarnation, disk_tx) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("eterned: {e}");
+            return EXIT_START;
+        }
+    };
+    let events_path = opts
+        .events
+        .clone()
+        .unwrap_or_else(|| opts.state_dir.join("events.jsonl"));
+    let mut events = EventLog::open(&events_path, &name);
+    events.write(
+        "daemon_started",
+        serde_json::json!({"incarnation": incarnation, "witness": witness, "digest": format!("{:#018x}", spec.digest), "pid": std::process::id()})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    // Agents for every group this node is listed in (none for a witness).
+    let mut pidfiles = Vec::new();
+    let mut agent_setups = Vec::new();
+    for (g, gs) in spec.groups.iter().enumerate() {
+        if witness || !gs.nodes.contains(&me) {
+            agent_setups.push(None);
+            continue;
+        }
+        let mut rs = Vec::new();
+        for (r, res) in gs.resources.iter().enumerate() {
+            let (tx, rx) = mpsc::channel(64);
+            let ctx = AgentContext {
+                group: g as u16,
+                resource: r as u16,
+                name: res.name.clone(),
+                run_dir: opts.run_dir.clone(),
+                events: tx,
+            };
+            let agent = match build(res, &ctx) {
+                Ok(a) => Some(Arc::from(a)),
+                Err(e) => {
+                    tracing::warn!(resource = %res.name, error = %e, "no agent for this resource: every op on it fails here");
+                    None
+                }
+            };
+            if gs.is_exclusive() && res.agent == "application" {
+                let pf = res
+                    .params
+                    .iter()
+                    .find(|(k, _)| k == "pidfile")
+                    .map(|(_, v)| PathBuf::from(v))
+                    .unwrap_or_else(|| opts.run_dir.join(format!("{}.pid", res.name)));
+                pidfiles.push(pf);
+            }
+            rs.push(ResourceSetup {
+                name: res.name.clone(),
+                agent,
+                events: Some(rx),
+            });
+        }
+        agent_setups.push(Some(rs));
+    }
+    let watchdog = match Watchdog::start(pidfiles, opts.watchdog_device.clone()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("eterned: watchdog: {e}");
+            return EXIT_START;
+        }
+    };
+    let listener_path = opts.control_socket.clone();
+    let tls = TlsFiles::in_dir(&opts.tls_dir, &name);
+    let drain_marker = opts.state_dir.join("drained");
+    let test_faults = opts.test_faults;
+    let n = spec.nodes.len();
+    let paths = spec.paths.len();
+
+    let system = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("eterned")
+            .build()
+            .unwrap_or_else(|e| {
+                eprintln!("eterned: cannot build the async runtime: {e}");
+                std::process::exit(EXIT_START)
+            })
+    });
+    let started: Result<(), String> = system.block_on(async move {
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let mut nets: Vec<Option<Transport>> = (0..paths).map(|_| None).collect();
+        for p in &tcfg.paths {
+            let mut one = tcfg.clone();
+            one.paths = vec![p.clone()];
+            let t = Transport::start(one, &tls, in_tx.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            nets[usize::from(p.id)] = Some(t);
+        }
+        drop(in_tx);
+        let listener = control::server::bind(&listener_path).map_err(|e| e.to_string())?;
+        let connected = Arc::new(Mutex::new(vec![vec![false; paths]; n]));
+        let node = NodeActor::new(NodeSetup {
+            spec: spec.clone(),
+            me,
+            witness,
+            core,
+            clock,
+            nets,
+            disk,
+            connected,
+            events,
+            watchdog,
+            drain_marker,
+            test_faults,
+            groups: agent_setups,
+        });
+        let addr = actix::Actor::start(node);
+        pump(addr.clone(), n, me, in_rx, disk_rx);
+        let control_addr = addr.clone();
+        tokio::spawn(control::server::serve(listener, move |call| {
+            control_addr.do_send(Control(call));
+        }));
+        let term = addr.clone();
+        actix::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut t), Ok(mut i)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
+                tracing::info!("SIGTERM: draining");
+                term.do_send(Terminate);
+            }
+        });
+        tracing::info!(node = %name, witness, "eterned started");
+        Ok(())
+    });
+    if let Err(e) = started {
+        eprintln!("eterned: {e}");
+        return EXIT_START;
+    }
+    match system.run_with_code() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("eterned: {e}");
+            EXIT_START
+        }
+    }
+}
+
+/// Routes what the transports and the disk path deliver to the PeerActors.
+fn pump(
+    node: actix::Addr<NodeActor>,
+    n: usize,
+    me: NodeId,
+    mut net: mpsc::UnboundedReceiver<Inbound>,
+    mut disk: mpsc::UnboundedReceiver<DiskInbound>,
+) {
+    // The PeerActors are created in NodeActor::started; ask for their addresses once.
+    actix::spawn(async move {
+        let Ok(peers) = node.send(super::node::PeerAddrs).await else {
+            return;
+        };
+        let peers = Arc::new(peers);
+        let route = move |from: NodeId, path, ev| {
+            if usize::from(from) < n && from != me {
+                if let Some(Some(p)) = peers.get(usize::from(from)) {
+                    p.do_send(FromPeer { path, ev });
+                }
+            }
+        };
+        let disk_route = route.clone();
+        actix::spawn(async move {
+            while let Some(m) = disk.recv().await {
+                match m {
+                    DiskInbound::Heartbeat { from, path, hb } => {
+                        disk_route(from, path, PathEvent::Heartbeat(hb))
+                    }
+                    DiskInbound::Message { from, path, msg } => {
+                        disk_route(from, path, PathEvent::Message(msg))
+                    }
+                }
+            }
+        });
+        while let Some(m) = net.recv().await {
+            match m {
+                Inbound::Heartbeat { from, path, hb } => {
+                    route(from, path, PathEvent::Heartbeat(hb))
+                }
+                Inbound::Message { from, path, msg } => route(from, path, PathEvent::Message(msg)),
+                Inbound::PathUp { peer, path } => route(peer, path, PathEvent::Up),
+                Inbound::PathDown { peer, path } => route(peer, path, PathEvent::Down),
+                Inbound::Refused { path, remote, why } => {
+                    node.do_send(PeerRefused { path, remote, why })
+                }
+            }
+        }
+    });
+}
+
+fn disk_path(
+    config: &ClusterConfig,
+    spec: &crate::policy::spec::ClusterSpec,
+    me: NodeId,
+    incarnation: u64,
+    tx: mpsc::UnboundedSender<DiskInbound>,
+) -> Result<Option<(u8, DiskPath)>, String> {
+    let Some(id) = spec.paths.iter().position(|p| p.kind == PathKind::Disk) else {
+        return Ok(None);
+    };
+    let Some(pc) = config
+        .paths
+        .iter()
+        .find(|p| p.kind == PathKindConfig::Disk && p.name == spec.paths[id].name)
+    else {
+        return Ok(None);
+    };
+    let device = pc.device.clone().unwrap_or_default();
+    let cfg = DiskPathConfig {
+        path: id as u8,
+        device: PathBuf::from(device),
+        slot_bytes: pc.slot_bytes(),
+        interval_ms: pc.interval_ms(),
+        cluster: spec.name.clone(),
+        me,
+        nodes: spec.nodes.len(),
+        incarnation,
+        digest: spec.digest,
+    };
+    let d = DiskPath::start(cfg, tx).map_err(|e| e.to_string())?;
+    tracing::info!(path = %spec.paths[id].name, mode = ?d.io_mode(), "disk path started");
+    Ok(Some((id as u8, d)))
+}
+
+/// Best-effort real-time priority (SCHED_FIFO, reset on fork so agents' processes run at
+/// normal priority) and locked memory, as corosync does: a busy machine must not make a
+/// healthy node look dead. Refusal is a warning.
+fn realtime() {
+    // SAFETY: plain syscalls with a valid sched_param on our stack.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 10 };
+        if libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param) != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot get real-time priority (SCHED_FIFO); continuing at normal priority");
+        }
+        if libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lock memory (mlockall); continuing");
+        }
+    }
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).to_string();
+    // The short name: certificates and configs use node names, not FQDNs.
+    Some(name.split('.').next().unwrap_or(&name).to_string()).filter(|n| !n.is_empty())
+}
+
+/// The default paths, as documented for `eterned --help`.
+pub fn default_state_dir() -> &'static Path {
+    Path::new(crate::storage::DEFAULT_STATE_DIR)
+}

@@ -1,0 +1,294 @@
+//! The event log: every [`Event`] of the node core, and every admin action, as one JSON line
+//! (`--events FILE`, default `<state dir>/events.jsonl`), also logged with `tracing`.
+//!
+//! Each line has `time` (UTC, RFC 3339 with µs), `unix_us` (the same, as a number), `node`, `event` (a name from
+//! [`crate::config::EVENT_NAMES`] where one fits: `failover`, `path_lost`, `node_lost`, …) and
+//! the event's fields with names instead of ids:
+//!
+//! ```text
+//! {"time":"2026-11-25T13:40:01.123456Z","node":"n2","event":"path_lost","peer":"n1","path":"lan"}
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::control::snake;
+use crate::policy::detector::LivenessEvent;
+use crate::policy::message::Event;
+use crate::policy::spec::{ClusterSpec, GroupId, NodeId, PathId, ResourceId};
+use crate::policy::state::{AdminCommand, Cause, Command};
+
+/// The event log file.
+pub struct EventLog {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+    node: String,
+}
+
+impl EventLog {
+    /// Opens (appends to) `path`, creating it with its directory. A log that cannot be opened
+    /// is reported once and events then only go to `tracing`.
+    pub fn open(path: &Path, node: &str) -> EventLog {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let out = match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(f) => Some(BufWriter::new(f)),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "cannot open the event log; events go to the log only");
+                None
+            }
+        };
+        EventLog {
+            path: path.to_path_buf(),
+            out,
+            node: node.to_string(),
+        }
+    }
+
+    /// Writes one event line: `event` is its name, `fields` its fields.
+    pub fn write(&mut self, event: &str, fields: Map<String, Value>) {
+        let mut line = Map::new();
+        line.insert("time".into(), Value::String(utc_now()));
+        line.insert("unix_us".into(), Value::from(unix_us()));
+        line.insert("node".into(), Value::String(self.node.clone()));
+        line.insert("event".into(), Value::String(event.to_string()));
+        line.extend(fields);
+        let text = Value::Object(line).to_string();
+        tracing::info!(target: "eterne::event", event, line = %text, "event");
+        if let Some(out) = &mut self.out {
+            let r = writeln!(out, "{text}").and_then(|()| out.flush());
+            if let Err(e) = r {
+                tracing::error!(file = %self.path.display(), error = %e, "cannot write the event log");
+                self.out = None;
+            }
+        }
+    }
+}
+
+/// Names for ids, for event fields.
+pub struct Names<'a>(pub &'a ClusterSpec);
+
+impl Names<'_> {
+    /// A node's name.
+    pub fn node(&self, n: NodeId) -> String {
+        self.0
+            .nodes
+            .get(usize::from(n))
+            .map_or_else(|| format!("node#{n}"), |s| s.name.clone())
+    }
+    /// A path's name.
+    pub fn path(&self, p: PathId) -> String {
+        self.0
+            .paths
+            .get(usize::from(p))
+            .map_or_else(|| format!("path#{p}"), |s| s.name.clone())
+    }
+    /// A group's name.
+    pub fn group(&self, g: GroupId) -> String {
+        self.0
+            .groups
+            .get(usize::from(g))
+            .map_or_else(|| format!("group#{g}"), |s| s.name.clone())
+    }
+    /// A resource's name.
+    pub fn resource(&self, g: GroupId, r: ResourceId) -> String {
+        self.0
+            .groups
+            .get(usize::from(g))
+            .and_then(|gs| gs.resources.get(usize::from(r)))
+            .map_or_else(|| format!("resource#{g}.{r}"), |s| s.name.clone())
+    }
+
+    /// An admin command in words.
+    pub fn admin(&self, cmd: &AdminCommand) -> Value {
+        match *cmd {
+            AdminCommand::Move { group, to } => {
+                json!({"action": "move", "group": self.group(group), "to": to.map(|n| self.node(n))})
+            }
+            AdminCommand::Standby { node, on } => {
+                json!({"action": if on { "standby" } else { "unstandby" }, "target": self.node(node)})
+            }
+            AdminCommand::Maintenance { on } => json!({"action": "maintenance", "on": on}),
+            AdminCommand::FailbackNow { group } => {
+                json!({"action": "failback", "group": self.group(group)})
+            }
+            AdminCommand::ClearFailures { group, node } => {
+                json!({"action": "clear", "group": self.group(group), "on": node.map(|n| self.node(n))})
+            }
+        }
+    }
+}
+
+/// The event's name and fields.
+pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Value>) {
+    let n = Names(spec);
+    let (name, value) = match ev {
+        Event::Liveness(l) => match *l {
+            LivenessEvent::PathUp { peer, path } => (
+                "path_restored",
+                json!({"peer": n.node(peer), "path": n.path(path)}),
+            ),
+            LivenessEvent::PathLost { peer, path } => (
+                "path_lost",
+                json!({"peer": n.node(peer), "path": n.path(path)}),
+            ),
+            LivenessEvent::PeerSuspected { peer } => ("node_lost", json!({"peer": n.node(peer)})),
+            LivenessEvent::PeerAlive { peer } => ("node_joined", json!({"peer": n.node(peer)})),
+            LivenessEvent::PeerRestarted { peer } => {
+                ("peer_restarted", json!({"peer": n.node(peer)}))
+            }
+        },
+        Event::BecameLeader { term } => ("became_coordinator", json!({"term": term})),
+        Event::SteppedDown { term } => ("stepped_down", json!({"term": term})),
+        Event::Committed { index, cmd } => committed(&n, *index, cmd),
+        Event::LeaseLost => ("lease_lost", json!({})),
+        Event::LeaseAcquired => ("lease_acquired", json!({})),
+        Event::ResourceFailed { group, resource } => (
+            "resource_failed",
+            json!({"group": n.group(*group), "resource": n.resource(*group, *resource)}),
+        ),
+        Event::LocalRestart {
+            group,
+            resource,
+            count,
+        } => (
+            "local_restart",
+            json!({"group": n.group(*group), "resource": n.resource(*group, *resource), "count": count}),
+        ),
+        Event::Escalated { group } => ("group_cannot_run", json!({"group": n.group(*group)})),
+        Event::GroupStatus {
+            group,
+            epoch,
+            status,
+        } => (
+            "group_status",
+            json!({"group": n.group(*group), "epoch": epoch, "status": snake(status)}),
+        ),
+        Event::ConfigMismatch { peer, digest } => (
+            "config_mismatch",
+            json!({"peer": n.node(*peer), "digest": format!("{digest:#018x}"), "ours": format!("{:#018x}", spec.digest)}),
+        ),
+        Event::Dropped { from, why } => ("dropped", json!({"from": n.node(*from), "why": why})),
+        Event::AdminRefused { cmd, why } => (
+            "admin_refused",
+            json!({"command": n.admin(cmd), "why": why}),
+        ),
+        Event::SelfFence => (
+            "fenced",
+            json!({"why": "a stop failed; waiting for the watchdog"}),
+        ),
+    };
+    let map = match value {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    (name, map)
+}
+
+fn committed(n: &Names<'_>, index: u64, cmd: &Command) -> (&'static str, Value) {
+    match *cmd {
+        Command::Activate { group, node, cause } => {
+            let name = match cause {
+                Cause::Failure => "failover",
+                Cause::Failback => "failback",
+                Cause::Schedule => "scheduled_move",
+                _ => "activate",
+            };
+            (
+                name,
+                json!({"index": index, "group": n.group(group), "on": n.node(node), "epoch": index, "cause": snake(&cause)}),
+            )
+        }
+        Command::Stop {
+            group,
+            node,
+            epoch,
+            cause,
+        } => (
+            "stop",
+            json!({"index": index, "group": n.group(group), "on": n.node(node), "epoch": epoch, "cause": snake(&cause)}),
+        ),
+        Command::Released {
+            group,
+            node,
+            epoch,
+            how,
+        } => (
+            "released",
+            json!({"index": index, "group": n.group(group), "on": n.node(node), "epoch": epoch, "how": snake(&how)}),
+        ),
+        Command::Failed { group, node, epoch } => (
+            "group_failed",
+            json!({"index": index, "group": n.group(group), "on": n.node(node), "epoch": epoch}),
+        ),
+        Command::Admin(ref a) => (
+            "admin_committed",
+            json!({"index": index, "command": n.admin(a)}),
+        ),
+        Command::ScheduleFired { index: s, stamp } => (
+            "schedule_fired",
+            json!({"index": index, "schedule": s, "minute": stamp}),
+        ),
+    }
+}
+
+/// Now, in µs since the Unix epoch (wall clock; for comparing events across nodes).
+pub fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Now, UTC, RFC 3339 with microseconds.
+pub fn utc_now() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+/// (year, month, day) of `days` since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_417), (2025, 11, 25));
+    }
+
+    #[test]
+    fn utc_now_is_rfc3339() {
+        let t = utc_now();
+        assert_eq!(t.len(), "2026-11-25T13:40:01.123456Z".len(), "{t}");
+        assert!(t.ends_with('Z'));
+    }
+}

@@ -1,0 +1,282 @@
+//! GroupActor (one per group this node may run) and ResourceActor (one per resource).
+//!
+//! The node core decides every operation ([`AgentOp`]); the GroupActor hands each to the
+//! ResourceActor of its resource, which runs it through [`perform`] in a task of its own on
+//! the runtime's worker threads, bounded by `tokio::time::timeout` at the op's deadline
+//! (the core's `deadline_us`, on the daemon's monotonic clock). A late op is
+//! [`Outcome::Failed`]; so is an op whose task panicked. The result goes back to the node as
+//! [`Input::AgentResult`]. Process exits the agent reports ([`AgentEvent::Exited`]) go to the
+//! node as [`Input::Exited`].
+//!
+//! A resource whose type has no agent on this daemon (the config may name types not built
+//! yet) answers every op as if nothing could run it: probe `NotRunning`, stop `Ok`, the rest
+//! `Failed`; the group then escalates and the coordinator places it elsewhere.
+
+use std::sync::Arc;
+
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message as ActixMessage, Supervised,
+    Supervisor,
+};
+use tokio::sync::mpsc;
+
+use super::node::{Feed, NodeActor};
+use super::{guard, ChildFailed, Clock, Crashes};
+use crate::policy::group::{Action, AgentOp, Outcome};
+use crate::policy::message::Input;
+use crate::policy::spec::{GroupId, ResourceId};
+use crate::resources::{perform, Agent, AgentEvent};
+
+/// Run this op.
+#[derive(ActixMessage, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct RunOp(pub AgentOp);
+
+/// A resource's actor escalated its crashes to its group.
+#[derive(ActixMessage, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ResourceCrashed {
+    /// Which resource.
+    pub resource: ResourceId,
+    /// The last panic.
+    pub why: String,
+}
+
+/// One resource of a group, as the GroupActor is given it.
+pub struct ResourceSetup {
+    /// The resource's name (logs).
+    pub name: String,
+    /// Its agent, if this daemon has one for its type.
+    pub agent: Option<Arc<dyn Agent>>,
+    /// The agent's event channel (exits), pumped to the node.
+    pub events: Option<mpsc::Receiver<AgentEvent>>,
+}
+
+/// One group.
+pub struct GroupActor {
+    group: GroupId,
+    name: String,
+    resources: Vec<Addr<ResourceActor>>,
+    node: Addr<NodeActor>,
+    crashes: Crashes,
+}
+
+impl GroupActor {
+    /// Starts the GroupActor of `group` (supervised) and one supervised ResourceActor per
+    /// resource; pumps each agent's exit events to the node.
+    pub fn start(
+        group: GroupId,
+        name: String,
+        resources: Vec<ResourceSetup>,
+        node: Addr<NodeActor>,
+        clock: Clock,
+    ) -> Addr<GroupActor> {
+        Supervisor::start(move |ctx: &mut Context<GroupActor>| {
+            let me = ctx.address();
+            let mut addrs = Vec::with_capacity(resources.len());
+            for (r, mut setup) in resources.into_iter().enumerate() {
+                let resource = r as ResourceId;
+                if let Some(mut rx) = setup.events.take() {
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        while let Some(ev) = rx.recv().await {
+                            // Both are a resource failing on its own: the group's local
+                            // recovery takes over, as after a failed monitor.
+                            let (group, resource) = match ev {
+                                AgentEvent::Exited {
+                                    group,
+                                    resource,
+                                    pid,
+                                    reason,
+                                } => {
+                                    tracing::warn!(group, resource, pid, %reason, "resource process exited");
+                                    (group, resource)
+                                }
+                                AgentEvent::Failed {
+                                    group,
+                                    resource,
+                                    reason,
+                                } => {
+                                    tracing::warn!(group, resource, %reason, "resource failed");
+                                    (group, resource)
+                                }
+                            };
+                            node.do_send(Feed(Input::Exited { group, resource }));
+                        }
+                    });
+                }
+                let node = node.clone();
+                let parent = me.clone();
+                let agent = setup.agent.clone();
+                let rname = setup.name.clone();
+                addrs.push(Supervisor::start(move |_: &mut Context<ResourceActor>| {
+                    ResourceActor {
+                        group,
+                        resource,
+                        name: rname,
+                        agent,
+                        node,
+                        parent,
+                        clock,
+                        crashes: Crashes::default(),
+                    }
+                }));
+            }
+            GroupActor {
+                group,
+                name,
+                resources: addrs,
+                node,
+                crashes: Crashes::default(),
+            }
+        })
+    }
+}
+
+impl Actor for GroupActor {
+    type Context = Context<Self>;
+}
+
+impl Supervised for GroupActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(group = %self.name, "GroupActor restarting");
+    }
+}
+
+impl Handler<RunOp> for GroupActor {
+    type Result = ();
+
+    fn handle(&mut self, m: RunOp, ctx: &mut Context<Self>) {
+        let (resources, node) = (&self.resources, &self.node);
+        let r = guard("group", || match resources.get(usize::from(m.0.resource)) {
+            Some(a) => a.do_send(m),
+            None => node.do_send(Feed(Input::AgentResult {
+                group: m.0.group,
+                resource: m.0.resource,
+                op: m.0.op,
+                outcome: Outcome::Failed,
+            })),
+        });
+        if let Err(why) = r {
+            if self.crashes.record() {
+                self.node.do_send(ChildFailed {
+                    who: format!("GroupActor {}", self.name),
+                    why,
+                });
+            }
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<ResourceCrashed> for GroupActor {
+    type Result = ();
+
+    /// A ResourceActor that keeps crashing is a failed resource: the node core recovers it
+    /// per policy (local restart, then failover), as for a process exit.
+    fn handle(&mut self, m: ResourceCrashed, _: &mut Context<Self>) {
+        tracing::error!(group = %self.name, resource = m.resource, why = %m.why, "resource actor keeps crashing: treated as a failed resource");
+        self.node.do_send(Feed(Input::Exited {
+            group: self.group,
+            resource: m.resource,
+        }));
+    }
+}
+
+/// One resource.
+pub struct ResourceActor {
+    group: GroupId,
+    resource: ResourceId,
+    name: String,
+    agent: Option<Arc<dyn Agent>>,
+    node: Addr<NodeActor>,
+    parent: Addr<GroupActor>,
+    clock: Clock,
+    crashes: Crashes,
+}
+
+impl Actor for ResourceActor {
+    type Context = Context<Self>;
+}
+
+impl Supervised for ResourceActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!(resource = %self.name, "ResourceActor restarting");
+    }
+}
+
+impl Handler<RunOp> for ResourceActor {
+    type Result = ();
+
+    fn handle(&mut self, RunOp(op): RunOp, ctx: &mut Context<Self>) {
+        let r = guard("resource", || self.run(op));
+        if let Err(why) = r {
+            // The op never started: report it failed so the core does not wait for its
+            // deadline, then restart.
+            self.node.do_send(Feed(Input::AgentResult {
+                group: op.group,
+                resource: op.resource,
+                op: op.op,
+                outcome: Outcome::Failed,
+            }));
+            if self.crashes.record() {
+                self.parent.do_send(ResourceCrashed {
+                    resource: self.resource,
+                    why,
+                });
+            }
+            ctx.stop();
+        }
+    }
+}
+
+impl ResourceActor {
+    /// Spawns the op's task: perform, bounded by the deadline, result to the node.
+    fn run(&self, op: AgentOp) {
+        let node = self.node.clone();
+        let wait = self.clock.until(op.deadline_us);
+        let name = self.name.clone();
+        let Some(agent) = self.agent.clone() else {
+            let outcome = match op.action {
+                Action::Probe => Outcome::NotRunning,
+                Action::Stop => Outcome::Ok,
+                _ => Outcome::Failed,
+            };
+            tracing::warn!(resource = %name, action = ?op.action, ?outcome, "no agent for this resource type on this node");
+            node.do_send(Feed(result(op, outcome)));
+            return;
+        };
+        debug_assert_eq!((op.group, op.resource), (self.group, self.resource));
+        let task = tokio::spawn(async move {
+            match tokio::time::timeout(wait, perform(&*agent, op.action, op.epoch)).await {
+                Ok(report) => {
+                    tracing::info!(resource = %name, action = ?op.action, outcome = ?report.outcome, reason = %report.reason, epoch = op.epoch, "agent op done");
+                    report.outcome
+                }
+                Err(_) => {
+                    tracing::warn!(resource = %name, action = ?op.action, waited_ms = wait.as_millis() as u64, "agent op timed out: failed");
+                    Outcome::Failed
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let outcome = match task.await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(error = %e, "agent op task panicked: failed");
+                    Outcome::Failed
+                }
+            };
+            node.do_send(Feed(result(op, outcome)));
+        });
+    }
+}
+
+fn result(op: AgentOp, outcome: Outcome) -> Input {
+    Input::AgentResult {
+        group: op.group,
+        resource: op.resource,
+        op: op.op,
+        outcome,
+    }
+}

@@ -1,0 +1,976 @@
+//! NodeActor: owns the [`NodeCore`] (consensus included: there is no separate
+//! ConsensusActor, see [`super`]), arms its one timer at `next_timeout_us`, and carries out its
+//! effects exactly as the simulator does:
+//!
+//! | effect | action |
+//! |---|---|
+//! | `Heartbeat { path, hb }` | the path's QUIC transport sends a datagram to every peer; on the disk path, [`DiskPath::heartbeat`] |
+//! | `Send { to, msg }` | on the first connected network path to `to`; lease messages on every connected path and the disk path |
+//! | `Agent(op)` | to the GroupActor of `op.group` |
+//! | `Watchdog { deadline_us }` | [`Watchdog::set`] at that instant of the monotonic clock |
+//! | `Event(ev)` | a JSON line in the event log and a `tracing` line; answers pending control requests |
+//!
+//! It also answers control requests ([`crate::control`]), drains the node on SIGTERM and
+//! sets the civil time every minute.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message as ActixMessage, SpawnHandle,
+};
+use serde_json::{json, Map};
+use tokio::sync::oneshot;
+
+use super::events::{describe, EventLog, Names};
+use super::group::{GroupActor, RunOp};
+use super::peer::{connected_lock, Connected, PeerActor};
+use super::watchdog::Watchdog;
+use super::{guard, ChildFailed, Clock, EXIT_CRASH};
+use crate::control::server::{Call, Caller};
+use crate::control::{
+    snake, GroupView, InstanceView, NodeView, PathView, Request, ResourceView, Response, Status,
+};
+use crate::policy::detector::PathState;
+use crate::policy::message::{Effect, Event, Input, Message};
+use crate::policy::node::NodeCore;
+use crate::policy::schedule::CivilTime;
+use crate::policy::spec::{ClusterSpec, GroupId, NodeId, PathId, PathKind};
+use crate::policy::state::{AdminCommand, Command, Phase};
+use crate::storage::FileLog;
+use crate::transport::disk::DiskPath;
+use crate::transport::Transport;
+
+/// How long a control request waits for its command to be committed.
+const COMMIT_WAIT: Duration = Duration::from_secs(5);
+/// How often the drain (SIGTERM) and the undrain (next start) look at their progress.
+const DRAIN_TICK: Duration = Duration::from_millis(50);
+/// How often an unanswered standby / unstandby of our own is submitted again.
+const RESUBMIT: Duration = Duration::from_millis(1000);
+/// Beyond the sum of the stop timeouts, how long a drain may wait for the coordinator.
+const DRAIN_SLACK: Duration = Duration::from_secs(10);
+
+/// An input for the node core.
+#[derive(ActixMessage, Debug)]
+#[rtype(result = "()")]
+pub struct Feed(pub Input);
+
+/// A control request.
+#[derive(ActixMessage, Debug)]
+#[rtype(result = "()")]
+pub struct Control(pub Call);
+
+/// SIGTERM (or SIGINT): hand the groups over and exit.
+#[derive(ActixMessage, Debug)]
+#[rtype(result = "()")]
+pub struct Terminate;
+
+/// A peer was refused by the transport (bad CA, unknown name, …).
+#[derive(ActixMessage, Debug)]
+#[rtype(result = "()")]
+pub struct PeerRefused {
+    /// The path it tried.
+    pub path: PathId,
+    /// Its address.
+    pub remote: std::net::SocketAddr,
+    /// Why.
+    pub why: String,
+}
+
+/// Asks for the PeerActors' addresses (by node id), for the inbound pumps.
+#[derive(ActixMessage, Debug)]
+#[rtype(result = "Vec<Option<Addr<PeerActor>>>")]
+pub struct PeerAddrs;
+
+/// Everything the NodeActor is built from.
+pub struct NodeSetup {
+    /// The resolved config.
+    pub spec: Arc<ClusterSpec>,
+    /// This node.
+    pub me: NodeId,
+    /// Witness: consensus only, no resources.
+    pub witness: bool,
+    /// The node core.
+    pub core: NodeCore<FileLog>,
+    /// The monotonic clock the core runs on.
+    pub clock: Clock,
+    /// One transport per network path, indexed by path id (`None` for the disk path).
+    pub nets: Vec<Option<Transport>>,
+    /// The disk path, if the config has one, and its id.
+    pub disk: Option<(PathId, DiskPath)>,
+    /// The connection table shared with the PathActors.
+    pub connected: Connected,
+    /// The event log.
+    pub events: EventLog,
+    /// The watchdog.
+    pub watchdog: Watchdog,
+    /// The drain marker (`<state dir>/drained`): present if the last stop was a drain.
+    pub drain_marker: PathBuf,
+    /// Whether fault injection requests (`cut_path`) are allowed.
+    pub test_faults: bool,
+    /// Per group: its resources' agents if this node may run the group.
+    pub groups: Vec<Option<Vec<super::group::ResourceSetup>>>,
+}
+
+struct Pending {
+    cmd: AdminCommand,
+    what: String,
+    reply: oneshot::Sender<Response>,
+    until: Instant,
+}
+
+struct Drain {
+    until: Instant,
+    last_submit: Option<Instant>,
+}
+
+/// The node actor. See the module docs.
+pub struct NodeActor {
+    spec: Arc<ClusterSpec>,
+    me: NodeId,
+    witness: bool,
+    core: NodeCore<FileLog>,
+    clock: Clock,
+    nets: Vec<Option<Transport>>,
+    disk: Option<(PathId, DiskPath)>,
+    cut: Vec<bool>,
+    connected: Connected,
+    events: EventLog,
+    watchdog: Watchdog,
+    drain_marker: PathBuf,
+    test_faults: bool,
+    setups: Vec<Option<Vec<super::group::ResourceSetup>>>,
+    groups: Vec<Option<Addr<GroupActor>>>,
+    /// The PeerActors, by node id (None for this node); the inbound pumps route to them.
+    peers: Vec<Option<Addr<PeerActor>>>,
+    timer: Option<(u64, SpawnHandle)>,
+    pending: Vec<Pending>,
+    drain: Option<Drain>,
+    undrain: Option<Option<Instant>>,
+    /// Per group, per resource: failures seen here since start.
+    failures: Vec<Vec<u32>>,
+    mismatch: Vec<bool>,
+    civil_minute: u64,
+}
+
+impl NodeActor {
+    /// The actor, not yet started.
+    pub fn new(s: NodeSetup) -> NodeActor {
+        let n = s.spec.nodes.len();
+        let undrain = s.drain_marker.exists().then_some(None);
+        NodeActor {
+            failures: s
+                .spec
+                .groups
+                .iter()
+                .map(|g| vec![0; g.resources.len()])
+                .collect(),
+            cut: vec![false; s.spec.paths.len()],
+            mismatch: vec![false; n],
+            groups: (0..s.spec.groups.len()).map(|_| None).collect(),
+            peers: (0..n).map(|_| None).collect(),
+            spec: s.spec,
+            me: s.me,
+            witness: s.witness,
+            core: s.core,
+            clock: s.clock,
+            nets: s.nets,
+            disk: s.disk,
+            connected: s.connected,
+            events: s.events,
+            watchdog: s.watchdog,
+            drain_marker: s.drain_marker,
+            test_faults: s.test_faults,
+            setups: s.groups,
+            timer: None,
+            pending: Vec::new(),
+            drain: None,
+            undrain,
+            civil_minute: 0,
+        }
+    }
+
+    /// Runs `f` on the core, then carries out its effects and re-arms the timer. A panic in
+    /// the core is not survivable in place: the daemon exits for its service manager to
+    /// restart it.
+    fn step(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut NodeCore<FileLog>, u64)) {
+        let now = self.clock.now_us();
+        let core = &mut self.core;
+        if let Err(why) = guard("node", || f(core, now)) {
+            self.events
+                .write("daemon_crash", obj(json!({"actor": "node", "panic": why})));
+            std::process::exit(EXIT_CRASH);
+        }
+        self.carry_out(ctx);
+    }
+
+    fn carry_out(&mut self, ctx: &mut Context<Self>) {
+        let effects: Vec<Effect> = self.core.drain_effects().collect();
+        for e in effects {
+            match e {
+                Effect::Heartbeat { path, hb } => self.heartbeat(path, hb),
+                Effect::Send { to, msg } => self.send(to, msg),
+                Effect::Agent(op) => match self.groups.get(usize::from(op.group)) {
+                    Some(Some(g)) => g.do_send(RunOp(op)),
+                    _ => {
+                        tracing::error!(
+                            group = op.group,
+                            "agent op for a group this node does not run; failed"
+                        );
+                        ctx.address().do_send(Feed(Input::AgentResult {
+                            group: op.group,
+                            resource: op.resource,
+                            op: op.op,
+                            outcome: crate::policy::group::Outcome::Failed,
+                        }));
+                    }
+                },
+                Effect::Watchdog { deadline_us } => {
+                    tracing::debug!(deadline_us, "watchdog");
+                    self.watchdog
+                        .set(deadline_us.map(|d| self.clock.instant(d)));
+                }
+                Effect::Event(ev) => self.event(ev),
+            }
+        }
+        self.arm_timer(ctx);
+    }
+
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let next = self.core.next_timeout_us();
+        if self.timer.as_ref().is_some_and(|(at, _)| *at == next) {
+            return;
+        }
+        if let Some((_, h)) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        let h = ctx.run_later(self.clock.until(next), |act, ctx| {
+            act.timer = None;
+            act.step(ctx, |core, now| core.handle_timeout(now));
+        });
+        self.timer = Some((next, h));
+    }
+
+    fn heartbeat(&self, path: PathId, hb: crate::policy::message::Heartbeat) {
+        if self.cut.get(usize::from(path)).copied().unwrap_or(true) {
+            return;
+        }
+        if let Some((p, d)) = &self.disk {
+            if *p == path {
+                d.heartbeat(hb);
+                return;
+            }
+        }
+        if let Some(Some(t)) = self.nets.get(usize::from(path)) {
+            t.heartbeat(path, hb);
+        }
+    }
+
+    fn send(&self, to: NodeId, msg: Message) {
+        let every = msg.on_every_path();
+        let up: Vec<bool> = connected_lock(&self.connected)
+            .get(usize::from(to))
+            .cloned()
+            .unwrap_or_default();
+        if every {
+            if let Some((_, d)) = &self.disk {
+                d.send(to, &msg);
+            }
+        }
+        let live: Vec<(usize, &Transport)> = self
+            .nets
+            .iter()
+            .enumerate()
+            .filter_map(|(p, t)| t.as_ref().map(|t| (p, t)))
+            .collect();
+        let connected: Vec<&(usize, &Transport)> = live
+            .iter()
+            .filter(|(p, _)| up.get(*p).copied().unwrap_or(false))
+            .collect();
+        if every {
+            for (_, t) in &connected {
+                t.send(to, msg.clone());
+            }
+        } else if let Some((_, t)) = connected.first().or(live.first().as_ref()) {
+            // With nothing known to be connected, the first path tries (and drops).
+            t.send(to, msg);
+        }
+    }
+
+    fn event(&mut self, ev: Event) {
+        let (name, fields) = describe(&self.spec, &ev);
+        match &ev {
+            Event::ResourceFailed { group, resource } => {
+                if let Some(c) = self
+                    .failures
+                    .get_mut(usize::from(*group))
+                    .and_then(|g| g.get_mut(usize::from(*resource)))
+                {
+                    *c += 1;
+                }
+            }
+            Event::ConfigMismatch { peer, digest } => {
+                if let Some(m) = self.mismatch.get_mut(usize::from(*peer)) {
+                    *m = true;
+                }
+                tracing::warn!(peer = %Names(&self.spec).node(*peer), digest = %format!("{digest:#018x}"), ours = %format!("{:#018x}", self.spec.digest), "config digest differs: that node takes over nothing until the files agree");
+            }
+            Event::Liveness(crate::policy::detector::LivenessEvent::PeerRestarted { peer }) => {
+                if let Some(m) = self.mismatch.get_mut(usize::from(*peer)) {
+                    *m = false;
+                }
+            }
+            Event::Committed {
+                index,
+                cmd: Command::Admin(a),
+            } => {
+                if let Some(i) = self.pending.iter().position(|p| p.cmd == *a) {
+                    let p = self.pending.swap_remove(i);
+                    let _ = p.reply.send(Response::ok(format!(
+                        "{} committed at index {index}",
+                        p.what
+                    )));
+                }
+                if *a
+                    == (AdminCommand::Standby {
+                        node: self.me,
+                        on: false,
+                    })
+                    && self.undrain.is_some()
+                {
+                    self.undrain = None;
+                    let _ = std::fs::remove_file(&self.drain_marker);
+                    self.events.write(
+                        "undrained",
+                        obj(json!({"why": "the last stop was a drain; back out of standby"})),
+                    );
+                }
+            }
+            Event::AdminRefused { cmd, why } => {
+                if let Some(i) = self.pending.iter().position(|p| p.cmd == *cmd) {
+                    let p = self.pending.swap_remove(i);
+                    let _ = p.reply.send(Response::refused(format!(
+                        "{} refused by the cluster: {why}",
+                        p.what
+                    )));
+                }
+            }
+            _ => {}
+        }
+        self.events.write(name, fields);
+    }
+
+    // ---- control requests ----
+
+    fn control(&mut self, call: Call, ctx: &mut Context<Self>) {
+        let Call { req, caller, reply } = call;
+        if req.is_action() {
+            self.events.write(
+                "admin_action",
+                obj(json!({"request": req, "uid": caller.uid, "pid": caller.pid})),
+            );
+        }
+        match req {
+            Request::Status | Request::Watch { .. } => {
+                let _ = reply.send(Response {
+                    ok: true,
+                    message: String::new(),
+                    status: Some(self.status()),
+                });
+            }
+            Request::CutPath { path } => {
+                let _ = reply.send(self.cut_path(&path));
+            }
+            other => match self.admin_command(&other) {
+                Err(why) => {
+                    self.events.write(
+                        "admin_refused",
+                        obj(json!({"request": other, "why": why, "uid": caller.uid})),
+                    );
+                    let _ = reply.send(Response::refused(why));
+                }
+                Ok((cmd, what)) => {
+                    if let AdminCommand::ClearFailures { group, .. } = cmd {
+                        // This node's own counters of the group's resources go too.
+                        if let Some(f) = self.failures.get_mut(usize::from(group)) {
+                            f.iter_mut().for_each(|c| *c = 0);
+                        }
+                    }
+                    self.submit(cmd, what, reply, caller, ctx)
+                }
+            },
+        }
+    }
+
+    fn submit(
+        &mut self,
+        cmd: AdminCommand,
+        what: String,
+        reply: oneshot::Sender<Response>,
+        _caller: Caller,
+        ctx: &mut Context<Self>,
+    ) {
+        self.pending.push(Pending {
+            cmd: cmd.clone(),
+            what,
+            reply,
+            until: Instant::now() + COMMIT_WAIT,
+        });
+        self.step(ctx, |core, now| core.handle(Input::Admin(cmd), now));
+        ctx.run_later(COMMIT_WAIT, |act, _| act.expire_pending());
+    }
+
+    fn expire_pending(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].until <= now {
+                let p = self.pending.swap_remove(i);
+                let _ = p.reply.send(Response::refused(format!(
+                    "{}: submitted, but not committed within {} s (no quorum, or the coordinator refused it: see its event log)",
+                    p.what,
+                    COMMIT_WAIT.as_secs()
+                )));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Turns a request into an admin command, refusing what the cluster cannot do.
+    fn admin_command(&self, req: &Request) -> Result<(AdminCommand, String), String> {
+        let spec = &self.spec;
+        let group = |name: &str| -> Result<GroupId, String> {
+            spec.groups
+                .iter()
+                .position(|g| g.name == name)
+                .map(|g| g as GroupId)
+                .ok_or_else(|| {
+                    format!(
+                        "no group \"{name}\" in the config (groups: {})",
+                        list(spec.groups.iter().map(|g| g.name.as_str()))
+                    )
+                })
+        };
+        let node = |name: &str| -> Result<NodeId, String> {
+            let n = spec.node_id(name).ok_or_else(|| {
+                format!(
+                    "no node \"{name}\" in the config (nodes: {})",
+                    list(spec.nodes.iter().map(|n| n.name.as_str()))
+                )
+            })?;
+            if spec.nodes[usize::from(n)].witness {
+                return Err(format!(
+                    "node \"{name}\" is the witness: it votes and holds no resources"
+                ));
+            }
+            Ok(n)
+        };
+        let alive = self.alive();
+        let (cmd, what) = match req {
+            Request::Move { group: g, node: to } => {
+                let gid = group(g)?;
+                let to = match to {
+                    Some(name) => {
+                        let n = node(name)?;
+                        let gs = &spec.groups[usize::from(gid)];
+                        if !gs.nodes.contains(&n) {
+                            return Err(format!(
+                                "node \"{name}\" is not in group \"{g}\"'s node list ({})",
+                                list(
+                                    gs.nodes
+                                        .iter()
+                                        .map(|n| spec.nodes[usize::from(*n)].name.as_str())
+                                )
+                            ));
+                        }
+                        if !alive[usize::from(n)] {
+                            return Err(format!("node \"{name}\" is down"));
+                        }
+                        Some(n)
+                    }
+                    None => None,
+                };
+                let what = match to {
+                    Some(n) => format!("move of {g} to {}", spec.nodes[usize::from(n)].name),
+                    None => format!("move of {g} to its next node"),
+                };
+                (AdminCommand::Move { group: gid, to }, what)
+            }
+            Request::Standby { node: name } => (
+                AdminCommand::Standby {
+                    node: node(name)?,
+                    on: true,
+                },
+                format!("standby of {name}"),
+            ),
+            Request::Unstandby { node: name } => (
+                AdminCommand::Standby {
+                    node: node(name)?,
+                    on: false,
+                },
+                format!("unstandby of {name}"),
+            ),
+            Request::Maintenance { on } => (
+                AdminCommand::Maintenance { on: *on },
+                format!("maintenance {}", if *on { "on" } else { "off" }),
+            ),
+            Request::Failback { group: g } => (
+                AdminCommand::FailbackNow { group: group(g)? },
+                format!("failback of {g}"),
+            ),
+            Request::Clear { target } => {
+                let gid = match group(target) {
+                    Ok(g) => g,
+                    Err(e) => spec
+                        .groups
+                        .iter()
+                        .position(|g| g.resources.iter().any(|r| r.name == *target))
+                        .map(|g| g as GroupId)
+                        .ok_or_else(|| format!("{e}, and no resource of that name"))?,
+                };
+                (
+                    AdminCommand::ClearFailures {
+                        group: gid,
+                        node: None,
+                    },
+                    format!(
+                        "clear of the failures of {}",
+                        spec.groups[usize::from(gid)].name
+                    ),
+                )
+            }
+            Request::Status | Request::Watch { .. } | Request::CutPath { .. } => {
+                return Err("not an admin command".into())
+            }
+        };
+        self.core
+            .state()
+            .check_admin(spec, &alive, &cmd)
+            .map_err(|e| e.to_string())?;
+        Ok((cmd, what))
+    }
+
+    fn alive(&self) -> Vec<bool> {
+        let mut alive = self.core.liveness().alive_view();
+        for (i, a) in alive.iter_mut().enumerate() {
+            *a = *a && !self.mismatch[i];
+        }
+        if let Some(a) = alive.get_mut(usize::from(self.me)) {
+            *a = true;
+        }
+        alive
+    }
+
+    fn cut_path(&mut self, name: &str) -> Response {
+        if !self.test_faults {
+            return Response::refused(
+                "cut_path is a test fault; eterned runs without --test-faults",
+            );
+        }
+        let Some(p) = self
+            .spec
+            .paths
+            .iter()
+            .position(|p| p.name == name && p.kind == PathKind::Network)
+        else {
+            return Response::refused(format!("no network path \"{name}\""));
+        };
+        self.cut[p] = true;
+        for row in connected_lock(&self.connected).iter_mut() {
+            if let Some(c) = row.get_mut(p) {
+                *c = false;
+            }
+        }
+        if let Some(t) = self.nets.get_mut(p).and_then(Option::take) {
+            actix::spawn(async move { t.shutdown().await });
+        }
+        self.events
+            .write("test_fault", obj(json!({"cut_path": name})));
+        Response::ok(format!("path {name} cut on this node"))
+    }
+
+    // ---- status ----
+
+    fn status(&self) -> Status {
+        let spec = &self.spec;
+        let names = Names(spec);
+        let live = self.core.liveness();
+        let state = self.core.state();
+        let connected = connected_lock(&self.connected).clone();
+        let nodes = spec
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let id = i as NodeId;
+                let me = id == self.me;
+                NodeView {
+                    name: n.name.clone(),
+                    me,
+                    witness: n.witness,
+                    alive: me || !live.is_suspected(id),
+                    standby: state.standby.get(i).copied().unwrap_or(false),
+                    config_mismatch: self.mismatch[i],
+                    paths: if me {
+                        Vec::new()
+                    } else {
+                        spec.paths
+                            .iter()
+                            .enumerate()
+                            .map(|(p, ps)| PathView {
+                                name: ps.name.clone(),
+                                kind: snake(&ps.kind),
+                                state: match live.path_state(id, p as PathId) {
+                                    PathState::Up => "up",
+                                    PathState::Lost => "lost",
+                                    PathState::Unknown => "unknown",
+                                }
+                                .into(),
+                                connected: (ps.kind == PathKind::Network).then(|| {
+                                    connected
+                                        .get(i)
+                                        .and_then(|r| r.get(p))
+                                        .copied()
+                                        .unwrap_or(false)
+                                }),
+                            })
+                            .collect()
+                    },
+                }
+            })
+            .collect();
+        let groups = spec
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, gs)| {
+                let gid = g as GroupId;
+                let local = self.core.local_group(gid);
+                let gstate = &state.groups[g];
+                let states: Vec<String> = local
+                    .map(|l| l.resource_states().map(|s| snake(&s)).collect())
+                    .unwrap_or_default();
+                GroupView {
+                    name: gs.name.clone(),
+                    mode: if gs.is_exclusive() {
+                        "exclusive"
+                    } else {
+                        "clone"
+                    }
+                    .into(),
+                    nodes: gs.nodes.iter().map(|n| names.node(*n)).collect(),
+                    instances: gstate
+                        .instances
+                        .iter()
+                        .map(|i| InstanceView {
+                            node: names.node(i.node),
+                            epoch: i.epoch,
+                            phase: match i.phase {
+                                Phase::Active => "active",
+                                Phase::Stopping => "stopping",
+                            }
+                            .into(),
+                            status: (i.node == self.me)
+                                .then(|| local.filter(|l| l.epoch == i.epoch))
+                                .flatten()
+                                .map(|l| snake(&l.status())),
+                        })
+                        .collect(),
+                    failures: gstate
+                        .failures
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| **c > 0)
+                        .map(|(n, c)| (names.node(n as NodeId), *c))
+                        .collect(),
+                    resources: gs
+                        .resources
+                        .iter()
+                        .enumerate()
+                        .map(|(r, rs)| ResourceView {
+                            name: rs.name.clone(),
+                            kind: rs.agent.clone(),
+                            state: states.get(r).cloned(),
+                            failures: self.failures[g][r],
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Status {
+            node: names.node(self.me),
+            cluster: spec.name.clone(),
+            witness: self.witness,
+            leader: self.core.leader().map(|l| names.node(l)),
+            term: self.core.term(),
+            holds_lease: self.core.holds_lease(),
+            maintenance: state.maintenance,
+            digest: format!("{:#018x}", spec.digest),
+            draining: self.drain.is_some(),
+            nodes,
+            groups,
+        }
+    }
+
+    // ---- drain on SIGTERM, undrain on the next start ----
+
+    /// Whether this node still holds anything, or is still placed anything.
+    fn holds_anything(&self) -> bool {
+        (0..self.spec.groups.len() as GroupId).any(|g| {
+            self.core.local_group(g).is_some_and(|l| l.holds_anything())
+                || self
+                    .core
+                    .state()
+                    .instance_on(g, self.me)
+                    .is_some_and(|i| i.phase == Phase::Active)
+        })
+    }
+
+    fn drain_tick(&mut self, ctx: &mut Context<Self>) {
+        let me = self.me;
+        if let Some(d) = &mut self.drain {
+            let standby = self.core.state().standby[usize::from(me)];
+            let no_leader = self.core.leader().is_none();
+            let done = !self.core.state().groups.iter().enumerate().any(|(g, _)| {
+                self.core
+                    .local_group(g as GroupId)
+                    .is_some_and(|l| l.holds_anything())
+            }) && (standby || no_leader)
+                && !self.core.state().groups.iter().any(|g| {
+                    g.instances
+                        .iter()
+                        .any(|i| i.node == me && i.phase == Phase::Active)
+                });
+            if done {
+                self.events.write("shutdown", obj(json!({"drained": true})));
+                self.exit(0, ctx);
+                return;
+            }
+            if Instant::now() >= d.until {
+                self.events.write(
+                    "shutdown",
+                    obj(json!({"drained": false, "why": "the drain did not finish in time"})),
+                );
+                self.exit(1, ctx);
+                return;
+            }
+            if !standby && d.last_submit.is_none_or(|t| t.elapsed() >= RESUBMIT) {
+                d.last_submit = Some(Instant::now());
+                self.step(ctx, |core, now| {
+                    core.handle(
+                        Input::Admin(AdminCommand::Standby { node: me, on: true }),
+                        now,
+                    )
+                });
+            }
+        } else if let Some(last) = self.undrain {
+            if self.core.leader().is_some() && last.is_none_or(|t| t.elapsed() >= RESUBMIT) {
+                self.undrain = Some(Some(Instant::now()));
+                self.step(ctx, |core, now| {
+                    core.handle(
+                        Input::Admin(AdminCommand::Standby {
+                            node: me,
+                            on: false,
+                        }),
+                        now,
+                    )
+                });
+            }
+        }
+    }
+
+    fn exit(&mut self, code: i32, ctx: &mut Context<Self>) {
+        let nets: Vec<Transport> = self.nets.iter_mut().filter_map(Option::take).collect();
+        let disk = self.disk.take();
+        ctx.stop();
+        actix::spawn(async move {
+            for t in nets {
+                t.shutdown().await;
+            }
+            if let Some((_, d)) = disk {
+                let _ = tokio::task::spawn_blocking(move || d.stop()).await;
+            }
+            actix::System::current().stop_with_code(code);
+        });
+    }
+
+    fn civil_tick(&mut self, ctx: &mut Context<Self>) {
+        let Some((t, minute)) = local_civil_time() else {
+            return;
+        };
+        if minute != self.civil_minute {
+            self.civil_minute = minute;
+            self.core.set_civil_time(t, minute);
+            self.step(ctx, |core, now| core.handle_timeout(now));
+        }
+    }
+}
+
+impl Actor for NodeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Mailboxes: inputs arrive in bursts (a heartbeat from every peer on every path).
+        ctx.set_mailbox_capacity(4096);
+        let me = ctx.address();
+        for (g, setup) in self.setups.iter_mut().enumerate() {
+            if let Some(resources) = setup.take() {
+                self.groups[g] = Some(GroupActor::start(
+                    g as GroupId,
+                    self.spec.groups[g].name.clone(),
+                    resources,
+                    me.clone(),
+                    self.clock,
+                ));
+            }
+        }
+        for n in 0..self.spec.nodes.len() {
+            if n != usize::from(self.me) {
+                self.peers[n] = Some(PeerActor::start(
+                    n as NodeId,
+                    self.spec.paths.len(),
+                    me.clone(),
+                    self.connected.clone(),
+                ));
+            }
+        }
+        self.civil_tick(ctx);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.civil_tick(ctx));
+        ctx.run_interval(DRAIN_TICK, |act, ctx| act.drain_tick(ctx));
+        if self.undrain.is_some() {
+            self.events.write(
+                "undrain_pending",
+                obj(json!({"why": "the last stop was a drain; leaving standby once joined"})),
+            );
+        }
+        self.step(ctx, |core, now| core.handle_timeout(now));
+    }
+}
+
+impl Handler<Feed> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, Feed(input): Feed, ctx: &mut Context<Self>) {
+        self.step(ctx, |core, now| core.handle(input, now));
+    }
+}
+
+impl Handler<PeerAddrs> for NodeActor {
+    type Result = actix::MessageResult<PeerAddrs>;
+
+    fn handle(&mut self, _: PeerAddrs, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.peers.clone())
+    }
+}
+
+impl Handler<Control> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, Control(call): Control, ctx: &mut Context<Self>) {
+        self.control(call, ctx);
+    }
+}
+
+impl Handler<PeerRefused> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, m: PeerRefused, _: &mut Context<Self>) {
+        let path = Names(&self.spec).path(m.path);
+        self.events.write(
+            "peer_refused",
+            obj(json!({"path": path, "remote": m.remote.to_string(), "why": m.why})),
+        );
+    }
+}
+
+impl Handler<ChildFailed> for NodeActor {
+    type Result = ();
+
+    /// A child of the node crashed beyond its restart budget: exit for the service manager
+    /// to restart the daemon (resources survive and are adopted).
+    fn handle(&mut self, m: ChildFailed, _: &mut Context<Self>) {
+        self.events.write(
+            "daemon_crash",
+            obj(json!({"actor": m.who, "panic": m.why, "why": "crashed too often; the daemon exits to be restarted"})),
+        );
+        std::process::exit(EXIT_CRASH);
+    }
+}
+
+impl Handler<Terminate> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Terminate, ctx: &mut Context<Self>) {
+        if self.drain.is_some() {
+            tracing::info!("already draining");
+            return;
+        }
+        let member = self.spec.groups.iter().any(|g| g.nodes.contains(&self.me));
+        if self.witness || !member {
+            self.events.write(
+                "shutdown",
+                obj(json!({"drained": true, "why": "holds no resources"})),
+            );
+            self.exit(0, ctx);
+            return;
+        }
+        let stop_ms: u64 = self
+            .spec
+            .groups
+            .iter()
+            .flat_map(|g| g.resources.iter())
+            .map(|r| u64::from(r.stop_timeout_ms))
+            .sum();
+        let bound = Duration::from_millis(stop_ms) + DRAIN_SLACK;
+        if let Err(e) = std::fs::write(&self.drain_marker, b"drained on SIGTERM\n") {
+            tracing::error!(file = %self.drain_marker.display(), error = %e, "cannot write the drain marker; after restart, take this node out of standby by hand");
+        }
+        self.undrain = None;
+        self.events.write(
+            "draining",
+            obj(json!({"bound_ms": bound.as_millis() as u64, "holds": self.holds_anything()})),
+        );
+        self.drain = Some(Drain {
+            until: Instant::now() + bound,
+            last_submit: None,
+        });
+        self.drain_tick(ctx);
+    }
+}
+
+fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
+}
+
+/// Local civil time (libc `localtime_r`) and the minute stamp (minutes since the epoch).
+pub fn local_civil_time() -> Option<(CivilTime, u64)> {
+    // SAFETY: time(NULL) and localtime_r with valid pointers to our own stack values.
+    let (tm, secs) = unsafe {
+        let secs = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return None;
+        }
+        (tm, secs)
+    };
+    Some((
+        CivilTime {
+            year: tm.tm_year + 1900,
+            month: (tm.tm_mon + 1) as u8,
+            day: tm.tm_mday as u8,
+            hour: tm.tm_hour as u8,
+            minute: tm.tm_min as u8,
+            weekday: tm.tm_wday as u8,
+        },
+        (secs.max(0) as u64) / 60,
+    ))
+}

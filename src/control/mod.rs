@@ -1,0 +1,283 @@
+//! The control socket: how `eternectl` (and the tests) talk to the local `eterned`.
+//!
+//! A Unix stream socket (default [`DEFAULT_SOCKET`], mode 0600, root only) speaking JSON
+//! lines: the client writes one [`Request`] as one line, the daemon answers one [`Response`]
+//! line. `watch` is the exception: the daemon answers with a stream of responses, each
+//! carrying a [`Status`] snapshot, until the client hangs up.
+//!
+//! ```text
+//! → {"cmd":"move","group":"web","node":"n2"}
+//! ← {"ok":true,"message":"move of web to n2 committed at index 17"}
+//! → {"cmd":"standby","node":"n9"}
+//! ← {"ok":false,"message":"no node \"n9\" in the config (nodes: n1, n2, n3)"}
+//! ```
+//!
+//! The daemon checks what it can before it submits anything (unknown names, a move to a node
+//! that is down or not in the group's list, a witness) and refuses with the reason; what it
+//! submits becomes an [`crate::policy::state::AdminCommand`] for its node core, and the answer
+//! says whether the cluster committed or refused it. Every request that changes something is
+//! written to the event log with who asked (uid and pid from `SO_PEERCRED`).
+//!
+//! - [`server`]: the daemon's side (accepts connections, hands each request to the node).
+//! - [`client`]: a small blocking client for `eternectl` and the tests.
+
+pub mod client;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the control socket lives unless `--control-socket` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/eterne/control.sock";
+
+/// The longest request line the daemon reads; longer lines are refused.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// One request, one JSON line: `{"cmd": "<name>", ...fields}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// A snapshot of what this node knows.
+    Status,
+    /// A stream of snapshots, one every `interval_ms` (default 1000, at least 100).
+    Watch {
+        /// Time between two snapshots.
+        #[serde(default)]
+        interval_ms: Option<u32>,
+    },
+    /// Move a group to `node`, or to the next eligible node in its order.
+    Move {
+        /// The group's name.
+        group: String,
+        /// The target node's name, if any.
+        #[serde(default)]
+        node: Option<String>,
+    },
+    /// Drain a node: its groups move away and nothing is placed on it.
+    Standby {
+        /// The node's name.
+        node: String,
+    },
+    /// Let a drained node host groups again.
+    Unstandby {
+        /// The node's name.
+        node: String,
+    },
+    /// Stop managing (on) or resume (off): nothing is started, stopped or moved meanwhile.
+    Maintenance {
+        /// On or off.
+        on: bool,
+    },
+    /// Return a group to its most preferred eligible node now.
+    Failback {
+        /// The group's name.
+        group: String,
+    },
+    /// Forget the failure counts of a group (named directly or through one of its resources).
+    Clear {
+        /// A group or resource name.
+        target: String,
+    },
+    /// Test-only fault injection: close this node's endpoint on a network path, as if its NIC
+    /// on that path were unplugged. Refused unless eterned runs with `--test-faults`.
+    CutPath {
+        /// The path's name.
+        path: String,
+    },
+}
+
+impl Request {
+    /// Whether the request changes something (and so is logged as an `admin_action` event).
+    pub fn is_action(&self) -> bool {
+        !matches!(self, Request::Status | Request::Watch { .. })
+    }
+}
+
+/// One answer line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request was done (or, for status, answered).
+    pub ok: bool,
+    /// What happened, in one readable line; the reason when refused.
+    pub message: String,
+    /// The snapshot, for `status` and `watch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+impl Response {
+    /// Done.
+    pub fn ok(message: impl Into<String>) -> Response {
+        Response {
+            ok: true,
+            message: message.into(),
+            status: None,
+        }
+    }
+
+    /// Refused or failed, with the reason.
+    pub fn refused(message: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            message: message.into(),
+            status: None,
+        }
+    }
+}
+
+/// What one node knows about the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// This node.
+    pub node: String,
+    /// The cluster's name.
+    pub cluster: String,
+    /// Whether this daemon runs as a witness (consensus only).
+    pub witness: bool,
+    /// The coordinator (raft leader), if known.
+    pub leader: Option<String>,
+    /// The consensus term.
+    pub term: u64,
+    /// Whether this node holds a lease (may run exclusive groups).
+    pub holds_lease: bool,
+    /// The whole cluster is in maintenance.
+    pub maintenance: bool,
+    /// This node's config digest, hex.
+    pub digest: String,
+    /// This daemon is draining (SIGTERM) and exits once its groups have moved.
+    pub draining: bool,
+    /// Every node, the witness included.
+    pub nodes: Vec<NodeView>,
+    /// Every group.
+    pub groups: Vec<GroupView>,
+}
+
+/// One node as this node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Its name.
+    pub name: String,
+    /// Whether it is this node.
+    pub me: bool,
+    /// Whether it is the witness.
+    pub witness: bool,
+    /// Not suspected (some heartbeat path is up, or it is this node).
+    pub alive: bool,
+    /// Drained by an administrator (or by its own shutdown).
+    pub standby: bool,
+    /// Its config digest differs from ours: it takes over nothing until the files agree.
+    pub config_mismatch: bool,
+    /// The heartbeat paths to it (empty for this node).
+    pub paths: Vec<PathView>,
+}
+
+/// One heartbeat path to one peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathView {
+    /// The path's name.
+    pub name: String,
+    /// `network` or `disk`.
+    pub kind: String,
+    /// The failure detector's view: `up`, `lost` or `unknown` (never heard).
+    pub state: String,
+    /// For a network path: whether a QUIC connection is up on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+}
+
+/// One group as this node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupView {
+    /// Its name.
+    pub name: String,
+    /// `exclusive` or `clone`.
+    pub mode: String,
+    /// Its node list, in priority order.
+    pub nodes: Vec<String>,
+    /// Its instances in the replicated state (at most one for an exclusive group).
+    pub instances: Vec<InstanceView>,
+    /// Failures counted per node (only nodes with a count), from the replicated state.
+    pub failures: Vec<(String, u32)>,
+    /// Its resources, with this node's view of them.
+    pub resources: Vec<ResourceView>,
+}
+
+/// One instance of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceView {
+    /// Where.
+    pub node: String,
+    /// The fencing token.
+    pub epoch: u64,
+    /// `active` or `stopping` (the replicated decision).
+    pub phase: String,
+    /// The status of the instance as run here (only on that node): `starting`, `running`,
+    /// `stopping`, `stopped`, `cannot_run`, `stop_failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// One resource, as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceView {
+    /// Its name.
+    pub name: String,
+    /// Its agent type.
+    pub kind: String,
+    /// Its state here if this node runs an instance of its group (`active`, `starting`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Failures of this resource seen on this node since this daemon started.
+    pub failures: u32,
+}
+
+/// The snake_case name of a serde-serializable unit enum value (e.g. `GroupStatus::CannotRun`
+/// → `cannot_run`), for status fields and events.
+pub fn snake<T: std::fmt::Debug>(value: &T) -> String {
+    let text = format!("{value:?}");
+    let mut out = String::with_capacity(text.len() + 4);
+    for (i, c) in text.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_json_lines() {
+        let r: Request = serde_json::from_str(r#"{"cmd":"move","group":"web"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Move {
+                group: "web".into(),
+                node: None
+            }
+        );
+        let r: Request = serde_json::from_str(r#"{"cmd":"status"}"#).unwrap();
+        assert_eq!(r, Request::Status);
+        let text = serde_json::to_string(&Request::Maintenance { on: true }).unwrap();
+        assert_eq!(text, r#"{"cmd":"maintenance","on":true}"#);
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"reboot"}"#).is_err());
+    }
+
+    #[test]
+    fn snake_names() {
+        assert_eq!(
+            snake(&crate::policy::group::GroupStatus::CannotRun),
+            "cannot_run"
+        );
+        assert_eq!(
+            snake(&crate::policy::group::GroupStatus::Running),
+            "running"
+        );
+    }
+}

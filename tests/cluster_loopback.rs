@@ -1,0 +1,323 @@
+//! A real cluster on one machine: three `eterned` processes on loopback addresses
+//! (127.81-83.<test>.<node>), real QUIC with mutual TLS, a real application process
+//! (`sleep 1000`), driven through the control socket. Each test has its own address byte.
+//!
+//! Tests assert behaviour, never timing: every wait is bounded by a generous limit that only
+//! turns a hang into a failure. An observation that something does *not* happen (no failback,
+//! no failover) watches for a fixed [`QUIET`] period.
+//!
+//! They need root (real-time priority, and the daemon is a root service); without it each
+//! prints one line and returns.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{is_root, Cluster, Opts};
+use eterne::control::Request;
+
+/// How long "nothing happens" is watched for.
+const QUIET: Duration = Duration::from_secs(3);
+
+fn skip(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    println!("SKIPPED {test}: needs root (eterned is a root service); CI runs as root");
+    true
+}
+
+/// Fails if `group` leaves `node` during [`QUIET`].
+fn stays(c: &Cluster, group: &str, node: &str) {
+    let until = Instant::now() + QUIET;
+    while Instant::now() < until {
+        let on = c.running_on(group);
+        if on.as_deref() != Some(node) {
+            // A transient "not answering" is not a move; a running instance elsewhere is.
+            if on.is_some() {
+                c.dump();
+                panic!("{group} moved to {on:?}, expected it to stay on {node}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.running_on(group).as_deref(), Some(node));
+}
+
+/// Forms the cluster and waits for demo on n1.
+fn up(c: &mut Cluster) {
+    c.start_all();
+    c.wait_for("the cluster forms", |c| c.formed());
+    c.wait_for("demo runs on its preferred node n1", |c| {
+        c.running_on("demo").as_deref() == Some("n1")
+    });
+}
+
+/// kill -9 of n1's daemon and application: demo becomes active on n2; n1 comes back.
+fn kill_n1_and_fail_over(c: &mut Cluster) {
+    c.kill_daemon(0);
+    assert!(c.kill_app(0).is_some(), "n1 ran the application");
+    c.wait_for("demo fails over to n2 (next in priority order)", |c| {
+        c.running_on("demo").as_deref() == Some("n2")
+    });
+    let failovers: Vec<_> = c
+        .events_named(1, "failover")
+        .into_iter()
+        .filter(|e| e["group"] == "demo" && e["on"] == "n2")
+        .collect();
+    assert!(!failovers.is_empty(), "a failover event on n2");
+    c.start(0);
+    c.wait_for("n1 rejoins", |c| c.formed());
+}
+
+#[test]
+fn kill_9_fails_over_and_manual_failback_stays() {
+    if skip("kill_9_fails_over_and_manual_failback_stays") {
+        return;
+    }
+    let mut c = Cluster::new(1, &Opts::default());
+    up(&mut c);
+    kill_n1_and_fail_over(&mut c);
+    stays(&c, "demo", "n2");
+}
+
+#[test]
+fn kill_9_then_auto_failback_returns() {
+    if skip("kill_9_then_auto_failback_returns") {
+        return;
+    }
+    let mut c = Cluster::new(
+        2,
+        &Opts {
+            failback: "auto",
+            ..Opts::default()
+        },
+    );
+    up(&mut c);
+    kill_n1_and_fail_over(&mut c);
+    c.wait_for("demo fails back to n1", |c| {
+        c.running_on("demo").as_deref() == Some("n1")
+    });
+    assert!(!c.events_named(1, "failback").is_empty() || !c.events_named(0, "failback").is_empty());
+}
+
+#[test]
+fn kill_9_then_auto_failback_outside_its_window_waits() {
+    if skip("kill_9_then_auto_failback_outside_its_window_waits") {
+        return;
+    }
+    let (now, _) = eterne::actors::node::local_civil_time().expect("local time");
+    // A one-hour window starting two hours from now: now is outside it.
+    let start = (now.hour + 2) % 24;
+    let window = format!("{start:02}:00-{:02}:00", (start + 1) % 24);
+    let mut c = Cluster::new(
+        3,
+        &Opts {
+            failback: "auto",
+            window: Some(window),
+            ..Opts::default()
+        },
+    );
+    up(&mut c);
+    kill_n1_and_fail_over(&mut c);
+    stays(&c, "demo", "n2");
+}
+
+#[test]
+fn a_killed_application_restarts_in_place_then_moves_past_max_restarts() {
+    if skip("a_killed_application_restarts_in_place_then_moves_past_max_restarts") {
+        return;
+    }
+    let max_restarts = 2;
+    let mut c = Cluster::new(
+        4,
+        &Opts {
+            max_restarts,
+            ..Opts::default()
+        },
+    );
+    up(&mut c);
+    let first = c.kill_app(0).expect("the application runs on n1");
+    c.wait_for("the application is restarted on n1", |c| {
+        c.app_pid(0).is_some_and(|p| p != first) && c.running_on("demo").as_deref() == Some("n1")
+    });
+    let s = c.status(0).expect("n1 answers");
+    let g = s.groups.iter().find(|g| g.name == "demo").expect("demo");
+    assert_eq!(g.resources[0].failures, 1, "one failure counted on n1");
+    assert!(
+        g.failures.is_empty(),
+        "a local restart is no failover: {:?}",
+        g.failures
+    );
+    assert_eq!(c.events_named(0, "local_restart").len(), 1);
+    // Kill it again until local recovery is exhausted: max_restarts more kills restart it
+    // in place... the (max_restarts + 1)th failure in the window moves the group.
+    let mut kills = 1;
+    while kills <= max_restarts {
+        let pid = c.app_pid(0).expect("running on n1");
+        c.kill_app(0);
+        kills += 1;
+        if kills <= max_restarts {
+            c.wait_for("restarted in place again", |c| {
+                c.app_pid(0).is_some_and(|p| p != pid)
+                    && c.running_on("demo").as_deref() == Some("n1")
+            });
+        }
+    }
+    c.wait_for("demo moves to n2 once local recovery is exhausted", |c| {
+        c.running_on("demo").as_deref() == Some("n2")
+    });
+    let s = c.status(1).expect("n2 answers");
+    let g = s.groups.iter().find(|g| g.name == "demo").expect("demo");
+    assert_eq!(g.failures, vec![("n1".to_string(), 1)]);
+    assert!(!c.events_named(0, "group_cannot_run").is_empty());
+}
+
+#[test]
+fn foreign_ca_and_unknown_name_are_refused_and_the_cluster_is_unaffected() {
+    if skip("foreign_ca_and_unknown_name_are_refused_and_the_cluster_is_unaffected") {
+        return;
+    }
+    let mut c = Cluster::new(5, &Opts::default());
+    c.start(0);
+    c.start(1);
+    c.wait_for("n1 and n2 form", |c| c.formed());
+    c.wait_for("demo runs on n1", |c| {
+        c.running_on("demo").as_deref() == Some("n1")
+    });
+    // An impostor on n3's addresses with a certificate from another CA.
+    let other_ca = c.dir.path().join("other-ca");
+    eterne::transport::certs::init_ca(&other_ca, false).expect("ca");
+    eterne::transport::certs::issue_node_cert(&other_ca, "n3", false).expect("cert");
+    // A node with a valid certificate of the cluster CA, for a name not in the config
+    // ("n4"), presenting it on n3's addresses.
+    let wrong_name = c.dir.path().join("wrong-name");
+    std::fs::create_dir_all(&wrong_name).expect("dir");
+    let tls = c.nodes[0].tls.clone();
+    std::fs::copy(tls.join("ca.crt"), wrong_name.join("ca.crt")).expect("copy");
+    std::fs::copy(tls.join("ca.key"), wrong_name.join("ca.key")).expect("copy");
+    eterne::transport::certs::issue_node_cert(&wrong_name, "n4", false).expect("cert");
+    std::fs::rename(wrong_name.join("n4.crt"), wrong_name.join("n3.crt")).expect("rename");
+    std::fs::rename(wrong_name.join("n4.key"), wrong_name.join("n3.key")).expect("rename");
+    for (k, dir) in [other_ca, wrong_name].into_iter().enumerate() {
+        let before =
+            c.events_named(0, "peer_refused").len() + c.events_named(1, "peer_refused").len();
+        c.nodes[2].tls = dir;
+        c.start(2);
+        c.wait_for("the impostor is refused (logged with the reason)", |c| {
+            c.events_named(0, "peer_refused").len() + c.events_named(1, "peer_refused").len()
+                > before
+        });
+        let why: Vec<String> = c
+            .events_named(0, "peer_refused")
+            .into_iter()
+            .chain(c.events_named(1, "peer_refused"))
+            .map(|e| e["why"].to_string())
+            .collect();
+        assert!(
+            why.iter().all(|w| w.len() > 2),
+            "every refusal says why: {why:?}"
+        );
+        // The cluster is unaffected: same leader, n3 not admitted, demo stays on n1.
+        stays(&c, "demo", "n1");
+        for i in 0..2 {
+            let s = c.status(i).expect("answers");
+            assert!(s.leader.is_some());
+            assert!(!s.nodes[2].alive, "impostor {k} not admitted");
+        }
+        c.kill_daemon(2);
+    }
+}
+
+#[test]
+fn a_lost_path_is_an_event_not_a_failover_and_the_disk_path_keeps_a_node() {
+    if skip("a_lost_path_is_an_event_not_a_failover_and_the_disk_path_keeps_a_node") {
+        return;
+    }
+    let mut c = Cluster::new(
+        6,
+        &Opts {
+            disk: true,
+            ..Opts::default()
+        },
+    );
+    up(&mut c);
+    // Cut "lan" on n2 (as if its NIC on that path were unplugged).
+    let r = c.ask(1, Request::CutPath { path: "lan".into() });
+    assert!(r.ok, "{}", r.message);
+    c.wait_for("n1 reports path lan to n2 lost", |c| {
+        c.events_named(0, "path_lost")
+            .iter()
+            .any(|e| e["peer"] == "n2" && e["path"] == "lan")
+    });
+    stays(&c, "demo", "n1");
+    let s = c.status(0).expect("n1 answers");
+    assert!(s.nodes[1].alive, "n2 is alive on its other paths");
+    // Now leave a node with the disk path only: one that neither runs demo nor coordinates.
+    let leader = s.leader.clone().expect("a leader");
+    let x = ["n2", "n3"]
+        .into_iter()
+        .find(|n| *n != leader)
+        .expect("a node");
+    let xi = c.index(x);
+    for p in ["lan", "backplane"] {
+        let r = c.ask(xi, Request::CutPath { path: p.into() });
+        assert!(r.ok, "{}", r.message);
+    }
+    c.wait_for("n1 reports both network paths to that node lost", |c| {
+        let lost = c.events_named(0, "path_lost");
+        ["lan", "backplane"]
+            .iter()
+            .all(|p| lost.iter().any(|e| e["peer"] == x && e["path"] == *p))
+    });
+    stays(&c, "demo", "n1");
+    let s = c.status(0).expect("n1 answers");
+    assert!(
+        s.nodes[xi].alive,
+        "{x} is alive on the disk path: partitioned, not dead"
+    );
+    for i in 0..3 {
+        assert!(
+            c.events_named(i, "failover").is_empty(),
+            "no failover anywhere"
+        );
+    }
+}
+
+#[test]
+fn sigterm_hands_the_groups_over_cleanly() {
+    if skip("sigterm_hands_the_groups_over_cleanly") {
+        return;
+    }
+    let mut c = Cluster::new(7, &Opts::default());
+    up(&mut c);
+    let app = c.app_pid(0).expect("the application runs on n1");
+    let code = c.terminate(0, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "a clean drain exits 0");
+    // SAFETY: signal 0 only checks.
+    assert_ne!(
+        unsafe { libc::kill(app, 0) },
+        0,
+        "n1's application was stopped"
+    );
+    c.wait_for("demo runs on n2", |c| {
+        c.running_on("demo").as_deref() == Some("n2")
+    });
+    let s = c.status(1).expect("n2 answers");
+    let g = s.groups.iter().find(|g| g.name == "demo").expect("demo");
+    assert!(
+        g.failures.is_empty(),
+        "a drain counts no failure: {:?}",
+        g.failures
+    );
+    assert!(
+        c.events_named(1, "failover").is_empty(),
+        "a drain is no failover"
+    );
+    // Back again, the node takes itself out of standby.
+    c.start(0);
+    c.wait_for("n1 leaves standby once it has joined", |c| {
+        c.status(1)
+            .is_some_and(|s| !s.nodes[0].standby && s.nodes[0].alive)
+    });
+}
