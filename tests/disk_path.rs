@@ -229,6 +229,7 @@ fn a_lease_request_and_a_grant_reach_only_their_node() {
             group: 0,
             epoch: 1,
             status: eterne::policy::group::GroupStatus::Running,
+            stopping: false,
         },
     );
     assert!(run_until(&mut nodes, |n| !n[0].messages().is_empty()));

@@ -152,6 +152,18 @@ fn taking_over_before_the_lease_ran_out_is_caught_as_s1() {
     );
 }
 
+/// Seeds that once broke a rule, kept as regressions (the fix is named beside each).
+#[test]
+fn seeds_that_once_failed() {
+    // S1: a coordinator took a stale "Stopped" (sent during a lease lapse, before the owner
+    // started again) as confirmation of a later stop. Fixed: only a report made after the
+    // owner applied the stop confirms it.
+    for seed in [1647] {
+        let r = run_seed(seed, Shape::default(), Faults::default());
+        assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
+    }
+}
+
 /// The demo tells a story with a failover, a local restart and a failback, and stays safe.
 #[test]
 fn the_demo_fails_over_and_back() {

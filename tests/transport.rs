@@ -133,6 +133,7 @@ fn report(epoch: u64) -> Message {
         group: 0,
         epoch,
         status: GroupStatus::Running,
+        stopping: false,
     }
 }
 

@@ -93,6 +93,9 @@ pub struct LeaseKeeper {
     echoes: Vec<u64>,
     /// Per node: when we last granted it a lease (our clock).
     last_grant_us: Vec<u64>,
+    /// Per node: the stamp of the request we last answered. A request travels on every path,
+    /// so its copies arrive two or three times; one grant (itself sent on every path) is enough.
+    answered: Vec<Option<u64>>,
     /// Per node: refuse further grants (its stop failed; it is being fenced).
     refused: Vec<bool>,
     scratch: Vec<u64>,
@@ -116,6 +119,7 @@ impl LeaseKeeper {
             takeover_wait_us: timing.takeover_wait_us(),
             echoes: vec![0; nodes],
             last_grant_us: vec![now_us; nodes],
+            answered: vec![None; nodes],
             refused: vec![false; nodes],
             scratch: Vec::with_capacity(nodes),
         }
@@ -144,7 +148,8 @@ impl LeaseKeeper {
         Some(self.scratch[self.quorum - 1])
     }
 
-    /// Grant `node` a lease for its request stamped `echo_us`, if our authority allows one.
+    /// Grant `node` a lease for its request stamped `echo_us`, if our authority allows one and
+    /// this is not a second copy of a request already answered (requests travel on every path).
     pub fn grant(
         &mut self,
         node: NodeId,
@@ -154,7 +159,7 @@ impl LeaseKeeper {
         now_us: u64,
     ) -> Option<Grant> {
         let i = usize::from(node);
-        if i >= self.last_grant_us.len() || self.refused[i] {
+        if i >= self.last_grant_us.len() || self.refused[i] || self.answered[i] == Some(echo_us) {
             return None;
         }
         let anchor = self.quorum_anchor_us(now_us)?;
@@ -164,6 +169,7 @@ impl LeaseKeeper {
         }
         let valid_us = self.lease_us.min(authority_end - now_us);
         self.last_grant_us[i] = now_us;
+        self.answered[i] = Some(echo_us);
         Some(Grant {
             term,
             echo_us,
@@ -263,6 +269,22 @@ mod tests {
         assert_eq!(k.quorum_anchor_us(2_000), Some(500));
         // Past the anchor's lease, nothing more is granted.
         assert_eq!(k.grant(1, 1, 10, 0, 500 + 150_000), None);
+    }
+
+    #[test]
+    fn copies_of_one_request_get_one_grant() {
+        let t = default_timing();
+        let mut k = LeaseKeeper::new(0, 3, 2, &t, 0);
+        k.handle_echo(1, 500);
+        assert!(k.grant(1, 1, 900, 0, 1_000).is_some());
+        assert_eq!(
+            k.grant(1, 1, 900, 0, 1_005),
+            None,
+            "the same request on another path"
+        );
+        assert!(k.grant(1, 1, 950, 0, 1_010).is_some(), "the next request");
+        // A restarted requester's clock may start over: only an exact copy is dropped.
+        assert!(k.grant(1, 1, 10, 0, 1_020).is_some());
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub enum Message {
         epoch: u64,
         /// Its status here.
         status: GroupStatus,
+        /// The sender had applied the instance's stop: a `Stopped` status is final, and only
+        /// such a report confirms a stop (an earlier `Stopped` may be stale).
+        stopping: bool,
     },
     /// An admin command forwarded to the coordinator.
     Admin(AdminCommand),

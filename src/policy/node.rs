@@ -39,26 +39,48 @@ pub struct Faults {
 /// The coordinator's view of what each node reported about its instances.
 #[derive(Clone, Debug, Default)]
 struct Reports {
-    /// Per group: (node, epoch, status).
-    per_group: Vec<Vec<(NodeId, u64, GroupStatus)>>,
+    /// Per group: the latest report of each node.
+    per_group: Vec<Vec<Reported>>,
+}
+
+/// One node's latest report on one group.
+#[derive(Clone, Copy, Debug)]
+struct Reported {
+    node: NodeId,
+    epoch: u64,
+    status: GroupStatus,
+    /// The node had applied the instance's stop when it reported: a `Stopped` is final.
+    stopping: bool,
 }
 
 impl Reports {
-    fn get(&self, g: GroupId, node: NodeId, epoch: u64) -> Option<GroupStatus> {
+    fn find(&self, g: GroupId, node: NodeId, epoch: u64) -> Option<&Reported> {
         self.per_group
             .get(usize::from(g))?
             .iter()
-            .find(|r| r.0 == node && r.1 == epoch)
-            .map(|r| r.2)
+            .find(|r| r.node == node && r.epoch == epoch)
     }
 
-    fn set(&mut self, g: GroupId, node: NodeId, epoch: u64, status: GroupStatus) {
+    fn get(&self, g: GroupId, node: NodeId, epoch: u64) -> Option<GroupStatus> {
+        self.find(g, node, epoch).map(|r| r.status)
+    }
+
+    /// Whether `node` confirmed that its instance of `g` under `epoch` is down for good: it
+    /// reported `Stopped` after it had applied the stop. A `Stopped` from before (a lease
+    /// lapse, say) may be stale: the node may have started again since, and the report that
+    /// said so may have been lost.
+    fn confirms_stop(&self, g: GroupId, node: NodeId, epoch: u64) -> bool {
+        self.find(g, node, epoch)
+            .is_some_and(|r| r.stopping && r.status == GroupStatus::Stopped)
+    }
+
+    fn set(&mut self, g: GroupId, r: Reported) {
         let Some(v) = self.per_group.get_mut(usize::from(g)) else {
             return;
         };
-        match v.iter_mut().find(|r| r.0 == node) {
-            Some(r) => *r = (node, epoch, status),
-            None => v.push((node, epoch, status)),
+        match v.iter_mut().find(|x| x.node == r.node) {
+            Some(x) => *x = r,
+            None => v.push(r),
         }
     }
 
@@ -66,12 +88,12 @@ impl Reports {
     fn any_from(&self, node: NodeId, status: GroupStatus) -> bool {
         self.per_group
             .iter()
-            .any(|v| v.iter().any(|r| r.0 == node && r.2 == status))
+            .any(|v| v.iter().any(|r| r.node == node && r.status == status))
     }
 
     fn forget_node(&mut self, node: NodeId) {
         for v in &mut self.per_group {
-            v.retain(|r| r.0 != node);
+            v.retain(|r| r.node != node);
         }
     }
 }
@@ -113,8 +135,8 @@ pub struct NodeCore<S: LogStore> {
     exposed: bool,
     coordinator: Option<Coordinator>,
     locals: Vec<Option<LocalGroup>>,
-    /// Per group: the last status reported (and when), so reports go out on change.
-    sent: Vec<Option<(u64, GroupStatus, u64)>>,
+    /// Per group: the last (epoch, status, stopping) reported, so reports go out on change.
+    sent: Vec<Option<(u64, GroupStatus, bool)>>,
     civil: Option<(CivilTime, u64)>,
     next_hb_us: Vec<u64>,
     next_tick_us: u64,
@@ -431,7 +453,16 @@ impl<S: LogStore> NodeCore<S> {
                 group,
                 epoch,
                 status,
-            } => self.on_report(from, group, epoch, status),
+                stopping,
+            } => self.on_report(
+                group,
+                Reported {
+                    node: from,
+                    epoch,
+                    status,
+                    stopping,
+                },
+            ),
             Message::Admin(cmd) => self.on_admin(cmd, from),
         }
     }
@@ -444,17 +475,18 @@ impl<S: LogStore> NodeCore<S> {
         self.check_lease(now_us);
     }
 
-    fn on_report(&mut self, from: NodeId, group: GroupId, epoch: u64, status: GroupStatus) {
+    fn on_report(&mut self, group: GroupId, r: Reported) {
         if usize::from(group) >= self.spec.groups.len() {
             return;
         }
         if let Some(c) = &mut self.coordinator {
-            if status == GroupStatus::StopFailed {
-                c.keeper.refuse(from);
+            if r.status == GroupStatus::StopFailed {
+                c.keeper.refuse(r.node);
             }
             // Periodic reports repeat what we know: only news calls for a placement pass.
-            if c.reports.get(group, from, epoch) != Some(status) {
-                c.reports.set(group, from, epoch, status);
+            let known = c.reports.find(group, r.node, r.epoch);
+            if known.is_none_or(|k| k.status != r.status || k.stopping != r.stopping) {
+                c.reports.set(group, r);
                 c.dirty = true;
             }
         }
@@ -750,13 +782,21 @@ impl<S: LogStore> NodeCore<S> {
                 }
                 Phase::Active => matches!(status, GroupStatus::CannotRun | GroupStatus::StopFailed),
             };
-            let changed = self.sent[g].is_none_or(|s| s.0 != inst.epoch || s.1 != status);
+            let stopping = inst.phase == Phase::Stopping;
+            let changed =
+                self.sent[g].is_none_or(|s| s.0 != inst.epoch || s.1 != status || s.2 != stopping);
             if !(changed || (periodic && waited_for)) {
                 continue;
             }
-            self.sent[g] = Some((inst.epoch, status, now_us));
+            self.sent[g] = Some((inst.epoch, status, stopping));
+            let r = Reported {
+                node: self.me,
+                epoch: inst.epoch,
+                status,
+                stopping,
+            };
             if leader == self.me {
-                self.on_report(self.me, gid, inst.epoch, status);
+                self.on_report(gid, r);
             } else {
                 self.effects.push(Effect::Send {
                     to: leader,
@@ -764,6 +804,7 @@ impl<S: LogStore> NodeCore<S> {
                         group: gid,
                         epoch: inst.epoch,
                         status,
+                        stopping,
                     },
                 });
             }
@@ -834,8 +875,7 @@ impl<S: LogStore> NodeCore<S> {
                 .iter()
                 .filter(|i| i.phase == Phase::Stopping)
             {
-                let reported = c.reports.get(gid, inst.node, inst.epoch);
-                if reported == Some(GroupStatus::Stopped) {
+                if c.reports.confirms_stop(gid, inst.node, inst.epoch) {
                     proposals.push(Command::Released {
                         group: gid,
                         node: inst.node,
@@ -1074,4 +1114,34 @@ fn max_stop_us(spec: &ClusterSpec, g: usize) -> u64 {
         .iter()
         .map(|r| u64::from(r.stop_timeout_ms) * 1000)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(status: GroupStatus, stopping: bool) -> Reported {
+        Reported {
+            node: 1,
+            epoch: 7,
+            status,
+            stopping,
+        }
+    }
+
+    /// A `Stopped` sent before the node knew of the stop (a lease lapse) does not confirm
+    /// the stop: the node may have started again, and the report that said so may be lost.
+    #[test]
+    fn only_a_stopped_report_made_after_the_stop_confirms_it() {
+        let mut r = Reports {
+            per_group: vec![Vec::new()],
+        };
+        r.set(0, report(GroupStatus::Stopped, false));
+        assert!(!r.confirms_stop(0, 1, 7));
+        r.set(0, report(GroupStatus::Stopping, true));
+        assert!(!r.confirms_stop(0, 1, 7));
+        r.set(0, report(GroupStatus::Stopped, true));
+        assert!(r.confirms_stop(0, 1, 7));
+        assert!(!r.confirms_stop(0, 1, 8), "another epoch");
+    }
 }

@@ -117,7 +117,9 @@ pub struct WireMessage {
     /// Term of the entry at `commit`, lets a follower commit by vote messages.
     pub commit_term: u64,
     /// Snapshot carried by `MsgSnapshot`; `None` when the protobuf field was unset.
-    pub snapshot: Option<WireSnapshot>,
+    /// Boxed: snapshots are rare and large, and every raft message (and so every `Message`,
+    /// `Effect` and `Input`) would otherwise carry their full size inline.
+    pub snapshot: Option<Box<WireSnapshot>>,
     /// Index a follower asks a snapshot for (raft-rs's request-snapshot feature).
     pub request_snapshot: u64,
     /// Whether a response rejects the request.
@@ -342,7 +344,7 @@ impl From<&Message> for WireMessage {
             entries: m.entries.iter().map(WireEntry::from).collect(),
             commit: m.commit,
             commit_term: m.commit_term,
-            snapshot: m.snapshot.as_ref().map(WireSnapshot::from),
+            snapshot: m.snapshot.as_ref().map(|s| Box::new(WireSnapshot::from(s))),
             request_snapshot: m.request_snapshot,
             reject: m.reject,
             reject_hint: m.reject_hint,
@@ -381,7 +383,7 @@ impl TryFrom<WireMessage> for Message {
             ..Message::default()
         };
         if let Some(snap) = w.snapshot {
-            m.set_snapshot(snap.into());
+            m.set_snapshot((*snap).into());
         }
         Ok(m)
     }
