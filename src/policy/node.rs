@@ -355,7 +355,7 @@ impl<S: LogStore> NodeCore<S> {
         }
         if now_us >= self.next_report_us {
             self.next_report_us = now_us + REPORT_EVERY_US;
-            self.send_reports(now_us, true);
+            self.send_reports(true);
         }
         if self.locals_next_us.is_some_and(|d| now_us >= d) {
             for g in 0..self.locals.len() {
@@ -583,7 +583,7 @@ impl<S: LogStore> NodeCore<S> {
                 self.dirty = false;
                 self.reconcile(now_us);
                 self.refresh_locals_cache();
-                self.send_reports(now_us, false);
+                self.send_reports(false);
             }
             if self.coordinator.as_ref().is_some_and(|c| c.dirty) {
                 self.coordinate(now_us);
@@ -762,7 +762,7 @@ impl<S: LogStore> NodeCore<S> {
 
     /// Tell the coordinator how our instances are doing: on change, and every
     /// `REPORT_EVERY_US` while the state still waits for it (`periodic`).
-    fn send_reports(&mut self, now_us: u64, periodic: bool) {
+    fn send_reports(&mut self, periodic: bool) {
         let Some(leader) = self.consensus.leader() else {
             return;
         };
