@@ -283,7 +283,21 @@ impl<S: LogStore> NodeCore<S> {
                     return;
                 }
             }
-            Input::Message { from, msg } => self.on_message(from, msg, now_us),
+            Input::Message { from, msg } => {
+                // Lease traffic is most of a large cluster's messages, and most of it (a second
+                // copy of a request, a renewal that only extends the lease) changes nothing the
+                // pass below looks at: a later lease end only makes the armed timeout early.
+                let quiet = matches!(msg, Message::LeaseRequest { .. } | Message::LeaseGrant(_));
+                let effects_before = self.effects.len();
+                self.on_message(from, msg, now_us);
+                if quiet
+                    && self.effects.len() == effects_before
+                    && !self.dirty
+                    && !self.coordinator.as_ref().is_some_and(|c| c.dirty)
+                {
+                    return;
+                }
+            }
             Input::AgentResult {
                 group,
                 resource,
