@@ -670,36 +670,49 @@ impl Sim {
                     return;
                 }
                 // Leases go on every path that is up (networks and disk); everything else on
-                // the first network path that is up.
+                // the first network path that is up. Of a lease message's copies only the
+                // first to arrive is delivered: the later ones change nothing at the receiver
+                // (one grant per request, an equal grant extends nothing), and dropping them
+                // saves a third of a large cluster's events. Duplication below still sends
+                // some second copies, so the receivers' handling of copies stays exercised.
                 let every = msg.on_every_path();
                 let inc = self.nodes[usize::from(to)].incarnation;
+                let mut first: Option<u64> = None;
                 for p in 0..self.spec.paths.len() {
                     let kind = self.spec.paths[p].kind;
                     if !(kind == PathKind::Network || every) || !self.link_up(p, node, to) {
                         continue;
                     }
                     if !self.rng.chance(self.loss_on(p)) {
-                        let copies = if self.rng.chance(self.sc.dup_ppm) {
-                            2
-                        } else {
-                            1
-                        };
-                        for _ in 0..copies {
-                            let at = self.now_us + self.delay(kind);
-                            self.schedule(
-                                at,
-                                Ev::Msg {
-                                    from: node,
-                                    to,
-                                    msg: msg.clone(),
-                                    inc,
-                                },
-                            );
-                        }
+                        let at = self.now_us + self.delay(kind);
+                        first = Some(first.map_or(at, |f| f.min(at)));
                     }
                     if !every {
                         break;
                     }
+                }
+                if let Some(at) = first {
+                    if self.rng.chance(self.sc.dup_ppm) {
+                        let again = at + self.delay(PathKind::Network);
+                        self.schedule(
+                            again,
+                            Ev::Msg {
+                                from: node,
+                                to,
+                                msg: msg.clone(),
+                                inc,
+                            },
+                        );
+                    }
+                    self.schedule(
+                        at,
+                        Ev::Msg {
+                            from: node,
+                            to,
+                            msg,
+                            inc,
+                        },
+                    );
                 }
             }
             Effect::Agent(op) => self.agent_op(node, op),
