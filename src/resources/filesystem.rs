@@ -44,7 +44,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -54,6 +54,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::ocf::{prepare_child, run_captured};
+use super::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
 use super::{Agent, AgentContext, AgentError, Depth, Report};
 use crate::policy::spec::ResourceSpec;
 
@@ -899,45 +900,6 @@ async fn wait_no_holders(dev: (u32, u32), limit: Duration) -> bool {
         tokio::time::sleep(HOLDER_POLL.min(deadline - now)).await;
     }
     false
-}
-
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-fn pidfd_send_signal(fd: &OwnedFd, sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal(2) with a valid pidfd, no siginfo, no flags.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Whether the pidfd's process has terminated (the pidfd is readable), without waiting.
-fn pidfd_exited(fd: &OwnedFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & libc::POLLIN != 0
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ pub mod disk_lock;
 pub mod filesystem;
 pub mod ip;
 pub mod ocf;
+mod pidfd;
 
 use std::path::PathBuf;
 
