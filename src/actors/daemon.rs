@@ -179,6 +179,7 @@ pub fn run(opts: Options) -> i32 {
                 run_dir: opts.run_dir.clone(),
                 events: tx,
             };
+            let res = &with_default_node_slot(res, me);
             let agent = match build(res, &ctx) {
                 Ok(a) => Some(Arc::from(a)),
                 Err(e) => {
@@ -414,4 +415,18 @@ fn hostname() -> Option<String> {
 /// The default paths, as documented for `eterned --help`.
 pub fn default_state_dir() -> &'static Path {
     Path::new(crate::storage::DEFAULT_STATE_DIR)
+}
+
+/// A `disk_lock` without `node_slot` gets this node's position in the config's node list: the
+/// config is one file on every node (nodes with different files refuse each other's
+/// takeovers), so a per-node value cannot be written in it.
+fn with_default_node_slot(
+    res: &crate::policy::spec::ResourceSpec,
+    me: crate::policy::spec::NodeId,
+) -> crate::policy::spec::ResourceSpec {
+    let mut res = res.clone();
+    if res.agent == "disk_lock" && !res.params.iter().any(|(k, _)| k == "node_slot") {
+        res.params.push(("node_slot".into(), me.to_string()));
+    }
+    res
 }
