@@ -17,6 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use eterne::policy::group::Outcome;
+use eterne::policy::spec::{MonitorSpec, ResourceSpec};
+use eterne::resources::{build, AgentContext};
+
 use netns::{
     answer_runs, max_holders, outage_after, sh, AddrWatch, Cluster, GroupOpts, LoopDisk, Net,
     Probe, FLOATING,
@@ -302,6 +306,13 @@ fn the_shared_filesystem_is_mounted_on_one_node_at_a_time_and_keeps_its_data() {
         &format!("echo written-on-n1 > {mnt}/payload && sync"),
     ])
     .expect("write on n1");
+    // disk_lock contention: a stale activation (an epoch below n1's) on another node's slot
+    // never takes the disk, and n1 keeps it.
+    let (owner, epoch) = c.running_on("web").expect("web runs");
+    let (outcome, why) = contend(&lock.dev, epoch.saturating_sub(1));
+    assert_ne!(outcome, Outcome::Ok, "a stale epoch took the lock: {why}");
+    assert_eq!((owner.as_str(), c.mounted(0)), ("n1", true));
+    assert_eq!(c.running_on("web"), Some((owner, epoch)), "n1 undisturbed");
     c.crash(0);
     if let Ok(mut p) = pids.lock() {
         p[0] = None;
@@ -340,6 +351,49 @@ fn the_shared_filesystem_is_mounted_on_one_node_at_a_time_and_keeps_its_data() {
     assert!(!c.mounted(0) && c.mounted(1));
     drop(c);
     drop((lock, data));
+}
+
+/// A `disk_lock` agent of this process on slot 2 of `dev` starting at `epoch`: what it got.
+fn contend(dev: &str, epoch: u64) -> (Outcome, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        let ctx = AgentContext {
+            group: 0,
+            resource: 0,
+            name: "contender".into(),
+            run_dir: std::env::temp_dir(),
+            events: tx,
+        };
+        let spec = ResourceSpec {
+            name: "contender".into(),
+            agent: "disk_lock".into(),
+            params: vec![
+                ("device".into(), dev.to_string()),
+                ("node_slot".into(), "2".into()),
+                ("nodes".into(), "3".into()),
+                ("lease_ms".into(), "800".into()),
+            ],
+            depends_on: vec![],
+            monitor_quick: MonitorSpec {
+                interval_ms: 1000,
+                timeout_ms: 1000,
+            },
+            monitor_deep: None,
+            start_timeout_ms: 3000,
+            stop_timeout_ms: 3000,
+        };
+        let agent = build(&spec, &ctx).expect("a valid disk_lock");
+        let r = tokio::time::timeout(Duration::from_secs(10), agent.start(epoch)).await;
+        let _ = agent.stop().await;
+        match r {
+            Ok(r) => (r.outcome, r.reason),
+            Err(_) => (Outcome::Failed, "start did not finish in 10 s".into()),
+        }
+    })
 }
 
 #[test]
@@ -383,4 +437,64 @@ fn an_ocf_group_fails_over_like_the_built_ins() {
         "OCF group, node crash: the client saw no answer for {:?}",
         outage_after(&samples, fault)
     );
+}
+
+#[test]
+fn an_application_crash_moves_the_group_when_no_local_restart_is_allowed() {
+    if skip("an_application_crash_moves_the_group_when_no_local_restart_is_allowed") {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = Cluster::new(eterned(), Net::new("app", 3, false), &GroupOpts::default());
+    up(&mut c);
+    let probe = Probe::start(&c.net.client, EVERY, OBSERVE_MAX);
+    let watch = AddrWatch::start(&c.net.nodes, probe.t0, OBSERVE_MAX);
+    std::thread::sleep(Duration::from_millis(300));
+    let fault = probe.t0.elapsed();
+    c.kill_app(0, "web-app")
+        .expect("the application runs on n1");
+    wait_answer(&c, &probe, "n2");
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = probe.stop();
+    let holders = watch.stop();
+    assert_one_answerer(&c, &answer_runs(&samples), &holders);
+    let s = c.status(1).expect("n2 answers");
+    let g = s.groups.iter().find(|g| g.name == "web").expect("web");
+    assert_eq!(g.failures, vec![("n1".to_string(), 1)], "one failure on n1");
+    println!(
+        "application crash: the client saw no answer for {:?}",
+        outage_after(&samples, fault)
+    );
+}
+
+#[test]
+fn one_way_loss_on_the_active_node_never_gives_two_answerers() {
+    if skip("one_way_loss_on_the_active_node_never_gives_two_answerers") {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = Cluster::new(eterned(), Net::new("loss", 3, false), &GroupOpts::default());
+    up(&mut c);
+    let probe = Probe::start(&c.net.client, EVERY, OBSERVE_MAX);
+    let watch = AddrWatch::start(&c.net.nodes, probe.t0, OBSERVE_MAX);
+    // 30 % of what n1 sends to its peers on both private paths is dropped; what it receives
+    // is not.
+    c.net.partition(0, 30).expect("one-way loss");
+    std::thread::sleep(Duration::from_secs(5));
+    c.net.heal(0);
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = probe.stop();
+    let holders = watch.stop();
+    let runs = answer_runs(&samples);
+    // Whether the group moved is the detector's business; that two nodes answered in turn
+    // (n1, n2, n1) or held the address at once never is.
+    let back_and_forth = runs
+        .iter()
+        .enumerate()
+        .any(|(k, n)| runs[..k].iter().take(k.saturating_sub(1)).any(|m| m == n));
+    if back_and_forth || max_holders(&holders) > 1 {
+        c.dump();
+        panic!("under one-way loss: answers {runs:?}, holders {holders:?}");
+    }
+    println!("30 % one-way loss for 5 s: the client was answered by {runs:?}");
 }

@@ -49,6 +49,10 @@ use eterne::control::client::request;
 use eterne::control::{Request, Response, Status};
 use eterne::transport::certs;
 
+#[path = "../support/mod.rs"]
+pub mod support;
+pub use support::is_root;
+
 /// The bound of every wait: generous, so that only a hang fails a test.
 pub const WAIT: Duration = Duration::from_secs(40);
 /// The floating address (without prefix).
@@ -61,12 +65,6 @@ pub const CLIENT: &str = "192.0.2.100";
 pub const HB_INTERVAL_MS: u32 = 50;
 /// See [`HB_INTERVAL_MS`].
 pub const HB_MISSES: u32 = 4;
-
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// Why the namespace tests cannot run here, if they cannot.
 pub fn unavailable() -> Option<String> {
@@ -592,13 +590,7 @@ impl Cluster {
     /// Node `i`'s status, if it answers.
     pub fn status(&self, i: usize) -> Option<Status> {
         self.nodes[i].child.as_ref()?;
-        request(
-            &self.nodes[i].socket(),
-            &Request::Status,
-            Duration::from_secs(2),
-        )
-        .ok()
-        .and_then(|r| r.status)
+        support::status(&self.nodes[i].socket())
     }
 
     /// A request to node `i`.
@@ -613,14 +605,7 @@ impl Cluster {
         what: &str,
         mut f: impl FnMut(&Cluster) -> bool,
     ) -> Result<(), String> {
-        let until = Instant::now() + WAIT;
-        while Instant::now() < until {
-            if f(self) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!("timed out waiting for: {what}"))
+        support::wait_until(WAIT, Duration::from_millis(20), what, || f(self))
     }
 
     /// As [`Cluster::wait_until`], panicking with the logs.
@@ -634,14 +619,7 @@ impl Cluster {
     /// Prints the tail of every node's log and events.
     pub fn dump(&self) {
         for n in &self.nodes {
-            for (what, file) in [("log", n.log()), ("events", n.events_file())] {
-                let text = std::fs::read_to_string(&file).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                eprintln!("==== {} {what} (last 40) ====", n.name);
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
+            support::dump(&n.name, &n.log(), &n.events_file());
         }
     }
 
@@ -650,33 +628,14 @@ impl Cluster {
         let running: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].child.is_some())
             .collect();
-        let mut leader = None;
-        for &i in &running {
-            let Some(s) = self.status(i) else {
-                return false;
-            };
-            if s.leader.is_none() || (leader.is_some() && leader != s.leader) {
-                return false;
-            }
-            leader = s.leader.clone();
-            if running.iter().any(|&j| !s.nodes[j].alive) {
-                return false;
-            }
-        }
-        leader.is_some()
+        let statuses: Vec<Option<Status>> = running.iter().map(|&i| self.status(i)).collect();
+        support::formed(&statuses, &running)
     }
 
     /// Where `group` runs: the node whose own status says its instance is `running`, with
     /// that instance's epoch.
     pub fn running_on(&self, group: &str) -> Option<(String, u64)> {
-        (0..self.nodes.len()).find_map(|i| {
-            let s = self.status(i)?;
-            let g = s.groups.iter().find(|g| g.name == group)?;
-            g.instances
-                .iter()
-                .find(|inst| inst.node == s.node && inst.status.as_deref() == Some("running"))
-                .map(|inst| (s.node.clone(), inst.epoch))
-        })
+        (0..self.nodes.len()).find_map(|i| support::running_here(&self.status(i)?, group))
     }
 
     /// The name of the node running `group`.
@@ -694,11 +653,7 @@ impl Cluster {
 
     /// Node `i`'s events.
     pub fn events(&self, i: usize) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.nodes[i].events_file())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        support::read_events(&self.nodes[i].events_file())
     }
 
     /// Events named `name` on node `i`.
@@ -942,9 +897,14 @@ impl Drop for Probe {
     }
 }
 
+/// How long a probe's connect may take. Short, because a SYN sent to the old owner's MAC is
+/// lost and the next attempt waits for this timeout: it is the resolution of an outage.
+/// Within one bridge an answer takes well under a millisecond.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(20);
+
 /// One connection: the name the application sent, if any, within 100 ms.
 fn ask(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok()?;
+    let mut s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).ok()?;
     s.set_read_timeout(Some(Duration::from_millis(100))).ok()?;
     let mut buf = [0u8; 64];
     let mut got = Vec::new();
