@@ -21,6 +21,7 @@
 //! nothing is asserted.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[path = "../tests/netns/mod.rs"]
@@ -38,10 +39,29 @@ const TRIAL_MAX: Duration = Duration::from_secs(60);
 /// Between two trials, once the cluster has formed again: leases renewed, ARP settled.
 const SETTLE: Duration = Duration::from_millis(700);
 
+/// Set by SIGINT or SIGTERM: the current trial ends, and the namespaces, processes and files
+/// are removed by the harness's Drop (a signal's default action would leave them behind).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
 /// Runs the benchmark; Err says why it could not.
 pub fn run(trials: usize, faults: &[String]) -> Result<(), String> {
     if let Some(why) = harness::unavailable() {
         return Err(format!("netns: {why}"));
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
     }
     let eterned = std::env::current_exe()
         .map_err(|e| e.to_string())?
@@ -83,6 +103,9 @@ fn bench_fault(eterned: &Path, fault: &str, trials: usize) -> Result<Vec<u64>, S
     c.wait_until("web runs", |c| c.on("web").is_some())?;
     let mut outages = Vec::new();
     for trial in 0..trials {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err("interrupted; namespaces and processes removed".into());
+        }
         let owner = wait(|| c.on("web")).ok_or("web does not run")?;
         let oi = c.index(&owner);
         std::thread::sleep(SETTLE);

@@ -165,6 +165,30 @@ fn nic_down_moves_the_address_to_the_second_nic_of_the_same_node() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Carrier loss this time (the switch side of pub1 goes down, pub1 itself stays up): the
+    // address goes back to pub0, which is up again.
+    c.net.link(0, "pub0", true).expect("pub0 up");
+    let sw = c.net.switch.clone();
+    sh(&[
+        "ip",
+        "-n",
+        &sw,
+        "link",
+        "set",
+        &c.net.outer(0, "pub1"),
+        "down",
+    ])
+    .expect("carrier off");
+    c.wait_for("the address moves back to pub0 on carrier loss", |c| {
+        floating_on(c, 0) == vec!["pub0".to_string()]
+    });
+    let moved = probe.t0.elapsed();
+    c.wait_for("the client is answered after the carrier loss", |_| {
+        probe
+            .samples()
+            .iter()
+            .any(|(t, w)| *t > moved && w.is_some())
+    });
     let samples = probe.stop();
     assert_eq!(answer_runs(&samples), vec!["n1".to_string()]);
     assert_eq!(c.running_on("web"), Some(before), "same node, same epoch");
@@ -308,6 +332,8 @@ fn the_shared_filesystem_is_mounted_on_one_node_at_a_time_and_keeps_its_data() {
     .expect("write on n1");
     // disk_lock contention: a stale activation (an epoch below n1's) on another node's slot
     // never takes the disk, and n1 keeps it.
+    // (A status request can time out on a loaded machine: asked until it answers.)
+    c.wait_for("n1 reports web running", |c| c.running_on("web").is_some());
     let (owner, epoch) = c.running_on("web").expect("web runs");
     let (outcome, why) = contend(&lock.dev, epoch.saturating_sub(1));
     assert_ne!(outcome, Outcome::Ok, "a stale epoch took the lock: {why}");
@@ -428,6 +454,9 @@ fn an_ocf_group_fails_over_like_the_built_ins() {
     let samples = probe.stop();
     let holders = watch.stop();
     assert_one_answerer(&c, &answer_runs(&samples), &holders);
+    c.wait_for("IPaddr2 put the address on n2's pub0", |c| {
+        floating_on(c, 1) == vec!["pub0".to_string()]
+    });
     assert_eq!(
         floating_on(&c, 1),
         vec!["pub0".to_string()],
