@@ -430,3 +430,39 @@ fn with_default_node_slot(
     }
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::with_default_node_slot;
+    use crate::policy::spec::{MonitorSpec, ResourceSpec};
+
+    fn res(agent: &str, params: &[(&str, &str)]) -> ResourceSpec {
+        ResourceSpec {
+            name: "r".into(),
+            agent: agent.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            depends_on: vec![],
+            monitor_quick: MonitorSpec {
+                interval_ms: 1000,
+                timeout_ms: 1000,
+            },
+            monitor_deep: None,
+            start_timeout_ms: 1000,
+            stop_timeout_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn a_disk_lock_without_node_slot_gets_the_node_position() {
+        let r = with_default_node_slot(&res("disk_lock", &[("device", "/dev/x")]), 2);
+        assert!(r.params.contains(&("node_slot".into(), "2".into())));
+        // A given slot is kept; other agents are left alone.
+        let r = with_default_node_slot(&res("disk_lock", &[("node_slot", "0")]), 2);
+        assert_eq!(r.params, vec![("node_slot".into(), "0".into())]);
+        let r = with_default_node_slot(&res("ip", &[]), 2);
+        assert!(r.params.is_empty());
+    }
+}
