@@ -1,4 +1,6 @@
 //! `eterne-bench loopback --trials N`: failover on loopback, measured.
+//! `eterne-bench netns --trials N`: the outage a client sees per fault kind, in network
+//! namespaces (see `netns.rs`).
 //!
 //! Starts three `eterned` processes (the binary next to this one) on 127.90.x.y with real
 //! QUIC, one group of one application (`sleep 1000`), then per trial `kill -9`s the daemon and
@@ -14,14 +16,16 @@
 //! Build first: `cargo build --release --bin eterned --bin eterne-bench`, or run
 //! `cargo run --release --bin eterne-bench -- loopback --trials 20` (which builds both).
 
+mod netns;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eterne::control::client::request;
-use eterne::control::{Request, Status};
+use eterne::control::Status;
 use eterne::transport::certs;
+use netns::harness::support;
 
 const INTERVAL_MS: u32 = 50;
 const MISSES: u32 = 4;
@@ -41,25 +45,37 @@ impl Node {
         self.dir.join("events.jsonl")
     }
     fn status(&self) -> Option<Status> {
-        request(&self.socket(), &Request::Status, Duration::from_secs(2))
-            .ok()
-            .and_then(|r| r.status)
+        support::status(&self.socket())
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("loopback") {
-        eprintln!("usage: eterne-bench loopback [--trials N]");
-        std::process::exit(2);
-    }
     let trials = args
         .iter()
         .position(|a| a == "--trials")
         .and_then(|i| args.get(i + 1))
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(20);
-    if let Err(e) = run(trials) {
+    let result = match args.first().map(String::as_str) {
+        Some("loopback") => run(trials),
+        Some("netns") => {
+            let faults: Vec<String> = args
+                .iter()
+                .position(|a| a == "--faults")
+                .and_then(|i| args.get(i + 1))
+                .map_or("crash,nic,partition,app", String::as_str)
+                .split(',')
+                .map(str::to_string)
+                .collect();
+            netns::run(trials, &faults)
+        }
+        _ => {
+            eprintln!("usage: eterne-bench loopback [--trials N]\n       eterne-bench netns [--trials N] [--faults crash,nic,partition,app]   (root)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
         eprintln!("eterne-bench: {e}");
         std::process::exit(1);
     }
@@ -205,7 +221,8 @@ fn run(trials: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn report(what: &str, v: &mut [u64]) {
+/// Prints min / p50 / p99 / max of `v` (µs) in ms.
+pub(crate) fn report(what: &str, v: &mut [u64]) {
     if v.is_empty() {
         return;
     }
@@ -220,7 +237,8 @@ fn report(what: &str, v: &mut [u64]) {
     );
 }
 
-fn wait<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+/// Polls `f` every 20 ms until it gives a value, at most 30 s.
+pub(crate) fn wait<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let until = Instant::now() + WAIT;
     while Instant::now() < until {
         if let Some(t) = f() {
@@ -232,14 +250,10 @@ fn wait<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
 }
 
 fn running_on(nodes: &[Node]) -> Option<String> {
-    nodes.iter().filter(|n| n.child.is_some()).find_map(|n| {
-        let s = n.status()?;
-        let g = s.groups.iter().find(|g| g.name == "demo")?;
-        g.instances
-            .iter()
-            .any(|i| i.node == s.node && i.status.as_deref() == Some("running"))
-            .then(|| s.node.clone())
-    })
+    nodes
+        .iter()
+        .filter(|n| n.child.is_some())
+        .find_map(|n| support::running_here(&n.status()?, "demo").map(|(node, _)| node))
 }
 
 fn formed(nodes: &[Node]) -> bool {
@@ -256,11 +270,7 @@ fn app_pid(dir: &Path) -> Option<i32> {
 }
 
 fn events(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    support::read_events(path)
 }
 
 fn unix_us() -> u64 {

@@ -7,14 +7,16 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use (besides a Rust toolchain and a C compiler):
 #   iproute2, nftables  network namespaces, addresses and partitions (root-only tests)
-#   util-linux          losetup for loop-device shared disks, mount(8) for the filesystem agent
-#                       (root-only tests)
+#   util-linux          losetup for loop-device shared disks, mount(8) for the filesystem agent,
+#                       nsenter to reach a node's mount namespace (root-only tests)
 #   procps              pkill/pgrep in test clean-up
 #   resource-agents     real OCF agents (ocf:heartbeat:Dummy, IPaddr2) for the ocf agent's tests
 #   e2fsprogs           mkfs.ext4 and fsck.ext4 for the filesystem agent's tests (root-only)
 #   sg3-utils           sg_persist, run by the disk_lock agent's scsi_pr method (SCSI-3
 #                       persistent reservations); also what a node needs to use that method
-packages=(iproute2 nftables util-linux procps resource-agents e2fsprogs sg3-utils)
+#   python3             /usr/bin/python3 runs the namespace tests' application (a TCP server
+#                       that answers with its node's name: tests/netns/mod.rs)
+packages=(iproute2 nftables util-linux procps resource-agents e2fsprogs sg3-utils python3)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -179,6 +179,7 @@ pub fn run(opts: Options) -> i32 {
                 run_dir: opts.run_dir.clone(),
                 events: tx,
             };
+            let res = &with_default_node_slot(res, me);
             let agent = match build(res, &ctx) {
                 Ok(a) => Some(Arc::from(a)),
                 Err(e) => {
@@ -414,4 +415,54 @@ fn hostname() -> Option<String> {
 /// The default paths, as documented for `eterned --help`.
 pub fn default_state_dir() -> &'static Path {
     Path::new(crate::storage::DEFAULT_STATE_DIR)
+}
+
+/// A `disk_lock` without `node_slot` gets this node's position in the config's node list: the
+/// config is one file on every node (nodes with different files refuse each other's
+/// takeovers), so a per-node value cannot be written in it.
+fn with_default_node_slot(
+    res: &crate::policy::spec::ResourceSpec,
+    me: crate::policy::spec::NodeId,
+) -> crate::policy::spec::ResourceSpec {
+    let mut res = res.clone();
+    if res.agent == "disk_lock" && !res.params.iter().any(|(k, _)| k == "node_slot") {
+        res.params.push(("node_slot".into(), me.to_string()));
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_default_node_slot;
+    use crate::policy::spec::{MonitorSpec, ResourceSpec};
+
+    fn res(agent: &str, params: &[(&str, &str)]) -> ResourceSpec {
+        ResourceSpec {
+            name: "r".into(),
+            agent: agent.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            depends_on: vec![],
+            monitor_quick: MonitorSpec {
+                interval_ms: 1000,
+                timeout_ms: 1000,
+            },
+            monitor_deep: None,
+            start_timeout_ms: 1000,
+            stop_timeout_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn a_disk_lock_without_node_slot_gets_the_node_position() {
+        let r = with_default_node_slot(&res("disk_lock", &[("device", "/dev/x")]), 2);
+        assert!(r.params.contains(&("node_slot".into(), "2".into())));
+        // A given slot is kept; other agents are left alone.
+        let r = with_default_node_slot(&res("disk_lock", &[("node_slot", "0")]), 2);
+        assert_eq!(r.params, vec![("node_slot".into(), "0".into())]);
+        let r = with_default_node_slot(&res("ip", &[]), 2);
+        assert!(r.params.is_empty());
+    }
 }

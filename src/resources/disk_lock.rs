@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `method` | `"lease"` (default): an on-disk lease on any shared block device or file. `"scsi_pr"`: SCSI-3 persistent reservations on a real LUN. |
 //! | `device` | Required. Absolute path of the shared block device (or, for `lease`, a file on shared storage). For `lease`, a small area that nothing else uses: a partition of its own, or the disk path's device is *not* suitable (its layout differs). |
-//! | `node_slot` | Required. This node's index among the nodes that may hold the lock, from 0 (the same index on every node for the same node; the node's position in the cluster's node list is a good choice). For `scsi_pr` it is part of the reservation key. |
+//! | `node_slot` | This node's index among the nodes that may hold the lock, from 0 (the same index on every node for the same node). Default (set by `eterned`): the node's position in the cluster's `[[node]]` list, which is what one config file shared by every node can give. For `scsi_pr` it is part of the reservation key. |
 //! | `nodes` | `lease` only, required: how many slots the lease area has (every node that may hold the lock, `node_slot < nodes`). The device needs `4096 × (nodes + 1)` bytes; a regular file is extended to that. |
 //! | `lease_ms` | `lease` only: a lease whose renewal counter has not advanced for this long (measured by the node that watches it) is expired. Default 2000. |
 //! | `renew_ms` | `lease` only: how often the holder renews; at most half of `lease_ms`. Default a quarter of `lease_ms`. |

@@ -16,14 +16,12 @@ use eterne::control::client::request;
 use eterne::control::{Request, Response, Status};
 use eterne::transport::certs;
 
+#[path = "../support/mod.rs"]
+mod support;
+pub use support::is_root;
+
 /// The bound of every wait: generous, so that only a hang fails a test.
 pub const WAIT: Duration = Duration::from_secs(30);
-
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// The group of the cluster: one application resource.
 #[derive(Clone, Debug)]
@@ -211,13 +209,7 @@ impl Cluster {
 
     /// Node `i`'s status, if it answers.
     pub fn status(&self, i: usize) -> Option<Status> {
-        request(
-            &self.nodes[i].socket,
-            &Request::Status,
-            Duration::from_secs(2),
-        )
-        .ok()
-        .and_then(|r| r.status)
+        support::status(&self.nodes[i].socket)
     }
 
     /// A request to node `i`.
@@ -229,32 +221,16 @@ impl Cluster {
     /// Waits until `f` holds (polling every 50 ms), at most [`WAIT`]; panics with `what` and
     /// the nodes' logs otherwise.
     pub fn wait_for(&self, what: &str, mut f: impl FnMut(&Cluster) -> bool) {
-        let until = Instant::now() + WAIT;
-        while Instant::now() < until {
-            if f(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Err(e) = support::wait_until(WAIT, Duration::from_millis(50), what, || f(self)) {
+            self.dump();
+            panic!("{e}");
         }
-        self.dump();
-        panic!("timed out waiting for: {what}");
     }
 
     /// Prints the tail of every node's log and events (for a failed test).
     pub fn dump(&self) {
         for n in &self.nodes {
-            let log = std::fs::read_to_string(&n.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("==== {} log (last 40 lines) ====", n.name);
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-            let ev = std::fs::read_to_string(&n.events).unwrap_or_default();
-            let tail: Vec<&str> = ev.lines().rev().take(40).collect();
-            eprintln!("==== {} events (last 40) ====", n.name);
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
+            support::dump(&n.name, &n.log, &n.events);
         }
     }
 
@@ -263,22 +239,8 @@ impl Cluster {
         let running: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].child.is_some())
             .collect();
-        let mut leader = None;
-        for &i in &running {
-            let Some(s) = self.status(i) else {
-                return false;
-            };
-            if s.leader.is_none() || (leader.is_some() && leader != s.leader) {
-                return false;
-            }
-            leader = s.leader.clone();
-            for &j in &running {
-                if !s.nodes[j].alive {
-                    return false;
-                }
-            }
-        }
-        leader.is_some()
+        let statuses: Vec<Option<Status>> = running.iter().map(|&i| self.status(i)).collect();
+        support::formed(&statuses, &running)
     }
 
     /// Where `group` runs: the node whose own status says its instance is `running`.
@@ -288,14 +250,8 @@ impl Cluster {
                 continue;
             }
             let Some(s) = self.status(i) else { continue };
-            let Some(g) = s.groups.iter().find(|g| g.name == group) else {
-                continue;
-            };
-            if g.instances
-                .iter()
-                .any(|inst| inst.node == s.node && inst.status.as_deref() == Some("running"))
-            {
-                return Some(s.node);
+            if let Some((node, _)) = support::running_here(&s, group) {
+                return Some(node);
             }
         }
         None
@@ -358,11 +314,7 @@ impl Cluster {
 
     /// Node `i`'s events as JSON values.
     pub fn events(&self, i: usize) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.nodes[i].events)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        support::read_events(&self.nodes[i].events)
     }
 
     /// Events named `name` on node `i`.

@@ -1,0 +1,89 @@
+//! What every harness that runs real `eterned` processes needs, whatever the network: the
+//! loopback harness (`tests/common`), the namespace harness (`tests/netns`) and
+//! `eterne-bench` share it. It uses only the library's dependencies (no dev-dependencies),
+//! so the bench can include it with `#[path]`.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use eterne::control::client::request;
+use eterne::control::{Request, Status};
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A daemon's status over its control socket, if it answers within 2 s.
+pub fn status(socket: &Path) -> Option<Status> {
+    request(socket, &Request::Status, Duration::from_secs(2))
+        .ok()
+        .and_then(|r| r.status)
+}
+
+/// Every given status (one per running node; None = did not answer) names the same leader and
+/// sees every running node (by index) alive.
+pub fn formed(statuses: &[Option<Status>], running: &[usize]) -> bool {
+    let mut leader = None;
+    for s in statuses {
+        let Some(s) = s else { return false };
+        if s.leader.is_none() || (leader.is_some() && leader != s.leader) {
+            return false;
+        }
+        leader = s.leader.clone();
+        if running.iter().any(|&j| !s.nodes[j].alive) {
+            return false;
+        }
+    }
+    leader.is_some()
+}
+
+/// The instance of `group` that this status's node says it runs (`running`), as (node, epoch).
+pub fn running_here(s: &Status, group: &str) -> Option<(String, u64)> {
+    let g = s.groups.iter().find(|g| g.name == group)?;
+    g.instances
+        .iter()
+        .find(|inst| inst.node == s.node && inst.status.as_deref() == Some("running"))
+        .map(|inst| (s.node.clone(), inst.epoch))
+}
+
+/// An event log (JSON lines) as values; unreadable lines are skipped.
+pub fn read_events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Prints the last 40 lines of a node's log and of its events (for a failed test).
+pub fn dump(name: &str, log: &Path, events: &Path) {
+    for (what, file) in [("log", log), ("events", events)] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        eprintln!("==== {name} {what} (last 40) ====");
+        for l in tail.iter().rev() {
+            eprintln!("{l}");
+        }
+    }
+}
+
+/// Polls `f` every `every` until it holds, at most `bound`; Err names `what`.
+pub fn wait_until(
+    bound: Duration,
+    every: Duration,
+    what: &str,
+    mut f: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let until = Instant::now() + bound;
+    while Instant::now() < until {
+        if f() {
+            return Ok(());
+        }
+        std::thread::sleep(every);
+    }
+    Err(format!("timed out waiting for: {what}"))
+}
