@@ -319,7 +319,9 @@ impl LocalGroup {
 
     /// Stop every resource that may be active, all at once, without waiting for dependents:
     /// the lease is running out and each agent's stop is self-sufficient (the filesystem
-    /// agent ends the processes holding its mount, for instance).
+    /// agent ends the processes holding its mount, for instance). A resource never probed
+    /// here is probed first, so that a node that has not got its lease yet does not stop
+    /// (and, if that stop is slow, fence itself over) what never ran.
     fn drive_urgent(
         &mut self,
         spec: &GroupSpec,
@@ -331,17 +333,36 @@ impl LocalGroup {
         use ResourceState::*;
         for (r, res) in self.res.iter_mut().enumerate() {
             match res.op {
-                Some((id, Action::Stop, d)) => {
-                    res.op = Some((id, Action::Stop, d.min(deadline_us)));
+                // A stop or a probe in flight goes on, cut to the deadline.
+                Some((id, action @ (Action::Stop | Action::Probe), d)) => {
+                    res.op = Some((id, action, d.min(deadline_us.max(now_us))));
                     continue;
                 }
-                // Abandon a start, monitor or probe in flight: the shell kills it.
+                // Abandon a start or monitor in flight: the shell kills it.
                 Some((_, Action::Start, _)) => res.state = Failed,
-                Some((_, Action::Probe, _)) => res.state = Failed,
                 Some(_) | None => {}
             }
             res.op = None;
-            if !matches!(res.state, Active | Failed | Starting | Unknown) {
+            if res.state == Unknown {
+                // Never probed here (a fresh instance, or a restarted daemon): ask first. A
+                // stop of something that never ran can still be slow (an OCF script), and a
+                // stop that misses the deadline fences the node. What the probe finds running
+                // (or cannot tell about) is stopped on the next pass.
+                *next_op += 1;
+                let timeout_us = u64::from(spec.resources[r].monitor_quick.timeout_ms) * 1000;
+                let deadline = (now_us + timeout_us).min(deadline_us.max(now_us));
+                res.op = Some((*next_op, Action::Probe, deadline));
+                out.push(AgentOp {
+                    group: self.group,
+                    resource: r as ResourceId,
+                    action: Action::Probe,
+                    epoch: self.epoch,
+                    op: *next_op,
+                    deadline_us: deadline,
+                });
+                continue;
+            }
+            if !matches!(res.state, Active | Failed | Starting) {
                 continue;
             }
             *next_op += 1;
@@ -641,6 +662,28 @@ mod tests {
         // is what lets the coordinator release it.
         g.set_want(Want::Stop);
         assert_eq!(g.status(), GroupStatus::Stopped);
+    }
+
+    #[test]
+    fn without_a_lease_a_fresh_instance_is_probed_not_stopped() {
+        let spec = chain();
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        g.set_urgent(Some(1_000_000));
+        let mut log = Vec::new();
+        // ip and fs never ran here; app is found running (a daemon restart, say).
+        settle(
+            &mut g,
+            &spec,
+            0,
+            |o| match (o.action, o.resource) {
+                (Action::Probe, 2) => Outcome::Ok,
+                (Action::Probe, _) => Outcome::NotRunning,
+                _ => Outcome::Ok,
+            },
+            &mut log,
+        );
+        assert_eq!(log, ["Probe ip", "Probe fs", "Probe app", "Stop app"]);
+        assert_eq!(g.status(), GroupStatus::Starting, "nothing runs; it waits for the lease");
     }
 
     #[test]
