@@ -683,7 +683,11 @@ mod tests {
             &mut log,
         );
         assert_eq!(log, ["Probe ip", "Probe fs", "Probe app", "Stop app"]);
-        assert_eq!(g.status(), GroupStatus::Starting, "nothing runs; it waits for the lease");
+        assert_eq!(
+            g.status(),
+            GroupStatus::Starting,
+            "nothing runs; it waits for the lease"
+        );
     }
 
     #[test]
