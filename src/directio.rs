@@ -1,11 +1,69 @@
-//! Aligned buffers for `O_DIRECT` IO, shared by the disk heartbeat path
-//! ([`crate::transport::disk`]) and the `disk_lock` agent ([`crate::resources::disk_lock`]).
+//! Aligned buffers and whole-block IO for `O_DIRECT`, shared by the disk heartbeat path
+//! ([`crate::transport::disk`]) and the `disk_lock` agent ([`crate::resources::disk_lock`]):
+//! both read what other nodes wrote to a shared device and must make their own writes
+//! durable before they count.
 //!
 //! `O_DIRECT` needs the buffer, the length and the offset of every read and write aligned to
 //! the device's logical block size; [`ALIGN`] (4096) covers 512-byte and 4K-native devices.
 
 use std::alloc::{self, Layout};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
+
+/// How a shared device is read and written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoMode {
+    /// `O_DIRECT | O_DSYNC`: every read and write goes to the device.
+    Direct,
+    /// Where the kernel refuses `O_DIRECT` (tmpfs, some filesystems): page cache,
+    /// `fdatasync` after each write, `POSIX_FADV_DONTNEED` before each read.
+    Buffered,
+}
+
+/// One `pread` of the whole buffer at `offset`; a short read is an error. In buffered mode
+/// the cached pages are dropped first so the read sees what other nodes wrote. Best effort:
+/// a failed drop only means a possibly stale read, which callers' sequence checks treat as
+/// silence.
+pub fn read_at(file: &File, mode: IoMode, buf: &mut AlignedBuf, offset: u64) -> io::Result<()> {
+    if mode == IoMode::Buffered {
+        // SAFETY: plain syscall on an fd we own; no memory is passed.
+        unsafe {
+            libc::posix_fadvise(
+                file.as_raw_fd(),
+                offset as libc::off_t,
+                buf.len() as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            );
+        }
+    }
+    let n = file.read_at(buf.as_mut_slice(), offset)?;
+    if n != buf.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("read {n} of {} bytes at offset {offset}", buf.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// One `pwrite` of the whole buffer at `offset`, durable before it returns (`O_DSYNC` in
+/// direct mode, `fdatasync` in buffered mode); a short write is an error.
+pub fn write_at(file: &File, mode: IoMode, buf: &AlignedBuf, offset: u64) -> io::Result<()> {
+    let n = file.write_at(buf.as_slice(), offset)?;
+    if n != buf.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("wrote {n} of {} bytes at offset {offset}", buf.len()),
+        ));
+    }
+    if mode == IoMode::Buffered {
+        file.sync_data()?;
+    }
+    Ok(())
+}
 
 /// The alignment of every IO buffer (and of every on-disk area), as `O_DIRECT` requires.
 pub const ALIGN: usize = 4096;

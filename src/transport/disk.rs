@@ -67,8 +67,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -516,14 +515,7 @@ fn check_config(cfg: &DiskPathConfig) -> Result<(), DiskError> {
     Ok(())
 }
 
-/// How a disk path reads and writes its device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IoMode {
-    /// `O_DIRECT | O_DSYNC`: every read and write goes to the device.
-    Direct,
-    /// Page cache, `fdatasync` after each write, `POSIX_FADV_DONTNEED` before each read.
-    Buffered,
-}
+pub use crate::directio::IoMode;
 
 /// The open device and how it is used.
 struct Device {
@@ -598,43 +590,12 @@ impl Device {
 
     /// One `pread` of the whole buffer at `offset`; a short read is an error.
     fn read_at(&self, buf: &mut AlignedBuf, offset: u64) -> io::Result<()> {
-        if self.mode == IoMode::Buffered {
-            // Drop cached pages so the read sees what other nodes wrote to the device. Best
-            // effort: a failure only means a possibly stale read, which the sequence check
-            // sees as silence.
-            // SAFETY: plain syscall on an fd we own; no memory is passed.
-            unsafe {
-                libc::posix_fadvise(
-                    self.file.as_raw_fd(),
-                    offset as libc::off_t,
-                    buf.len() as libc::off_t,
-                    libc::POSIX_FADV_DONTNEED,
-                );
-            }
-        }
-        let n = self.file.read_at(buf.as_mut_slice(), offset)?;
-        if n != buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("read {n} of {} bytes at offset {offset}", buf.len()),
-            ));
-        }
-        Ok(())
+        crate::directio::read_at(&self.file, self.mode, buf, offset)
     }
 
     /// One `pwrite` of the whole buffer at `offset`, durable before it returns.
     fn write_at(&self, buf: &AlignedBuf, offset: u64) -> io::Result<()> {
-        let n = self.file.write_at(buf.as_slice(), offset)?;
-        if n != buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("wrote {n} of {} bytes at offset {offset}", buf.len()),
-            ));
-        }
-        if self.mode == IoMode::Buffered {
-            self.file.sync_data()?;
-        }
-        Ok(())
+        crate::directio::write_at(&self.file, self.mode, buf, offset)
     }
 
     fn read_header(&self) -> Result<HeaderState, DiskError> {

@@ -27,8 +27,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::directio::{AlignedBuf, ALIGN};
@@ -173,15 +172,7 @@ fn get_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(x)
 }
 
-/// How the device is read and written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IoMode {
-    /// `O_DIRECT | O_DSYNC`: every read and write goes to the device.
-    Direct,
-    /// Where the kernel refuses `O_DIRECT` (tmpfs, some filesystems): page cache,
-    /// `fdatasync` after each write, `POSIX_FADV_DONTNEED` before each read.
-    Buffered,
-}
+pub use crate::directio::IoMode;
 
 /// The open lease device. All calls block: run them off the async runtime.
 #[derive(Debug)]
@@ -266,40 +257,11 @@ impl Device {
     }
 
     fn read_at(&self, buf: &mut AlignedBuf, offset: u64) -> io::Result<()> {
-        if self.mode == IoMode::Buffered {
-            // SAFETY: plain syscall on an fd we own; no memory is passed. Best effort: a
-            // failure only means a possibly stale read.
-            unsafe {
-                libc::posix_fadvise(
-                    self.file.as_raw_fd(),
-                    offset as libc::off_t,
-                    buf.len() as libc::off_t,
-                    libc::POSIX_FADV_DONTNEED,
-                );
-            }
-        }
-        let n = self.file.read_at(buf.as_mut_slice(), offset)?;
-        if n != buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("read {n} of {} bytes at offset {offset}", buf.len()),
-            ));
-        }
-        Ok(())
+        crate::directio::read_at(&self.file, self.mode, buf, offset)
     }
 
     fn write_at(&self, buf: &AlignedBuf, offset: u64) -> io::Result<()> {
-        let n = self.file.write_at(buf.as_slice(), offset)?;
-        if n != buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("wrote {n} of {} bytes at offset {offset}", buf.len()),
-            ));
-        }
-        if self.mode == IoMode::Buffered {
-            self.file.sync_data()?;
-        }
-        Ok(())
+        crate::directio::write_at(&self.file, self.mode, buf, offset)
     }
 
     fn block() -> io::Result<AlignedBuf> {
