@@ -67,6 +67,7 @@ use tokio::task::JoinHandle;
 use super::pidfd::{pidfd_open, pidfd_send_signal};
 use tokio::time::Instant;
 
+use super::{lookup, param_err};
 use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, Report};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
@@ -961,21 +962,6 @@ fn deep_param(c: &Option<Check>) -> &'static str {
         Some(Check::Http(_)) => "deep_check_http",
         _ => "deep_check_command",
     }
-}
-
-fn param_err(resource: &str, param: &str, problem: impl Into<String>) -> AgentError {
-    AgentError::Param {
-        resource: resource.to_string(),
-        param: param.to_string(),
-        problem: problem.into(),
-    }
-}
-
-fn lookup<'a>(spec: &'a ResourceSpec, key: &str) -> Option<&'a str> {
-    spec.params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 impl Params {

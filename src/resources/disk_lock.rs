@@ -79,6 +79,7 @@ use tokio::task::JoinHandle;
 
 use self::layout::{Device, Owner, OwnerBlock, Slot};
 use self::scsi_pr::{Cmd, Step};
+use super::{lookup, param_err};
 use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, Report};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
@@ -880,21 +881,6 @@ struct Params {
     nodes: u16,
     lease_ms: u64,
     renew_ms: u64,
-}
-
-fn param_err(resource: &str, param: &str, problem: impl Into<String>) -> AgentError {
-    AgentError::Param {
-        resource: resource.to_string(),
-        param: param.to_string(),
-        problem: problem.into(),
-    }
-}
-
-fn lookup<'a>(spec: &'a ResourceSpec, key: &str) -> Option<&'a str> {
-    spec.params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 fn parse(spec: &ResourceSpec) -> Result<Params, AgentError> {

@@ -55,6 +55,7 @@ use tokio::time::Instant;
 
 use super::ocf::{prepare_child, run_captured};
 use super::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
+use super::{lookup, param_err};
 use super::{Agent, AgentContext, AgentError, Depth, Report};
 use crate::policy::spec::ResourceSpec;
 
@@ -1029,21 +1030,6 @@ fn find_program(prog: &str) -> Option<PathBuf> {
                 .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
                 .unwrap_or(false)
         })
-}
-
-fn param_err(resource: &str, param: &str, problem: impl Into<String>) -> AgentError {
-    AgentError::Param {
-        resource: resource.to_string(),
-        param: param.to_string(),
-        problem: problem.into(),
-    }
-}
-
-fn lookup<'a>(spec: &'a ResourceSpec, key: &str) -> Option<&'a str> {
-    spec.params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]

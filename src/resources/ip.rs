@@ -68,6 +68,7 @@ use tokio::task::JoinHandle;
 
 use self::announce::Announcer;
 use self::netlink::{Link, LinkEvents, Netlink};
+use super::{lookup, param_err};
 use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, Report};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
@@ -607,21 +608,6 @@ struct Params {
     arp_count: u32,
     arp_interval_ms: u64,
     label: Option<String>,
-}
-
-fn param_err(resource: &str, param: &str, problem: impl Into<String>) -> AgentError {
-    AgentError::Param {
-        resource: resource.to_string(),
-        param: param.to_string(),
-        problem: problem.into(),
-    }
-}
-
-fn lookup<'a>(spec: &'a ResourceSpec, key: &str) -> Option<&'a str> {
-    spec.params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 /// Whether `n` can be an interface name (what the kernel's `dev_valid_name` accepts).

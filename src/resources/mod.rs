@@ -54,6 +54,23 @@ use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 /// The agent types [`build`] knows.
 pub const AGENT_TYPES: &[&str] = &["application", "filesystem", "ocf", "ip", "disk_lock"];
 
+/// A parameter error of `resource`, naming the parameter and what is wrong with it.
+pub(crate) fn param_err(resource: &str, param: &str, problem: impl Into<String>) -> AgentError {
+    AgentError::Param {
+        resource: resource.to_string(),
+        param: param.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// The value of parameter `key` of a resource, if given.
+pub(crate) fn lookup<'a>(spec: &'a ResourceSpec, key: &str) -> Option<&'a str> {
+    spec.params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Which health check a monitor runs (design.md §6: two depths, each with its own interval and
 /// timeout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

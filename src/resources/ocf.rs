@@ -77,6 +77,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::net::unix::pipe;
 
+use super::{lookup, param_err};
 use super::{Agent, AgentContext, AgentError, Depth, Report};
 use crate::policy::spec::ResourceSpec;
 
@@ -953,21 +954,6 @@ pub(crate) async fn run_captured(
 
 fn is_file_name(s: &str) -> bool {
     !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0']) && s.trim() == s
-}
-
-fn param_err(resource: &str, param: &str, problem: impl Into<String>) -> AgentError {
-    AgentError::Param {
-        resource: resource.to_string(),
-        param: param.to_string(),
-        problem: problem.into(),
-    }
-}
-
-fn lookup<'a>(spec: &'a ResourceSpec, key: &str) -> Option<&'a str> {
-    spec.params
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]
