@@ -67,7 +67,7 @@ use tokio::task::JoinHandle;
 use super::pidfd::{pidfd_open, pidfd_send_signal};
 use tokio::time::Instant;
 
-use super::{lookup, param_err};
+use super::{known_params, lookup, param_err};
 use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, Report};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
@@ -968,17 +968,7 @@ impl Params {
     fn parse(spec: &ResourceSpec, run_dir: &Path) -> Result<Self, AgentError> {
         let name = spec.name.as_str();
         let err = |param: &str, problem: String| param_err(name, param, problem);
-        for (k, _) in &spec.params {
-            if !PARAMS.contains(&k.as_str()) {
-                return Err(err(
-                    k,
-                    format!(
-                        "unknown parameter of an application; known: {}",
-                        PARAMS.join(", ")
-                    ),
-                ));
-            }
-        }
+        known_params(spec, "an application", PARAMS)?;
         let words = |param: &str| -> Result<Vec<String>, AgentError> {
             match lookup(spec, param) {
                 None => Ok(Vec::new()),

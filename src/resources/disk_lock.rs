@@ -79,7 +79,7 @@ use tokio::task::JoinHandle;
 
 use self::layout::{Device, Owner, OwnerBlock, Slot};
 use self::scsi_pr::{Cmd, Step};
-use super::{lookup, param_err};
+use super::{known_params, lookup, param_err};
 use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, Report};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
@@ -886,17 +886,7 @@ struct Params {
 fn parse(spec: &ResourceSpec) -> Result<Params, AgentError> {
     let name = spec.name.as_str();
     let err = |param: &str, problem: String| param_err(name, param, problem);
-    for (k, _) in &spec.params {
-        if !PARAMS.contains(&k.as_str()) {
-            return Err(err(
-                k,
-                format!(
-                    "unknown parameter of a disk_lock; known: {}",
-                    PARAMS.join(", ")
-                ),
-            ));
-        }
-    }
+    known_params(spec, "a disk_lock", PARAMS)?;
     let method = match lookup(spec, "method").map(str::trim) {
         None | Some("lease") => Method::Lease,
         Some("scsi_pr") => Method::ScsiPr,

@@ -55,7 +55,7 @@ use tokio::time::Instant;
 
 use super::ocf::{prepare_child, run_captured};
 use super::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
-use super::{lookup, param_err};
+use super::{known_params, lookup, param_err};
 use super::{Agent, AgentContext, AgentError, Depth, Report};
 use crate::policy::spec::ResourceSpec;
 
@@ -156,17 +156,7 @@ impl Filesystem {
     pub fn new(spec: &ResourceSpec, _ctx: &AgentContext) -> Result<Self, AgentError> {
         let name = spec.name.as_str();
         let err = |param: &str, problem: String| param_err(name, param, problem);
-        for (k, _) in &spec.params {
-            if !PARAMS.contains(&k.as_str()) {
-                return Err(err(
-                    k,
-                    format!(
-                        "unknown parameter of a filesystem; known: {}",
-                        PARAMS.join(", ")
-                    ),
-                ));
-            }
-        }
+        known_params(spec, "a filesystem", PARAMS)?;
         let device = match lookup(spec, "device").map(str::trim) {
             Some(d) if !d.is_empty() && !d.starts_with('-') && !d.contains(['\0', '\n']) => {
                 d.to_string()

@@ -68,7 +68,7 @@ use tokio::task::JoinHandle;
 
 use self::announce::Announcer;
 use self::netlink::{Link, LinkEvents, Netlink};
-use super::{lookup, param_err};
+use super::{known_params, lookup, param_err};
 use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, Report};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
@@ -658,14 +658,7 @@ fn parse_cidr(v: &str) -> Result<(IpAddr, u8), String> {
 fn parse(spec: &ResourceSpec) -> Result<Params, AgentError> {
     let name = spec.name.as_str();
     let err = |param: &str, problem: String| param_err(name, param, problem);
-    for (k, _) in &spec.params {
-        if !PARAMS.contains(&k.as_str()) {
-            return Err(err(
-                k,
-                format!("unknown parameter of an ip; known: {}", PARAMS.join(", ")),
-            ));
-        }
-    }
+    known_params(spec, "an ip", PARAMS)?;
     let (addr, prefix_len) = match lookup(spec, "address") {
         None => {
             return Err(err(

@@ -63,6 +63,27 @@ pub(crate) fn param_err(resource: &str, param: &str, problem: impl Into<String>)
     }
 }
 
+/// Refuse a parameter the agent does not know (a typo would otherwise be ignored), naming it
+/// and listing the known ones; `what` is the agent as a phrase ("an application").
+pub(crate) fn known_params(
+    spec: &ResourceSpec,
+    what: &str,
+    known: &[&str],
+) -> Result<(), AgentError> {
+    match spec
+        .params
+        .iter()
+        .find(|(k, _)| !known.contains(&k.as_str()))
+    {
+        Some((k, _)) => Err(param_err(
+            &spec.name,
+            k,
+            format!("unknown parameter of {what}; known: {}", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The value of parameter `key` of a resource, if given.
 pub(crate) fn lookup<'a>(spec: &'a ResourceSpec, key: &str) -> Option<&'a str> {
     spec.params
