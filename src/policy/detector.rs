@@ -72,8 +72,10 @@ pub struct Liveness {
     slots: Vec<Slot>,
     suspected: Vec<bool>,
     incarnation: Vec<u64>,
-    /// Earliest deadline among `Up` slots, recomputed lazily.
+    /// Earliest deadline among `Up` slots, recomputed lazily: it may be early.
     next_deadline_us: Option<u64>,
+    /// `next_deadline_us` may be early (its slot heard a heartbeat since).
+    stale: bool,
 }
 
 impl Liveness {
@@ -97,6 +99,7 @@ impl Liveness {
             suspected: (0..n).map(|i| i != usize::from(me)).collect(),
             incarnation: vec![0; n],
             next_deadline_us: None,
+            stale: false,
         }
     }
 
@@ -129,6 +132,10 @@ impl Liveness {
         let i = self.index(peer, path);
         let deadline_us = now_us + self.timeout_us[usize::from(path)];
         let slot = &mut self.slots[i];
+        if slot.state == PathState::Up && Some(slot.deadline_us) == self.next_deadline_us {
+            // The earliest deadline moved later: `refresh_next_deadline` finds the new one.
+            self.stale = true;
+        }
         slot.deadline_us = deadline_us;
         if slot.state != PathState::Up {
             slot.state = PathState::Up;
@@ -174,11 +181,26 @@ impl Liveness {
             }
         }
         self.next_deadline_us = next;
+        self.stale = false;
     }
 
     /// When a path could next expire, if any is up.
     pub fn next_deadline_us(&self) -> Option<u64> {
         self.next_deadline_us
+    }
+
+    /// Make [`Liveness::next_deadline_us`] exact again. Heartbeats only move deadlines later,
+    /// so without this the caller would wake at a deadline that has already moved; this is
+    /// much cheaper than such a wake-up.
+    pub fn refresh_next_deadline(&mut self) {
+        if std::mem::take(&mut self.stale) {
+            self.next_deadline_us = self
+                .slots
+                .iter()
+                .filter(|s| s.state == PathState::Up)
+                .map(|s| s.deadline_us)
+                .min();
+        }
     }
 
     /// Whether `peer` is suspected (every path lost or never heard). A node never suspects
@@ -281,6 +303,27 @@ mod tests {
         assert_eq!(live.next_deadline_us(), Some(200_020));
         assert!(!live.is_suspected(1));
         assert!(!live.is_suspected(2));
+    }
+
+    #[test]
+    fn refresh_makes_a_moved_deadline_exact() {
+        let spec = spec_with_paths(3, &[(50, 4)]);
+        let mut live = Liveness::new(&spec, 0, 0);
+        let mut ev = Vec::new();
+        live.handle_heartbeat(1, 0, 1, 10, &mut ev);
+        live.handle_heartbeat(2, 0, 1, 20, &mut ev);
+        // Peer 1 is heard again: the earliest deadline moved, but stays early until refreshed.
+        live.handle_heartbeat(1, 0, 1, 100, &mut ev);
+        assert_eq!(live.next_deadline_us(), Some(200_010));
+        live.refresh_next_deadline();
+        assert_eq!(live.next_deadline_us(), Some(200_020));
+        // A heartbeat on a path that is not the earliest changes nothing.
+        live.handle_heartbeat(1, 0, 1, 150, &mut ev);
+        live.refresh_next_deadline();
+        assert_eq!(live.next_deadline_us(), Some(200_020));
+        live.handle_timeout(200_020, &mut ev);
+        assert!(live.is_suspected(2), "peer 2 fell silent on its only path");
+        assert_eq!(live.next_deadline_us(), Some(200_150));
     }
 
     #[test]

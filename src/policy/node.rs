@@ -110,7 +110,13 @@ struct Coordinator {
     dirty: bool,
     /// When a pass must run again even if nothing changed (a lease expiry we wait for).
     wake_us: Option<u64>,
+    /// The last placement and what it was computed from: (state applied index, liveness
+    /// view, civil time). Most passes follow a report, which changes none of these.
+    placed: Option<Placed>,
 }
+
+/// A placement and what it was computed from (see `Coordinator::placed`).
+type Placed = (u64, Vec<bool>, Option<CivilTime>, Vec<Target>);
 
 /// The node core.
 pub struct NodeCore<S: LogStore> {
@@ -129,14 +135,24 @@ pub struct NodeCore<S: LogStore> {
     dirty_groups: Vec<GroupId>,
     /// Reconcile every group on the next pass.
     dirty_all: bool,
-    /// Cached from the local groups by `refresh_locals_cache`: their earliest deadline.
+    /// The groups the last reconcile pass looked at (what reports and caches revisit).
+    reconciled: Vec<GroupId>,
+    /// Cached from the local groups by `cache_locals`: their earliest deadline.
     locals_next_us: Option<u64>,
+    /// Cached likewise, per group: its deadline, and whether it may be active and exclusive.
+    local_deadline_us: Vec<Option<u64>>,
+    local_exposed: Vec<bool>,
+    /// How many of `local_exposed` are true.
+    exposed_count: usize,
     /// Cached likewise: whether an exclusive resource may be active here.
     exposed: bool,
     coordinator: Option<Coordinator>,
     locals: Vec<Option<LocalGroup>>,
     /// Per group: the last (epoch, status, stopping) reported, so reports go out on change.
     sent: Vec<Option<(u64, GroupStatus, bool)>>,
+    /// Per group: the replicated state has an instance of it on this node (kept as commands
+    /// apply, so the periodic reports need not search every group's instances).
+    mine: Vec<bool>,
     civil: Option<(CivilTime, u64)>,
     next_hb_us: Vec<u64>,
     next_tick_us: u64,
@@ -185,11 +201,16 @@ impl<S: LogStore> NodeCore<S> {
             urgent_since_us: None,
             dirty_groups: Vec::new(),
             dirty_all: true,
+            reconciled: Vec::new(),
             locals_next_us: None,
+            local_deadline_us: vec![None; spec.groups.len()],
+            local_exposed: vec![false; spec.groups.len()],
+            exposed_count: 0,
             exposed: false,
             coordinator: None,
             locals: (0..spec.groups.len()).map(|_| None).collect(),
             sent: vec![None; spec.groups.len()],
+            mine: vec![false; spec.groups.len()],
             civil: None,
             next_hb_us: vec![now_us; spec.paths.len()],
             next_tick_us: now_us + tick_us,
@@ -265,6 +286,11 @@ impl<S: LogStore> NodeCore<S> {
     /// When [`NodeCore::handle_timeout`] must be called next.
     pub fn next_timeout_us(&self) -> u64 {
         self.next_timeout_us
+    }
+
+    /// Whether effects wait to be taken.
+    pub fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
     }
 
     /// Take the effects produced so far.
@@ -343,7 +369,7 @@ impl<S: LogStore> NodeCore<S> {
         for p in 0..self.next_hb_us.len() {
             if now_us >= self.next_hb_us[p] {
                 let interval_us = u64::from(self.spec.paths[p].interval_ms) * 1000;
-                self.next_hb_us[p] = now_us + interval_us;
+                next_period(&mut self.next_hb_us[p], now_us, interval_us);
                 self.effects.push(Effect::Heartbeat {
                     path: p as u8,
                     hb: Heartbeat {
@@ -358,21 +384,32 @@ impl<S: LogStore> NodeCore<S> {
             self.live.handle_timeout(now_us, &mut ev);
             self.liveness_events(&mut ev);
             self.scratch_events = ev;
+        } else {
+            // Heartbeats move deadlines later without recomputing the earliest: keep it
+            // exact so that we do not wake for a deadline that has already moved.
+            self.live.refresh_next_deadline();
         }
         if now_us >= self.next_tick_us {
-            self.next_tick_us = now_us + u64::from(self.spec.timing.raft_tick_ms) * 1000;
+            let tick_us = u64::from(self.spec.timing.raft_tick_ms) * 1000;
+            next_period(&mut self.next_tick_us, now_us, tick_us);
             self.consensus.tick();
         }
         if now_us >= self.next_renew_us {
-            self.next_renew_us = now_us + u64::from(self.spec.timing.lease_renew_ms) * 1000;
+            let renew_us = u64::from(self.spec.timing.lease_renew_ms) * 1000;
+            next_period(&mut self.next_renew_us, now_us, renew_us);
             self.renew_lease(now_us);
         }
         if now_us >= self.next_report_us {
-            self.next_report_us = now_us + REPORT_EVERY_US;
+            next_period(&mut self.next_report_us, now_us, REPORT_EVERY_US);
             self.send_reports(true);
         }
         if self.locals_next_us.is_some_and(|d| now_us >= d) {
             for g in 0..self.locals.len() {
+                // The per-group cache is exact here: every change to a local group reconciles
+                // it and refreshes its entry before the next input.
+                if self.local_deadline_us[g].is_none_or(|d| now_us < d) {
+                    continue;
+                }
                 let gs = &self.spec.groups[g];
                 if let Some(l) = self.locals[g].as_mut() {
                     if l.next_deadline_us(gs).is_some_and(|d| now_us >= d) {
@@ -596,7 +633,6 @@ impl<S: LogStore> NodeCore<S> {
             if self.dirty {
                 self.dirty = false;
                 self.reconcile(now_us);
-                self.refresh_locals_cache();
                 self.send_reports(false);
             }
             if self.coordinator.as_ref().is_some_and(|c| c.dirty) {
@@ -631,8 +667,21 @@ impl<S: LogStore> NodeCore<S> {
         }
         for (index, cmd) in committed.drain(..) {
             if self.state.apply(&self.spec, index, &cmd) == Applied::Changed {
-                self.dirty = true;
-                self.dirty_all = true;
+                // Only the group the command touched needs a local pass; a large cluster
+                // commits many times a second and most commits concern another node's group.
+                match cmd.group(&self.spec) {
+                    Some(g) => {
+                        self.mark_dirty(g);
+                        self.mine[usize::from(g)] = self.state.instance_on(g, self.me).is_some();
+                    }
+                    None => {
+                        self.dirty = true;
+                        self.dirty_all = true;
+                        for g in 0..self.spec.groups.len() {
+                            self.mine[g] = self.state.instance_on(g as GroupId, self.me).is_some();
+                        }
+                    }
+                }
                 if let Some(c) = &mut self.coordinator {
                     c.dirty = true;
                 }
@@ -658,12 +707,15 @@ impl<S: LogStore> NodeCore<S> {
                 stopping_since: vec![None; self.spec.groups.len()],
                 dirty: true,
                 wake_us: None,
+                placed: None,
             });
             self.effects.push(Effect::Event(Event::BecameLeader {
                 term: self.consensus.term(),
             }));
             // Every node reports afresh to the new coordinator.
             self.sent.iter_mut().for_each(|s| *s = None);
+            self.dirty = true;
+            self.dirty_all = true;
         } else if !leader && self.coordinator.is_some() {
             self.coordinator = None;
             self.effects.push(Effect::Event(Event::SteppedDown {
@@ -674,16 +726,26 @@ impl<S: LogStore> NodeCore<S> {
 
     /// Bring local group instances in line with the replicated state and our lease.
     fn reconcile(&mut self, now_us: u64) {
+        // Only the groups that changed, unless something that concerns all of them did (a
+        // commit, the lease, fencing): a monitor result must not cost a pass over every group.
+        let mut todo = std::mem::take(&mut self.reconciled);
+        todo.clear();
+        todo.append(&mut self.dirty_groups);
+        if std::mem::take(&mut self.dirty_all) || self.state.maintenance {
+            todo.clear();
+            todo.extend(0..self.spec.groups.len() as GroupId);
+        }
+        // Results and timeouts changed these groups since the caches last looked.
+        self.cache_locals(&todo);
         if self.state.maintenance {
             // Leaving maintenance is a commit, which reconciles every group.
-            self.dirty_groups.clear();
-            self.dirty_all = false;
+            self.reconciled = todo;
             return;
         }
         // Urgent stops must be done by the lease's end (or, with no lease, within the stop budget
         // of knowing we had none): the same deadline the watchdog enforces. An episode ends once
         // nothing exclusive may be active here, so a later one gets a budget of its own.
-        if !self.exclusive_exposed() {
+        if !self.exposed {
             self.urgent_since_us = None;
         }
         if !self.lease_ok && self.urgent_since_us.is_none() {
@@ -701,13 +763,6 @@ impl<S: LogStore> NodeCore<S> {
             }
         }
         let lease_end_us = self.urgent_deadline_us(now_us);
-        // Only the groups that changed, unless something that concerns all of them did (a
-        // commit, the lease, fencing): a monitor result must not cost a pass over every group.
-        let mut todo = std::mem::take(&mut self.dirty_groups);
-        if std::mem::take(&mut self.dirty_all) {
-            todo.clear();
-            todo.extend(0..self.spec.groups.len() as GroupId);
-        }
         for &gid in &todo {
             let g = usize::from(gid);
             let gs = &self.spec.groups[g];
@@ -760,10 +815,9 @@ impl<S: LogStore> NodeCore<S> {
                 self.locals[g] = None;
             }
         }
-        todo.clear();
-        if self.dirty_groups.is_empty() {
-            self.dirty_groups = todo;
-        }
+        // What this pass looked at: the caches and the reports that follow need only these.
+        self.cache_locals(&todo);
+        self.reconciled = todo;
     }
 
     /// Something happened to group `g` here: reconcile it on this pass.
@@ -774,14 +828,26 @@ impl<S: LogStore> NodeCore<S> {
         }
     }
 
-    /// Tell the coordinator how our instances are doing: on change, and every
-    /// `REPORT_EVERY_US` while the state still waits for it (`periodic`).
+    /// Tell the coordinator how our instances are doing: on change (of the groups the last
+    /// reconcile looked at), and every `REPORT_EVERY_US` while the state still waits for it
+    /// (`periodic`, every group).
     fn send_reports(&mut self, periodic: bool) {
         let Some(leader) = self.consensus.leader() else {
             return;
         };
-        for g in 0..self.spec.groups.len() {
-            let gid = g as GroupId;
+        let todo = std::mem::take(&mut self.reconciled);
+        let count = if periodic {
+            self.spec.groups.len()
+        } else {
+            todo.len()
+        };
+        let gids = (0..count).map(|k| if periodic { k as GroupId } else { todo[k] });
+        for gid in gids {
+            let g = usize::from(gid);
+            debug_assert_eq!(self.mine[g], self.state.instance_on(gid, self.me).is_some());
+            if !self.mine[g] {
+                continue;
+            }
             let Some(inst) = self.state.instance_on(gid, self.me).copied() else {
                 continue;
             };
@@ -823,6 +889,7 @@ impl<S: LogStore> NodeCore<S> {
                 });
             }
         }
+        self.reconciled = todo;
     }
 
     fn group_events(&mut self, group: GroupId, ev: Vec<GroupEvent>) {
@@ -870,7 +937,18 @@ impl<S: LogStore> NodeCore<S> {
         let spec = &self.spec;
         let state = &self.state;
         let civil = self.civil.map(|(t, _)| t);
-        let targets = place(spec, state, &alive, civil.as_ref());
+        // `place` is a pure function of these: recompute only when one changed.
+        let fresh = c
+            .placed
+            .as_ref()
+            .is_some_and(|(at, a, t, _)| *at == state.applied && *a == alive && *t == civil);
+        if !fresh {
+            let targets = place(spec, state, &alive, civil.as_ref());
+            c.placed = Some((state.applied, alive.clone(), civil, targets));
+        }
+        let Some((_, _, _, targets)) = &c.placed else {
+            return;
+        };
         let mut proposals: Vec<Command> = Vec::new();
         for (g, target) in targets.iter().enumerate() {
             let gid = g as GroupId;
@@ -944,10 +1022,23 @@ impl<S: LogStore> NodeCore<S> {
                     // Past patience with a silent owner: the lease expiry armed above decides.
                 }
             }
-            if proposals.len() == before || !exclusive {
+            // An exclusive group whose every instance is released above may be activated in
+            // the same batch: the activation applies after the releases, and only if they left
+            // no instance (`ClusterState::apply`), so it can never overlap the old owner. Its
+            // target does not change with the release (placement ignores stopping instances),
+            // and a failover saves one commit round.
+            let stopping = gstate
+                .instances
+                .iter()
+                .filter(|i| i.phase == Phase::Stopping)
+                .count();
+            let all_released = stopping > 0
+                && proposals.len() - before == stopping
+                && gstate.instances.len() == stopping;
+            if proposals.len() == before || !exclusive || all_released {
                 match target {
                     Target::Exclusive(t) => {
-                        if gstate.instances.iter().any(|i| i.phase == Phase::Stopping) {
+                        if stopping > 0 && !all_released {
                             // Wait for the release above.
                         } else if let Some(active) =
                             gstate.instances.iter().find(|i| i.phase == Phase::Active)
@@ -1037,28 +1128,49 @@ impl<S: LogStore> NodeCore<S> {
         }
     }
 
-    /// Whether an exclusive resource may be active here (what the lease and watchdog guard).
-    fn exclusive_exposed(&self) -> bool {
-        self.locals.iter().enumerate().any(|(g, l)| {
-            self.spec.groups[g].is_exclusive() && l.as_ref().is_some_and(|l| l.may_be_active())
-        })
-    }
-
-    /// Recompute what the timer table and the watchdog need from the local groups. Every
-    /// change to a local group marks the core dirty, and a dirty core reconciles and then
-    /// calls this, so the cache never lags behind a change (a group's deadlines are read on
-    /// every input otherwise, which dominates a large cluster's cost).
-    fn refresh_locals_cache(&mut self) {
-        self.locals_next_us = self
-            .locals
-            .iter()
-            .enumerate()
-            .filter_map(|(g, l)| {
-                l.as_ref()
-                    .and_then(|l| l.next_deadline_us(&self.spec.groups[g]))
-            })
-            .min();
-        self.exposed = self.exclusive_exposed();
+    /// Update what the timer table and the watchdog need from local groups `todo`: each
+    /// one's next deadline and whether an exclusive resource may be active in it, and from
+    /// those the earliest deadline and `exposed`. Every change to a local group marks it
+    /// dirty, and reconcile calls this for the dirty groups before and after driving them, so
+    /// the caches never lag behind a change. Incremental: a large cluster reconciles a group
+    /// or two per input, and a pass over every group on each would dominate its cost.
+    fn cache_locals(&mut self, todo: &[GroupId]) {
+        let mut rescan = false;
+        for &gid in todo {
+            let g = usize::from(gid);
+            let gs = &self.spec.groups[g];
+            let l = self.locals[g].as_ref();
+            let exposed = gs.is_exclusive() && l.is_some_and(|l| l.may_be_active());
+            if exposed != self.local_exposed[g] {
+                self.local_exposed[g] = exposed;
+                if exposed {
+                    self.exposed_count += 1;
+                } else {
+                    self.exposed_count -= 1;
+                }
+            }
+            let deadline = l.and_then(|l| l.next_deadline_us(gs));
+            let old = std::mem::replace(&mut self.local_deadline_us[g], deadline);
+            if old.is_some() && old == self.locals_next_us && deadline != old {
+                // The earliest moved: unless this group's new deadline is still the earliest,
+                // look at every group once the batch is done.
+                rescan = true;
+            }
+            if let Some(d) = deadline {
+                if self.locals_next_us.is_none_or(|m| d <= m) {
+                    self.locals_next_us = Some(d);
+                }
+            }
+        }
+        if rescan {
+            self.locals_next_us = self.local_deadline_us.iter().flatten().copied().min();
+        }
+        self.exposed = self.exposed_count > 0;
+        debug_assert_eq!(
+            self.locals_next_us,
+            self.local_deadline_us.iter().flatten().copied().min()
+        );
+        debug_assert_eq!(self.exposed, self.local_exposed.contains(&true));
     }
 
     fn arm_watchdog(&mut self, now_us: u64) {
@@ -1114,6 +1226,17 @@ impl<S: LogStore> NodeCore<S> {
             next = next.min(w);
         }
         next
+    }
+}
+
+/// Advance a periodic timer that fired at `now_us` by one period from when it was due, not
+/// from now: the periodic timers all start at boot, so they stay in phase and fire on the same
+/// wake-up instead of each a few microseconds apart. One that fell a whole period behind
+/// restarts from now.
+fn next_period(due_us: &mut u64, now_us: u64, period_us: u64) {
+    *due_us += period_us;
+    if *due_us <= now_us {
+        *due_us = now_us + period_us;
     }
 }
 

@@ -137,6 +137,26 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The one group this command can change, or `None` when it can change every group
+    /// (standby, maintenance). Lets a node reconcile only what a commit touched.
+    pub fn group(&self, spec: &ClusterSpec) -> Option<GroupId> {
+        match *self {
+            Command::Activate { group, .. }
+            | Command::Stop { group, .. }
+            | Command::Released { group, .. }
+            | Command::Failed { group, .. }
+            | Command::Admin(AdminCommand::Move { group, .. })
+            | Command::Admin(AdminCommand::FailbackNow { group })
+            | Command::Admin(AdminCommand::ClearFailures { group, .. }) => Some(group),
+            Command::Admin(AdminCommand::Standby { .. } | AdminCommand::Maintenance { .. }) => None,
+            Command::ScheduleFired { index, .. } => {
+                spec.schedules.get(usize::from(index)).map(|s| s.group)
+            }
+        }
+    }
+}
+
 /// Running or on its way down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -545,6 +565,65 @@ impl ClusterState {
 mod tests {
     use super::*;
     use crate::policy::testutil::simple_spec;
+
+    #[test]
+    fn a_command_names_the_one_group_it_can_change() {
+        let spec = simple_spec(3, 2);
+        let admin = |a| Command::Admin(a);
+        let table: Vec<(Command, Option<GroupId>)> = vec![
+            (
+                Command::Activate {
+                    group: 1,
+                    node: 0,
+                    cause: Cause::Initial,
+                },
+                Some(1),
+            ),
+            (
+                Command::Stop {
+                    group: 1,
+                    node: 0,
+                    epoch: 3,
+                    cause: Cause::Admin,
+                },
+                Some(1),
+            ),
+            (
+                Command::Released {
+                    group: 0,
+                    node: 2,
+                    epoch: 3,
+                    how: Release::Confirmed,
+                },
+                Some(0),
+            ),
+            (
+                Command::Failed {
+                    group: 1,
+                    node: 2,
+                    epoch: 3,
+                },
+                Some(1),
+            ),
+            (admin(AdminCommand::Move { group: 1, to: None }), Some(1)),
+            (admin(AdminCommand::FailbackNow { group: 0 }), Some(0)),
+            (
+                admin(AdminCommand::ClearFailures {
+                    group: 1,
+                    node: None,
+                }),
+                Some(1),
+            ),
+            // These concern every group on a node, or every group.
+            (admin(AdminCommand::Standby { node: 1, on: true }), None),
+            (admin(AdminCommand::Maintenance { on: true }), None),
+            // No such schedule: nothing to name, so every group is looked at.
+            (Command::ScheduleFired { index: 9, stamp: 1 }, None),
+        ];
+        for (cmd, group) in table {
+            assert_eq!(cmd.group(&spec), group, "{cmd:?}");
+        }
+    }
 
     #[test]
     fn epochs_are_entry_indices_and_only_grow() {
