@@ -111,10 +111,10 @@ enum Ev {
         outcome: Outcome,
     },
     Restart(NodeId),
+    /// The watchdog's deadline may have passed (one pending per node, see `arm_watchdog`).
     WatchdogCheck {
         node: NodeId,
         inc: u64,
-        deadline_local: u64,
     },
     Fault,
     Scripted(Scripted),
@@ -167,8 +167,12 @@ struct SimNode {
     store: MemLog,
     clock: Clock,
     incarnation: u64,
+    /// When (real time) the pending wake-up fires, and the local deadline it is for.
     wake_at: u64,
+    wake_local: u64,
+    /// The armed watchdog deadline (local clock), and when its one pending check fires.
     watchdog: Option<u64>,
+    watchdog_check: Option<u64>,
 }
 
 /// Per (group, resource): which nodes have it active, with the epoch they started it under.
@@ -190,7 +194,11 @@ struct World {
 pub struct Sim {
     sc: Scenario,
     spec: Arc<ClusterSpec>,
+    /// Network delays, losses and agent outcomes.
     rng: Rng,
+    /// What fault comes when, from a stream of its own: a change in how the cores behave
+    /// changes the network draws but not the fault schedule, so runs stay comparable.
+    fault_rng: Rng,
     now_us: u64,
     step: u64,
     seq: u64,
@@ -250,7 +258,9 @@ impl Sim {
                 },
                 incarnation: 0,
                 wake_at: u64::MAX,
+                wake_local: u64::MAX,
                 watchdog: None,
+                watchdog_check: None,
             })
             .collect();
         let truth = spec
@@ -261,6 +271,7 @@ impl Sim {
         let mut sim = Sim {
             spec: spec.clone(),
             rng,
+            fault_rng: Rng::new(sc.seed ^ 0xFA17_5EED),
             now_us: 0,
             step: 0,
             seq: 0,
@@ -397,6 +408,7 @@ impl Sim {
                 core.set_faults(self.breaker);
                 self.nodes[i].core = Some(core);
                 self.nodes[i].watchdog = None;
+                self.nodes[i].watchdog_check = None;
                 self.nodes[i].wake_at = u64::MAX;
                 self.after_node(node);
             }
@@ -414,6 +426,7 @@ impl Sim {
             self.nodes[i].store = core.store().clone();
         }
         self.nodes[i].watchdog = None;
+        self.nodes[i].watchdog_check = None;
         // The machine dies: every process on it dies with it.
         for g in &mut self.world.truth {
             for t in g.iter_mut() {
@@ -540,17 +553,21 @@ impl Sim {
                     self.boot(node);
                 }
             }
-            Ev::WatchdogCheck {
-                node,
-                inc,
-                deadline_local,
-            } => {
+            Ev::WatchdogCheck { node, inc } => {
                 let i = usize::from(node);
                 if self.nodes[i].incarnation == inc
                     && self.nodes[i].core.is_some()
-                    && self.nodes[i].watchdog == Some(deadline_local)
+                    && self.nodes[i].watchdog_check == Some(self.now_us)
                 {
-                    self.crash(node, "watchdog reboot", None);
+                    self.nodes[i].watchdog_check = None;
+                    if let Some(d) = self.nodes[i].watchdog {
+                        if self.nodes[i].clock.real(d) <= self.now_us {
+                            self.crash(node, "watchdog reboot", None);
+                        } else {
+                            // Re-armed later since: check again then.
+                            self.arm_watchdog(node);
+                        }
+                    }
                 }
             }
             Ev::Fault => {
@@ -558,7 +575,7 @@ impl Sim {
                     self.inject_fault();
                     let next = self.now_us
                         + self
-                            .rng
+                            .fault_rng
                             .range(self.sc.fault_every_us / 2, self.sc.fault_every_us * 3 / 2);
                     if next < self.sc.faults_until_us {
                         self.schedule(next, Ev::Fault);
@@ -597,13 +614,20 @@ impl Sim {
     /// Carry out a node's effects and re-arm its wake-up.
     fn after_node(&mut self, node: NodeId) {
         let i = usize::from(node);
-        let Some(core) = self.nodes[i].core.as_mut() else {
+        let now_us = self.now_us;
+        let sn = &mut self.nodes[i];
+        let Some(core) = sn.core.as_mut() else {
             return;
         };
+        let next_local = core.next_timeout_us();
+        let armed = sn.wake_at != u64::MAX && sn.wake_at >= now_us;
+        if !core.has_effects() && armed && next_local == sn.wake_local {
+            // Nothing to carry out and the wake-up is armed: most heartbeats end here.
+            return;
+        }
         // A scratch vector reused across calls: this runs after every step.
         let mut effects = std::mem::take(&mut self.scratch_effects);
         effects.extend(core.drain_effects());
-        let next_local = core.next_timeout_us();
         let mut crashed = false;
         for e in effects.drain(..) {
             if crashed {
@@ -619,6 +643,7 @@ impl Sim {
         let real = self.nodes[i].clock.real(next_local).max(self.now_us);
         if real < self.nodes[i].wake_at || self.nodes[i].wake_at < self.now_us {
             self.nodes[i].wake_at = real;
+            self.nodes[i].wake_local = next_local;
             self.schedule(real, Ev::Wake(node));
         }
     }
@@ -717,22 +742,26 @@ impl Sim {
             }
             Effect::Agent(op) => self.agent_op(node, op),
             Effect::Watchdog { deadline_us } => {
-                let i = usize::from(node);
-                self.nodes[i].watchdog = deadline_us;
-                if let Some(d) = deadline_us {
-                    let inc = self.nodes[i].incarnation;
-                    let at = self.nodes[i].clock.real(d).max(self.now_us);
-                    self.schedule(
-                        at,
-                        Ev::WatchdogCheck {
-                            node,
-                            inc,
-                            deadline_local: d,
-                        },
-                    );
-                }
+                self.nodes[usize::from(node)].watchdog = deadline_us;
+                self.arm_watchdog(node);
             }
             Effect::Event(ev) => self.on_event(node, ev),
+        }
+    }
+
+    /// Make sure a check is pending by the node's watchdog deadline. The deadline moves later
+    /// on every lease renewal; rather than one check per move, a single pending check looks
+    /// again when it fires and re-arms itself if the deadline has moved.
+    fn arm_watchdog(&mut self, node: NodeId) {
+        let i = usize::from(node);
+        let Some(d) = self.nodes[i].watchdog else {
+            return;
+        };
+        let at = self.nodes[i].clock.real(d).max(self.now_us);
+        if self.nodes[i].watchdog_check.is_none_or(|p| at < p) {
+            self.nodes[i].watchdog_check = Some(at);
+            let inc = self.nodes[i].incarnation;
+            self.schedule(at, Ev::WatchdogCheck { node, inc });
         }
     }
 
@@ -1010,11 +1039,11 @@ impl Sim {
     fn inject_fault(&mut self) {
         let n = self.nodes.len();
         let paths = self.spec.paths.len();
-        let span = self.rng.range(500_000, 5_000_000);
+        let span = self.fault_rng.range(500_000, 5_000_000);
         let until = (self.now_us + span).min(self.sc.faults_until_us);
         self.fault_count += 1;
-        let pick = self.rng.range(0, 100);
-        let node = self.rng.range(0, n as u64) as NodeId;
+        let pick = self.fault_rng.range(0, 100);
+        let node = self.fault_rng.range(0, n as u64) as NodeId;
         match pick {
             0..=19 => {
                 if self.nodes[usize::from(node)].core.is_some() {
@@ -1024,7 +1053,7 @@ impl Sim {
             20..=34 => self.isolate(node, until),
             35..=44 => {
                 // One-way: the node hears nothing (or is not heard).
-                let inbound = self.rng.chance(500_000);
+                let inbound = self.fault_rng.chance(500_000);
                 self.trace(format!(
                     "fault: {} one-way cut ({})",
                     self.name(node),
@@ -1053,7 +1082,7 @@ impl Sim {
                 // Split the cluster in two on every network path.
                 let mut side = vec![false; n];
                 for s in side.iter_mut() {
-                    *s = self.rng.chance(500_000);
+                    *s = self.fault_rng.chance(500_000);
                 }
                 self.trace(format!(
                     "fault: split {:?}",
@@ -1074,7 +1103,7 @@ impl Sim {
             }
             55..=62 => {
                 // One network path fails everywhere: only an event.
-                let p = self.rng.range(0, paths as u64) as usize;
+                let p = self.fault_rng.range(0, paths as u64) as usize;
                 if self.spec.paths[p].kind == PathKind::Network {
                     self.trace(format!(
                         "fault: path {} down everywhere",
@@ -1090,8 +1119,8 @@ impl Sim {
                 }
             }
             63..=70 => {
-                let p = self.rng.range(0, paths as u64) as usize;
-                let loss = self.rng.range(50_000, 400_000) as u32;
+                let p = self.fault_rng.range(0, paths as u64) as usize;
+                let loss = self.fault_rng.range(50_000, 400_000) as u32;
                 self.trace(format!(
                     "fault: {}% loss on {}",
                     loss / 10_000,
@@ -1201,9 +1230,9 @@ impl Sim {
     fn admin_fault(&mut self) {
         let n = self.spec.nodes.len();
         let groups = self.spec.groups.len();
-        let g = self.rng.range(0, groups as u64) as GroupId;
-        let node = self.rng.range(0, n as u64) as NodeId;
-        let cmd = match self.rng.range(0, 5) {
+        let g = self.fault_rng.range(0, groups as u64) as GroupId;
+        let node = self.fault_rng.range(0, n as u64) as NodeId;
+        let cmd = match self.fault_rng.range(0, 5) {
             0 => AdminCommand::Move { group: g, to: None },
             1 => AdminCommand::Move {
                 group: g,
@@ -1214,7 +1243,7 @@ impl Sim {
             _ => AdminCommand::FailbackNow { group: g },
         };
         self.trace(format!("admin: {cmd:?}"));
-        let via = self.rng.range(0, n as u64) as NodeId;
+        let via = self.fault_rng.range(0, n as u64) as NodeId;
         let local = self.nodes[usize::from(via)].clock.local(self.now_us);
         if let Some(core) = self.nodes[usize::from(via)].core.as_mut() {
             core.handle(Input::Admin(cmd), local);
@@ -1234,7 +1263,7 @@ impl Sim {
         if all.is_empty() {
             return None;
         }
-        let k = self.rng.range(0, all.len() as u64) as usize;
+        let k = self.fault_rng.range(0, all.len() as u64) as usize;
         Some(all[k])
     }
 
