@@ -107,6 +107,31 @@ impl Liveness {
         usize::from(peer) * self.path_count + usize::from(path)
     }
 
+    /// The common case of a heartbeat: from a peer that is alive, on a path that is up, with
+    /// the incarnation we know. Moves the path's deadline and returns true; returns false,
+    /// changing nothing, for anything else (call [`Liveness::handle_heartbeat`] then).
+    pub fn renew(&mut self, peer: NodeId, path: PathId, incarnation: u64, now_us: u64) -> bool {
+        let p = usize::from(peer);
+        if peer == self.me
+            || usize::from(path) >= self.path_count
+            || p >= self.suspected.len()
+            || self.suspected[p]
+            || incarnation != self.incarnation[p]
+        {
+            return false;
+        }
+        let deadline_us = now_us + self.timeout_us[usize::from(path)];
+        let slot = &mut self.slots[p * self.path_count + usize::from(path)];
+        if slot.state != PathState::Up {
+            return false;
+        }
+        if Some(slot.deadline_us) == self.next_deadline_us {
+            self.stale = true;
+        }
+        slot.deadline_us = deadline_us;
+        true
+    }
+
     /// A heartbeat from `peer` on `path`, with the peer's incarnation number.
     pub fn handle_heartbeat(
         &mut self,
@@ -324,6 +349,34 @@ mod tests {
         live.handle_timeout(200_020, &mut ev);
         assert!(live.is_suspected(2), "peer 2 fell silent on its only path");
         assert_eq!(live.next_deadline_us(), Some(200_150));
+    }
+
+    #[test]
+    fn renew_takes_only_the_common_case() {
+        let spec = spec_with_paths(3, &[(50, 4), (50, 4)]);
+        let mut live = Liveness::new(&spec, 0, 0);
+        let mut ev = Vec::new();
+        // Never heard on path 0: not the common case, nothing changes.
+        assert!(!live.renew(1, 0, 7, 10));
+        assert_eq!(live.path_state(1, 0), PathState::Unknown);
+        live.handle_heartbeat(1, 0, 7, 10, &mut ev);
+        assert!(
+            live.renew(1, 0, 7, 20),
+            "an up path with the known incarnation"
+        );
+        assert!(!live.renew(1, 0, 8, 30), "a new incarnation is an event");
+        assert!(!live.renew(1, 1, 7, 30), "path 1 never came up");
+        assert!(!live.renew(0, 0, 7, 30), "not from ourselves");
+        assert!(!live.renew(1, 9, 7, 30), "no such path");
+        // The renewal moved the deadline: at 200_015 the path is still up.
+        live.handle_timeout(200_015, &mut ev);
+        assert_eq!(live.path_state(1, 0), PathState::Up);
+        live.handle_timeout(200_020, &mut ev);
+        assert_eq!(live.path_state(1, 0), PathState::Lost);
+        assert!(
+            !live.renew(1, 0, 7, 200_030),
+            "a lost path coming back is an event"
+        );
     }
 
     #[test]

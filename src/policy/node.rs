@@ -153,6 +153,10 @@ pub struct NodeCore<S: LogStore> {
     /// Per group: the replicated state has an instance of it on this node (kept as commands
     /// apply, so the periodic reports need not search every group's instances).
     mine: Vec<bool>,
+    /// Per group: the periodic report pass must look at it (its report is waited for, or
+    /// could not be sent for want of a coordinator). Every other group's report only changes
+    /// when it is reconciled, and that pass looks at it.
+    watch: Vec<bool>,
     civil: Option<(CivilTime, u64)>,
     next_hb_us: Vec<u64>,
     next_tick_us: u64,
@@ -211,6 +215,7 @@ impl<S: LogStore> NodeCore<S> {
             locals: (0..spec.groups.len()).map(|_| None).collect(),
             sent: vec![None; spec.groups.len()],
             mine: vec![false; spec.groups.len()],
+            watch: vec![true; spec.groups.len()],
             civil: None,
             next_hb_us: vec![now_us; spec.paths.len()],
             next_tick_us: now_us + tick_us,
@@ -435,6 +440,12 @@ impl<S: LogStore> NodeCore<S> {
             return false;
         }
         let ok = hb.digest == self.spec.digest;
+        if ok == self.digest_ok[usize::from(from)]
+            && self.live.renew(from, path, hb.incarnation, now_us)
+        {
+            // Nearly every heartbeat: a later deadline on a path that is up, nothing else.
+            return false;
+        }
         let mut changed = ok != self.digest_ok[usize::from(from)];
         if changed {
             self.digest_ok[usize::from(from)] = ok;
@@ -626,6 +637,7 @@ impl<S: LogStore> NodeCore<S> {
     /// After every input: run consensus, apply, reconcile, coordinate, arm timers.
     fn after(&mut self, now_us: u64) {
         // Consensus may produce more work after we propose; two rounds settle it.
+        let mut worked = false;
         for _ in 0..3 {
             self.run_consensus(now_us);
             self.check_lease(now_us);
@@ -634,14 +646,20 @@ impl<S: LogStore> NodeCore<S> {
                 self.dirty = false;
                 self.reconcile(now_us);
                 self.send_reports(false);
+                worked = true;
             }
             if self.coordinator.as_ref().is_some_and(|c| c.dirty) {
                 self.coordinate(now_us);
+                worked = true;
             } else if !(reconciled && self.dirty) {
                 break;
             }
         }
-        self.run_consensus(now_us);
+        // Proposals and reports made above may have given consensus work (most inputs make
+        // none: a raft message's answer already left in the first round).
+        if worked {
+            self.run_consensus(now_us);
+        }
         self.arm_watchdog(now_us);
         self.next_timeout_us = self.compute_next_timeout();
     }
@@ -833,6 +851,10 @@ impl<S: LogStore> NodeCore<S> {
     /// (`periodic`, every group).
     fn send_reports(&mut self, periodic: bool) {
         let Some(leader) = self.consensus.leader() else {
+            // Nobody to tell: the periodic pass looks at these once a coordinator is known.
+            for &g in &self.reconciled {
+                self.watch[usize::from(g)] = true;
+            }
             return;
         };
         let todo = std::mem::take(&mut self.reconciled);
@@ -845,6 +867,10 @@ impl<S: LogStore> NodeCore<S> {
         for gid in gids {
             let g = usize::from(gid);
             debug_assert_eq!(self.mine[g], self.state.instance_on(gid, self.me).is_some());
+            if periodic && !self.watch[g] {
+                continue;
+            }
+            self.watch[g] = false;
             if !self.mine[g] {
                 continue;
             }
@@ -863,6 +889,9 @@ impl<S: LogStore> NodeCore<S> {
                 Phase::Active => matches!(status, GroupStatus::CannotRun | GroupStatus::StopFailed),
             };
             let stopping = inst.phase == Phase::Stopping;
+            // Whatever this look sends, only a report the coordinator waits for is repeated;
+            // anything that could change that reconciles the group and looks again.
+            self.watch[g] = waited_for;
             let changed =
                 self.sent[g].is_none_or(|s| s.0 != inst.epoch || s.1 != status || s.2 != stopping);
             if !(changed || (periodic && waited_for)) {
