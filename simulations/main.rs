@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use eterne::policy::node::Faults;
-use eterne::sim::{replay_command, run_seed, Report, Scenario, Shape, Sim};
+use eterne::sim::{replay_command, run_seed, Report, Scenario, Shape, Sim, MAX_NODES};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -63,6 +63,10 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    if let Some(n) = args.nodes.filter(|&n| !(2..MAX_NODES).contains(&n)) {
+        eprintln!("eterne-sim: --nodes {n}: a simulation runs 2 to {} resource-holding nodes (one more slot is kept for a witness)", MAX_NODES - 1);
+        std::process::exit(2);
+    }
     let shape = Shape {
         nodes: args.nodes,
         groups: args.groups,

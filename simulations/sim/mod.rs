@@ -91,12 +91,14 @@ pub struct Report {
 #[allow(clippy::large_enum_variant)]
 enum Ev {
     Wake(NodeId),
+    /// A heartbeat datagram reaching the nodes in the bit set `to` (at most 128 nodes), each
+    /// only if it has not rebooted since `boots` (the count of boots when it was sent).
     Hb {
         from: NodeId,
         path: u8,
         hb: Heartbeat,
-        to: Vec<NodeId>,
-        inc: Vec<u64>,
+        to: u128,
+        boots: u64,
     },
     Msg {
         from: NodeId,
@@ -167,6 +169,8 @@ struct SimNode {
     store: MemLog,
     clock: Clock,
     incarnation: u64,
+    /// The value of `Sim::boots` when this node last booted.
+    boot_seq: u64,
     /// When (real time) the pending wake-up fires, and the local deadline it is for.
     wake_at: u64,
     wake_local: u64,
@@ -190,6 +194,9 @@ struct World {
     hang_stops: Vec<NodeId>,
 }
 
+/// The most nodes a simulation runs (a heartbeat's receivers are a 128-bit set).
+pub const MAX_NODES: usize = 128;
+
 /// One simulation.
 pub struct Sim {
     sc: Scenario,
@@ -201,6 +208,8 @@ pub struct Sim {
     fault_rng: Rng,
     now_us: u64,
     step: u64,
+    /// Boots so far (see `Ev::Hb`).
+    boots: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     events: Vec<Option<Ev>>,
@@ -245,6 +254,10 @@ impl Sim {
     pub fn new(sc: Scenario, breaker: Faults) -> Sim {
         let spec = sc.spec.clone();
         let n = spec.nodes.len();
+        assert!(
+            n <= MAX_NODES,
+            "the simulator runs at most {MAX_NODES} nodes, not {n}"
+        );
         let mut rng = Rng::new(sc.seed ^ 0xD1CE_5EED);
         let drift = i64::from(spec.timing.max_clock_drift_ppm) / 3;
         let voters: Vec<u64> = (1..=n as u64).collect();
@@ -257,6 +270,7 @@ impl Sim {
                     rate_ppm: rng.range(0, (2 * drift + 1) as u64) as i64 - drift,
                 },
                 incarnation: 0,
+                boot_seq: 0,
                 wake_at: u64::MAX,
                 wake_local: u64::MAX,
                 watchdog: None,
@@ -274,6 +288,7 @@ impl Sim {
             fault_rng: Rng::new(sc.seed ^ 0xFA17_5EED),
             now_us: 0,
             step: 0,
+            boots: 0,
             seq: 0,
             queue: BinaryHeap::new(),
             events: Vec::new(),
@@ -388,6 +403,8 @@ impl Sim {
         let i = usize::from(node);
         self.nodes[i].incarnation += 1;
         let inc = self.nodes[i].incarnation;
+        self.boots += 1;
+        self.nodes[i].boot_seq = self.boots;
         let local = self.nodes[i].clock.local(self.now_us);
         let store = self.nodes[i].store.clone();
         let seed = self
@@ -516,11 +533,14 @@ impl Sim {
                 path,
                 hb,
                 to,
-                inc,
+                boots,
             } => {
-                for (k, &t) in to.iter().enumerate() {
-                    let i = usize::from(t);
-                    if self.nodes[i].incarnation != inc[k] {
+                let mut rest = to;
+                while rest != 0 {
+                    let i = rest.trailing_zeros() as usize;
+                    rest &= rest - 1;
+                    let t = i as NodeId;
+                    if self.nodes[i].boot_seq > boots {
                         continue;
                     }
                     let local = self.nodes[i].clock.local(self.now_us);
@@ -667,17 +687,22 @@ impl Sim {
                 let p = usize::from(path);
                 let kind = self.spec.paths[p].kind;
                 let loss = self.loss_on(p);
-                let mut to = Vec::with_capacity(self.nodes.len());
-                let mut inc = Vec::with_capacity(self.nodes.len());
-                for peer in 0..self.nodes.len() as NodeId {
-                    if peer == node || !self.link_up(p, node, peer) || self.rng.chance(loss) {
+                let n = self.nodes.len();
+                let row = usize::from(node) * n;
+                // One event for every peer the datagram reaches: a bit set, no allocation.
+                let mut to = 0u128;
+                for peer in 0..n {
+                    if peer == usize::from(node)
+                        || self.cut[p][row + peer]
+                        || (loss > 0 && self.rng.chance(loss))
+                    {
                         continue;
                     }
-                    to.push(peer);
-                    inc.push(self.nodes[usize::from(peer)].incarnation);
+                    to |= 1 << peer;
                 }
-                if !to.is_empty() {
+                if to != 0 {
                     let at = self.now_us + self.delay(kind);
+                    let boots = self.boots;
                     self.schedule(
                         at,
                         Ev::Hb {
@@ -685,7 +710,7 @@ impl Sim {
                             path,
                             hb,
                             to,
-                            inc,
+                            boots,
                         },
                     );
                 }
