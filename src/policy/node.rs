@@ -39,8 +39,9 @@ pub struct Faults {
 /// The coordinator's view of what each node reported about its instances.
 #[derive(Clone, Debug, Default)]
 struct Reports {
-    /// Per group: the latest report of each node.
-    per_group: Vec<Vec<Reported>>,
+    /// Per group, per node: that node's latest report (a lookup, not a search: clone groups
+    /// have a copy on every node and the coordinator reads them on every pass).
+    per_group: Vec<Vec<Option<Reported>>>,
 }
 
 /// One node's latest report on one group.
@@ -54,11 +55,18 @@ struct Reported {
 }
 
 impl Reports {
+    fn new(groups: usize, nodes: usize) -> Reports {
+        Reports {
+            per_group: vec![vec![None; nodes]; groups],
+        }
+    }
+
     fn find(&self, g: GroupId, node: NodeId, epoch: u64) -> Option<&Reported> {
         self.per_group
             .get(usize::from(g))?
-            .iter()
-            .find(|r| r.node == node && r.epoch == epoch)
+            .get(usize::from(node))?
+            .as_ref()
+            .filter(|r| r.epoch == epoch)
     }
 
     fn get(&self, g: GroupId, node: NodeId, epoch: u64) -> Option<GroupStatus> {
@@ -75,25 +83,29 @@ impl Reports {
     }
 
     fn set(&mut self, g: GroupId, r: Reported) {
-        let Some(v) = self.per_group.get_mut(usize::from(g)) else {
-            return;
-        };
-        match v.iter_mut().find(|x| x.node == r.node) {
-            Some(x) => *x = r,
-            None => v.push(r),
+        if let Some(slot) = self
+            .per_group
+            .get_mut(usize::from(g))
+            .and_then(|v| v.get_mut(usize::from(r.node)))
+        {
+            *slot = Some(r);
         }
     }
 
     /// Whether `node`'s latest report on any group says `status`.
     fn any_from(&self, node: NodeId, status: GroupStatus) -> bool {
-        self.per_group
-            .iter()
-            .any(|v| v.iter().any(|r| r.node == node && r.status == status))
+        self.per_group.iter().any(|v| {
+            v.get(usize::from(node))
+                .and_then(Option::as_ref)
+                .is_some_and(|r| r.status == status)
+        })
     }
 
     fn forget_node(&mut self, node: NodeId) {
         for v in &mut self.per_group {
-            v.retain(|r| r.node != node);
+            if let Some(slot) = v.get_mut(usize::from(node)) {
+                *slot = None;
+            }
         }
     }
 }
@@ -113,6 +125,9 @@ struct Coordinator {
     /// The last placement and what it was computed from: (state applied index, liveness
     /// view, civil time). Most passes follow a report, which changes none of these.
     placed: Option<Placed>,
+    /// Per node, reused by each clone group of a pass: in its target; has an instance.
+    scratch_wanted: Vec<bool>,
+    scratch_present: Vec<bool>,
 }
 
 /// A placement and what it was computed from (see `Coordinator::placed`).
@@ -718,14 +733,14 @@ impl<S: LogStore> NodeCore<S> {
             let n = self.spec.nodes.len();
             self.coordinator = Some(Coordinator {
                 keeper: LeaseKeeper::new(self.me, n, self.spec.quorum(), &self.spec.timing, now_us),
-                reports: Reports {
-                    per_group: vec![Vec::new(); self.spec.groups.len()],
-                },
+                reports: Reports::new(self.spec.groups.len(), n),
                 proposed: vec![None; self.spec.groups.len()],
                 stopping_since: vec![None; self.spec.groups.len()],
                 dirty: true,
                 wake_us: None,
                 placed: None,
+                scratch_wanted: vec![false; n],
+                scratch_present: vec![false; n],
             });
             self.effects.push(Effect::Event(Event::BecameLeader {
                 term: self.consensus.term(),
@@ -1103,6 +1118,17 @@ impl<S: LogStore> NodeCore<S> {
                         }
                     }
                     Target::Clone(nodes) => {
+                        // Lookups by node, not searches: a clone may run on every node.
+                        let wanted = &mut c.scratch_wanted;
+                        let present = &mut c.scratch_present;
+                        wanted.iter_mut().for_each(|w| *w = false);
+                        present.iter_mut().for_each(|p| *p = false);
+                        for &n in nodes {
+                            wanted[usize::from(n)] = true;
+                        }
+                        for i in &gstate.instances {
+                            present[usize::from(i.node)] = true;
+                        }
                         for active in gstate.instances.iter().filter(|i| i.phase == Phase::Active) {
                             let reported = c.reports.get(gid, active.node, active.epoch);
                             if matches!(reported, Some(GroupStatus::CannotRun)) {
@@ -1111,7 +1137,7 @@ impl<S: LogStore> NodeCore<S> {
                                     node: active.node,
                                     epoch: active.epoch,
                                 });
-                            } else if !nodes.contains(&active.node) {
+                            } else if !c.scratch_wanted[usize::from(active.node)] {
                                 let cause = if alive[usize::from(active.node)] {
                                     Cause::Standby
                                 } else {
@@ -1126,7 +1152,7 @@ impl<S: LogStore> NodeCore<S> {
                             }
                         }
                         for &n in nodes {
-                            if !gstate.instances.iter().any(|i| i.node == n) {
+                            if !c.scratch_present[usize::from(n)] {
                                 proposals.push(Command::Activate {
                                     group: gid,
                                     node: n,
@@ -1299,9 +1325,7 @@ mod tests {
     /// the stop: the node may have started again, and the report that said so may be lost.
     #[test]
     fn only_a_stopped_report_made_after_the_stop_confirms_it() {
-        let mut r = Reports {
-            per_group: vec![Vec::new()],
-        };
+        let mut r = Reports::new(1, 3);
         r.set(0, report(GroupStatus::Stopped, false));
         assert!(!r.confirms_stop(0, 1, 7));
         r.set(0, report(GroupStatus::Stopping, true));
