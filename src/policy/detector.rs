@@ -214,11 +214,13 @@ impl Liveness {
         self.next_deadline_us
     }
 
-    /// Make [`Liveness::next_deadline_us`] exact again. Heartbeats only move deadlines later,
-    /// so without this the caller would wake at a deadline that has already moved; this is
-    /// much cheaper than such a wake-up.
-    pub fn refresh_next_deadline(&mut self) {
-        if std::mem::take(&mut self.stale) {
+    /// Make [`Liveness::next_deadline_us`] exact again if it is before `horizon_us` (when the
+    /// caller wakes anyway). Heartbeats only move deadlines later, so without this the caller
+    /// would wake at a deadline that has already moved; an early value beyond the horizon
+    /// costs nothing, and is looked at again on a later call.
+    pub fn refresh_next_deadline(&mut self, horizon_us: u64) {
+        if self.stale && self.next_deadline_us.is_some_and(|d| d < horizon_us) {
+            self.stale = false;
             self.next_deadline_us = self
                 .slots
                 .iter()
@@ -340,11 +342,14 @@ mod tests {
         // Peer 1 is heard again: the earliest deadline moved, but stays early until refreshed.
         live.handle_heartbeat(1, 0, 1, 100, &mut ev);
         assert_eq!(live.next_deadline_us(), Some(200_010));
-        live.refresh_next_deadline();
+        // Beyond the horizon an early value costs nothing: it stays until a later call.
+        live.refresh_next_deadline(200_010);
+        assert_eq!(live.next_deadline_us(), Some(200_010));
+        live.refresh_next_deadline(200_011);
         assert_eq!(live.next_deadline_us(), Some(200_020));
         // A heartbeat on a path that is not the earliest changes nothing.
         live.handle_heartbeat(1, 0, 1, 150, &mut ev);
-        live.refresh_next_deadline();
+        live.refresh_next_deadline(u64::MAX);
         assert_eq!(live.next_deadline_us(), Some(200_020));
         live.handle_timeout(200_020, &mut ev);
         assert!(live.is_suspected(2), "peer 2 fell silent on its only path");

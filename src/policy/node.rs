@@ -405,9 +405,11 @@ impl<S: LogStore> NodeCore<S> {
             self.liveness_events(&mut ev);
             self.scratch_events = ev;
         } else {
-            // Heartbeats move deadlines later without recomputing the earliest: keep it
-            // exact so that we do not wake for a deadline that has already moved.
-            self.live.refresh_next_deadline();
+            // Heartbeats move deadlines later without recomputing the earliest: make it exact
+            // before the next tick (we wake then anyway) so that we do not wake for a deadline
+            // that has already moved.
+            let tick_us = u64::from(self.spec.timing.raft_tick_ms) * 1000;
+            self.live.refresh_next_deadline(now_us + tick_us);
         }
         if now_us >= self.next_tick_us {
             let tick_us = u64::from(self.spec.timing.raft_tick_ms) * 1000;
