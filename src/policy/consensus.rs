@@ -90,6 +90,9 @@ impl<S: LogStore> Consensus<S> {
             applied: 0,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
+            // A coordinator pass proposes a command per group it moves; without this each
+            // proposal sends every follower a message of its own (and gets an answer each).
+            batch_append: true,
             ..Config::default()
         };
         let raw = RawNode::new(&cfg, store, logger)?;
