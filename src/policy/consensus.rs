@@ -175,13 +175,32 @@ impl<S: LogStore> Consensus<S> {
 
     /// Propose a command; `false` if this node is not the leader (or raft dropped it).
     pub fn propose(&mut self, cmd: &Command) -> bool {
-        if !self.is_leader() {
-            return false;
+        self.propose_all(std::slice::from_ref(cmd))
+    }
+
+    /// Propose several commands as one batch: one append to each follower for all of them
+    /// (a coordinator pass that moves many groups proposes a command per group). `false` if
+    /// this node is not the leader or raft dropped the batch.
+    pub fn propose_all(&mut self, cmds: &[Command]) -> bool {
+        if !self.is_leader() || cmds.is_empty() {
+            return cmds.is_empty();
         }
-        match rmp_serde::to_vec_named(cmd) {
-            Ok(data) => self.raw.propose(Vec::new(), data).is_ok(),
-            Err(_) => false,
+        let mut entries = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let Ok(data) = rmp_serde::to_vec_named(cmd) else {
+                return false;
+            };
+            entries.push(Entry {
+                data: data.into(),
+                ..Entry::default()
+            });
         }
+        // What RawNode::propose builds for one entry, with all of them.
+        let mut m = RaftMessage::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.raw.raft.id;
+        m.set_entries(entries.into());
+        self.raw.raft.step(m).is_ok()
     }
 
     /// Persist what raft asks, collect messages to send and committed commands to apply.
@@ -282,5 +301,49 @@ impl<S: LogStore> Consensus<S> {
     /// The persisted store (the simulator keeps a copy across a crash).
     pub fn store(&self) -> &S {
         self.raw.store()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::raft_log::MemLog;
+    use crate::policy::state::Cause;
+    use crate::policy::testutil::default_timing;
+
+    /// A one-voter core elects itself; a batch of proposals commits whole, in order, at
+    /// consecutive indices.
+    #[test]
+    fn a_batch_of_proposals_commits_in_order() {
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let store = MemLog::new_with_conf_state(&[1]);
+        let mut c = Consensus::new(0, 1, &default_timing(), store, 7, &logger).unwrap();
+        let (mut out, mut committed) = (Vec::new(), Vec::new());
+        for _ in 0..100 {
+            if c.is_leader() {
+                break;
+            }
+            c.tick();
+            c.drain(0, &mut out, &mut committed).unwrap();
+        }
+        assert!(c.is_leader(), "a single voter elects itself");
+        let cmds: Vec<Command> = (0..3)
+            .map(|g| Command::Activate {
+                group: g,
+                node: 0,
+                cause: Cause::Initial,
+            })
+            .collect();
+        assert!(c.propose_all(&cmds));
+        committed.clear();
+        for _ in 0..3 {
+            c.drain(0, &mut out, &mut committed).unwrap();
+        }
+        let got: Vec<&Command> = committed.iter().map(|(_, cmd)| cmd).collect();
+        assert_eq!(got, cmds.iter().collect::<Vec<_>>());
+        let first = committed[0].0;
+        let indices: Vec<u64> = committed.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indices, vec![first, first + 1, first + 2]);
+        assert!(c.propose_all(&[]), "an empty batch is nothing to do");
     }
 }

@@ -1180,9 +1180,7 @@ impl<S: LogStore> NodeCore<S> {
                 }
             }
         }
-        for cmd in proposals {
-            self.consensus.propose(&cmd);
-        }
+        self.consensus.propose_all(&proposals);
     }
 
     /// Update what the timer table and the watchdog need from local groups `todo`: each
