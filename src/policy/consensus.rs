@@ -49,8 +49,8 @@ pub enum ConsensusError {
 pub struct Outgoing {
     /// To whom.
     pub to: NodeId,
-    /// The raft message.
-    pub msg: WireMessage,
+    /// The raft message (boxed, as it travels in [`super::message::Message::Raft`]).
+    pub msg: Box<WireMessage>,
     /// Heartbeat stamp or echo (0 if neither).
     pub stamp_us: u64,
 }
@@ -255,7 +255,7 @@ impl<S: LogStore> Consensus<S> {
             };
             out.push(Outgoing {
                 to,
-                msg: WireMessage::from(&m),
+                msg: Box::new(WireMessage::from(&m)),
                 stamp_us,
             });
         }

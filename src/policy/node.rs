@@ -504,7 +504,7 @@ impl<S: LogStore> NodeCore<S> {
             return;
         }
         match msg {
-            Message::Raft { msg, stamp_us } => match self.consensus.step(from, msg, stamp_us) {
+            Message::Raft { msg, stamp_us } => match self.consensus.step(from, *msg, stamp_us) {
                 Ok(Some(echo)) => {
                     if let Some(c) = &mut self.coordinator {
                         c.keeper.handle_echo(from, echo);
