@@ -157,6 +157,8 @@ pub struct NodeCore<S: LogStore> {
     /// Cached likewise, per group: its deadline, and whether it may be active and exclusive.
     local_deadline_us: Vec<Option<u64>>,
     local_exposed: Vec<bool>,
+    /// The groups whose `local_deadline_us` is set (a few per node, out of all groups).
+    timed: Vec<GroupId>,
     /// How many of `local_exposed` are true.
     exposed_count: usize,
     /// Cached likewise: whether an exclusive resource may be active here.
@@ -224,6 +226,7 @@ impl<S: LogStore> NodeCore<S> {
             locals_next_us: None,
             local_deadline_us: vec![None; spec.groups.len()],
             local_exposed: vec![false; spec.groups.len()],
+            timed: Vec::new(),
             exposed_count: 0,
             exposed: false,
             coordinator: None,
@@ -426,7 +429,10 @@ impl<S: LogStore> NodeCore<S> {
             self.send_reports(true);
         }
         if self.locals_next_us.is_some_and(|d| now_us >= d) {
-            for g in 0..self.locals.len() {
+            // Only groups with a deadline can be due; handling one changes the caches only
+            // in the pass that follows, so the list stays as it is during this loop.
+            for k in 0..self.timed.len() {
+                let g = usize::from(self.timed[k]);
                 // The per-group cache is exact here: every change to a local group reconciles
                 // it and refreshes its entry before the next input.
                 if self.local_deadline_us[g].is_none_or(|d| now_us < d) {
@@ -1206,6 +1212,15 @@ impl<S: LogStore> NodeCore<S> {
             }
             let deadline = l.and_then(|l| l.next_deadline_us(gs));
             let old = std::mem::replace(&mut self.local_deadline_us[g], deadline);
+            match (old, deadline) {
+                (None, Some(_)) => self.timed.push(gid),
+                (Some(_), None) => {
+                    if let Some(k) = self.timed.iter().position(|&t| t == gid) {
+                        self.timed.swap_remove(k);
+                    }
+                }
+                _ => {}
+            }
             if old.is_some() && old == self.locals_next_us && deadline != old {
                 // The earliest moved: unless this group's new deadline is still the earliest,
                 // look at every group once the batch is done.
@@ -1218,7 +1233,12 @@ impl<S: LogStore> NodeCore<S> {
             }
         }
         if rescan {
-            self.locals_next_us = self.local_deadline_us.iter().flatten().copied().min();
+            let deadlines = &self.local_deadline_us;
+            self.locals_next_us = self
+                .timed
+                .iter()
+                .filter_map(|&g| deadlines[usize::from(g)])
+                .min();
         }
         self.exposed = self.exposed_count > 0;
         debug_assert_eq!(
@@ -1226,6 +1246,10 @@ impl<S: LogStore> NodeCore<S> {
             self.local_deadline_us.iter().flatten().copied().min()
         );
         debug_assert_eq!(self.exposed, self.local_exposed.contains(&true));
+        debug_assert_eq!(
+            self.timed.len(),
+            self.local_deadline_us.iter().flatten().count()
+        );
     }
 
     fn arm_watchdog(&mut self, now_us: u64) {
