@@ -545,8 +545,10 @@ impl Sim {
                     }
                     let local = self.nodes[i].clock.local(self.now_us);
                     if let Some(core) = self.nodes[i].core.as_mut() {
-                        core.handle(Input::Heartbeat { from, path, hb }, local);
-                        self.after_node(t);
+                        // Nearly every delivery changes nothing the shell must act on.
+                        if core.handle_heartbeat(from, path, hb, local) {
+                            self.after_node(t);
+                        }
                     }
                 }
             }

@@ -23,7 +23,7 @@ use super::message::{Effect, Event, Heartbeat, Input, Message};
 use super::placement::{place, Target};
 use super::raft_log::LogStore;
 use super::schedule::CivilTime;
-use super::spec::{ClusterSpec, GroupId, NodeId};
+use super::spec::{ClusterSpec, GroupId, NodeId, PathId};
 use super::state::{Applied, Cause, ClusterState, Command, Phase, Release};
 
 pub use super::consensus::ConsensusError;
@@ -325,12 +325,8 @@ impl<S: LogStore> NodeCore<S> {
     pub fn handle(&mut self, input: Input, now_us: u64) {
         match input {
             Input::Heartbeat { from, path, hb } => {
-                // Most heartbeats change nothing but a detector deadline, which only moves
-                // later: the next timeout already armed stays a valid (early) bound, so the
-                // whole pass can be skipped. This is the hot path of a large cluster.
-                if !self.on_heartbeat(from, path, hb, now_us) {
-                    return;
-                }
+                self.handle_heartbeat(from, path, hb, now_us);
+                return;
             }
             Input::Message { from, msg } => {
                 // Lease traffic is most of a large cluster's messages, and most of it (a second
@@ -385,6 +381,25 @@ impl<S: LogStore> NodeCore<S> {
             Input::Admin(cmd) => self.on_admin(cmd, self.me),
         }
         self.after(now_us);
+    }
+
+    /// A heartbeat arrived: `handle(Input::Heartbeat { .. })`, and whether it left anything
+    /// for the shell (effects, an earlier timeout). Most heartbeats change nothing but a
+    /// detector deadline, which only moves later: the next timeout already armed stays a
+    /// valid (early) bound, so the whole pass is skipped. This is the hot path of a large
+    /// cluster, and a shell may skip its own work when this returns false.
+    pub fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        path: PathId,
+        hb: Heartbeat,
+        now_us: u64,
+    ) -> bool {
+        if !self.on_heartbeat(from, path, hb, now_us) {
+            return false;
+        }
+        self.after(now_us);
+        true
     }
 
     /// Timers due at `now_us`.
