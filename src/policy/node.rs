@@ -782,8 +782,9 @@ impl<S: LogStore> NodeCore<S> {
 
     /// Bring local group instances in line with the replicated state and our lease.
     fn reconcile(&mut self, now_us: u64) {
-        // Only the groups that changed, unless something that concerns all of them did (a
-        // commit, the lease, fencing): a monitor result must not cost a pass over every group.
+        // Only the groups that changed, unless something that concerns all of them did (the
+        // lease, fencing, standby, maintenance, a new leader): a monitor result or a commit for
+        // one group must not cost a pass over every group.
         let mut todo = std::mem::take(&mut self.reconciled);
         todo.clear();
         todo.append(&mut self.dirty_groups);
