@@ -5,6 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --all-targets
+# Lints are part of the suite: among them, the transport and raft wire decoders may not
+# unwrap, expect or panic outside tests (a peer's bytes must never panic the daemon).
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --all-targets -- -D warnings
+else
+    echo "clippy is not installed: lints (no unwrap/expect/panic in src/transport) not checked"
+fi
 # Example configs must pass `eternectl config check` (also covered by tests/config_check.rs,
 # this is the same check as a user runs it).
 for f in config/*.toml; do ./target/debug/eternectl config check "$f"; done
