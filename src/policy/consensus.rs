@@ -151,6 +151,7 @@ impl<S: LogStore> Consensus<S> {
                 m.get_msg_type()
             ));
         }
+        self.refuse_fatal(&m)?;
         let mt = m.get_msg_type();
         let term = m.term;
         let mut echo = None;
@@ -171,6 +172,41 @@ impl<S: LogStore> Consensus<S> {
         }
         self.reseed_timeout();
         Ok(echo)
+    }
+
+    /// raft-rs treats a few impossible messages as fatal and panics: a heartbeat that commits
+    /// past our last entry, appended entries that are not consecutive or that contradict an
+    /// entry we have committed. A correct leader never sends them; refuse them here, so that
+    /// no message from a peer can panic the daemon.
+    fn refuse_fatal(&self, m: &RaftMessage) -> Result<(), String> {
+        let log = &self.raw.raft.raft_log;
+        match m.get_msg_type() {
+            MessageType::MsgHeartbeat if m.commit > log.committed.max(log.last_index()) => {
+                Err(format!(
+                    "raft heartbeat commits index {} past our last entry {}",
+                    m.commit,
+                    log.last_index()
+                ))
+            }
+            MessageType::MsgAppend => {
+                for (k, e) in m.entries.iter().enumerate() {
+                    if e.index != m.index + 1 + k as u64 {
+                        return Err(format!(
+                            "raft append after index {} carries entry {} at position {k}",
+                            m.index, e.index
+                        ));
+                    }
+                    if e.index <= log.committed && log.term(e.index).is_ok_and(|t| t != e.term) {
+                        return Err(format!(
+                            "raft append contradicts committed entry {} (term {})",
+                            e.index, e.term
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Propose a command; `false` if this node is not the leader (or raft dropped it).
@@ -345,5 +381,39 @@ mod tests {
         let indices: Vec<u64> = committed.iter().map(|(i, _)| *i).collect();
         assert_eq!(indices, vec![first, first + 1, first + 2]);
         assert!(c.propose_all(&[]), "an empty batch is nothing to do");
+    }
+
+    /// Messages raft-rs would panic on are refused with a reason instead.
+    #[test]
+    fn messages_raft_would_panic_on_are_refused() {
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let store = MemLog::new_with_conf_state(&[1, 2, 3]);
+        let mut c = Consensus::new(0, 3, &default_timing(), store, 7, &logger).unwrap();
+        let from_node_1 = |t: MessageType, f: &dyn Fn(&mut RaftMessage)| {
+            let mut m = RaftMessage::default();
+            m.set_msg_type(t);
+            m.from = raft_id(1);
+            m.to = raft_id(0);
+            m.term = 1;
+            f(&mut m);
+            WireMessage::from(&m)
+        };
+        let beat = from_node_1(MessageType::MsgHeartbeat, &|m| m.commit = 100);
+        let err = c.step(1, beat, 5).unwrap_err();
+        assert!(err.contains("commits index 100"), "{err}");
+        let gap = from_node_1(MessageType::MsgAppend, &|m| {
+            m.index = 0;
+            let e = Entry {
+                index: 3,
+                term: 1,
+                ..Entry::default()
+            };
+            m.set_entries(vec![e].into());
+        });
+        let err = c.step(1, gap, 0).unwrap_err();
+        assert!(err.contains("carries entry 3"), "{err}");
+        // A heartbeat within our log is taken.
+        let fine = from_node_1(MessageType::MsgHeartbeat, &|m| m.commit = 0);
+        assert!(c.step(1, fine, 5).is_ok());
     }
 }

@@ -39,9 +39,12 @@
 //! Sending never blocks and never panics: a message to a peer with no path up is dropped (raft
 //! and leases retry), as is one that finds the peer's send queue full.
 
-// Bytes from a peer must never be able to panic the daemon: outside tests, this module and its submodules
-// never unwraps, expects or panics (clippy enforces it, and `scripts/test.sh` runs clippy).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+// Bytes from a peer must never be able to panic the daemon: outside tests, this module and its
+// submodules never unwrap, expect or panic (clippy enforces it; `scripts/test.sh` runs clippy).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod certs;
 pub mod disk;
