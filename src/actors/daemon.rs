@@ -434,25 +434,11 @@ fn with_default_node_slot(
 #[cfg(test)]
 mod tests {
     use super::with_default_node_slot;
-    use crate::policy::spec::{MonitorSpec, ResourceSpec};
+    use crate::policy::spec::ResourceSpec;
+    use crate::policy::testutil::agent_resource;
 
     fn res(agent: &str, params: &[(&str, &str)]) -> ResourceSpec {
-        ResourceSpec {
-            name: "r".into(),
-            agent: agent.into(),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            depends_on: vec![],
-            monitor_quick: MonitorSpec {
-                interval_ms: 1000,
-                timeout_ms: 1000,
-            },
-            monitor_deep: None,
-            start_timeout_ms: 1000,
-            stop_timeout_ms: 1000,
-        }
+        agent_resource("r", agent, params)
     }
 
     #[test]

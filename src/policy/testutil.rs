@@ -1,4 +1,4 @@
-//! Small specs for the cores' unit tests.
+//! Small specs for the cores' and the agents' unit tests.
 
 use super::spec::*;
 
@@ -59,6 +59,22 @@ pub fn resource(name: &str, depends_on: Vec<ResourceId>) -> ResourceSpec {
         monitor_deep: None,
         start_timeout_ms: 1000,
         stop_timeout_ms: 1000,
+    }
+}
+
+/// A resource named `name` run by `agent` with `params`: a quick monitor every second (500 ms
+/// timeout), no deep monitor, start and stop timeouts of 5 s and 4 s.
+pub fn agent_resource(name: &str, agent: &str, params: &[(&str, &str)]) -> ResourceSpec {
+    ResourceSpec {
+        name: name.into(),
+        agent: agent.into(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        start_timeout_ms: 5000,
+        stop_timeout_ms: 4000,
+        ..resource(name, vec![])
     }
 }
 

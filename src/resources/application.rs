@@ -1357,25 +1357,9 @@ fn group_list(cname: &CString, gid: libc::gid_t) -> io::Result<Vec<libc::gid_t>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::spec::MonitorSpec;
 
     fn spec(params: &[(&str, &str)]) -> ResourceSpec {
-        ResourceSpec {
-            name: "app".into(),
-            agent: "application".into(),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            depends_on: vec![],
-            monitor_quick: MonitorSpec {
-                interval_ms: 1000,
-                timeout_ms: 500,
-            },
-            monitor_deep: None,
-            start_timeout_ms: 5000,
-            stop_timeout_ms: 4000,
-        }
+        crate::policy::testutil::agent_resource("app", "application", params)
     }
 
     fn parse(params: &[(&str, &str)]) -> Result<Params, AgentError> {

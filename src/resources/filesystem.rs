@@ -1025,25 +1025,13 @@ fn find_program(prog: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::spec::MonitorSpec;
     use tokio::sync::mpsc;
 
     fn new(params: &[(&str, &str)]) -> Result<Filesystem, AgentError> {
         let spec = ResourceSpec {
-            name: "data".into(),
-            agent: "filesystem".into(),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            depends_on: vec![],
-            monitor_quick: MonitorSpec {
-                interval_ms: 1000,
-                timeout_ms: 500,
-            },
-            monitor_deep: None,
             start_timeout_ms: 30000,
             stop_timeout_ms: 9000,
+            ..crate::policy::testutil::agent_resource("data", "filesystem", params)
         };
         let (tx, _rx) = mpsc::channel(1);
         let ctx = AgentContext {

@@ -756,25 +756,9 @@ fn parse(spec: &ResourceSpec) -> Result<Params, AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::spec::MonitorSpec;
 
     fn spec(params: &[(&str, &str)]) -> ResourceSpec {
-        ResourceSpec {
-            name: "vip".into(),
-            agent: "ip".into(),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            depends_on: vec![],
-            monitor_quick: MonitorSpec {
-                interval_ms: 1000,
-                timeout_ms: 500,
-            },
-            monitor_deep: None,
-            start_timeout_ms: 5000,
-            stop_timeout_ms: 4000,
-        }
+        crate::policy::testutil::agent_resource("vip", "ip", params)
     }
 
     fn param_of(r: Result<Params, AgentError>) -> String {

@@ -960,27 +960,11 @@ fn is_file_name(s: &str) -> bool {
 mod tests {
     use super::*;
     use crate::policy::group::Outcome;
-    use crate::policy::spec::MonitorSpec;
     use std::path::Path;
     use tokio::sync::mpsc;
 
     fn spec(params: &[(&str, &str)]) -> ResourceSpec {
-        ResourceSpec {
-            name: "res".into(),
-            agent: "ocf".into(),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            depends_on: vec![],
-            monitor_quick: MonitorSpec {
-                interval_ms: 1000,
-                timeout_ms: 500,
-            },
-            monitor_deep: None,
-            start_timeout_ms: 5000,
-            stop_timeout_ms: 4000,
-        }
+        crate::policy::testutil::agent_resource("res", "ocf", params)
     }
 
     fn new(params: &[(&str, &str)]) -> Result<Ocf, AgentError> {
