@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 use eterne::policy::lease::Grant;
 use eterne::policy::message::{Heartbeat, Message};
 use eterne::policy::spec::NodeId;
-use eterne::transport::disk::{
-    slot_offset, DiskError, DiskInbound, DiskPath, DiskPathConfig, IoMode,
-};
+use eterne::transport::disk::{slot_offset, DiskError, DiskPath, DiskPathConfig, IoMode};
+use eterne::transport::Inbound;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 const PATH: u8 = 2;
@@ -31,8 +30,8 @@ struct Node {
     me: NodeId,
     incarnation: u64,
     disk: Option<DiskPath>,
-    rx: UnboundedReceiver<DiskInbound>,
-    got: Vec<DiskInbound>,
+    rx: UnboundedReceiver<Inbound>,
+    got: Vec<Inbound>,
     /// False models a wedged core: the IO thread runs, but no heartbeat is handed in.
     beating: bool,
 }
@@ -89,7 +88,7 @@ impl Node {
         self.got
             .iter()
             .filter_map(|i| match i {
-                DiskInbound::Heartbeat { from: f, path, hb } if *f == from => {
+                Inbound::Heartbeat { from: f, path, hb } if *f == from => {
                     assert_eq!(*path, PATH);
                     Some(*hb)
                 }
@@ -102,7 +101,7 @@ impl Node {
         self.got
             .iter()
             .filter_map(|i| match i {
-                DiskInbound::Message { from, path, msg } => {
+                Inbound::Message { from, path, msg } => {
                     assert_eq!(*path, PATH);
                     Some((*from, msg.clone()))
                 }

@@ -87,8 +87,6 @@ pub struct Report {
     pub faults: u64,
 }
 
-// Events are moved, never copied in bulk: boxing the large ones would cost an allocation each.
-#[allow(clippy::large_enum_variant)]
 enum Ev {
     Wake(NodeId),
     /// A heartbeat datagram reaching the nodes in the bit set `to` (at most 128 nodes), each

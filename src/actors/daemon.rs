@@ -23,7 +23,7 @@ use crate::policy::node::NodeCore;
 use crate::policy::spec::{NodeId, PathKind};
 use crate::resources::{build, AgentContext};
 use crate::storage::FileLog;
-use crate::transport::disk::{DiskInbound, DiskPath, DiskPathConfig};
+use crate::transport::disk::{DiskPath, DiskPathConfig};
 use crate::transport::{Inbound, TlsFiles, Transport, TransportConfig};
 
 /// Exit code for a bad config or bad options.
@@ -140,9 +140,10 @@ pub fn run(opts: Options) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    // What every path delivers, network and disk, goes through one channel.
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
     // The disk path: blocking start, before the runtime.
-    let (disk_tx, disk_rx) = mpsc::unbounded_channel();
-    let disk = match disk_path(&config, &spec, me, incarnation, disk_tx) {
+    let disk = match disk_path(&config, &spec, me, incarnation, in_tx.clone()) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("eterned: {e}");
@@ -230,7 +231,6 @@ pub fn run(opts: Options) -> i32 {
             })
     });
     let started: Result<(), String> = system.block_on(async move {
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
         let mut nets: Vec<Option<Transport>> = (0..paths).map(|_| None).collect();
         for p in &tcfg.paths {
             let mut one = tcfg.clone();
@@ -259,7 +259,7 @@ pub fn run(opts: Options) -> i32 {
             groups: agent_setups,
         });
         let addr = actix::Actor::start(node);
-        pump(addr.clone(), n, me, in_rx, disk_rx);
+        pump(addr.clone(), n, me, in_rx);
         let control_addr = addr.clone();
         tokio::spawn(control::server::serve(listener, move |call| {
             control_addr.do_send(Control(call));
@@ -305,7 +305,6 @@ fn pump(
     n: usize,
     me: NodeId,
     mut net: mpsc::UnboundedReceiver<Inbound>,
-    mut disk: mpsc::UnboundedReceiver<DiskInbound>,
 ) {
     // The PeerActors are created in NodeActor::started; ask for their addresses once.
     actix::spawn(async move {
@@ -320,19 +319,6 @@ fn pump(
                 }
             }
         };
-        let disk_route = route.clone();
-        actix::spawn(async move {
-            while let Some(m) = disk.recv().await {
-                match m {
-                    DiskInbound::Heartbeat { from, path, hb } => {
-                        disk_route(from, path, PathEvent::Heartbeat(hb))
-                    }
-                    DiskInbound::Message { from, path, msg } => {
-                        disk_route(from, path, PathEvent::Message(msg))
-                    }
-                }
-            }
-        });
         while let Some(m) = net.recv().await {
             match m {
                 Inbound::Heartbeat { from, path, hb } => {
@@ -354,7 +340,7 @@ fn disk_path(
     spec: &crate::policy::spec::ClusterSpec,
     me: NodeId,
     incarnation: u64,
-    tx: mpsc::UnboundedSender<DiskInbound>,
+    tx: mpsc::UnboundedSender<Inbound>,
 ) -> Result<Option<(u8, DiskPath)>, String> {
     let Some(id) = spec.paths.iter().position(|p| p.kind == PathKind::Disk) else {
         return Ok(None);

@@ -32,8 +32,6 @@ pub fn connected_lock(c: &Connected) -> std::sync::MutexGuard<'_, Vec<Vec<bool>>
 }
 
 /// Something that happened on one path to one peer.
-// `Message` is large (raft); it is moved once per hop, never copied.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum PathEvent {
     /// A connection came up (Hello / HelloAck done).

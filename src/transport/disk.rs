@@ -81,6 +81,8 @@ use crate::policy::lease::Grant;
 use crate::policy::message::{Heartbeat, Message};
 use crate::policy::spec::{NodeId, PathId};
 
+use super::Inbound;
+
 /// The version of the on-disk layout this code reads and writes.
 pub const LAYOUT_VERSION: u32 = 1;
 /// The length of the header block; the slots start at this offset.
@@ -136,32 +138,6 @@ pub struct DiskPathConfig {
     pub incarnation: u64,
     /// This node's config digest, written until the first [`DiskPath::heartbeat`].
     pub digest: u64,
-}
-
-/// What the disk path read from a peer's slot, for the node core.
-// `Message` is large for its Raft variant (the same lint fires on `Message` itself); the disk
-// only ever carries a few small lease messages per interval, so boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq)]
-pub enum DiskInbound {
-    /// The peer's slot advanced with a fresh beat: a heartbeat on the disk path.
-    Heartbeat {
-        /// The peer.
-        from: NodeId,
-        /// The disk path.
-        path: PathId,
-        /// Its incarnation and config digest.
-        hb: Heartbeat,
-    },
-    /// A lease message found in the peer's mailbox (`LeaseRequest` or `LeaseGrant` only).
-    Message {
-        /// The peer.
-        from: NodeId,
-        /// The disk path.
-        path: PathId,
-        /// The message.
-        msg: Message,
-    },
 }
 
 /// Why a disk path could not be formatted or started. Each says which device, what was wrong
@@ -295,7 +271,7 @@ impl DiskPath {
     /// before the async runtime starts or from `spawn_blocking`.
     pub fn start(
         cfg: DiskPathConfig,
-        inbound: UnboundedSender<DiskInbound>,
+        inbound: UnboundedSender<Inbound>,
     ) -> Result<DiskPath, DiskError> {
         DiskPath::start_with(cfg, inbound, true)
     }
@@ -304,7 +280,7 @@ impl DiskPath {
     /// run the buffered fallback on filesystems that accept O_DIRECT).
     fn start_with(
         cfg: DiskPathConfig,
-        inbound: UnboundedSender<DiskInbound>,
+        inbound: UnboundedSender<Inbound>,
         try_direct: bool,
     ) -> Result<DiskPath, DiskError> {
         check_config(&cfg)?;
@@ -907,7 +883,7 @@ struct Worker {
     cfg: DiskPathConfig,
     dev: Device,
     shared: Arc<Shared>,
-    inbound: UnboundedSender<DiskInbound>,
+    inbound: UnboundedSender<Inbound>,
     /// This node's slot, encoded.
     mine: AlignedBuf,
     /// Every slot, as read.
@@ -926,7 +902,7 @@ impl Worker {
     fn new(
         cfg: DiskPathConfig,
         dev: Device,
-        inbound: UnboundedSender<DiskInbound>,
+        inbound: UnboundedSender<Inbound>,
     ) -> Result<Worker, DiskError> {
         let oom = || dev.io_err("allocate", io::ErrorKind::OutOfMemory.into());
         let mine = AlignedBuf::new(cfg.slot_bytes as usize).ok_or_else(oom)?;
@@ -1067,7 +1043,7 @@ impl Worker {
     }
 
     /// Decodes every peer's slot from the last read and returns what is news.
-    fn read_peers(&mut self, first_request_us: Option<u64>) -> Vec<DiskInbound> {
+    fn read_peers(&mut self, first_request_us: Option<u64>) -> Vec<Inbound> {
         let mut news = Vec::new();
         for peer in 0..self.cfg.nodes as NodeId {
             if peer != self.cfg.me {
@@ -1077,7 +1053,7 @@ impl Worker {
         news
     }
 
-    fn deliver(&mut self, news: Vec<DiskInbound>) {
+    fn deliver(&mut self, news: Vec<Inbound>) {
         for item in news {
             if self.inbound.send(item).is_err() {
                 tracing::info!(device = %self.cfg.device.display(),
@@ -1089,12 +1065,7 @@ impl Worker {
     }
 
     /// Decodes `peer`'s slot and pushes what is news into `news`.
-    fn read_peer(
-        &mut self,
-        peer: NodeId,
-        first_request_us: Option<u64>,
-        news: &mut Vec<DiskInbound>,
-    ) {
+    fn read_peer(&mut self, peer: NodeId, first_request_us: Option<u64>, news: &mut Vec<Inbound>) {
         let slot_bytes = self.cfg.slot_bytes as usize;
         let at = usize::from(peer) * slot_bytes;
         let decoded = match self.all.as_slice().get(at..at + slot_bytes) {
@@ -1161,7 +1132,7 @@ impl Worker {
             rec.beats > before.beats
         };
         if beat {
-            news.push(DiskInbound::Heartbeat {
+            news.push(Inbound::Heartbeat {
                 from: peer,
                 path,
                 hb: Heartbeat {
@@ -1175,7 +1146,7 @@ impl Worker {
                 || rec.request_stamp_us != before.request_stamp_us
                 || rec.request_to != before.request_to);
         if new_request && usize::from(rec.request_to) == me {
-            news.push(DiskInbound::Message {
+            news.push(Inbound::Message {
                 from: peer,
                 path,
                 msg: Message::LeaseRequest {
@@ -1187,7 +1158,7 @@ impl Worker {
             let changed = restarted || Some(g) != before.grant_to_me;
             let for_this_run = first_request_us.is_some_and(|first| g.echo_us >= first);
             if changed && for_this_run {
-                news.push(DiskInbound::Message {
+                news.push(Inbound::Message {
                     from: peer,
                     path,
                     msg: Message::LeaseGrant(g),
@@ -1356,8 +1327,8 @@ mod tests {
             b.heartbeat(hb);
             while let Ok(item) = rx0.try_recv() {
                 match item {
-                    DiskInbound::Heartbeat { from: 1, .. } => beats += 1,
-                    DiskInbound::Message {
+                    Inbound::Heartbeat { from: 1, .. } => beats += 1,
+                    Inbound::Message {
                         from: 1,
                         msg: Message::LeaseRequest { stamp_us: 3 },
                         ..

@@ -40,9 +40,6 @@ pub struct Envelope {
 }
 
 /// What an envelope carries.
-// `Message` is large (a raft message) and is moved as is everywhere else (`Input`, `Effect`);
-// boxing it here would add an allocation per message for nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Body {
     /// The first thing a dialing node sends on a new connection, on its first stream.

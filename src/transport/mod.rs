@@ -198,8 +198,6 @@ impl TlsFiles {
 }
 
 /// What the transport tells its owner.
-// As `Body`: `Message` is large and moved as is everywhere; no box.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Inbound {
     /// A heartbeat datagram from an authenticated peer.
