@@ -47,7 +47,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
@@ -64,7 +64,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::pidfd::{pidfd_open, pidfd_send_signal};
+use super::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
 use tokio::time::Instant;
 
 use super::{known_params, lookup, param_err};
@@ -1243,18 +1243,6 @@ fn proc_start_time(pid: u32) -> io::Result<u64> {
 fn parse_start_time(stat: &str) -> Option<u64> {
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(22 - 3)?.parse().ok()
-}
-
-/// Whether the pidfd's process has terminated (the pidfd is readable), without waiting.
-fn pidfd_exited(fd: &OwnedFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & libc::POLLIN != 0
 }
 
 /// Finds a program like execvp would: a path with `/` as is, else in `path_var`.
