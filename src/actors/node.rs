@@ -32,7 +32,9 @@ use crate::control::server::{Call, Caller};
 use crate::control::{
     snake, GroupView, InstanceView, NodeView, PathView, Request, ResourceView, Response, Status,
 };
+use crate::policy::admin::AdminRequest;
 use crate::policy::detector::PathState;
+use crate::policy::drain::{Drain, DrainStep, Undrain};
 use crate::policy::message::{Effect, Event, Input, Message};
 use crate::policy::node::NodeCore;
 use crate::policy::schedule::CivilTime;
@@ -46,8 +48,6 @@ use crate::transport::Transport;
 const COMMIT_WAIT: Duration = Duration::from_secs(5);
 /// How often the drain (SIGTERM) and the undrain (next start) look at their progress.
 const DRAIN_TICK: Duration = Duration::from_millis(50);
-/// How often an unanswered standby / unstandby of our own is submitted again.
-const RESUBMIT: Duration = Duration::from_millis(1000);
 /// Beyond the sum of the stop timeouts, how long a drain may wait for the coordinator.
 const DRAIN_SLACK: Duration = Duration::from_secs(10);
 
@@ -120,11 +120,6 @@ struct Pending {
     until: Instant,
 }
 
-struct Drain {
-    until: Instant,
-    last_submit: Option<Instant>,
-}
-
 /// The node actor. See the module docs.
 pub struct NodeActor {
     spec: Arc<ClusterSpec>,
@@ -147,7 +142,7 @@ pub struct NodeActor {
     timer: Option<(u64, SpawnHandle)>,
     pending: Vec<Pending>,
     drain: Option<Drain>,
-    undrain: Option<Option<Instant>>,
+    undrain: Option<Undrain>,
     /// Per group, per resource: failures seen here since start.
     failures: Vec<Vec<u32>>,
     mismatch: Vec<bool>,
@@ -158,7 +153,7 @@ impl NodeActor {
     /// The actor, not yet started.
     pub fn new(s: NodeSetup) -> NodeActor {
         let n = s.spec.nodes.len();
-        let undrain = s.drain_marker.exists().then_some(None);
+        let undrain = s.drain_marker.exists().then(|| Undrain::new(s.me));
         NodeActor {
             failures: s
                 .spec
@@ -438,129 +433,25 @@ impl NodeActor {
         }
     }
 
-    /// Turns a request into an admin command, refusing what the cluster cannot do.
+    /// Turns a request into an admin command: the words become an [`AdminRequest`], and the
+    /// node core resolves and checks it (`policy::admin`).
     fn admin_command(&self, req: &Request) -> Result<(AdminCommand, String), String> {
-        let spec = &self.spec;
-        let group = |name: &str| -> Result<GroupId, String> {
-            spec.groups
-                .iter()
-                .position(|g| g.name == name)
-                .map(|g| g as GroupId)
-                .ok_or_else(|| {
-                    format!(
-                        "no group \"{name}\" in the config (groups: {})",
-                        list(spec.groups.iter().map(|g| g.name.as_str()))
-                    )
-                })
-        };
-        let node = |name: &str| -> Result<NodeId, String> {
-            let n = spec.node_id(name).ok_or_else(|| {
-                format!(
-                    "no node \"{name}\" in the config (nodes: {})",
-                    list(spec.nodes.iter().map(|n| n.name.as_str()))
-                )
-            })?;
-            if spec.nodes[usize::from(n)].witness {
-                return Err(format!(
-                    "node \"{name}\" is the witness: it votes and holds no resources"
-                ));
-            }
-            Ok(n)
-        };
-        let alive = self.alive();
-        let (cmd, what) = match req {
-            Request::Move { group: g, node: to } => {
-                let gid = group(g)?;
-                let to = match to {
-                    Some(name) => {
-                        let n = node(name)?;
-                        let gs = &spec.groups[usize::from(gid)];
-                        if !gs.nodes.contains(&n) {
-                            return Err(format!(
-                                "node \"{name}\" is not in group \"{g}\"'s node list ({})",
-                                list(
-                                    gs.nodes
-                                        .iter()
-                                        .map(|n| spec.nodes[usize::from(*n)].name.as_str())
-                                )
-                            ));
-                        }
-                        if !alive[usize::from(n)] {
-                            return Err(format!("node \"{name}\" is down"));
-                        }
-                        Some(n)
-                    }
-                    None => None,
-                };
-                let what = match to {
-                    Some(n) => format!("move of {g} to {}", spec.nodes[usize::from(n)].name),
-                    None => format!("move of {g} to its next node"),
-                };
-                (AdminCommand::Move { group: gid, to }, what)
-            }
-            Request::Standby { node: name } => (
-                AdminCommand::Standby {
-                    node: node(name)?,
-                    on: true,
-                },
-                format!("standby of {name}"),
-            ),
-            Request::Unstandby { node: name } => (
-                AdminCommand::Standby {
-                    node: node(name)?,
-                    on: false,
-                },
-                format!("unstandby of {name}"),
-            ),
-            Request::Maintenance { on } => (
-                AdminCommand::Maintenance { on: *on },
-                format!("maintenance {}", if *on { "on" } else { "off" }),
-            ),
-            Request::Failback { group: g } => (
-                AdminCommand::FailbackNow { group: group(g)? },
-                format!("failback of {g}"),
-            ),
-            Request::Clear { target } => {
-                let gid = match group(target) {
-                    Ok(g) => g,
-                    Err(e) => spec
-                        .groups
-                        .iter()
-                        .position(|g| g.resources.iter().any(|r| r.name == *target))
-                        .map(|g| g as GroupId)
-                        .ok_or_else(|| format!("{e}, and no resource of that name"))?,
-                };
-                (
-                    AdminCommand::ClearFailures {
-                        group: gid,
-                        node: None,
-                    },
-                    format!(
-                        "clear of the failures of {}",
-                        spec.groups[usize::from(gid)].name
-                    ),
-                )
-            }
+        let req = match req {
+            Request::Move { group, node } => AdminRequest::Move {
+                group,
+                node: node.as_deref(),
+            },
+            Request::Standby { node } => AdminRequest::Standby { node, on: true },
+            Request::Unstandby { node } => AdminRequest::Standby { node, on: false },
+            Request::Maintenance { on } => AdminRequest::Maintenance { on: *on },
+            Request::Failback { group } => AdminRequest::Failback { group },
+            Request::Clear { target } => AdminRequest::Clear { target },
             Request::Status | Request::Watch { .. } | Request::CutPath { .. } => {
                 return Err("not an admin command".into())
             }
         };
-        self.core
-            .state()
-            .check_admin(spec, &alive, &cmd)
-            .map_err(|e| e.to_string())?;
-        Ok((cmd, what))
-    }
-
-    fn alive(&self) -> Vec<bool> {
-        let mut alive = self.core.liveness().alive_view();
-        for (i, a) in alive.iter_mut().enumerate() {
-            *a = *a && !self.mismatch[i];
-        }
-        if let Some(a) = alive.get_mut(usize::from(self.me)) {
-            *a = true;
-        }
-        alive
+        let r = self.core.resolve_admin(req)?;
+        Ok((r.cmd, r.what))
     }
 
     fn cut_path(&mut self, name: &str) -> Response {
@@ -716,68 +607,35 @@ impl NodeActor {
 
     // ---- drain on SIGTERM, undrain on the next start ----
 
-    /// Whether this node still holds anything, or is still placed anything.
-    fn holds_anything(&self) -> bool {
-        (0..self.spec.groups.len() as GroupId).any(|g| {
-            self.core.local_group(g).is_some_and(|l| l.holds_anything())
-                || self
-                    .core
-                    .state()
-                    .instance_on(g, self.me)
-                    .is_some_and(|i| i.phase == Phase::Active)
-        })
-    }
-
+    /// One look at the drain (or the undrain): the decision is `policy::drain`'s.
     fn drain_tick(&mut self, ctx: &mut Context<Self>) {
-        let me = self.me;
-        if let Some(d) = &mut self.drain {
-            let standby = self.core.state().standby[usize::from(me)];
-            let no_leader = self.core.leader().is_none();
-            let done = !self.core.state().groups.iter().enumerate().any(|(g, _)| {
-                self.core
-                    .local_group(g as GroupId)
-                    .is_some_and(|l| l.holds_anything())
-            }) && (standby || no_leader)
-                && !self.core.state().groups.iter().any(|g| {
-                    g.instances
-                        .iter()
-                        .any(|i| i.node == me && i.phase == Phase::Active)
-                });
-            if done {
-                self.events.write("shutdown", obj(json!({"drained": true})));
-                self.exit(0, ctx);
-                return;
+        let now = self.clock.now_us();
+        let view = self.core.drain_view();
+        let submit = if let Some(d) = &mut self.drain {
+            match d.step(view, now) {
+                DrainStep::Done => {
+                    self.events.write("shutdown", obj(json!({"drained": true})));
+                    self.exit(0, ctx);
+                    return;
+                }
+                DrainStep::GaveUp => {
+                    self.events.write(
+                        "shutdown",
+                        obj(json!({"drained": false, "why": "the drain did not finish in time"})),
+                    );
+                    self.exit(1, ctx);
+                    return;
+                }
+                DrainStep::Submit(cmd) => Some(cmd),
+                DrainStep::Wait => None,
             }
-            if Instant::now() >= d.until {
-                self.events.write(
-                    "shutdown",
-                    obj(json!({"drained": false, "why": "the drain did not finish in time"})),
-                );
-                self.exit(1, ctx);
-                return;
-            }
-            if !standby && d.last_submit.is_none_or(|t| t.elapsed() >= RESUBMIT) {
-                d.last_submit = Some(Instant::now());
-                self.step(ctx, |core, now| {
-                    core.handle(
-                        Input::Admin(AdminCommand::Standby { node: me, on: true }),
-                        now,
-                    )
-                });
-            }
-        } else if let Some(last) = self.undrain {
-            if self.core.leader().is_some() && last.is_none_or(|t| t.elapsed() >= RESUBMIT) {
-                self.undrain = Some(Some(Instant::now()));
-                self.step(ctx, |core, now| {
-                    core.handle(
-                        Input::Admin(AdminCommand::Standby {
-                            node: me,
-                            on: false,
-                        }),
-                        now,
-                    )
-                });
-            }
+        } else if let Some(u) = &mut self.undrain {
+            u.step(view.coordinator_known, now)
+        } else {
+            None
+        };
+        if let Some(cmd) = submit {
+            self.step(ctx, |core, now| core.handle(Input::Admin(cmd), now));
         }
     }
 
@@ -930,12 +788,13 @@ impl Handler<Terminate> for NodeActor {
         self.undrain = None;
         self.events.write(
             "draining",
-            obj(json!({"bound_ms": bound.as_millis() as u64, "holds": self.holds_anything()})),
+            obj(json!({"bound_ms": bound.as_millis() as u64, "holds": self.core.drain_view().holds_anything})),
         );
-        self.drain = Some(Drain {
-            until: Instant::now() + bound,
-            last_submit: None,
-        });
+        self.drain = Some(Drain::new(
+            self.me,
+            self.clock.now_us(),
+            bound.as_micros() as u64,
+        ));
         self.drain_tick(ctx);
     }
 }
@@ -945,10 +804,6 @@ fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
         serde_json::Value::Object(m) => m,
         _ => Map::new(),
     }
-}
-
-fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    names.collect::<Vec<_>>().join(", ")
 }
 
 /// Local civil time (libc `localtime_r`) and the minute stamp (minutes since the epoch).

@@ -14,14 +14,18 @@
 //! - [`placement`]: the target placement of every group.
 //! - [`consensus`]: raft-rs driven through tick/step/ready, with seeded elections.
 //! - [`message`]: heartbeats, messages, inputs, effects and events.
+//! - [`admin`]: admin requests by name, resolved and checked against the liveness view.
+//! - [`drain`]: the drain on SIGTERM and the undrain on the next start.
 //! - [`node`]: the node core that composes all of the above.
 //! - [`rng`]: the seeded generator, the only source of randomness.
 //! - [`raft_log`]: the in-memory raft log and the [`raft_log::LogStore`] trait the consensus core
 //!   is generic over.
 //! - [`raft_wire`]: raft messages in our own serde types, so peers never make us decode protobuf.
 
+pub mod admin;
 pub mod consensus;
 pub mod detector;
+pub mod drain;
 pub mod group;
 pub mod lease;
 pub mod message;

@@ -15,8 +15,10 @@
 
 use std::sync::Arc;
 
+use super::admin::{resolve, AdminRequest, Resolved};
 use super::consensus::{Consensus, Outgoing};
 use super::detector::{Liveness, LivenessEvent};
+use super::drain::DrainView;
 use super::group::{GroupEvent, GroupStatus, LocalGroup, Want};
 use super::lease::{Grant, LeaseHolder, LeaseKeeper};
 use super::message::{Effect, Event, Heartbeat, Input, Message};
@@ -304,6 +306,28 @@ impl<S: LogStore> NodeCore<S> {
     /// The persisted consensus store.
     pub fn store(&self) -> &S {
         self.consensus.store()
+    }
+
+    /// An operator's request by names, resolved against the config, the applied state and
+    /// [`NodeCore::alive_view`]; what passes may be fed as [`Input::Admin`].
+    pub fn resolve_admin(&self, req: AdminRequest<'_>) -> Result<Resolved, String> {
+        resolve(&self.spec, &self.state, &self.alive_view(), req)
+    }
+
+    /// What a drain of this node looks at (see [`super::drain`]).
+    pub fn drain_view(&self) -> DrainView {
+        let me = self.me;
+        let held = self.locals.iter().flatten().any(LocalGroup::holds_anything);
+        let active = self.state.groups.iter().any(|g| {
+            g.instances
+                .iter()
+                .any(|i| i.node == me && i.phase == Phase::Active)
+        });
+        DrainView {
+            standby: self.state.standby[usize::from(me)],
+            coordinator_known: self.consensus.leader().is_some(),
+            holds_anything: held || active,
+        }
     }
 
     /// When [`NodeCore::handle_timeout`] must be called next.
@@ -655,7 +679,10 @@ impl<S: LogStore> NodeCore<S> {
         }
     }
 
-    fn alive_view(&self) -> Vec<bool> {
+    /// The one liveness view every decision of this node uses, per node: can it host groups
+    /// now? Alive on some path, with our config digest, not refused a lease by us as the
+    /// coordinator (its stop failed), and for this node itself, not fenced.
+    pub fn alive_view(&self) -> Vec<bool> {
         let mut alive = self.live.alive_view();
         for (i, a) in alive.iter_mut().enumerate() {
             *a = *a && self.digest_ok[i];
