@@ -16,6 +16,9 @@
 //! - [`message`]: heartbeats, messages, inputs, effects and events.
 //! - [`admin`]: admin requests by name, resolved and checked against the liveness view.
 //! - [`drain`]: the drain on SIGTERM and the undrain on the next start.
+//! - [`coordinator`]: the leader's pass: releases, one step per group, fired schedules.
+//! - [`local`]: this node's group instances brought in line with the state and the lease.
+//! - [`timer`]: the node core's deadlines in one table.
 //! - [`node`]: the node core that composes all of the above.
 //! - [`rng`]: the seeded generator, the only source of randomness.
 //! - [`raft_log`]: the in-memory raft log and the [`raft_log::LogStore`] trait the consensus core
@@ -24,10 +27,12 @@
 
 pub mod admin;
 pub mod consensus;
+pub mod coordinator;
 pub mod detector;
 pub mod drain;
 pub mod group;
 pub mod lease;
+pub mod local;
 pub mod message;
 pub mod node;
 pub mod placement;
@@ -37,6 +42,7 @@ pub mod rng;
 pub mod schedule;
 pub mod spec;
 pub mod state;
+pub mod timer;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -1,0 +1,308 @@
+//! Data-driven coordinator cases: `src/policy/testdata/coordinator.txt`. Each case is a short
+//! script run top to bottom against one [`Coordinator`]; `pass` runs a pass and the `>` lines
+//! under it are the commands it must propose (and the wake-up it must arm), in order.
+
+use super::*;
+use crate::policy::spec::GroupKind;
+use crate::policy::testutil::simple_spec;
+
+/// A cluster of three nodes a, b, c and one exclusive group `web` on a, b, c (manual
+/// failback, stop timeout 1 s), as every case starts.
+fn base_spec() -> ClusterSpec {
+    let mut spec = simple_spec(3, 1);
+    for (n, name) in spec.nodes.iter_mut().zip(["a", "b", "c"]) {
+        n.name = name.into();
+    }
+    spec.groups[0].name = "web".into();
+    spec
+}
+
+/// A running case: the config, the state, the liveness view and the coordinator.
+struct Script {
+    title: String,
+    spec: ClusterSpec,
+    state: ClusterState,
+    alive: Vec<bool>,
+    coordinator: Option<Coordinator>,
+    /// What the last pass proposed, for `commit`.
+    last: Vec<Command>,
+    /// What the last pass printed, and what the case expects of it.
+    got: Vec<String>,
+    want: Vec<String>,
+    failures: Vec<String>,
+}
+
+fn ms(words: &[&str], k: usize) -> u64 {
+    let w = words.get(k).copied().unwrap_or_default();
+    let n: f64 = w
+        .trim_end_matches("ms")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a time in ms: {w:?}"));
+    (n * 1000.0).round() as u64
+}
+
+fn show_ms(us: u64) -> String {
+    if us % 1000 == 0 {
+        format!("{}ms", us / 1000)
+    } else {
+        format!("{}ms", us as f64 / 1000.0)
+    }
+}
+
+fn lower<T: std::fmt::Debug>(v: T) -> String {
+    let mut out = String::new();
+    for (i, ch) in format!("{v:?}").chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.extend(ch.to_lowercase());
+    }
+    out
+}
+
+impl Script {
+    fn node(&self, name: &str) -> NodeId {
+        self.spec
+            .node_id(name)
+            .unwrap_or_else(|| panic!("{}: unknown node {name}", self.title))
+    }
+
+    fn name(&self, n: NodeId) -> &str {
+        &self.spec.nodes[usize::from(n)].name
+    }
+
+    fn coordinator(&mut self) -> &mut Coordinator {
+        if self.coordinator.is_none() {
+            self.coordinator = Some(Coordinator::new(&self.spec, 0, 0));
+        }
+        self.coordinator.as_mut().expect("just made")
+    }
+
+    fn show(&self, cmd: &Command) -> String {
+        let g = |g: GroupId| self.spec.groups[usize::from(g)].name.clone();
+        match *cmd {
+            Command::Activate { group, node, cause } => {
+                format!(
+                    "activate {} on {} ({})",
+                    g(group),
+                    self.name(node),
+                    lower(cause)
+                )
+            }
+            Command::Stop {
+                group,
+                node,
+                epoch,
+                cause,
+            } => format!(
+                "stop {} on {} epoch {epoch} ({})",
+                g(group),
+                self.name(node),
+                lower(cause)
+            ),
+            Command::Released {
+                group,
+                node,
+                epoch,
+                how,
+            } => format!(
+                "release {} on {} epoch {epoch} ({})",
+                g(group),
+                self.name(node),
+                lower(how)
+            ),
+            Command::Failed { group, node, epoch } => {
+                format!("failed {} on {} epoch {epoch}", g(group), self.name(node))
+            }
+            ref other => format!("{other:?}"),
+        }
+    }
+
+    fn add_instance(&mut self, node: NodeId, phase: Phase) {
+        let gs = &mut self.state.groups[0];
+        gs.last_epoch += 1;
+        gs.version += 1;
+        gs.instances.push(Instance {
+            node,
+            epoch: gs.last_epoch,
+            phase,
+            stop_cause: (phase == Phase::Stopping).then_some(Cause::Failure),
+        });
+    }
+
+    fn check(&mut self) {
+        if self.got != self.want {
+            self.failures.push(format!(
+                "{}:\n  expected: {}\n  got:      {}",
+                self.title,
+                self.want.join(" | "),
+                self.got.join(" | ")
+            ));
+        }
+        self.got.clear();
+        self.want.clear();
+    }
+
+    fn line(&mut self, words: &[&str]) {
+        let arg = |s: &Script, k: usize| s.node(words.get(k).copied().unwrap_or_default());
+        match words[0] {
+            ">" => self.want.push(words[1..].join(" ")),
+            "clone" => self.spec.groups[0].kind = GroupKind::Clone { copies: None },
+            "nodes" => {
+                let nodes = words[1..].iter().map(|n| self.node(n)).collect();
+                self.spec.groups[0].nodes = nodes;
+            }
+            "run" => self.add_instance(arg(self, 1), Phase::Active),
+            "stopping" => self.add_instance(arg(self, 1), Phase::Stopping),
+            "down" => {
+                let n = arg(self, 1);
+                self.alive[usize::from(n)] = false;
+            }
+            "up" => {
+                let n = arg(self, 1);
+                self.alive[usize::from(n)] = true;
+            }
+            "standby" => {
+                let n = arg(self, 1);
+                self.state.standby[usize::from(n)] = true;
+            }
+            "maintenance" => self.state.maintenance = true,
+            "refuse" => {
+                let n = arg(self, 1);
+                self.coordinator().keeper.refuse(n);
+            }
+            "restarted" => {
+                let n = arg(self, 1);
+                self.coordinator().on_restart(n);
+            }
+            "report" => {
+                // report NODE STATUS [stopping]: about that node's instance of web.
+                let node = arg(self, 1);
+                let status = match words[2] {
+                    "starting" => GroupStatus::Starting,
+                    "running" => GroupStatus::Running,
+                    "stopping" => GroupStatus::Stopping,
+                    "stopped" => GroupStatus::Stopped,
+                    "cannot-run" => GroupStatus::CannotRun,
+                    "stop-failed" => GroupStatus::StopFailed,
+                    other => panic!("{}: unknown status {other}", self.title),
+                };
+                let epoch = self.state.groups[0]
+                    .instances
+                    .iter()
+                    .find(|i| i.node == node)
+                    .map_or(0, |i| i.epoch);
+                let stopping = words.get(3) == Some(&"stopping");
+                self.coordinator().on_report(
+                    0,
+                    Reported {
+                        node,
+                        epoch,
+                        status,
+                        stopping,
+                    },
+                );
+            }
+            "pass" => {
+                self.check();
+                let now_us = ms(words, 1);
+                let mut c = self
+                    .coordinator
+                    .take()
+                    .unwrap_or_else(|| Coordinator::new(&self.spec, 0, 0));
+                let mut out = Vec::new();
+                c.pass(
+                    &View {
+                        spec: &self.spec,
+                        state: &self.state,
+                        alive: &self.alive,
+                        civil: None,
+                        now_us,
+                        faults: Faults::default(),
+                    },
+                    &mut out,
+                );
+                self.got = out.iter().map(|c| self.show(c)).collect();
+                if self.got.is_empty() {
+                    self.got.push("nothing".into());
+                }
+                if let Some(w) = c.wake_us {
+                    self.got.push(format!("wake {}", show_ms(w)));
+                }
+                for n in 0..self.spec.nodes.len() as NodeId {
+                    if c.keeper.is_refused(n) {
+                        self.got.push(format!("refused {}", self.name(n)));
+                    }
+                }
+                self.coordinator = Some(c);
+                self.last = out;
+            }
+            "commit" => {
+                for cmd in std::mem::take(&mut self.last) {
+                    let index = self.state.applied + 1;
+                    self.state.apply(&self.spec, index, &cmd);
+                }
+            }
+            other => panic!("{}: unknown directive {other}", self.title),
+        }
+    }
+}
+
+fn run_case(block: &str, failures: &mut Vec<String>) {
+    let mut lines = block.lines();
+    let title = lines.next().unwrap_or_default().trim().to_string();
+    let spec = base_spec();
+    let n = spec.nodes.len();
+    let mut s = Script {
+        title,
+        state: ClusterState::new(&spec),
+        spec,
+        alive: vec![true; n],
+        coordinator: None,
+        last: Vec::new(),
+        got: Vec::new(),
+        want: Vec::new(),
+        failures: Vec::new(),
+    };
+    for line in lines
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        s.line(&words);
+    }
+    s.check();
+    failures.append(&mut s.failures);
+}
+
+#[test]
+fn coordinator_cases() {
+    let text = include_str!("../testdata/coordinator.txt");
+    let blocks: Vec<&str> = text.split("\n## ").skip(1).collect();
+    assert!(blocks.len() >= 10, "the case file was read");
+    let mut failures = Vec::new();
+    for b in blocks {
+        run_case(b, &mut failures);
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// A `Stopped` sent before the node knew of the stop (a lease lapse) does not confirm the
+/// stop: the node may have started again, and the report that said so may be lost.
+#[test]
+fn only_a_stopped_report_made_after_the_stop_confirms_it() {
+    let report = |status, stopping| Reported {
+        node: 1,
+        epoch: 7,
+        status,
+        stopping,
+    };
+    let mut r = Reports::new(1, 3);
+    r.set(0, report(GroupStatus::Stopped, false));
+    assert!(!r.confirms_stop(0, 1, 7));
+    r.set(0, report(GroupStatus::Stopping, true));
+    assert!(!r.confirms_stop(0, 1, 7));
+    r.set(0, report(GroupStatus::Stopped, true));
+    assert!(r.confirms_stop(0, 1, 7));
+    assert!(!r.confirms_stop(0, 1, 8), "another epoch");
+}

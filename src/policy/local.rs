@@ -1,0 +1,541 @@
+//! This node's side of the cluster: its group instances ([`LocalGroup`]) brought in line with
+//! the replicated state and the lease (reconcile), the reports it owes the coordinator, the
+//! caches the timer table and the watchdog read, and the watchdog's deadline.
+//!
+//! Everything here is incremental: a large cluster reconciles a group or two per input, and a
+//! pass over every group on each would dominate its cost. A group is looked at when something
+//! happened to it ([`Locals::mark_dirty`]), or all of them when something that concerns all of
+//! them did ([`Locals::mark_all`]: the lease, fencing, standby, maintenance, a new coordinator).
+
+use super::coordinator::Reported;
+use super::group::{GroupEvent, GroupStatus, LocalGroup, Outcome, Want};
+use super::message::{Effect, Event, Message};
+use super::spec::{ClusterSpec, GroupId, NodeId, ResourceId};
+use super::state::{ClusterState, Phase};
+
+/// What reconcile reads from the rest of the node core.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    /// The resolved config.
+    pub spec: &'a ClusterSpec,
+    /// The replicated state as applied here.
+    pub state: &'a ClusterState,
+    /// This node.
+    pub me: NodeId,
+    /// Whether we hold a lease that lets us run exclusive groups now.
+    pub lease_ok: bool,
+    /// When our lease ends (0 without one).
+    pub lease_until_us: u64,
+    /// Now, on the shell's monotonic clock.
+    pub now_us: u64,
+}
+
+/// The last report sent for a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sent {
+    epoch: u64,
+    status: GroupStatus,
+    stopping: bool,
+}
+
+/// This node's group instances and what is derived from them.
+pub struct Locals {
+    groups: Vec<Option<LocalGroup>>,
+    /// Something happened here: reconcile on the next pass.
+    pub dirty: bool,
+    /// Groups to reconcile on the next pass (see [`Locals::mark_dirty`]).
+    dirty_groups: Vec<GroupId>,
+    /// Reconcile every group on the next pass.
+    dirty_all: bool,
+    /// The groups the last reconcile pass looked at (what reports and caches revisit).
+    reconciled: Vec<GroupId>,
+    /// Cached from the local groups by `cache`: their earliest deadline.
+    next_deadline_us: Option<u64>,
+    /// Cached likewise, per group: its deadline, and whether it may be active and exclusive.
+    deadline_us: Vec<Option<u64>>,
+    exposed_per_group: Vec<bool>,
+    /// The groups whose `deadline_us` is set (a few per node, out of all groups).
+    timed: Vec<GroupId>,
+    /// How many of `exposed_per_group` are true.
+    exposed_count: usize,
+    /// Cached likewise: whether an exclusive resource may be active here.
+    exposed: bool,
+    /// Per group: the last report sent, so reports go out on change.
+    sent: Vec<Option<Sent>>,
+    /// Per group: the replicated state has an instance of it on this node (kept as commands
+    /// apply, so the periodic reports need not search every group's instances).
+    mine: Vec<bool>,
+    /// Per group: the periodic report pass must look at it (its report is waited for, or
+    /// could not be sent for want of a coordinator). Every other group's report only changes
+    /// when it is reconciled, and that pass looks at it.
+    watch: Vec<bool>,
+    /// Since when we stop exclusive resources without a usable lease (None while we hold one).
+    urgent_since_us: Option<u64>,
+    /// The watchdog deadline last armed.
+    watchdog_us: Option<u64>,
+    /// A stop failed here: we gave up our lease and wait for the watchdog to reboot us.
+    fenced: bool,
+    /// The id of the next agent operation.
+    next_op: u64,
+}
+
+impl Locals {
+    /// Nothing running, for a cluster of `groups` groups; the first pass looks at all of them.
+    pub fn new(groups: usize) -> Locals {
+        Locals {
+            groups: (0..groups).map(|_| None).collect(),
+            dirty: true,
+            dirty_groups: Vec::new(),
+            dirty_all: true,
+            reconciled: Vec::new(),
+            next_deadline_us: None,
+            deadline_us: vec![None; groups],
+            exposed_per_group: vec![false; groups],
+            timed: Vec::new(),
+            exposed_count: 0,
+            exposed: false,
+            sent: vec![None; groups],
+            mine: vec![false; groups],
+            watch: vec![true; groups],
+            urgent_since_us: None,
+            watchdog_us: None,
+            fenced: false,
+            next_op: 0,
+        }
+    }
+
+    /// This node's instance of a group, if it runs one.
+    pub fn get(&self, g: GroupId) -> Option<&LocalGroup> {
+        self.groups.get(usize::from(g))?.as_ref()
+    }
+
+    /// Whether any local instance still holds a resource.
+    pub fn holds_anything(&self) -> bool {
+        self.groups.iter().flatten().any(LocalGroup::holds_anything)
+    }
+
+    /// Whether a stop failed here (we fenced ourselves).
+    pub fn fenced(&self) -> bool {
+        self.fenced
+    }
+
+    /// The earliest deadline of the local groups.
+    pub fn next_deadline_us(&self) -> Option<u64> {
+        self.next_deadline_us
+    }
+
+    /// Something happened to group `g` here: reconcile it on this pass.
+    pub fn mark_dirty(&mut self, g: GroupId) {
+        self.dirty = true;
+        if !self.dirty_groups.contains(&g) {
+            self.dirty_groups.push(g);
+        }
+    }
+
+    /// Something that concerns every group happened: reconcile them all on this pass.
+    pub fn mark_all(&mut self) {
+        self.dirty = true;
+        self.dirty_all = true;
+    }
+
+    /// A new coordinator: every report goes to it afresh.
+    pub fn report_afresh(&mut self) {
+        self.sent.iter_mut().for_each(|s| *s = None);
+        self.mark_all();
+    }
+
+    /// A command touching group `g` (or, with `None`, every group) applied: keep `mine`.
+    pub fn note_applied(&mut self, state: &ClusterState, me: NodeId, g: Option<GroupId>) {
+        match g {
+            Some(g) => {
+                self.mark_dirty(g);
+                self.mine[usize::from(g)] = state.instance_on(g, me).is_some();
+            }
+            None => {
+                self.mark_all();
+                for (g, mine) in self.mine.iter_mut().enumerate() {
+                    *mine = state.instance_on(g as GroupId, me).is_some();
+                }
+            }
+        }
+    }
+
+    /// An agent operation finished.
+    pub fn handle_result(
+        &mut self,
+        spec: &ClusterSpec,
+        (group, resource, op): (GroupId, ResourceId, u64),
+        outcome: Outcome,
+        now_us: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let gs = &spec.groups[usize::from(group).min(spec.groups.len() - 1)];
+        if let Some(l) = self
+            .groups
+            .get_mut(usize::from(group))
+            .and_then(Option::as_mut)
+        {
+            let mut ev = Vec::new();
+            l.handle_result(gs, resource, op, outcome, now_us, &mut ev);
+            group_events(group, ev, effects);
+            self.mark_dirty(group);
+        }
+    }
+
+    /// A supervised process exited on its own.
+    pub fn handle_exit(
+        &mut self,
+        spec: &ClusterSpec,
+        group: GroupId,
+        resource: ResourceId,
+        now_us: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        if let Some(l) = self
+            .groups
+            .get_mut(usize::from(group))
+            .and_then(Option::as_mut)
+        {
+            let mut ev = Vec::new();
+            l.handle_exit(&spec.groups[usize::from(group)], resource, now_us, &mut ev);
+            group_events(group, ev, effects);
+            self.mark_dirty(group);
+        }
+    }
+
+    /// The local groups' deadlines due at `now_us`.
+    pub fn handle_timeout(&mut self, spec: &ClusterSpec, now_us: u64, effects: &mut Vec<Effect>) {
+        if self.next_deadline_us.is_none_or(|d| now_us < d) {
+            return;
+        }
+        // Only groups with a deadline can be due; handling one changes the caches only in the
+        // pass that follows, so the list stays as it is during this loop.
+        for k in 0..self.timed.len() {
+            let g = usize::from(self.timed[k]);
+            // The per-group cache is exact here: every change to a local group reconciles it
+            // and refreshes its entry before the next input.
+            if self.deadline_us[g].is_none_or(|d| now_us < d) {
+                continue;
+            }
+            let gs = &spec.groups[g];
+            if let Some(l) = self.groups[g].as_mut() {
+                if l.next_deadline_us(gs).is_some_and(|d| now_us >= d) {
+                    let mut ev = Vec::new();
+                    l.handle_timeout(gs, now_us, &mut ev);
+                    group_events(g as GroupId, ev, effects);
+                    self.mark_dirty(g as GroupId);
+                }
+            }
+        }
+    }
+
+    /// Bring local group instances in line with the replicated state and our lease. Returns
+    /// true when a stop failed and this node fenced itself: the caller gives up its lease.
+    pub fn reconcile(&mut self, cx: Context<'_>, effects: &mut Vec<Effect>) -> bool {
+        let Context {
+            spec, state, me, ..
+        } = cx;
+        let now_us = cx.now_us;
+        let mut lease_ok = cx.lease_ok;
+        let mut self_fenced = false;
+        self.dirty = false;
+        // Only the groups that changed, unless something that concerns all of them did: a
+        // monitor result or a commit for one group must not cost a pass over every group.
+        let mut todo = std::mem::take(&mut self.reconciled);
+        todo.clear();
+        todo.append(&mut self.dirty_groups);
+        if std::mem::take(&mut self.dirty_all) || state.maintenance {
+            todo.clear();
+            todo.extend(0..spec.groups.len() as GroupId);
+        }
+        // Results and timeouts changed these groups since the caches last looked.
+        self.cache(spec, &todo);
+        if state.maintenance {
+            // Leaving maintenance is a commit, which reconciles every group.
+            self.reconciled = todo;
+            return false;
+        }
+        // Urgent stops must be done by the lease's end (or, with no lease, within the stop
+        // budget of knowing we had none): the same deadline the watchdog enforces. An episode
+        // ends once nothing exclusive may be active here, so a later one gets a budget of its
+        // own.
+        if !self.exposed {
+            self.urgent_since_us = None;
+        }
+        if !lease_ok && self.urgent_since_us.is_none() {
+            let exclusive_here = self
+                .groups
+                .iter()
+                .enumerate()
+                .any(|(g, l)| spec.groups[g].is_exclusive() && l.is_some())
+                || (0..spec.groups.len()).any(|g| {
+                    spec.groups[g].is_exclusive() && state.instance_on(g as GroupId, me).is_some()
+                });
+            if exclusive_here {
+                self.urgent_since_us = Some(now_us);
+            }
+        }
+        let lease_end_us = self.urgent_deadline_us(spec, cx.lease_until_us, now_us);
+        for &gid in &todo {
+            let g = usize::from(gid);
+            let gs = &spec.groups[g];
+            let inst = state.instance_on(gid, me).copied();
+            let exclusive = gs.is_exclusive();
+            let run = inst.is_some_and(|i| i.phase == Phase::Active)
+                && (!exclusive || lease_ok)
+                && !self.fenced;
+            let want = if run { Want::Run } else { Want::Stop };
+            let slot = &mut self.groups[g];
+            match (slot.as_mut(), inst) {
+                (None, None) => continue,
+                (None, Some(i)) => *slot = Some(LocalGroup::new(gid, gs, i.epoch, want)),
+                (Some(l), Some(i)) if l.epoch == i.epoch => l.set_want(want),
+                (Some(l), _) => {
+                    l.set_want(Want::Stop);
+                    if !l.holds_anything() && l.idle() {
+                        *slot = inst.map(|i| LocalGroup::new(gid, gs, i.epoch, want));
+                    }
+                }
+            }
+            let Some(l) = slot.as_mut() else { continue };
+            // Past the lease's stop point, stop everything exclusive at once (all in parallel,
+            // each op cut to the lease's end); the watchdog covers a stop that hangs.
+            let urgent = exclusive && !lease_ok && l.holds_anything();
+            l.set_urgent(urgent.then_some(lease_end_us.max(now_us)));
+            let mut ops = Vec::new();
+            l.drive(gs, now_us, &mut self.next_op, &mut ops);
+            effects.extend(ops.into_iter().map(Effect::Agent));
+            let status = l.status();
+            if status == GroupStatus::StopFailed && !self.fenced {
+                // A stop we cannot finish: give up the lease so the watchdog reboots us and
+                // the coordinator can take over once the lease has run out.
+                self.fenced = true;
+                self.dirty = true;
+                self.dirty_all = true;
+                lease_ok = false;
+                self_fenced = true;
+                effects.push(Effect::Event(Event::SelfFence));
+            }
+            let epoch = l.epoch;
+            if self.sent[g].is_none_or(|s| s.epoch != epoch || s.status != status) {
+                effects.push(Effect::Event(Event::GroupStatus {
+                    group: gid,
+                    epoch,
+                    status,
+                }));
+            }
+            if inst.is_none() && !l.holds_anything() && l.idle() {
+                self.groups[g] = None;
+            }
+        }
+        // What this pass looked at: the caches and the reports that follow need only these.
+        self.cache(spec, &todo);
+        self.reconciled = todo;
+        self_fenced
+    }
+
+    /// Tell the coordinator how our instances are doing: on change (of the groups the last
+    /// reconcile looked at), and every report period while the state still waits for it
+    /// (`periodic`, every group). Reports to a remote coordinator become effects; when we are
+    /// the coordinator they are appended to `own`.
+    pub fn send_reports(
+        &mut self,
+        state: &ClusterState,
+        me: NodeId,
+        leader: Option<NodeId>,
+        periodic: bool,
+        effects: &mut Vec<Effect>,
+        own: &mut Vec<(GroupId, Reported)>,
+    ) {
+        let Some(leader) = leader else {
+            // Nobody to tell: the periodic pass looks at these once a coordinator is known.
+            for &g in &self.reconciled {
+                self.watch[usize::from(g)] = true;
+            }
+            return;
+        };
+        let todo = std::mem::take(&mut self.reconciled);
+        let count = if periodic {
+            self.groups.len()
+        } else {
+            todo.len()
+        };
+        let gids = (0..count).map(|k| if periodic { k as GroupId } else { todo[k] });
+        for gid in gids {
+            let g = usize::from(gid);
+            debug_assert_eq!(self.mine[g], state.instance_on(gid, me).is_some());
+            if periodic && !self.watch[g] {
+                continue;
+            }
+            self.watch[g] = false;
+            if !self.mine[g] {
+                continue;
+            }
+            let Some(inst) = state.instance_on(gid, me).copied() else {
+                continue;
+            };
+            let status = match &self.groups[g] {
+                Some(l) if l.epoch == inst.epoch => l.status(),
+                Some(l) if l.holds_anything() => GroupStatus::Stopping,
+                _ => GroupStatus::Stopped,
+            };
+            let waited_for = match inst.phase {
+                Phase::Stopping => {
+                    status == GroupStatus::Stopped || status == GroupStatus::StopFailed
+                }
+                Phase::Active => matches!(status, GroupStatus::CannotRun | GroupStatus::StopFailed),
+            };
+            let stopping = inst.phase == Phase::Stopping;
+            // Whatever this look sends, only a report the coordinator waits for is repeated;
+            // anything that could change that reconciles the group and looks again.
+            self.watch[g] = waited_for;
+            let now = Sent {
+                epoch: inst.epoch,
+                status,
+                stopping,
+            };
+            if !(self.sent[g] != Some(now) || (periodic && waited_for)) {
+                continue;
+            }
+            self.sent[g] = Some(now);
+            if leader == me {
+                own.push((
+                    gid,
+                    Reported {
+                        node: me,
+                        epoch: inst.epoch,
+                        status,
+                        stopping,
+                    },
+                ));
+            } else {
+                effects.push(Effect::Send {
+                    to: leader,
+                    msg: Message::Report {
+                        group: gid,
+                        epoch: inst.epoch,
+                        status,
+                        stopping,
+                    },
+                });
+            }
+        }
+        self.reconciled = todo;
+    }
+
+    /// Arm, move or disarm the watchdog: while an exclusive resource may be active here it
+    /// must fire if we have not stopped it by the lease's end.
+    pub fn arm_watchdog(
+        &mut self,
+        spec: &ClusterSpec,
+        lease_until_us: u64,
+        now_us: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let deadline = if self.fenced {
+            // A stop we could not finish, in any group: only a reboot cleans that up. Keep
+            // the first deadline so that it does not slide.
+            Some(self.watchdog_us.map_or(now_us, |d| d.min(now_us)))
+        } else if !self.exposed {
+            None
+        } else {
+            // The lease's end; without a lease (something was found running after a start),
+            // the stop budget from when we knew we had none.
+            Some(self.urgent_deadline_us(spec, lease_until_us, now_us))
+        };
+        if deadline != self.watchdog_us {
+            self.watchdog_us = deadline;
+            effects.push(Effect::Watchdog {
+                deadline_us: deadline,
+            });
+        }
+    }
+
+    /// The lease is usable again: a later loss starts a new stop budget.
+    pub fn lease_regained(&mut self) {
+        self.urgent_since_us = None;
+    }
+
+    /// When exclusive resources must be stopped by: the lease's end, or without a lease, the
+    /// stop budget from when we started stopping them.
+    fn urgent_deadline_us(&self, spec: &ClusterSpec, lease_until_us: u64, now_us: u64) -> u64 {
+        let budget_us = u64::from(spec.timing.stop_budget_ms) * 1000;
+        lease_until_us.max(self.urgent_since_us.unwrap_or(now_us) + budget_us)
+    }
+
+    /// Update what the timer table and the watchdog need from local groups `todo`: each
+    /// one's next deadline and whether an exclusive resource may be active in it, and from
+    /// those the earliest deadline and `exposed`. Every change to a local group marks it
+    /// dirty, and reconcile calls this for the dirty groups before and after driving them, so
+    /// the caches never lag behind a change.
+    fn cache(&mut self, spec: &ClusterSpec, todo: &[GroupId]) {
+        let mut rescan = false;
+        for &gid in todo {
+            let g = usize::from(gid);
+            let gs = &spec.groups[g];
+            let l = self.groups[g].as_ref();
+            let exposed = gs.is_exclusive() && l.is_some_and(|l| l.may_be_active());
+            if exposed != self.exposed_per_group[g] {
+                self.exposed_per_group[g] = exposed;
+                if exposed {
+                    self.exposed_count += 1;
+                } else {
+                    self.exposed_count -= 1;
+                }
+            }
+            let deadline = l.and_then(|l| l.next_deadline_us(gs));
+            let old = std::mem::replace(&mut self.deadline_us[g], deadline);
+            match (old, deadline) {
+                (None, Some(_)) => self.timed.push(gid),
+                (Some(_), None) => {
+                    if let Some(k) = self.timed.iter().position(|&t| t == gid) {
+                        self.timed.swap_remove(k);
+                    }
+                }
+                _ => {}
+            }
+            if old.is_some() && old == self.next_deadline_us && deadline != old {
+                // The earliest moved: unless this group's new deadline is still the earliest,
+                // look at every group once the batch is done.
+                rescan = true;
+            }
+            if let Some(d) = deadline {
+                if self.next_deadline_us.is_none_or(|m| d <= m) {
+                    self.next_deadline_us = Some(d);
+                }
+            }
+        }
+        if rescan {
+            let deadlines = &self.deadline_us;
+            self.next_deadline_us = self
+                .timed
+                .iter()
+                .filter_map(|&g| deadlines[usize::from(g)])
+                .min();
+        }
+        self.exposed = self.exposed_count > 0;
+        debug_assert_eq!(
+            self.next_deadline_us,
+            self.deadline_us.iter().flatten().copied().min()
+        );
+        debug_assert_eq!(self.exposed, self.exposed_per_group.contains(&true));
+        debug_assert_eq!(self.timed.len(), self.deadline_us.iter().flatten().count());
+    }
+}
+
+/// A local group's events as the node's events.
+fn group_events(group: GroupId, ev: Vec<GroupEvent>, effects: &mut Vec<Effect>) {
+    for e in ev {
+        effects.push(Effect::Event(match e {
+            GroupEvent::ResourceFailed { resource, .. } => {
+                Event::ResourceFailed { group, resource }
+            }
+            GroupEvent::LocalRestart { resource, count } => Event::LocalRestart {
+                group,
+                resource,
+                count,
+            },
+            GroupEvent::Escalated => Event::Escalated { group },
+        }));
+    }
+}

@@ -1,0 +1,665 @@
+//! The node core: everything one `eterned` decides, as one pure state machine.
+//!
+//! It composes the parts, each in a room of its own: failure detection ([`Liveness`]),
+//! consensus ([`Consensus`]), the replicated [`ClusterState`], this node's lease
+//! ([`LeaseHolder`]), the [`Coordinator`] while this node is the raft leader, this node's group
+//! instances ([`Locals`]) and the deadlines of all of them ([`TimerTable`]). What is left here
+//! is the loop: route each input to its part, then run consensus, apply, reconcile and
+//! coordinate until nothing changes, and arm the next timeout.
+//!
+//! The shell (the actor tree, or the simulator) drives it quinn-style:
+//!
+//! 1. feed what happened with [`NodeCore::handle`];
+//! 2. call [`NodeCore::handle_timeout`] once `now_us >= next_timeout_us()`;
+//! 3. carry out [`NodeCore::drain_effects`]: heartbeats, messages, agent ops, the watchdog,
+//!    events.
+//!
+//! Nothing here reads a clock: time comes in as `now_us`.
+
+use std::sync::Arc;
+
+use super::admin::{resolve, AdminRequest, Resolved};
+use super::consensus::{Consensus, Outgoing};
+use super::coordinator::{Coordinator, Reported, View};
+use super::detector::{Liveness, LivenessEvent};
+use super::drain::DrainView;
+use super::group::LocalGroup;
+use super::lease::{Grant, LeaseHolder};
+use super::local::{Context, Locals};
+use super::message::{Effect, Event, Heartbeat, Input, Message};
+use super::raft_log::LogStore;
+use super::schedule::CivilTime;
+use super::spec::{ClusterSpec, GroupId, NodeId, PathId};
+use super::state::{Applied, ClusterState, Command, Phase};
+use super::timer::{Timer, TimerTable};
+
+pub use super::consensus::ConsensusError;
+
+/// Test-only switches that break a safety rule on purpose, so that a test can show the
+/// simulator's checker catches the breakage. Never set in production.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Take over from a silent owner without waiting for its lease to run out (breaks 4b).
+    pub skip_lease_wait: bool,
+}
+
+/// The node core.
+pub struct NodeCore<S: LogStore> {
+    spec: Arc<ClusterSpec>,
+    me: NodeId,
+    incarnation: u64,
+    consensus: Consensus<S>,
+    state: ClusterState,
+    live: Liveness,
+    digest_ok: Vec<bool>,
+    lease: LeaseHolder,
+    lease_ok: bool,
+    coordinator: Option<Coordinator>,
+    locals: Locals,
+    civil: Option<(CivilTime, u64)>,
+    timers: TimerTable,
+    next_timeout_us: u64,
+    faults: Faults,
+    effects: Vec<Effect>,
+    outgoing: Vec<Outgoing>,
+    committed: Vec<(u64, Command)>,
+    scratch_events: Vec<LivenessEvent>,
+}
+
+/// How often the reports the coordinator still waits for are repeated.
+const REPORT_EVERY_US: u64 = 100_000;
+
+impl<S: LogStore> NodeCore<S> {
+    /// A node core for node `me`, starting at `now_us`, over `store` (which may hold a
+    /// persisted log). `incarnation` must differ on every daemon start (the shell uses its
+    /// wall clock at start); `seed` feeds the election timeouts.
+    pub fn new(
+        spec: Arc<ClusterSpec>,
+        me: NodeId,
+        store: S,
+        incarnation: u64,
+        seed: u64,
+        now_us: u64,
+        logger: &slog::Logger,
+    ) -> Result<Self, ConsensusError> {
+        let n = spec.nodes.len();
+        let consensus = Consensus::new(me, n, &spec.timing, store, seed, logger)?;
+        let tick_us = u64::from(spec.timing.raft_tick_ms) * 1000;
+        let mut timers = TimerTable::new(spec.paths.len());
+        for p in 0..spec.paths.len() {
+            timers.set(Timer::Heartbeat(p as PathId), Some(now_us));
+        }
+        timers.set(Timer::RaftTick, Some(now_us + tick_us));
+        timers.set(Timer::LeaseRenew, Some(now_us));
+        timers.set(Timer::Report, Some(now_us + REPORT_EVERY_US));
+        Ok(NodeCore {
+            me,
+            incarnation,
+            consensus,
+            state: ClusterState::new(&spec),
+            live: Liveness::new(&spec, me, now_us),
+            digest_ok: vec![true; n],
+            lease: LeaseHolder::default(),
+            lease_ok: false,
+            coordinator: None,
+            locals: Locals::new(spec.groups.len()),
+            civil: None,
+            timers,
+            next_timeout_us: now_us,
+            faults: Faults::default(),
+            effects: Vec::new(),
+            outgoing: Vec::new(),
+            committed: Vec::new(),
+            scratch_events: Vec::new(),
+            spec,
+        })
+    }
+
+    /// Turn on test-only rule breakers (see [`Faults`]).
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    /// The node's civil time changed minute (`stamp` = minutes since the Unix epoch).
+    pub fn set_civil_time(&mut self, t: CivilTime, stamp: u64) {
+        self.civil = Some((t, stamp));
+        if let Some(c) = &mut self.coordinator {
+            c.dirty = true;
+        }
+    }
+
+    /// The replicated state as applied here.
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    /// The coordinator, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.consensus.leader()
+    }
+
+    /// Whether this node is the coordinator.
+    pub fn is_leader(&self) -> bool {
+        self.consensus.is_leader()
+    }
+
+    /// The consensus term.
+    pub fn term(&self) -> u64 {
+        self.consensus.term()
+    }
+
+    /// The liveness view.
+    pub fn liveness(&self) -> &Liveness {
+        &self.live
+    }
+
+    /// Whether this node may run exclusive groups now.
+    pub fn holds_lease(&self) -> bool {
+        self.lease_ok
+    }
+
+    /// This node's instance of a group, if it runs one.
+    pub fn local_group(&self, g: GroupId) -> Option<&LocalGroup> {
+        self.locals.get(g)
+    }
+
+    /// The persisted consensus store.
+    pub fn store(&self) -> &S {
+        self.consensus.store()
+    }
+
+    /// An operator's request by names, resolved against the config, the applied state and
+    /// [`NodeCore::alive_view`]; what passes may be fed as [`Input::Admin`].
+    pub fn resolve_admin(&self, req: AdminRequest<'_>) -> Result<Resolved, String> {
+        resolve(&self.spec, &self.state, &self.alive_view(), req)
+    }
+
+    /// What a drain of this node looks at (see [`super::drain`]).
+    pub fn drain_view(&self) -> DrainView {
+        let me = self.me;
+        let held = self.locals.holds_anything();
+        let active = self.state.groups.iter().any(|g| {
+            g.instances
+                .iter()
+                .any(|i| i.node == me && i.phase == Phase::Active)
+        });
+        DrainView {
+            standby: self.state.standby[usize::from(me)],
+            coordinator_known: self.consensus.leader().is_some(),
+            holds_anything: held || active,
+        }
+    }
+
+    /// When [`NodeCore::handle_timeout`] must be called next.
+    pub fn next_timeout_us(&self) -> u64 {
+        self.next_timeout_us
+    }
+
+    /// Whether effects wait to be taken.
+    pub fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
+    }
+
+    /// Take the effects produced so far.
+    pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
+        self.effects.drain(..)
+    }
+
+    /// Something happened.
+    pub fn handle(&mut self, input: Input, now_us: u64) {
+        match input {
+            Input::Heartbeat { from, path, hb } => {
+                self.handle_heartbeat(from, path, hb, now_us);
+                return;
+            }
+            Input::Message { from, msg } => {
+                // Lease traffic is most of a large cluster's messages, and most of it (a second
+                // copy of a request, a renewal that only extends the lease) changes nothing the
+                // pass below looks at: a later lease end only makes the armed timeout early.
+                let quiet = matches!(msg, Message::LeaseRequest { .. } | Message::LeaseGrant(_));
+                let effects_before = self.effects.len();
+                self.on_message(from, msg, now_us);
+                if quiet
+                    && self.effects.len() == effects_before
+                    && !self.locals.dirty
+                    && !self.coordinator.as_ref().is_some_and(|c| c.dirty)
+                {
+                    return;
+                }
+            }
+            Input::AgentResult {
+                group,
+                resource,
+                op,
+                outcome,
+            } => self.locals.handle_result(
+                &self.spec,
+                (group, resource, op),
+                outcome,
+                now_us,
+                &mut self.effects,
+            ),
+            Input::Exited { group, resource } => {
+                self.locals
+                    .handle_exit(&self.spec, group, resource, now_us, &mut self.effects)
+            }
+            Input::Admin(cmd) => self.on_admin(cmd, self.me),
+        }
+        self.after(now_us);
+    }
+
+    /// A heartbeat arrived: `handle(Input::Heartbeat { .. })`, and whether it left anything
+    /// for the shell (effects, an earlier timeout). Most heartbeats change nothing but a
+    /// detector deadline, which only moves later: the next timeout already armed stays a
+    /// valid (early) bound, so the whole pass is skipped. This is the hot path of a large
+    /// cluster, and a shell may skip its own work when this returns false.
+    pub fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        path: PathId,
+        hb: Heartbeat,
+        now_us: u64,
+    ) -> bool {
+        if !self.on_heartbeat(from, path, hb, now_us) {
+            return false;
+        }
+        self.after(now_us);
+        true
+    }
+
+    /// Timers due at `now_us`.
+    pub fn handle_timeout(&mut self, now_us: u64) {
+        let tick_us = u64::from(self.spec.timing.raft_tick_ms) * 1000;
+        for p in 0..self.spec.paths.len() {
+            let t = Timer::Heartbeat(p as PathId);
+            if self.timers.is_due(t, now_us) {
+                let interval_us = u64::from(self.spec.paths[p].interval_ms) * 1000;
+                self.timers.advance(t, now_us, interval_us);
+                self.effects.push(Effect::Heartbeat {
+                    path: p as PathId,
+                    hb: Heartbeat {
+                        incarnation: self.incarnation,
+                        digest: self.spec.digest,
+                    },
+                });
+            }
+        }
+        if self.live.next_deadline_us().is_some_and(|d| now_us >= d) {
+            let mut ev = std::mem::take(&mut self.scratch_events);
+            self.live.handle_timeout(now_us, &mut ev);
+            self.liveness_events(&mut ev);
+            self.scratch_events = ev;
+        } else {
+            // Heartbeats move deadlines later without recomputing the earliest: make it exact
+            // before the next tick (we wake then anyway) so that we do not wake for a deadline
+            // that has already moved.
+            self.live.refresh_next_deadline(now_us + tick_us);
+        }
+        if self.timers.is_due(Timer::RaftTick, now_us) {
+            self.timers.advance(Timer::RaftTick, now_us, tick_us);
+            self.consensus.tick();
+        }
+        if self.timers.is_due(Timer::LeaseRenew, now_us) {
+            let renew_us = u64::from(self.spec.timing.lease_renew_ms) * 1000;
+            self.timers.advance(Timer::LeaseRenew, now_us, renew_us);
+            self.renew_lease(now_us);
+        }
+        if self.timers.is_due(Timer::Report, now_us) {
+            self.timers.advance(Timer::Report, now_us, REPORT_EVERY_US);
+            self.send_reports(true);
+        }
+        self.locals
+            .handle_timeout(&self.spec, now_us, &mut self.effects);
+        if let Some(c) = &mut self.coordinator {
+            if c.wake_us.is_some_and(|w| now_us >= w) {
+                c.dirty = true;
+            }
+        }
+        self.after(now_us);
+    }
+
+    /// A heartbeat arrived; whether it changed anything beyond a detector deadline.
+    fn on_heartbeat(&mut self, from: NodeId, path: u8, hb: Heartbeat, now_us: u64) -> bool {
+        if usize::from(from) >= self.digest_ok.len() || from == self.me {
+            return false;
+        }
+        let ok = hb.digest == self.spec.digest;
+        if ok == self.digest_ok[usize::from(from)]
+            && self.live.renew(from, path, hb.incarnation, now_us)
+        {
+            // Nearly every heartbeat: a later deadline on a path that is up, nothing else.
+            return false;
+        }
+        let mut changed = ok != self.digest_ok[usize::from(from)];
+        if changed {
+            self.digest_ok[usize::from(from)] = ok;
+            if !ok {
+                self.effects.push(Effect::Event(Event::ConfigMismatch {
+                    peer: from,
+                    digest: hb.digest,
+                }));
+            }
+            if let Some(c) = &mut self.coordinator {
+                c.dirty = true;
+            }
+        }
+        let mut ev = std::mem::take(&mut self.scratch_events);
+        self.live
+            .handle_heartbeat(from, path, hb.incarnation, now_us, &mut ev);
+        changed |= !ev.is_empty();
+        self.liveness_events(&mut ev);
+        self.scratch_events = ev;
+        changed
+    }
+
+    fn liveness_events(&mut self, ev: &mut Vec<LivenessEvent>) {
+        for e in ev.drain(..) {
+            if let Some(c) = &mut self.coordinator {
+                c.dirty = true;
+                if let LivenessEvent::PeerRestarted { peer } = e {
+                    c.on_restart(peer);
+                }
+            }
+            self.effects.push(Effect::Event(Event::Liveness(e)));
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Message, now_us: u64) {
+        if usize::from(from) >= self.spec.nodes.len() || from == self.me {
+            return;
+        }
+        match msg {
+            Message::Raft { msg, stamp_us } => match self.consensus.step(from, *msg, stamp_us) {
+                Ok(Some(echo)) => {
+                    if let Some(c) = &mut self.coordinator {
+                        c.keeper.handle_echo(from, echo);
+                    }
+                }
+                Ok(None) => {}
+                Err(why) => self
+                    .effects
+                    .push(Effect::Event(Event::Dropped { from, why })),
+            },
+            Message::LeaseRequest { stamp_us } => {
+                let term = self.consensus.term();
+                let commit = self.consensus.commit();
+                if let Some(c) = &mut self.coordinator {
+                    if let Some(grant) = c.keeper.grant(from, term, stamp_us, commit, now_us) {
+                        self.effects.push(Effect::Send {
+                            to: from,
+                            msg: Message::LeaseGrant(grant),
+                        });
+                    }
+                }
+            }
+            Message::LeaseGrant(grant) => self.on_grant(grant, now_us),
+            Message::Report {
+                group,
+                epoch,
+                status,
+                stopping,
+            } => self.on_report(
+                group,
+                Reported {
+                    node: from,
+                    epoch,
+                    status,
+                    stopping,
+                },
+            ),
+            Message::Admin(cmd) => self.on_admin(cmd, from),
+        }
+    }
+
+    fn on_grant(&mut self, grant: Grant, now_us: u64) {
+        if grant.term != self.consensus.term() || self.locals.fenced() {
+            return;
+        }
+        self.lease.handle_grant(grant, self.consensus.applied());
+        self.check_lease(now_us);
+    }
+
+    fn on_report(&mut self, group: GroupId, r: Reported) {
+        if usize::from(group) >= self.spec.groups.len() {
+            return;
+        }
+        if let Some(c) = &mut self.coordinator {
+            c.on_report(group, r);
+        }
+    }
+
+    fn on_admin(&mut self, cmd: super::state::AdminCommand, _from: NodeId) {
+        if self.consensus.is_leader() {
+            let alive = self.alive_view();
+            match self.state.check_admin(&self.spec, &alive, &cmd) {
+                Ok(()) => {
+                    self.consensus.propose(&Command::Admin(cmd));
+                }
+                Err(e) => self.effects.push(Effect::Event(Event::AdminRefused {
+                    cmd,
+                    why: e.to_string(),
+                })),
+            }
+        } else if let Some(l) = self.consensus.leader() {
+            self.effects.push(Effect::Send {
+                to: l,
+                msg: Message::Admin(cmd),
+            });
+        } else {
+            self.effects.push(Effect::Event(Event::AdminRefused {
+                cmd,
+                why: "no coordinator is elected (no quorum?)".into(),
+            }));
+        }
+    }
+
+    fn renew_lease(&mut self, now_us: u64) {
+        if self.locals.fenced() {
+            return;
+        }
+        if let Some(c) = &mut self.coordinator {
+            let term = self.consensus.term();
+            let commit = self.consensus.commit();
+            if let Some(grant) = c.keeper.grant(self.me, term, now_us, commit, now_us) {
+                self.lease.handle_grant(grant, self.consensus.applied());
+            }
+        } else if let Some(l) = self.consensus.leader() {
+            if l != self.me {
+                self.effects.push(Effect::Send {
+                    to: l,
+                    msg: Message::LeaseRequest { stamp_us: now_us },
+                });
+            }
+        }
+    }
+
+    fn check_lease(&mut self, now_us: u64) {
+        let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
+        let ok = !self.locals.fenced() && self.lease.holds(now_us + budget_us);
+        if ok != self.lease_ok {
+            self.lease_ok = ok;
+            if ok {
+                self.locals.lease_regained();
+            }
+            self.locals.mark_all();
+            self.effects.push(Effect::Event(if ok {
+                Event::LeaseAcquired
+            } else {
+                Event::LeaseLost
+            }));
+        }
+    }
+
+    /// The one liveness view every decision of this node uses, per node: can it host groups
+    /// now? Alive on some path, with our config digest, not refused a lease by us as the
+    /// coordinator (its stop failed), and for this node itself, not fenced.
+    pub fn alive_view(&self) -> Vec<bool> {
+        let mut alive = self.live.alive_view();
+        for (i, a) in alive.iter_mut().enumerate() {
+            *a = *a && self.digest_ok[i];
+        }
+        if let Some(c) = &self.coordinator {
+            for (i, a) in alive.iter_mut().enumerate() {
+                // A node being fenced (its stop failed) can host nothing until it reboots.
+                if c.keeper.is_refused(i as NodeId) {
+                    *a = false;
+                }
+            }
+        }
+        alive[usize::from(self.me)] = !self.locals.fenced();
+        alive
+    }
+
+    /// After every input: run consensus, apply, reconcile, coordinate, arm timers.
+    fn after(&mut self, now_us: u64) {
+        // Consensus may produce more work after we propose; two rounds settle it.
+        let mut worked = false;
+        for _ in 0..3 {
+            self.run_consensus(now_us);
+            self.check_lease(now_us);
+            let reconciled = self.locals.dirty;
+            if self.locals.dirty {
+                self.reconcile(now_us);
+                self.send_reports(false);
+                worked = true;
+            }
+            if self.coordinator.as_ref().is_some_and(|c| c.dirty) {
+                self.coordinate(now_us);
+                worked = true;
+            } else if !(reconciled && self.locals.dirty) {
+                break;
+            }
+        }
+        // Proposals and reports made above may have given consensus work (most inputs make
+        // none: a raft message's answer already left in the first round).
+        if worked {
+            self.run_consensus(now_us);
+        }
+        self.locals
+            .arm_watchdog(&self.spec, self.lease.until_us(), now_us, &mut self.effects);
+        self.next_timeout_us = self.next_timeout();
+    }
+
+    fn run_consensus(&mut self, now_us: u64) {
+        let mut out = std::mem::take(&mut self.outgoing);
+        let mut committed = std::mem::take(&mut self.committed);
+        if let Err(e) = self.consensus.drain(now_us, &mut out, &mut committed) {
+            // A store that cannot persist must not let us act on unpersisted state.
+            self.effects.push(Effect::Event(Event::Dropped {
+                from: self.me,
+                why: format!("consensus: {e}"),
+            }));
+        }
+        for o in out.drain(..) {
+            self.effects.push(Effect::Send {
+                to: o.to,
+                msg: Message::Raft {
+                    msg: o.msg,
+                    stamp_us: o.stamp_us,
+                },
+            });
+        }
+        for (index, cmd) in committed.drain(..) {
+            if self.state.apply(&self.spec, index, &cmd) == Applied::Changed {
+                // Only the group the command touched needs a local pass; a large cluster
+                // commits many times a second and most commits concern another node's group.
+                self.locals
+                    .note_applied(&self.state, self.me, cmd.group(&self.spec));
+                if let Some(c) = &mut self.coordinator {
+                    c.dirty = true;
+                }
+            }
+            self.effects
+                .push(Effect::Event(Event::Committed { index, cmd }));
+        }
+        // Raft's applied index, not the last command's: elections append empty entries that
+        // carry no command, and a pending grant waits for the log to reach its commit index.
+        self.lease.handle_applied(self.consensus.applied());
+        self.outgoing = out;
+        self.committed = committed;
+        // Role changes.
+        let leader = self.consensus.is_leader();
+        if leader && self.coordinator.is_none() {
+            self.coordinator = Some(Coordinator::new(&self.spec, self.me, now_us));
+            self.effects.push(Effect::Event(Event::BecameLeader {
+                term: self.consensus.term(),
+            }));
+            // Every node reports afresh to the new coordinator.
+            self.locals.report_afresh();
+        } else if !leader && self.coordinator.is_some() {
+            self.coordinator = None;
+            self.effects.push(Effect::Event(Event::SteppedDown {
+                term: self.consensus.term(),
+            }));
+        }
+    }
+
+    /// Bring local group instances in line with the replicated state and our lease; a stop
+    /// that failed costs us the lease (see [`Locals::reconcile`]).
+    fn reconcile(&mut self, now_us: u64) {
+        let cx = Context {
+            spec: &self.spec,
+            state: &self.state,
+            me: self.me,
+            lease_ok: self.lease_ok,
+            lease_until_us: self.lease.until_us(),
+            now_us,
+        };
+        if self.locals.reconcile(cx, &mut self.effects) {
+            self.lease.surrender();
+            self.lease_ok = false;
+        }
+    }
+
+    /// Reports on our instances: to a remote coordinator as messages, to ourselves directly.
+    fn send_reports(&mut self, periodic: bool) {
+        let mut own = Vec::new();
+        self.locals.send_reports(
+            &self.state,
+            self.me,
+            self.consensus.leader(),
+            periodic,
+            &mut self.effects,
+            &mut own,
+        );
+        for (g, r) in own {
+            self.on_report(g, r);
+        }
+    }
+
+    /// The coordinator's pass (see [`Coordinator::pass`]); what it decides is proposed.
+    fn coordinate(&mut self, now_us: u64) {
+        let alive = self.alive_view();
+        let Some(c) = self.coordinator.as_mut() else {
+            return;
+        };
+        let view = View {
+            spec: &self.spec,
+            state: &self.state,
+            alive: &alive,
+            civil: self.civil,
+            now_us,
+            faults: self.faults,
+        };
+        let mut proposals = Vec::new();
+        c.pass(&view, &mut proposals);
+        self.consensus.propose_all(&proposals);
+    }
+
+    /// Copy the deadlines owned by the parts into the timer table; its earliest is next.
+    fn next_timeout(&mut self) -> u64 {
+        self.timers
+            .set(Timer::Detector, self.live.next_deadline_us());
+        let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
+        // When the lease reaches its stop point.
+        let stop_point = self
+            .lease_ok
+            .then(|| self.lease.until_us().saturating_sub(budget_us));
+        self.timers.set(Timer::LeaseStop, stop_point);
+        self.timers
+            .set(Timer::LocalGroups, self.locals.next_deadline_us());
+        let wake = self.coordinator.as_ref().and_then(|c| c.wake_us);
+        self.timers.set(Timer::CoordinatorWake, wake);
+        self.timers.next_timeout().unwrap_or(u64::MAX)
+    }
+}
