@@ -6,15 +6,15 @@
 //! runtime) → runtime → QUIC endpoints → NodeActor → control socket → signals.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
 use super::events::EventLog;
 use super::group::ResourceSetup;
-use super::node::{Control, NodeActor, NodeSetup, PeerRefused, Terminate};
-use super::peer::{FromPeer, PathEvent};
+use super::messages::{Control, FromPeer, PathEvent, PeerInboxes, PeerRefused, Terminate};
+use super::node::{NodeActor, NodeSetup};
 use super::watchdog::Watchdog;
 use super::Clock;
 use crate::config::{ClusterConfig, PathKindConfig};
@@ -242,7 +242,6 @@ pub fn run(opts: Options) -> i32 {
         }
         drop(in_tx);
         let listener = control::server::bind(&listener_path).map_err(|e| e.to_string())?;
-        let connected = Arc::new(Mutex::new(vec![vec![false; paths]; n]));
         let node = NodeActor::new(NodeSetup {
             spec: spec.clone(),
             me,
@@ -251,7 +250,6 @@ pub fn run(opts: Options) -> i32 {
             clock,
             nets,
             disk,
-            connected,
             events,
             watchdog,
             drain_marker,
@@ -308,7 +306,7 @@ fn pump(
 ) {
     // The PeerActors are created in NodeActor::started; ask for their addresses once.
     actix::spawn(async move {
-        let Ok(peers) = node.send(super::node::PeerAddrs).await else {
+        let Ok(peers) = node.send(PeerInboxes).await else {
             return;
         };
         let peers = Arc::new(peers);

@@ -15,32 +15,16 @@
 use std::sync::Arc;
 
 use actix::{
-    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message as ActixMessage, Supervised,
-    Supervisor,
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Recipient, Supervised, Supervisor,
 };
 use tokio::sync::mpsc;
 
-use super::node::{Feed, NodeActor};
-use super::{guard, ChildFailed, Clock, Crashes};
+use super::messages::{ChildFailed, Feed, ResourceCrashed, RunOp};
+use super::{guard, Clock, Crashes};
 use crate::policy::group::{Action, AgentOp, Outcome};
 use crate::policy::message::Input;
 use crate::policy::spec::{GroupId, ResourceId};
 use crate::resources::{perform, Agent, AgentEvent};
-
-/// Run this op.
-#[derive(ActixMessage, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct RunOp(pub AgentOp);
-
-/// A resource's actor escalated its crashes to its group.
-#[derive(ActixMessage, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ResourceCrashed {
-    /// Which resource.
-    pub resource: ResourceId,
-    /// The last panic.
-    pub why: String,
-}
 
 /// One resource of a group, as the GroupActor is given it.
 pub struct ResourceSetup {
@@ -57,8 +41,17 @@ pub struct GroupActor {
     group: GroupId,
     name: String,
     resources: Vec<Addr<ResourceActor>>,
-    node: Addr<NodeActor>,
+    up: Up,
     crashes: Crashes,
+}
+
+/// Where a GroupActor reports: the node core's inputs, and its parent's escalations.
+#[derive(Clone)]
+pub struct Up {
+    /// Inputs for the node core (agent results, process exits).
+    pub feed: Recipient<Feed>,
+    /// The parent, told when this group's actor crashes too often.
+    pub failed: Recipient<ChildFailed>,
 }
 
 impl GroupActor {
@@ -68,16 +61,16 @@ impl GroupActor {
         group: GroupId,
         name: String,
         resources: Vec<ResourceSetup>,
-        node: Addr<NodeActor>,
+        up: Up,
         clock: Clock,
     ) -> Addr<GroupActor> {
         Supervisor::start(move |ctx: &mut Context<GroupActor>| {
-            let me = ctx.address();
+            let me = ctx.address().recipient();
             let mut addrs = Vec::with_capacity(resources.len());
             for (r, mut setup) in resources.into_iter().enumerate() {
                 let resource = r as ResourceId;
                 if let Some(mut rx) = setup.events.take() {
-                    let node = node.clone();
+                    let node = up.feed.clone();
                     tokio::spawn(async move {
                         while let Some(ev) = rx.recv().await {
                             // Both are a resource failing on its own: the group's local
@@ -105,7 +98,7 @@ impl GroupActor {
                         }
                     });
                 }
-                let node = node.clone();
+                let node = up.feed.clone();
                 let parent = me.clone();
                 let agent = setup.agent.clone();
                 let rname = setup.name.clone();
@@ -126,7 +119,7 @@ impl GroupActor {
                 group,
                 name,
                 resources: addrs,
-                node,
+                up,
                 crashes: Crashes::default(),
             }
         })
@@ -147,7 +140,7 @@ impl Handler<RunOp> for GroupActor {
     type Result = ();
 
     fn handle(&mut self, m: RunOp, ctx: &mut Context<Self>) {
-        let (resources, node) = (&self.resources, &self.node);
+        let (resources, node) = (&self.resources, &self.up.feed);
         let r = guard("group", || match resources.get(usize::from(m.0.resource)) {
             Some(a) => a.do_send(m),
             None => node.do_send(Feed(Input::AgentResult {
@@ -159,7 +152,7 @@ impl Handler<RunOp> for GroupActor {
         });
         if let Err(why) = r {
             if self.crashes.record() {
-                self.node.do_send(ChildFailed {
+                self.up.failed.do_send(ChildFailed {
                     who: format!("GroupActor {}", self.name),
                     why,
                 });
@@ -176,7 +169,7 @@ impl Handler<ResourceCrashed> for GroupActor {
     /// per policy (local restart, then failover), as for a process exit.
     fn handle(&mut self, m: ResourceCrashed, _: &mut Context<Self>) {
         tracing::error!(group = %self.name, resource = m.resource, why = %m.why, "resource actor keeps crashing: treated as a failed resource");
-        self.node.do_send(Feed(Input::Exited {
+        self.up.feed.do_send(Feed(Input::Exited {
             group: self.group,
             resource: m.resource,
         }));
@@ -189,8 +182,8 @@ pub struct ResourceActor {
     resource: ResourceId,
     name: String,
     agent: Option<Arc<dyn Agent>>,
-    node: Addr<NodeActor>,
-    parent: Addr<GroupActor>,
+    node: Recipient<Feed>,
+    parent: Recipient<ResourceCrashed>,
     clock: Clock,
     crashes: Crashes,
 }

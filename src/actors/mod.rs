@@ -19,6 +19,7 @@
 //! - [`daemon`]: `eterned` itself: options, start-up order, signals.
 //! - [`node`]: NodeActor. [`peer`]: PeerActor and PathActor. [`group`]: GroupActor and
 //!   ResourceActor.
+//! - [`messages`]: every message between the actors, and who sends it to whom.
 //! - [`events`]: the JSON-lines event log. [`watchdog`]: the hardware or software watchdog.
 //!
 //! # Threads
@@ -33,7 +34,8 @@
 //! Every child actor is started under an actix [`actix::Supervisor`], which restarts it when
 //! it stops. A panic in a handler is caught by [`guard`] (actix itself would lose the actor)
 //! and turned into a stop, hence a restart. [`Crashes`] counts restarts: more than
-//! [`CRASH_LIMIT`] within [`CRASH_WINDOW`] escalate to the parent (a ResourceActor's crashes
+//! [`CRASH_LIMIT`] within [`CRASH_WINDOW`] escalate to the parent
+//! ([`messages::ChildFailed`], sent to a `Recipient` the parent gave it) (a ResourceActor's crashes
 //! become a resource failure its group recovers per policy; a GroupActor's or PeerActor's make
 //! the node exit). The node itself does not restart in place: a panic in the node core leaves
 //! it in an unknown state, so the daemon exits non-zero ([`EXIT_CRASH`]) and systemd restarts
@@ -42,6 +44,7 @@
 pub mod daemon;
 pub mod events;
 pub mod group;
+pub mod messages;
 pub mod node;
 pub mod peer;
 pub mod watchdog;
@@ -126,16 +129,6 @@ pub fn guard<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
         tracing::error!(actor = what, panic = %msg, "handler panicked");
         msg
     })
-}
-
-/// A child tells its parent that it crashed too often ([`Crashes`]).
-#[derive(actix::Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ChildFailed {
-    /// Which child, for the logs.
-    pub who: String,
-    /// The last panic message.
-    pub why: String,
 }
 
 #[cfg(test)]

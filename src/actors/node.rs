@@ -17,29 +17,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{
-    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message as ActixMessage, SpawnHandle,
-};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Recipient, SpawnHandle};
 use serde_json::{json, Map};
 use tokio::sync::oneshot;
 
 use super::events::{describe, EventLog, Names};
-use super::group::{GroupActor, RunOp};
-use super::peer::{connected_lock, Connected, PeerActor};
-use super::watchdog::Watchdog;
-use super::{guard, ChildFailed, Clock, EXIT_CRASH};
-use crate::control::server::{Call, Caller};
-use crate::control::{
-    snake, GroupView, InstanceView, NodeView, PathView, Request, ResourceView, Response, Status,
+use super::group::{self, GroupActor};
+use super::messages::{
+    ChildFailed, Connection, Control, Feed, FromPeer, PeerInboxes, PeerRefused, RunOp, Terminate,
 };
+use super::peer::{self, PeerActor};
+use super::watchdog::Watchdog;
+use super::{guard, Clock, EXIT_CRASH};
+use crate::control::server::{Call, Caller};
+use crate::control::status;
+use crate::control::{Request, Response, Status};
 use crate::policy::admin::AdminRequest;
-use crate::policy::detector::PathState;
 use crate::policy::drain::{Drain, DrainStep, Undrain};
 use crate::policy::message::{Effect, Event, Input, Message};
 use crate::policy::node::NodeCore;
 use crate::policy::schedule::CivilTime;
 use crate::policy::spec::{ClusterSpec, GroupId, NodeId, PathId, PathKind};
-use crate::policy::state::{AdminCommand, Command, Phase};
+use crate::policy::state::{AdminCommand, Command};
 use crate::storage::FileLog;
 use crate::transport::disk::DiskPath;
 use crate::transport::Transport;
@@ -50,38 +49,6 @@ const COMMIT_WAIT: Duration = Duration::from_secs(5);
 const DRAIN_TICK: Duration = Duration::from_millis(50);
 /// Beyond the sum of the stop timeouts, how long a drain may wait for the coordinator.
 const DRAIN_SLACK: Duration = Duration::from_secs(10);
-
-/// An input for the node core.
-#[derive(ActixMessage, Debug)]
-#[rtype(result = "()")]
-pub struct Feed(pub Input);
-
-/// A control request.
-#[derive(ActixMessage, Debug)]
-#[rtype(result = "()")]
-pub struct Control(pub Call);
-
-/// SIGTERM (or SIGINT): hand the groups over and exit.
-#[derive(ActixMessage, Debug)]
-#[rtype(result = "()")]
-pub struct Terminate;
-
-/// A peer was refused by the transport (bad CA, unknown name, …).
-#[derive(ActixMessage, Debug)]
-#[rtype(result = "()")]
-pub struct PeerRefused {
-    /// The path it tried.
-    pub path: PathId,
-    /// Its address.
-    pub remote: std::net::SocketAddr,
-    /// Why.
-    pub why: String,
-}
-
-/// Asks for the PeerActors' addresses (by node id), for the inbound pumps.
-#[derive(ActixMessage, Debug)]
-#[rtype(result = "Vec<Option<Addr<PeerActor>>>")]
-pub struct PeerAddrs;
 
 /// Everything the NodeActor is built from.
 pub struct NodeSetup {
@@ -99,8 +66,6 @@ pub struct NodeSetup {
     pub nets: Vec<Option<Transport>>,
     /// The disk path, if the config has one, and its id.
     pub disk: Option<(PathId, DiskPath)>,
-    /// The connection table shared with the PathActors.
-    pub connected: Connected,
     /// The event log.
     pub events: EventLog,
     /// The watchdog.
@@ -130,7 +95,9 @@ pub struct NodeActor {
     nets: Vec<Option<Transport>>,
     disk: Option<(PathId, DiskPath)>,
     cut: Vec<bool>,
-    connected: Connected,
+    /// Per peer, per path: whether a QUIC connection is up (network paths only), as the
+    /// PathActors tell it ([`Connection`]).
+    connected: Vec<Vec<bool>>,
     events: EventLog,
     watchdog: Watchdog,
     drain_marker: PathBuf,
@@ -143,9 +110,6 @@ pub struct NodeActor {
     pending: Vec<Pending>,
     drain: Option<Drain>,
     undrain: Option<Undrain>,
-    /// Per group, per resource: failures seen here since start.
-    failures: Vec<Vec<u32>>,
-    mismatch: Vec<bool>,
     civil_minute: u64,
 }
 
@@ -155,14 +119,8 @@ impl NodeActor {
         let n = s.spec.nodes.len();
         let undrain = s.drain_marker.exists().then(|| Undrain::new(s.me));
         NodeActor {
-            failures: s
-                .spec
-                .groups
-                .iter()
-                .map(|g| vec![0; g.resources.len()])
-                .collect(),
             cut: vec![false; s.spec.paths.len()],
-            mismatch: vec![false; n],
+            connected: vec![vec![false; s.spec.paths.len()]; n],
             groups: (0..s.spec.groups.len()).map(|_| None).collect(),
             peers: (0..n).map(|_| None).collect(),
             spec: s.spec,
@@ -172,7 +130,6 @@ impl NodeActor {
             clock: s.clock,
             nets: s.nets,
             disk: s.disk,
-            connected: s.connected,
             events: s.events,
             watchdog: s.watchdog,
             drain_marker: s.drain_marker,
@@ -264,10 +221,10 @@ impl NodeActor {
 
     fn send(&self, to: NodeId, msg: Message) {
         let every = msg.on_every_path();
-        let up: Vec<bool> = connected_lock(&self.connected)
+        let up: &[bool] = self
+            .connected
             .get(usize::from(to))
-            .cloned()
-            .unwrap_or_default();
+            .map_or(&[], Vec::as_slice);
         if every {
             if let Some((_, d)) = &self.disk {
                 d.send(to, &msg);
@@ -296,25 +253,8 @@ impl NodeActor {
     fn event(&mut self, ev: Event) {
         let (name, fields) = describe(&self.spec, &ev);
         match &ev {
-            Event::ResourceFailed { group, resource } => {
-                if let Some(c) = self
-                    .failures
-                    .get_mut(usize::from(*group))
-                    .and_then(|g| g.get_mut(usize::from(*resource)))
-                {
-                    *c += 1;
-                }
-            }
             Event::ConfigMismatch { peer, digest } => {
-                if let Some(m) = self.mismatch.get_mut(usize::from(*peer)) {
-                    *m = true;
-                }
                 tracing::warn!(peer = %Names(&self.spec).node(*peer), digest = %format!("{digest:#018x}"), ours = %format!("{:#018x}", self.spec.digest), "config digest differs: that node takes over nothing until the files agree");
-            }
-            Event::Liveness(crate::policy::detector::LivenessEvent::PeerRestarted { peer }) => {
-                if let Some(m) = self.mismatch.get_mut(usize::from(*peer)) {
-                    *m = false;
-                }
             }
             Event::Committed {
                 index,
@@ -385,15 +325,7 @@ impl NodeActor {
                     );
                     let _ = reply.send(Response::refused(why));
                 }
-                Ok((cmd, what)) => {
-                    if let AdminCommand::ClearFailures { group, .. } = cmd {
-                        // This node's own counters of the group's resources go too.
-                        if let Some(f) = self.failures.get_mut(usize::from(group)) {
-                            f.iter_mut().for_each(|c| *c = 0);
-                        }
-                    }
-                    self.submit(cmd, what, reply, caller, ctx)
-                }
+                Ok((cmd, what)) => self.submit(cmd, what, reply, caller, ctx),
             },
         }
     }
@@ -469,7 +401,7 @@ impl NodeActor {
             return Response::refused(format!("no network path \"{name}\""));
         };
         self.cut[p] = true;
-        for row in connected_lock(&self.connected).iter_mut() {
+        for row in self.connected.iter_mut() {
             if let Some(c) = row.get_mut(p) {
                 *c = false;
             }
@@ -485,124 +417,14 @@ impl NodeActor {
     // ---- status ----
 
     fn status(&self) -> Status {
-        let spec = &self.spec;
-        let names = Names(spec);
-        let live = self.core.liveness();
-        let state = self.core.state();
-        let connected = connected_lock(&self.connected).clone();
-        let nodes = spec
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let id = i as NodeId;
-                let me = id == self.me;
-                NodeView {
-                    name: n.name.clone(),
-                    me,
-                    witness: n.witness,
-                    alive: me || !live.is_suspected(id),
-                    standby: state.standby.get(i).copied().unwrap_or(false),
-                    config_mismatch: self.mismatch[i],
-                    paths: if me {
-                        Vec::new()
-                    } else {
-                        spec.paths
-                            .iter()
-                            .enumerate()
-                            .map(|(p, ps)| PathView {
-                                name: ps.name.clone(),
-                                kind: snake(&ps.kind),
-                                state: match live.path_state(id, p as PathId) {
-                                    PathState::Up => "up",
-                                    PathState::Lost => "lost",
-                                    PathState::Unknown => "unknown",
-                                }
-                                .into(),
-                                connected: (ps.kind == PathKind::Network).then(|| {
-                                    connected
-                                        .get(i)
-                                        .and_then(|r| r.get(p))
-                                        .copied()
-                                        .unwrap_or(false)
-                                }),
-                            })
-                            .collect()
-                    },
-                }
-            })
-            .collect();
-        let groups = spec
-            .groups
-            .iter()
-            .enumerate()
-            .map(|(g, gs)| {
-                let gid = g as GroupId;
-                let local = self.core.local_group(gid);
-                let gstate = &state.groups[g];
-                let states: Vec<String> = local
-                    .map(|l| l.resource_states().map(|s| snake(&s)).collect())
-                    .unwrap_or_default();
-                GroupView {
-                    name: gs.name.clone(),
-                    mode: if gs.is_exclusive() {
-                        "exclusive"
-                    } else {
-                        "clone"
-                    }
-                    .into(),
-                    nodes: gs.nodes.iter().map(|n| names.node(*n)).collect(),
-                    instances: gstate
-                        .instances
-                        .iter()
-                        .map(|i| InstanceView {
-                            node: names.node(i.node),
-                            epoch: i.epoch,
-                            phase: match i.phase {
-                                Phase::Active => "active",
-                                Phase::Stopping => "stopping",
-                            }
-                            .into(),
-                            status: (i.node == self.me)
-                                .then(|| local.filter(|l| l.epoch == i.epoch))
-                                .flatten()
-                                .map(|l| snake(&l.status())),
-                        })
-                        .collect(),
-                    failures: gstate
-                        .failures
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, c)| **c > 0)
-                        .map(|(n, c)| (names.node(n as NodeId), *c))
-                        .collect(),
-                    resources: gs
-                        .resources
-                        .iter()
-                        .enumerate()
-                        .map(|(r, rs)| ResourceView {
-                            name: rs.name.clone(),
-                            kind: rs.agent.clone(),
-                            state: states.get(r).cloned(),
-                            failures: self.failures[g][r],
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        Status {
-            node: names.node(self.me),
-            cluster: spec.name.clone(),
-            witness: self.witness,
-            leader: self.core.leader().map(|l| names.node(l)),
-            term: self.core.term(),
-            holds_lease: self.core.holds_lease(),
-            maintenance: state.maintenance,
-            digest: format!("{:#018x}", spec.digest),
-            draining: self.drain.is_some(),
-            nodes,
-            groups,
-        }
+        status::build(
+            &self.core,
+            &status::Shell {
+                witness: self.witness,
+                draining: self.drain.is_some(),
+                connected: &self.connected,
+            },
+        )
     }
 
     // ---- drain on SIGTERM, undrain on the next start ----
@@ -673,24 +495,32 @@ impl Actor for NodeActor {
         // Mailboxes: inputs arrive in bursts (a heartbeat from every peer on every path).
         ctx.set_mailbox_capacity(4096);
         let me = ctx.address();
+        let group_up = group::Up {
+            feed: me.clone().recipient(),
+            failed: me.clone().recipient(),
+        };
         for (g, setup) in self.setups.iter_mut().enumerate() {
             if let Some(resources) = setup.take() {
                 self.groups[g] = Some(GroupActor::start(
                     g as GroupId,
                     self.spec.groups[g].name.clone(),
                     resources,
-                    me.clone(),
+                    group_up.clone(),
                     self.clock,
                 ));
             }
         }
+        let peer_up = peer::Up {
+            feed: me.clone().recipient(),
+            connection: me.clone().recipient(),
+            failed: me.recipient(),
+        };
         for n in 0..self.spec.nodes.len() {
             if n != usize::from(self.me) {
                 self.peers[n] = Some(PeerActor::start(
                     n as NodeId,
                     self.spec.paths.len(),
-                    me.clone(),
-                    self.connected.clone(),
+                    peer_up.clone(),
                 ));
             }
         }
@@ -715,11 +545,32 @@ impl Handler<Feed> for NodeActor {
     }
 }
 
-impl Handler<PeerAddrs> for NodeActor {
-    type Result = actix::MessageResult<PeerAddrs>;
+impl Handler<PeerInboxes> for NodeActor {
+    type Result = actix::MessageResult<PeerInboxes>;
 
-    fn handle(&mut self, _: PeerAddrs, _: &mut Context<Self>) -> Self::Result {
-        actix::MessageResult(self.peers.clone())
+    fn handle(&mut self, _: PeerInboxes, _: &mut Context<Self>) -> Self::Result {
+        let inboxes: Vec<Option<Recipient<FromPeer>>> = self
+            .peers
+            .iter()
+            .map(|p| p.clone().map(Addr::recipient))
+            .collect();
+        actix::MessageResult(inboxes)
+    }
+}
+
+impl Handler<Connection> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, c: Connection, _: &mut Context<Self>) {
+        // A path cut by a test fault stays down whatever its last connection says.
+        let cut = self.cut.get(usize::from(c.path)).copied().unwrap_or(true);
+        if let Some(slot) = self
+            .connected
+            .get_mut(usize::from(c.peer))
+            .and_then(|row| row.get_mut(usize::from(c.path)))
+        {
+            *slot = c.up && !cut;
+        }
     }
 }
 

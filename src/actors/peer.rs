@@ -1,88 +1,55 @@
 //! PeerActor (one per other node) and PathActor (one per heartbeat path to it).
 //!
 //! What arrives from the transports and the disk path is routed to the PathActor of its
-//! (peer, path): it records whether a QUIC connection is up on the path (the NodeActor sends
-//! messages on the first connected path, and the status shows it), and feeds every heartbeat
-//! and message to the node as [`Input::Heartbeat`] / [`Input::Message`]. Whether a path is
+//! (peer, path): it tells the node when a QUIC connection on the path comes up or goes down
+//! ([`Connection`]: the NodeActor sends messages on the first connected path, and the status
+//! shows it), and feeds every heartbeat and message to the node as [`Input::Heartbeat`] /
+//! [`Input::Message`]. Whether a path is
 //! *lost* is the failure detector's call inside the node core (design.md §6), which emits
 //! `path_lost` and `node_lost` events; the actors only carry.
 
-use std::sync::{Arc, Mutex};
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Recipient, Supervised, Supervisor};
 
-use actix::{
-    Actor, Addr, AsyncContext, Context, Handler, Message as ActixMessage, Supervised, Supervisor,
-};
-
-use super::node::{Feed, NodeActor};
-use super::{guard, ChildFailed, Crashes};
-use crate::policy::message::{Heartbeat, Input, Message};
+use super::messages::{ChildFailed, Connection, Feed, FromPeer, PathEvent};
+use super::{guard, Crashes};
+use crate::policy::message::Input;
 use crate::policy::spec::{NodeId, PathId};
 
-/// Per peer, per path: whether a QUIC connection is up (network paths; the disk path is
-/// never "connected"). Shared by the PathActors (writers) and the NodeActor (reader); only
-/// ever locked for a moment on the actor thread.
-pub type Connected = Arc<Mutex<Vec<Vec<bool>>>>;
-
-/// Reads (or writes) the connection table, whatever a panicked writer left.
-pub fn connected_lock(c: &Connected) -> std::sync::MutexGuard<'_, Vec<Vec<bool>>> {
-    match c.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
-/// Something that happened on one path to one peer.
-#[derive(Debug)]
-pub enum PathEvent {
-    /// A connection came up (Hello / HelloAck done).
-    Up,
-    /// The connection went down.
-    Down,
-    /// A heartbeat arrived.
-    Heartbeat(Heartbeat),
-    /// A message arrived.
-    Message(Message),
-}
-
-/// What arrived from a peer on a path, for its PeerActor.
-#[derive(ActixMessage, Debug)]
-#[rtype(result = "()")]
-pub struct FromPeer {
-    /// The path.
-    pub path: PathId,
-    /// What.
-    pub ev: PathEvent,
+/// Where a PeerActor and its PathActors report: the node core's inputs, the connection
+/// changes, and the node's escalations.
+#[derive(Clone)]
+pub struct Up {
+    /// Inputs for the node core (heartbeats, messages).
+    pub feed: Recipient<Feed>,
+    /// Connections that came up or went down.
+    pub connection: Recipient<Connection>,
+    /// The node, told when this peer's actor crashes too often.
+    pub failed: Recipient<ChildFailed>,
 }
 
 /// One peer.
 pub struct PeerActor {
     peer: NodeId,
     paths: Vec<Addr<PathActor>>,
-    node: Addr<NodeActor>,
+    up: Up,
     crashes: Crashes,
 }
 
 impl PeerActor {
     /// Starts the PeerActor of `peer` (supervised), with one supervised PathActor per path.
-    pub fn start(
-        peer: NodeId,
-        paths: usize,
-        node: Addr<NodeActor>,
-        connected: Connected,
-    ) -> Addr<PeerActor> {
+    pub fn start(peer: NodeId, paths: usize, up: Up) -> Addr<PeerActor> {
         Supervisor::start(move |ctx: &mut Context<PeerActor>| {
-            let me = ctx.address();
+            let me = ctx.address().recipient();
             let paths = (0..paths)
                 .map(|p| {
-                    let node = node.clone();
-                    let connected = connected.clone();
+                    let up = up.clone();
                     let parent = me.clone();
                     Supervisor::start(move |_: &mut Context<PathActor>| PathActor {
                         peer,
                         path: p as PathId,
-                        node,
+                        feed: up.feed,
+                        connection: up.connection,
                         parent,
-                        connected,
                         crashes: Crashes::default(),
                     })
                 })
@@ -90,7 +57,7 @@ impl PeerActor {
             PeerActor {
                 peer,
                 paths,
-                node,
+                up,
                 crashes: Crashes::default(),
             }
         })
@@ -127,14 +94,14 @@ impl Handler<ChildFailed> for PeerActor {
 
     /// A PathActor that keeps crashing: the peer cannot be tracked; the node decides.
     fn handle(&mut self, m: ChildFailed, _: &mut Context<Self>) {
-        self.node.do_send(m);
+        self.up.failed.do_send(m);
     }
 }
 
 impl PeerActor {
     fn crashed(&mut self, why: String, ctx: &mut Context<Self>) {
         if self.crashes.record() {
-            self.node.do_send(ChildFailed {
+            self.up.failed.do_send(ChildFailed {
                 who: format!("PeerActor {}", self.peer),
                 why,
             });
@@ -147,9 +114,9 @@ impl PeerActor {
 pub struct PathActor {
     peer: NodeId,
     path: PathId,
-    node: Addr<NodeActor>,
-    parent: Addr<PeerActor>,
-    connected: Connected,
+    feed: Recipient<Feed>,
+    connection: Recipient<Connection>,
+    parent: Recipient<ChildFailed>,
     crashes: Crashes,
 }
 
@@ -168,17 +135,12 @@ impl Handler<FromPeer> for PathActor {
 
     fn handle(&mut self, m: FromPeer, ctx: &mut Context<Self>) {
         let (peer, path) = (self.peer, self.path);
-        let (node, connected) = (&self.node, &self.connected);
+        let (node, connection) = (&self.feed, &self.connection);
         let r = guard("path", || match m.ev {
             PathEvent::Up | PathEvent::Down => {
                 let up = matches!(m.ev, PathEvent::Up);
-                if let Some(slot) = connected_lock(connected)
-                    .get_mut(usize::from(peer))
-                    .and_then(|row| row.get_mut(usize::from(path)))
-                {
-                    *slot = up;
-                }
                 tracing::info!(peer, path, up, "connection");
+                connection.do_send(Connection { peer, path, up });
             }
             PathEvent::Heartbeat(hb) => node.do_send(Feed(Input::Heartbeat {
                 from: peer,

@@ -20,9 +20,11 @@
 //!
 //! - [`server`]: the daemon's side (accepts connections, hands each request to the node).
 //! - [`client`]: a small blocking client for `eternectl` and the tests.
+//! - [`status`]: the [`Status`] snapshot, built from a node core, for every front end.
 
 pub mod client;
 pub mod server;
+pub mod status;
 
 use serde::{Deserialize, Serialize};
 

@@ -77,12 +77,21 @@ pub struct Locals {
     fenced: bool,
     /// The id of the next agent operation.
     next_op: u64,
+    /// Per group, per resource: the failures seen here since the daemon started (or since
+    /// an operator cleared the group's failures).
+    resource_failures: Vec<Vec<u32>>,
 }
 
 impl Locals {
-    /// Nothing running, for a cluster of `groups` groups; the first pass looks at all of them.
-    pub fn new(groups: usize) -> Locals {
+    /// Nothing running for any group of `spec`; the first pass looks at all of them.
+    pub fn new(spec: &ClusterSpec) -> Locals {
+        let groups = spec.groups.len();
         Locals {
+            resource_failures: spec
+                .groups
+                .iter()
+                .map(|g| vec![0; g.resources.len()])
+                .collect(),
             groups: (0..groups).map(|_| None).collect(),
             dirty: true,
             dirty_groups: Vec::new(),
@@ -112,6 +121,22 @@ impl Locals {
     /// Whether any local instance still holds a resource.
     pub fn holds_anything(&self) -> bool {
         self.groups.iter().flatten().any(LocalGroup::holds_anything)
+    }
+
+    /// The failures of resource `r` of group `g` seen here.
+    pub fn resource_failures(&self, g: GroupId, r: ResourceId) -> u32 {
+        self.resource_failures
+            .get(usize::from(g))
+            .and_then(|f| f.get(usize::from(r)))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// An operator cleared group `g`'s failures: this node's counts of its resources go too.
+    pub fn clear_failures(&mut self, g: GroupId) {
+        if let Some(f) = self.resource_failures.get_mut(usize::from(g)) {
+            f.iter_mut().for_each(|c| *c = 0);
+        }
     }
 
     /// Whether a stop failed here (we fenced ourselves).
@@ -177,7 +202,7 @@ impl Locals {
         {
             let mut ev = Vec::new();
             l.handle_result(gs, resource, op, outcome, now_us, &mut ev);
-            group_events(group, ev, effects);
+            self.group_events(group, ev, effects);
             self.mark_dirty(group);
         }
     }
@@ -198,7 +223,7 @@ impl Locals {
         {
             let mut ev = Vec::new();
             l.handle_exit(&spec.groups[usize::from(group)], resource, now_us, &mut ev);
-            group_events(group, ev, effects);
+            self.group_events(group, ev, effects);
             self.mark_dirty(group);
         }
     }
@@ -222,7 +247,7 @@ impl Locals {
                 if l.next_deadline_us(gs).is_some_and(|d| now_us >= d) {
                     let mut ev = Vec::new();
                     l.handle_timeout(gs, now_us, &mut ev);
-                    group_events(g as GroupId, ev, effects);
+                    self.group_events(g as GroupId, ev, effects);
                     self.mark_dirty(g as GroupId);
                 }
             }
@@ -521,21 +546,28 @@ impl Locals {
         debug_assert_eq!(self.exposed, self.exposed_per_group.contains(&true));
         debug_assert_eq!(self.timed.len(), self.deadline_us.iter().flatten().count());
     }
-}
 
-/// A local group's events as the node's events.
-fn group_events(group: GroupId, ev: Vec<GroupEvent>, effects: &mut Vec<Effect>) {
-    for e in ev {
-        effects.push(Effect::Event(match e {
-            GroupEvent::ResourceFailed { resource, .. } => {
-                Event::ResourceFailed { group, resource }
-            }
-            GroupEvent::LocalRestart { resource, count } => Event::LocalRestart {
-                group,
-                resource,
-                count,
-            },
-            GroupEvent::Escalated => Event::Escalated { group },
-        }));
+    /// A local group's events as the node's events; failures are counted.
+    fn group_events(&mut self, group: GroupId, ev: Vec<GroupEvent>, effects: &mut Vec<Effect>) {
+        for e in ev {
+            effects.push(Effect::Event(match e {
+                GroupEvent::ResourceFailed { resource, .. } => {
+                    if let Some(c) = self
+                        .resource_failures
+                        .get_mut(usize::from(group))
+                        .and_then(|f| f.get_mut(usize::from(resource)))
+                    {
+                        *c += 1;
+                    }
+                    Event::ResourceFailed { group, resource }
+                }
+                GroupEvent::LocalRestart { resource, count } => Event::LocalRestart {
+                    group,
+                    resource,
+                    count,
+                },
+                GroupEvent::Escalated => Event::Escalated { group },
+            }));
+        }
     }
 }

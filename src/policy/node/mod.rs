@@ -29,8 +29,8 @@ use super::local::{Context, Locals};
 use super::message::{Effect, Event, Heartbeat, Input, Message};
 use super::raft_log::LogStore;
 use super::schedule::CivilTime;
-use super::spec::{ClusterSpec, GroupId, NodeId, PathId};
-use super::state::{Applied, ClusterState, Command, Phase};
+use super::spec::{ClusterSpec, GroupId, NodeId, PathId, ResourceId};
+use super::state::{AdminCommand, Applied, ClusterState, Command, Phase};
 use super::timer::{Timer, TimerTable};
 
 pub use super::consensus::ConsensusError;
@@ -102,7 +102,7 @@ impl<S: LogStore> NodeCore<S> {
             lease: LeaseHolder::default(),
             lease_ok: false,
             coordinator: None,
-            locals: Locals::new(spec.groups.len()),
+            locals: Locals::new(&spec),
             civil: None,
             timers,
             next_timeout_us: now_us,
@@ -126,6 +126,16 @@ impl<S: LogStore> NodeCore<S> {
         if let Some(c) = &mut self.coordinator {
             c.dirty = true;
         }
+    }
+
+    /// The resolved config this core runs.
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    /// This node.
+    pub fn me(&self) -> NodeId {
+        self.me
     }
 
     /// The replicated state as applied here.
@@ -161,6 +171,20 @@ impl<S: LogStore> NodeCore<S> {
     /// This node's instance of a group, if it runs one.
     pub fn local_group(&self, g: GroupId) -> Option<&LocalGroup> {
         self.locals.get(g)
+    }
+
+    /// Whether `peer`'s last heartbeat carried our config digest (this node: always).
+    pub fn config_agrees(&self, peer: NodeId) -> bool {
+        self.digest_ok
+            .get(usize::from(peer))
+            .copied()
+            .unwrap_or(true)
+    }
+
+    /// The failures of resource `r` of group `g` seen on this node since the daemon started
+    /// or the group's failures were cleared.
+    pub fn resource_failures(&self, g: GroupId, r: ResourceId) -> u32 {
+        self.locals.resource_failures(g, r)
     }
 
     /// The persisted consensus store.
@@ -565,6 +589,11 @@ impl<S: LogStore> NodeCore<S> {
                 // commits many times a second and most commits concern another node's group.
                 self.locals
                     .note_applied(&self.state, self.me, cmd.group(&self.spec));
+                if let Command::Admin(AdminCommand::ClearFailures { group, node }) = cmd {
+                    if node.is_none_or(|n| n == self.me) {
+                        self.locals.clear_failures(group);
+                    }
+                }
                 if let Some(c) = &mut self.coordinator {
                     c.dirty = true;
                 }

@@ -1,0 +1,149 @@
+//! The status snapshot ([`Status`]) of one daemon, built from its node core and the little the
+//! shell knows that the core does not (connections, a drain in progress). Kept outside the
+//! actors so that every front end (the control socket, `eternectl status`, a REST API or the
+//! web console) shows the same thing.
+
+use super::{snake, GroupView, InstanceView, NodeView, PathView, ResourceView, Status};
+use crate::policy::detector::PathState;
+use crate::policy::node::NodeCore;
+use crate::policy::raft_log::LogStore;
+use crate::policy::spec::{GroupId, NodeId, PathId, PathKind};
+use crate::policy::state::Phase;
+
+/// What the shell adds to the core's view.
+#[derive(Clone, Copy, Debug)]
+pub struct Shell<'a> {
+    /// This daemon is the witness.
+    pub witness: bool,
+    /// A drain (SIGTERM) is in progress.
+    pub draining: bool,
+    /// Per peer, per path: whether a QUIC connection is up.
+    pub connected: &'a [Vec<bool>],
+}
+
+/// The status of the daemon whose core is `core`.
+pub fn build<S: LogStore>(core: &NodeCore<S>, shell: &Shell<'_>) -> Status {
+    let spec = core.spec();
+    let me = core.me();
+    let node_name = |n: NodeId| {
+        spec.nodes
+            .get(usize::from(n))
+            .map_or_else(|| format!("node#{n}"), |s| s.name.clone())
+    };
+    let live = core.liveness();
+    let state = core.state();
+    let nodes = spec
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let id = i as NodeId;
+            let here = id == me;
+            NodeView {
+                name: n.name.clone(),
+                me: here,
+                witness: n.witness,
+                alive: here || !live.is_suspected(id),
+                standby: state.standby.get(i).copied().unwrap_or(false),
+                config_mismatch: !core.config_agrees(id),
+                paths: if here {
+                    Vec::new()
+                } else {
+                    spec.paths
+                        .iter()
+                        .enumerate()
+                        .map(|(p, ps)| PathView {
+                            name: ps.name.clone(),
+                            kind: snake(&ps.kind),
+                            state: match live.path_state(id, p as PathId) {
+                                PathState::Up => "up",
+                                PathState::Lost => "lost",
+                                PathState::Unknown => "unknown",
+                            }
+                            .into(),
+                            connected: (ps.kind == PathKind::Network).then(|| {
+                                shell
+                                    .connected
+                                    .get(i)
+                                    .and_then(|r| r.get(p))
+                                    .copied()
+                                    .unwrap_or(false)
+                            }),
+                        })
+                        .collect()
+                },
+            }
+        })
+        .collect();
+    let groups = spec
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(g, gs)| {
+            let gid = g as GroupId;
+            let local = core.local_group(gid);
+            let gstate = &state.groups[g];
+            let states: Vec<String> = local
+                .map(|l| l.resource_states().map(|s| snake(&s)).collect())
+                .unwrap_or_default();
+            GroupView {
+                name: gs.name.clone(),
+                mode: if gs.is_exclusive() {
+                    "exclusive"
+                } else {
+                    "clone"
+                }
+                .into(),
+                nodes: gs.nodes.iter().map(|n| node_name(*n)).collect(),
+                instances: gstate
+                    .instances
+                    .iter()
+                    .map(|i| InstanceView {
+                        node: node_name(i.node),
+                        epoch: i.epoch,
+                        phase: match i.phase {
+                            Phase::Active => "active",
+                            Phase::Stopping => "stopping",
+                        }
+                        .into(),
+                        status: (i.node == me)
+                            .then(|| local.filter(|l| l.epoch == i.epoch))
+                            .flatten()
+                            .map(|l| snake(&l.status())),
+                    })
+                    .collect(),
+                failures: gstate
+                    .failures
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c > 0)
+                    .map(|(n, c)| (node_name(n as NodeId), *c))
+                    .collect(),
+                resources: gs
+                    .resources
+                    .iter()
+                    .enumerate()
+                    .map(|(r, rs)| ResourceView {
+                        name: rs.name.clone(),
+                        kind: rs.agent.clone(),
+                        state: states.get(r).cloned(),
+                        failures: core.resource_failures(gid, r as u16),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Status {
+        node: node_name(me),
+        cluster: spec.name.clone(),
+        witness: shell.witness,
+        leader: core.leader().map(node_name),
+        term: core.term(),
+        holds_lease: core.holds_lease(),
+        maintenance: state.maintenance,
+        digest: format!("{:#018x}", spec.digest),
+        draining: shell.draining,
+        nodes,
+        groups,
+    }
+}
