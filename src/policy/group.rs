@@ -5,7 +5,9 @@
 //! instead of starting a second copy. A failed resource is cured locally first: it and the
 //! resources that depend on it are stopped and started again, up to `max_restarts` within
 //! `restart_window_ms`. Past that budget the group *escalates*: it stops everything and
-//! reports that it cannot run here, and the coordinator fails it over.
+//! reports that it cannot run here, and the coordinator fails it over. A failure whose
+//! severity says no restart here can mend it ([`Outcome::FailedHard`], [`Outcome::FailedFatal`]:
+//! OCF's hard and fatal errors) escalates at once.
 //!
 //! One operation runs per resource at a time (the OCF rule). The caller carries out
 //! [`AgentOp`]s and reports results; the caller also enforces each op's deadline by calling
@@ -35,8 +37,30 @@ pub enum Outcome {
     Ok,
     /// Probe or monitor: cleanly not running.
     NotRunning,
-    /// The operation failed (or timed out).
+    /// The operation failed (or timed out) in a way a restart may mend: OCF's "soft" errors.
     Failed,
+    /// The operation failed in a way no restart on this node mends (OCF's "hard" errors: bad
+    /// arguments, not installed, no permission): the group skips its local restarts and
+    /// escalates at once, so the coordinator moves it to another node.
+    FailedHard,
+    /// The operation failed in a way no node mends (OCF's "fatal" error: the parameters are
+    /// wrong everywhere): like [`Outcome::FailedHard`] here.
+    FailedFatal,
+}
+
+impl Outcome {
+    /// Whether this is a failure of any severity.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed | Outcome::FailedHard | Outcome::FailedFatal
+        )
+    }
+
+    /// Whether a local restart cannot mend this failure (hard or fatal).
+    pub fn skips_local_restart(self) -> bool {
+        matches!(self, Outcome::FailedHard | Outcome::FailedFatal)
+    }
 }
 
 /// An operation the caller must carry out.
@@ -417,7 +441,7 @@ impl LocalGroup {
             }
             (Action::Probe, Outcome::NotRunning) => res.state = Inactive,
             // A probe that cannot tell: treat as possibly active, stop it to be sure.
-            (Action::Probe, Outcome::Failed) => res.state = Failed,
+            (Action::Probe, o) if o.is_failure() => res.state = Failed,
             (Action::Start, Outcome::Ok) => {
                 res.state = Active;
                 schedule(res);
@@ -426,7 +450,7 @@ impl LocalGroup {
                 res.state = Inactive;
                 res.restarting = false;
             }
-            (Action::Stop, Outcome::Failed) => {
+            (Action::Stop, o) if o.is_failure() => {
                 res.state = StopFailed;
                 self.stop_failed = true;
             }
@@ -438,12 +462,15 @@ impl LocalGroup {
                     res.next_deep_us = now_us + u64::from(d.interval_ms) * 1000;
                 }
             }
-            (Action::Start | Action::MonitorQuick | Action::MonitorDeep, _) => {
+            (Action::Start | Action::MonitorQuick | Action::MonitorDeep, o) => {
                 // A monitor result for a resource we are already stopping changes nothing.
                 if res.state == Active || res.state == Starting {
-                    self.fail(spec, resource, action, now_us, events);
+                    let restart = !o.skips_local_restart();
+                    self.fail(spec, resource, action, restart, now_us, events);
                 }
             }
+            // Every action and outcome is covered above; the guards only split failures.
+            (Action::Probe | Action::Stop, _) => {}
         }
     }
 
@@ -461,15 +488,18 @@ impl LocalGroup {
         if res.state == ResourceState::Active {
             // Any monitor in flight is moot now.
             res.op = None;
-            self.fail(spec, resource, Action::MonitorQuick, now_us, events);
+            self.fail(spec, resource, Action::MonitorQuick, true, now_us, events);
         }
     }
 
+    /// `resource` failed during `action`: restart it here within the budget (unless
+    /// `restart` is false: a hard or fatal error), else escalate.
     fn fail(
         &mut self,
         spec: &GroupSpec,
         resource: ResourceId,
         action: Action,
+        restart: bool,
         now_us: u64,
         events: &mut Vec<GroupEvent>,
     ) {
@@ -481,7 +511,7 @@ impl LocalGroup {
         }
         let window_us = spec.restart_window_ms * 1000;
         self.restarts_us.retain(|&t| t + window_us > now_us);
-        if self.restarts_us.len() as u32 >= spec.max_restarts {
+        if !restart || self.restarts_us.len() as u32 >= spec.max_restarts {
             self.escalated = true;
             events.push(GroupEvent::Escalated);
             return;
@@ -662,6 +692,50 @@ mod tests {
         // is what lets the coordinator release it.
         g.set_want(Want::Stop);
         assert_eq!(g.status(), GroupStatus::Stopped);
+    }
+
+    #[test]
+    fn a_hard_or_fatal_failure_skips_the_local_restarts() {
+        let spec = chain();
+        let fresh = |o: &AgentOp| {
+            if o.action == Action::Probe {
+                Outcome::NotRunning
+            } else {
+                Outcome::Ok
+            }
+        };
+        // fs's quick monitor fails with each severity; the budget (max_restarts = 1) is
+        // untouched, so only severity decides between a local restart and escalation.
+        let mut got = Vec::new();
+        for outcome in [Outcome::Failed, Outcome::FailedHard, Outcome::FailedFatal] {
+            let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+            settle(&mut g, &spec, 0, fresh, &mut Vec::new());
+            assert_eq!(g.status(), GroupStatus::Running);
+            let now = u64::from(spec.resources[1].monitor_quick.interval_ms) * 1000;
+            let mut ops = Vec::new();
+            g.drive(&spec, now, &mut 500, &mut ops);
+            let fs = ops
+                .iter()
+                .find(|o| o.resource == 1 && o.action == Action::MonitorQuick)
+                .expect("fs is monitored");
+            let mut ev = Vec::new();
+            g.handle_result(&spec, 1, fs.op, outcome, now, &mut ev);
+            got.push((outcome, ev.last().copied()));
+        }
+        assert_eq!(
+            got,
+            [
+                (
+                    Outcome::Failed,
+                    Some(GroupEvent::LocalRestart {
+                        resource: 1,
+                        count: 1
+                    })
+                ),
+                (Outcome::FailedHard, Some(GroupEvent::Escalated)),
+                (Outcome::FailedFatal, Some(GroupEvent::Escalated)),
+            ]
+        );
     }
 
     #[test]
