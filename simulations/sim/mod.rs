@@ -111,6 +111,12 @@ enum Ev {
         outcome: Outcome,
     },
     Restart(NodeId),
+    /// A node's raft log batch is durable.
+    Persisted {
+        node: NodeId,
+        inc: u64,
+        number: u64,
+    },
     /// The watchdog's deadline may have passed (one pending per node, see `arm_watchdog`).
     WatchdogCheck {
         node: NodeId,
@@ -163,7 +169,8 @@ impl Clock {
 }
 
 struct SimNode {
-    core: Option<NodeCore<MemLog>>,
+    core: Option<NodeCore>,
+    /// The node's durable raft log: what its `Persist` batches wrote.
     store: MemLog,
     clock: Clock,
     incarnation: u64,
@@ -437,9 +444,7 @@ impl Sim {
     /// The node dies with everything on it; it boots again after `down_us` (drawn if `None`).
     fn crash(&mut self, node: NodeId, why: &str, down_us: Option<u64>) {
         let i = usize::from(node);
-        if let Some(core) = self.nodes[i].core.take() {
-            self.nodes[i].store = core.store().clone();
-        }
+        self.nodes[i].core = None;
         self.nodes[i].watchdog = None;
         self.nodes[i].watchdog_check = None;
         // The machine dies: every process on it dies with it.
@@ -548,6 +553,17 @@ impl Sim {
                             self.after_node(t);
                         }
                     }
+                }
+            }
+            Ev::Persisted { node, inc, number } => {
+                let i = usize::from(node);
+                if self.nodes[i].incarnation != inc {
+                    return;
+                }
+                let local = self.nodes[i].clock.local(self.now_us);
+                if let Some(core) = self.nodes[i].core.as_mut() {
+                    core.handle(Input::Persisted { number }, local);
+                    self.after_node(node);
                 }
             }
             Ev::Msg { from, to, msg, inc } => {
@@ -764,6 +780,29 @@ impl Sim {
                         },
                     );
                 }
+            }
+            Effect::Persist { batch, then } => {
+                let i = usize::from(node);
+                if let Err(e) = batch.write_to(&mut self.nodes[i].store) {
+                    self.violate(
+                        "PERSIST",
+                        format!("node {} cannot write its log: {e}", self.name(node)),
+                    );
+                    return;
+                }
+                for (to, msg) in then {
+                    self.effect(node, Effect::Send { to, msg });
+                }
+                let inc = self.nodes[i].incarnation;
+                let now = self.now_us;
+                self.schedule(
+                    now,
+                    Ev::Persisted {
+                        node,
+                        inc,
+                        number: batch.number,
+                    },
+                );
             }
             Effect::Agent(op) => self.agent_op(node, op),
             Effect::Watchdog { deadline_us } => {

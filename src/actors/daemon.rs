@@ -121,7 +121,7 @@ pub fn run(opts: Options) -> i32 {
     let core = match NodeCore::new(
         spec.clone(),
         me,
-        store,
+        store.mem().clone(),
         incarnation,
         incarnation ^ u64::from(me).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         clock.now_us(),
@@ -247,6 +247,7 @@ pub fn run(opts: Options) -> i32 {
             me,
             witness,
             core,
+            log: store,
             clock,
             nets,
             disk,

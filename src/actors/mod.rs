@@ -21,13 +21,15 @@
 //!   ResourceActor.
 //! - [`messages`]: every message between the actors, and who sends it to whom.
 //! - [`events`]: the JSON-lines event log. [`watchdog`]: the hardware or software watchdog.
+//! - [`writer`]: the raft log writer thread (the node core's `Persist` batches, fsync'ed).
 //!
 //! # Threads
 //!
 //! The actors run on the main thread (actix's local task set) of a multi-thread tokio runtime;
 //! quinn's tasks and every agent operation run on the runtime's worker threads
 //! (`tokio::spawn`), so a slow agent never delays a heartbeat or a consensus step. The disk
-//! path has its own IO thread, the software watchdog its own thread.
+//! path has its own IO thread, the software watchdog its own thread, and the raft log its
+//! writer thread ([`writer`]): no fsync runs on the actor thread.
 //!
 //! # Supervision
 //!
@@ -48,6 +50,7 @@ pub mod messages;
 pub mod node;
 pub mod peer;
 pub mod watchdog;
+pub mod writer;
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -28,6 +28,7 @@ use super::messages::{
 };
 use super::peer::{self, PeerActor};
 use super::watchdog::Watchdog;
+use super::writer::{Writer, Written};
 use super::{guard, Clock, EXIT_CRASH};
 use crate::control::server::{Call, Caller};
 use crate::control::status;
@@ -59,7 +60,9 @@ pub struct NodeSetup {
     /// Witness: consensus only, no resources.
     pub witness: bool,
     /// The node core.
-    pub core: NodeCore<FileLog>,
+    pub core: NodeCore,
+    /// The durable raft log the core's `Persist` batches go to (by the writer thread).
+    pub log: FileLog,
     /// The monotonic clock the core runs on.
     pub clock: Clock,
     /// One transport per network path, indexed by path id (`None` for the disk path).
@@ -90,7 +93,10 @@ pub struct NodeActor {
     spec: Arc<ClusterSpec>,
     me: NodeId,
     witness: bool,
-    core: NodeCore<FileLog>,
+    core: NodeCore,
+    /// The raft log, until `started` hands it to the writer thread.
+    log: Option<FileLog>,
+    writer: Option<Writer>,
     clock: Clock,
     nets: Vec<Option<Transport>>,
     disk: Option<(PathId, DiskPath)>,
@@ -127,6 +133,8 @@ impl NodeActor {
             me: s.me,
             witness: s.witness,
             core: s.core,
+            log: Some(s.log),
+            writer: None,
             clock: s.clock,
             nets: s.nets,
             disk: s.disk,
@@ -146,7 +154,7 @@ impl NodeActor {
     /// Runs `f` on the core, then carries out its effects and re-arms the timer. A panic in
     /// the core is not survivable in place: the daemon exits for its service manager to
     /// restart it.
-    fn step(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut NodeCore<FileLog>, u64)) {
+    fn step(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut NodeCore, u64)) {
         let now = self.clock.now_us();
         let core = &mut self.core;
         if let Err(why) = guard("node", || f(core, now)) {
@@ -163,6 +171,10 @@ impl NodeActor {
             match e {
                 Effect::Heartbeat { path, hb } => self.heartbeat(path, hb),
                 Effect::Send { to, msg } => self.send(to, msg),
+                Effect::Persist { batch, then } => match &self.writer {
+                    Some(w) => w.submit(batch, then),
+                    None => tracing::error!("no raft log writer: batch dropped"),
+                },
                 Effect::Agent(op) => match self.groups.get(usize::from(op.group)) {
                     Some(Some(g)) => g.do_send(RunOp(op)),
                     _ => {
@@ -495,6 +507,19 @@ impl Actor for NodeActor {
         // Mailboxes: inputs arrive in bursts (a heartbeat from every peer on every path).
         ctx.set_mailbox_capacity(4096);
         let me = ctx.address();
+        if let Some(log) = self.log.take() {
+            let to = me.clone();
+            match Writer::start(log, move |w| to.do_send(w)) {
+                Ok(w) => self.writer = Some(w),
+                Err(e) => {
+                    self.events.write(
+                        "daemon_crash",
+                        obj(json!({"actor": "node", "why": format!("cannot start the raft log writer: {e}")})),
+                    );
+                    std::process::exit(EXIT_CRASH);
+                }
+            }
+        }
         let group_up = group::Up {
             feed: me.clone().recipient(),
             failed: me.clone().recipient(),
@@ -555,6 +580,29 @@ impl Handler<PeerInboxes> for NodeActor {
             .map(|p| p.clone().map(Addr::recipient))
             .collect();
         actix::MessageResult(inboxes)
+    }
+}
+
+impl Handler<Written> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, w: Written, ctx: &mut Context<Self>) {
+        match w {
+            Written::Durable { number, then } => {
+                for (to, msg) in then {
+                    self.send(to, msg);
+                }
+                self.step(ctx, |core, now| {
+                    core.handle(Input::Persisted { number }, now)
+                });
+            }
+            Written::Failed { number, why } => {
+                self.events.write(
+                    "persist_failed",
+                    obj(json!({"batch": number, "why": why, "effect": "this node acknowledges no more raft traffic: its lease runs out and it stops its exclusive resources; fix the disk and restart eterned"})),
+                );
+            }
+        }
     }
 }
 

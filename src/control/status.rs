@@ -6,7 +6,6 @@
 use super::{snake, GroupView, InstanceView, NodeView, PathView, ResourceView, Status};
 use crate::policy::detector::PathState;
 use crate::policy::node::NodeCore;
-use crate::policy::raft_log::LogStore;
 use crate::policy::spec::{GroupId, NodeId, PathId, PathKind};
 use crate::policy::state::Phase;
 
@@ -22,7 +21,7 @@ pub struct Shell<'a> {
 }
 
 /// The status of the daemon whose core is `core`.
-pub fn build<S: LogStore>(core: &NodeCore<S>, shell: &Shell<'_>) -> Status {
+pub fn build(core: &NodeCore, shell: &Shell<'_>) -> Status {
     let spec = core.spec();
     let me = core.me();
     let node_name = |n: NodeId| {

@@ -17,7 +17,7 @@
 use raft::eraftpb::{Entry, EntryType, Message as RaftMessage, MessageType};
 use raft::{Config, RawNode, StateRole};
 
-use super::raft_log::{LogStore, StoreError};
+use super::raft_log::{MemLog, Persist, StoreError};
 use super::raft_wire::WireMessage;
 use super::rng::Rng;
 use super::spec::{NodeId, TimingSpec};
@@ -56,8 +56,8 @@ pub struct Outgoing {
 }
 
 /// The consensus core of one node.
-pub struct Consensus<S: LogStore> {
-    raw: RawNode<S>,
+pub struct Consensus {
+    raw: RawNode<MemLog>,
     nodes: usize,
     rng: Rng,
     min_election: usize,
@@ -65,15 +65,20 @@ pub struct Consensus<S: LogStore> {
     seen: (u64, StateRole),
     /// Follower side: (leader raft id, term, stamp) of the newest stamped heartbeat accepted.
     leader_stamp: Option<(u64, u64, u64)>,
+    /// The number of the last `Ready` handed out as a [`Persist`] batch, and of the last one
+    /// the shell reported durable: while they differ, batches are in flight.
+    emitted: u64,
+    persisted: u64,
 }
 
-impl<S: LogStore> Consensus<S> {
-    /// A consensus core over `store` (which may hold a persisted log). `nodes` are the voters.
+impl Consensus {
+    /// A consensus core over `store`, the raft log as the shell recovered it from durable
+    /// storage (empty on a first start). `nodes` are the voters.
     pub fn new(
         me: NodeId,
         nodes: usize,
         timing: &TimingSpec,
-        store: S,
+        store: MemLog,
         seed: u64,
         logger: &slog::Logger,
     ) -> Result<Self, ConsensusError> {
@@ -104,6 +109,8 @@ impl<S: LogStore> Consensus<S> {
             max_election: 2 * min_election,
             seen: (u64::MAX, StateRole::Follower),
             leader_stamp: None,
+            emitted: 0,
+            persisted: 0,
         };
         c.reseed_timeout();
         Ok(c)
@@ -239,41 +246,66 @@ impl<S: LogStore> Consensus<S> {
         self.raw.raft.step(m).is_ok()
     }
 
-    /// Persist what raft asks, collect messages to send and committed commands to apply.
+    /// Take raft's `Ready`: messages that may go at once into `out`, committed commands into
+    /// `committed`, and what must be made durable first into `persist`, with the messages that
+    /// wait for it (a follower's answers, a vote). The log in memory is updated here; nothing
+    /// is written: the shell writes each batch in order and reports it with
+    /// [`Consensus::on_persisted`] (raft-rs's asynchronous ready).
     pub fn drain(
         &mut self,
         now_us: u64,
         out: &mut Vec<Outgoing>,
         committed: &mut Vec<(u64, Command)>,
+        persist: &mut Vec<(Persist, Vec<Outgoing>)>,
     ) -> Result<(), ConsensusError> {
         if !self.raw.has_ready() {
             return Ok(());
         }
         let mut rd = self.raw.ready();
         self.send(now_us, rd.take_messages(), out);
+        let mut batch = Persist {
+            number: rd.number(),
+            must_sync: rd.must_sync(),
+            ..Persist::default()
+        };
         if !rd.snapshot().is_empty() {
-            self.raw.mut_store().apply_snapshot(rd.snapshot().clone())?;
+            let snap = rd.snapshot().clone();
+            self.raw.mut_store().apply_snapshot(snap.clone())?;
+            batch.snapshot = Some(snap);
         }
         self.collect(rd.take_committed_entries(), committed);
         if !rd.entries().is_empty() {
             self.raw.mut_store().append(rd.entries())?;
+            batch.entries = rd.take_entries();
         }
         if let Some(hs) = rd.hs() {
-            self.raw.mut_store().set_hardstate(hs.clone())?;
+            self.raw.mut_store().set_hardstate(hs.clone());
+            batch.hard_state = Some(hs.clone());
         }
-        if rd.must_sync() {
-            self.raw.mut_store().sync()?;
-        }
-        self.send(now_us, rd.take_persisted_messages(), out);
-        let mut light = self.raw.advance(rd);
-        if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().set_commit(commit)?;
-        }
-        self.send(now_us, light.take_messages(), out);
-        self.collect(light.take_committed_entries(), committed);
+        let mut waiting = Vec::new();
+        self.send(now_us, rd.take_persisted_messages(), &mut waiting);
+        self.raw.advance_append_async(rd);
         self.raw.advance_apply();
+        if batch.is_empty() && self.persisted == self.emitted {
+            // Nothing to write and nothing in flight before it: durable already.
+            self.raw.on_persist_ready(batch.number);
+            self.emitted = batch.number;
+            self.persisted = batch.number;
+            out.append(&mut waiting);
+        } else {
+            self.emitted = batch.number;
+            persist.push((batch, waiting));
+        }
         self.reseed_timeout();
         Ok(())
+    }
+
+    /// The shell made every batch up to `number` durable (and sent what waited for them).
+    pub fn on_persisted(&mut self, number: u64) {
+        if number > self.persisted && number <= self.emitted {
+            self.persisted = number;
+            self.raw.on_persist_ready(number);
+        }
     }
 
     fn send(&self, now_us: u64, msgs: Vec<RaftMessage>, out: &mut Vec<Outgoing>) {
@@ -334,8 +366,8 @@ impl<S: LogStore> Consensus<S> {
         self.raw.raft.raft_log.applied
     }
 
-    /// The persisted store (the simulator keeps a copy across a crash).
-    pub fn store(&self) -> &S {
+    /// The raft log in memory (what the persisted batches add up to, and what is in flight).
+    pub fn log(&self) -> &MemLog {
         self.raw.store()
     }
 }
@@ -346,6 +378,7 @@ mod tests {
     use crate::policy::raft_log::MemLog;
     use crate::policy::state::Cause;
     use crate::policy::testutil::default_timing;
+    use raft::Storage;
 
     /// A one-voter core elects itself; a batch of proposals commits whole, in order, at
     /// consecutive indices.
@@ -355,12 +388,22 @@ mod tests {
         let store = MemLog::new_with_conf_state(&[1]);
         let mut c = Consensus::new(0, 1, &default_timing(), store, 7, &logger).unwrap();
         let (mut out, mut committed) = (Vec::new(), Vec::new());
+        // The shell's side: every batch is durable at once, in order.
+        let mut disk = MemLog::new_with_conf_state(&[1]);
+        let mut drain = |c: &mut Consensus, committed: &mut Vec<(u64, Command)>| {
+            let mut persist = Vec::new();
+            c.drain(0, &mut out, committed, &mut persist).unwrap();
+            for (batch, _) in persist {
+                batch.write_to(&mut disk).unwrap();
+                c.on_persisted(batch.number);
+            }
+        };
         for _ in 0..100 {
             if c.is_leader() {
                 break;
             }
             c.tick();
-            c.drain(0, &mut out, &mut committed).unwrap();
+            drain(&mut c, &mut committed);
         }
         assert!(c.is_leader(), "a single voter elects itself");
         let cmds: Vec<Command> = (0..3)
@@ -373,7 +416,7 @@ mod tests {
         assert!(c.propose_all(&cmds));
         committed.clear();
         for _ in 0..3 {
-            c.drain(0, &mut out, &mut committed).unwrap();
+            drain(&mut c, &mut committed);
         }
         let got: Vec<&Command> = committed.iter().map(|(_, cmd)| cmd).collect();
         assert_eq!(got, cmds.iter().collect::<Vec<_>>());
@@ -381,6 +424,51 @@ mod tests {
         let indices: Vec<u64> = committed.iter().map(|(i, _)| *i).collect();
         assert_eq!(indices, vec![first, first + 1, first + 2]);
         assert!(c.propose_all(&[]), "an empty batch is nothing to do");
+        assert_eq!(
+            disk.last_index().ok(),
+            c.log().last_index().ok(),
+            "what was persisted is the log"
+        );
+    }
+
+    /// Nothing commits, even on a single voter, until the shell says its batch is durable:
+    /// the leader counts its own copy only once it is written.
+    #[test]
+    fn a_leader_commits_nothing_before_its_own_copy_is_durable() {
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let store = MemLog::new_with_conf_state(&[1]);
+        let mut c = Consensus::new(0, 1, &default_timing(), store, 7, &logger).unwrap();
+        let (mut out, mut committed, mut persist) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..100 {
+            if c.is_leader() {
+                break;
+            }
+            c.tick();
+            c.drain(0, &mut out, &mut committed, &mut persist).unwrap();
+            for (batch, _) in persist.drain(..) {
+                c.on_persisted(batch.number);
+            }
+        }
+        assert!(c.is_leader());
+        let cmd = Command::Activate {
+            group: 0,
+            node: 0,
+            cause: Cause::Initial,
+        };
+        assert!(c.propose(&cmd));
+        committed.clear();
+        for _ in 0..3 {
+            c.drain(0, &mut out, &mut committed, &mut persist).unwrap();
+        }
+        assert!(committed.is_empty(), "committed before it was durable");
+        let last = persist
+            .last()
+            .map(|(b, _)| b.number)
+            .expect("a batch to write");
+        assert!(persist.iter().any(|(b, _)| !b.entries.is_empty()));
+        c.on_persisted(last);
+        c.drain(0, &mut out, &mut committed, &mut persist).unwrap();
+        assert_eq!(committed.iter().map(|(_, c)| c).collect::<Vec<_>>(), [&cmd]);
     }
 
     /// Messages raft-rs would panic on are refused with a reason instead.

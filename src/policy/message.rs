@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::detector::LivenessEvent;
 use super::group::{AgentOp, GroupStatus, Outcome};
 use super::lease::Grant;
+use super::raft_log::Persist;
 use super::raft_wire::WireMessage;
 use super::spec::{GroupId, NodeId, PathId, ResourceId};
 use super::state::{AdminCommand, Command};
@@ -109,6 +110,11 @@ pub enum Input {
     },
     /// An administrator asked for something on this node.
     Admin(AdminCommand),
+    /// The shell made every [`Effect::Persist`] batch up to `number` durable.
+    Persisted {
+        /// The last batch written.
+        number: u64,
+    },
 }
 
 /// Something a node core asks its shell to do.
@@ -127,6 +133,15 @@ pub enum Effect {
         to: NodeId,
         /// What.
         msg: Message,
+    },
+    /// Make `batch` durable, after every batch before it; then send `then` (messages that may
+    /// only leave once the batch is written: a follower's answers, a vote) and feed
+    /// [`Input::Persisted`]. A batch that cannot be written: send nothing, feed nothing.
+    Persist {
+        /// What to write.
+        batch: Persist,
+        /// What to send once it is written.
+        then: Vec<(NodeId, Message)>,
     },
     /// Run an agent operation (the shell kills it at its deadline).
     Agent(AgentOp),

@@ -7,9 +7,11 @@
 //! below the compaction point, an out-of-range read), `MemLog` returns an error, because in our
 //! cluster those indices come from peers and from files.
 //!
-//! It is pure: no IO, no clock, no threads. The simulator uses it directly, and a simulated
-//! crash keeps it (it models fsync'ed storage). The daemon uses
-//! [`crate::storage::FileLog`], which wraps a `MemLog` and makes every change durable.
+//! It is pure: no IO, no clock, no threads. The consensus core keeps its raft log in a
+//! `MemLog` and never writes anything durable itself: each raft `Ready` becomes a [`Persist`]
+//! batch (an effect), which the shell writes into its own [`LogStore`] and reports back as
+//! persisted. The daemon's store is [`crate::storage::FileLog`] (files, fsync); the
+//! simulator's is a `MemLog` per node that a crash may leave a batch short of.
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
@@ -89,12 +91,12 @@ pub enum StoreError {
     },
 }
 
-/// A raft log the consensus core can persist into, whatever keeps it (memory or files).
+/// A durable raft log the shell keeps, whatever keeps it (memory or files).
 ///
-/// The core calls the mutators while handling a `Ready`, in raft-rs's order (snapshot, entries,
-/// hard state), then [`LogStore::sync`] before sending the messages that depend on them. An
-/// error leaves the store in an unspecified state: the core must stop using it (a [`FileLog`]
-/// must be reopened).
+/// [`Persist::write_to`] calls the mutators in raft-rs's order (snapshot, entries, hard
+/// state), then [`LogStore::sync`]; the shell sends the messages that depend on a batch only
+/// after that returned. An error leaves the store in an unspecified state: the shell must stop
+/// using it (a [`FileLog`] must be reopened).
 ///
 /// [`FileLog`]: crate::storage::FileLog
 pub trait LogStore: Storage {
@@ -115,6 +117,48 @@ pub trait LogStore: Storage {
     fn compact(&mut self, index: u64) -> Result<(), StoreError>;
     /// Makes every change so far durable. No-op for memory.
     fn sync(&mut self) -> Result<(), StoreError>;
+}
+
+/// What one raft `Ready` asks to make durable, in the order it must be written. Batches must
+/// be written in the order of their `number`; once batch `number` is durable the shell sends
+/// the messages that waited for it and feeds `Input::Persisted { number }` to the core.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Persist {
+    /// The raft `Ready` this batch comes from (increasing).
+    pub number: u64,
+    /// A snapshot received from the leader: it replaces the log.
+    pub snapshot: Option<Snapshot>,
+    /// Entries to append (a conflicting suffix from an older leader is dropped first).
+    pub entries: Vec<Entry>,
+    /// The new hard state (term, vote, commit).
+    pub hard_state: Option<HardState>,
+    /// Whether the batch must be fsync'ed before it counts as written: false when only the
+    /// commit index moved (raft-rs's `must_sync`).
+    pub must_sync: bool,
+}
+
+impl Persist {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.entries.is_empty() && self.hard_state.is_none()
+    }
+
+    /// Writes the batch into `store`, durably if it must be.
+    pub fn write_to<S: LogStore>(&self, store: &mut S) -> Result<(), StoreError> {
+        if let Some(snap) = &self.snapshot {
+            store.apply_snapshot(snap.clone())?;
+        }
+        if !self.entries.is_empty() {
+            store.append(&self.entries)?;
+        }
+        if let Some(hs) = &self.hard_state {
+            store.set_hardstate(hs.clone())?;
+        }
+        if self.must_sync {
+            store.sync()?;
+        }
+        Ok(())
+    }
 }
 
 /// The raft log in memory: hard state, membership, the last snapshot's position and the

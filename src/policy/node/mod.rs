@@ -27,7 +27,7 @@ use super::group::LocalGroup;
 use super::lease::{Grant, LeaseHolder};
 use super::local::{Context, Locals};
 use super::message::{Effect, Event, Heartbeat, Input, Message};
-use super::raft_log::LogStore;
+use super::raft_log::{MemLog, Persist};
 use super::schedule::CivilTime;
 use super::spec::{ClusterSpec, GroupId, NodeId, PathId, ResourceId};
 use super::state::{AdminCommand, Applied, ClusterState, Command, Phase};
@@ -44,11 +44,11 @@ pub struct Faults {
 }
 
 /// The node core.
-pub struct NodeCore<S: LogStore> {
+pub struct NodeCore {
     spec: Arc<ClusterSpec>,
     me: NodeId,
     incarnation: u64,
-    consensus: Consensus<S>,
+    consensus: Consensus,
     state: ClusterState,
     live: Liveness,
     digest_ok: Vec<bool>,
@@ -63,20 +63,21 @@ pub struct NodeCore<S: LogStore> {
     effects: Vec<Effect>,
     outgoing: Vec<Outgoing>,
     committed: Vec<(u64, Command)>,
+    persist: Vec<(Persist, Vec<Outgoing>)>,
     scratch_events: Vec<LivenessEvent>,
 }
 
 /// How often the reports the coordinator still waits for are repeated.
 const REPORT_EVERY_US: u64 = 100_000;
 
-impl<S: LogStore> NodeCore<S> {
-    /// A node core for node `me`, starting at `now_us`, over `store` (which may hold a
-    /// persisted log). `incarnation` must differ on every daemon start (the shell uses its
+impl NodeCore {
+    /// A node core for node `me`, starting at `now_us`, over `store`: the raft log as the
+    /// shell recovered it from its durable store (empty on a first start). `incarnation` must differ on every daemon start (the shell uses its
     /// wall clock at start); `seed` feeds the election timeouts.
     pub fn new(
         spec: Arc<ClusterSpec>,
         me: NodeId,
-        store: S,
+        store: MemLog,
         incarnation: u64,
         seed: u64,
         now_us: u64,
@@ -110,6 +111,7 @@ impl<S: LogStore> NodeCore<S> {
             effects: Vec::new(),
             outgoing: Vec::new(),
             committed: Vec::new(),
+            persist: Vec::new(),
             scratch_events: Vec::new(),
             spec,
         })
@@ -187,9 +189,9 @@ impl<S: LogStore> NodeCore<S> {
         self.locals.resource_failures(g, r)
     }
 
-    /// The persisted consensus store.
-    pub fn store(&self) -> &S {
-        self.consensus.store()
+    /// The raft log in memory: everything persisted, and what is still in flight.
+    pub fn log(&self) -> &MemLog {
+        self.consensus.log()
     }
 
     /// An operator's request by names, resolved against the config, the applied state and
@@ -268,6 +270,7 @@ impl<S: LogStore> NodeCore<S> {
                     .handle_exit(&self.spec, group, resource, now_us, &mut self.effects)
             }
             Input::Admin(cmd) => self.on_admin(cmd, self.me),
+            Input::Persisted { number } => self.consensus.on_persisted(number),
         }
         self.after(now_us);
     }
@@ -567,22 +570,30 @@ impl<S: LogStore> NodeCore<S> {
     fn run_consensus(&mut self, now_us: u64) {
         let mut out = std::mem::take(&mut self.outgoing);
         let mut committed = std::mem::take(&mut self.committed);
-        if let Err(e) = self.consensus.drain(now_us, &mut out, &mut committed) {
-            // A store that cannot persist must not let us act on unpersisted state.
+        let mut persist = std::mem::take(&mut self.persist);
+        if let Err(e) = self
+            .consensus
+            .drain(now_us, &mut out, &mut committed, &mut persist)
+        {
+            // A log that refuses a change must not let us act on it.
             self.effects.push(Effect::Event(Event::Dropped {
                 from: self.me,
                 why: format!("consensus: {e}"),
             }));
         }
         for o in out.drain(..) {
-            self.effects.push(Effect::Send {
-                to: o.to,
-                msg: Message::Raft {
-                    msg: o.msg,
-                    stamp_us: o.stamp_us,
-                },
+            let (to, msg) = raft_message(o);
+            self.effects.push(Effect::Send { to, msg });
+        }
+        // After the messages that may go at once: the shell writes the batch and only then
+        // sends what waited for it.
+        for (batch, then) in persist.drain(..) {
+            self.effects.push(Effect::Persist {
+                batch,
+                then: then.into_iter().map(raft_message).collect(),
             });
         }
+        self.persist = persist;
         for (index, cmd) in committed.drain(..) {
             if self.state.apply(&self.spec, index, &cmd) == Applied::Changed {
                 // Only the group the command touched needs a local pass; a large cluster
@@ -691,4 +702,15 @@ impl<S: LogStore> NodeCore<S> {
         self.timers.set(Timer::CoordinatorWake, wake);
         self.timers.next_timeout().unwrap_or(u64::MAX)
     }
+}
+
+/// A raft message for a peer, as a [`Message`].
+fn raft_message(o: Outgoing) -> (NodeId, Message) {
+    (
+        o.to,
+        Message::Raft {
+            msg: o.msg,
+            stamp_us: o.stamp_us,
+        },
+    )
 }
