@@ -16,3 +16,6 @@ fi
 # this is the same check as a user runs it).
 for f in config/*.toml; do ./target/debug/eternectl config check "$f"; done
 cargo test --all-targets -- --test-threads=2
+# `--all-targets` leaves out doctests; the docs' examples (driving a NodeCore) must compile
+# and run too.
+cargo test --doc

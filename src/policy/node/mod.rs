@@ -15,6 +15,62 @@
 //!    events.
 //!
 //! Nothing here reads a clock: time comes in as `now_us`.
+//!
+//! # Driving a `NodeCore`
+//!
+//! A shell in a dozen lines: here one node of three, alone on a virtual clock. It sends
+//! heartbeats, times out into an election (which it cannot win alone), and writes what raft
+//! asks to make durable into a log of its own before it reports it persisted.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use eterne::config::ClusterConfig;
+//! use eterne::policy::message::{Effect, Input};
+//! use eterne::policy::node::NodeCore;
+//! use eterne::policy::raft_log::MemLog;
+//!
+//! let toml = r#"
+//! [cluster]
+//! name = "demo"
+//! [[path]]
+//! name = "lan"
+//! kind = "network"
+//! [[node]]
+//! name = "n1"
+//! addresses = { lan = "10.0.0.1:7400" }
+//! [[node]]
+//! name = "n2"
+//! addresses = { lan = "10.0.0.2:7400" }
+//! [[node]]
+//! name = "n3"
+//! addresses = { lan = "10.0.0.3:7400" }
+//! "#;
+//! let spec = Arc::new(ClusterConfig::from_str(toml, "cluster.toml").unwrap().spec());
+//! let logger = slog::Logger::root(slog::Discard, slog::o!());
+//! let empty = MemLog::new_with_conf_state(&[1, 2, 3]);
+//! let mut core = NodeCore::new(spec, 0, empty.clone(), 1, 42, 1_000_000, &logger).unwrap();
+//! let mut disk = empty; // the shell's durable log
+//! let (mut now, mut heartbeats, mut sent) = (1_000_000, 0, 0);
+//! while now < 5_000_000 {
+//!     now = now.max(core.next_timeout_us());
+//!     core.handle_timeout(now);
+//!     let effects: Vec<Effect> = core.drain_effects().collect();
+//!     for e in effects {
+//!         match e {
+//!             Effect::Heartbeat { .. } => heartbeats += 1,
+//!             Effect::Send { .. } => sent += 1, // a raft vote request, say
+//!             Effect::Persist { batch, then } => {
+//!                 batch.write_to(&mut disk).unwrap(); // write (and fsync) first,
+//!                 sent += then.len(); // then send what waited for it,
+//!                 core.handle(Input::Persisted { number: batch.number }, now); // then say so
+//!             }
+//!             _ => {} // agent ops, the watchdog, events
+//!         }
+//!     }
+//! }
+//! assert!(heartbeats > 0 && sent > 0);
+//! assert!(core.leader().is_none(), "one node of three elects nobody");
+//! ```
 
 use std::sync::Arc;
 
