@@ -429,6 +429,12 @@ impl Sim {
             Ok(mut core) => {
                 core.set_faults(self.breaker);
                 self.nodes[i].core = Some(core);
+                let n = self.nodes.len() as NodeId;
+                for p in 0..self.spec.paths.len() {
+                    for peer in (0..n).filter(|&peer| peer != node) {
+                        self.tell_link(node, peer, p);
+                    }
+                }
                 self.nodes[i].watchdog = None;
                 self.nodes[i].watchdog_check = None;
                 self.nodes[i].wake_at = u64::MAX;
@@ -731,30 +737,28 @@ impl Sim {
                     );
                 }
             }
-            Effect::Send { to, msg } => {
+            Effect::Send { to, paths, msg } => {
                 if usize::from(to) >= self.nodes.len() {
                     return;
                 }
-                // Leases go on every path that is up (networks and disk); everything else on
-                // the first network path that is up. Of a lease message's copies only the
-                // first to arrive is delivered: the later ones change nothing at the receiver
-                // (one grant per request, an equal grant extends nothing), and dropping them
-                // saves a third of a large cluster's events. Duplication below still sends
-                // some second copies, so the receivers' handling of copies stays exercised.
-                let every = msg.on_every_path();
+                // The node core chose the paths (`policy::route`): leases on every path that
+                // is up, everything else on one network path. Of a lease message's copies only
+                // the first to arrive is delivered: the later ones change nothing at the
+                // receiver (one grant per request, an equal grant extends nothing), and
+                // dropping them saves a third of a large cluster's events. Duplication below
+                // still sends some second copies, so the receivers' handling of copies stays
+                // exercised.
                 let inc = self.nodes[usize::from(to)].incarnation;
                 let mut first: Option<u64> = None;
-                for p in 0..self.spec.paths.len() {
-                    let kind = self.spec.paths[p].kind;
-                    if !(kind == PathKind::Network || every) || !self.link_up(p, node, to) {
+                for p in paths.iter() {
+                    let p = usize::from(p);
+                    if !self.link_up(p, node, to) {
                         continue;
                     }
+                    let kind = self.spec.paths[p].kind;
                     if !self.rng.chance(self.loss_on(p)) {
                         let at = self.now_us + self.delay(kind);
                         first = Some(first.map_or(at, |f| f.min(at)));
-                    }
-                    if !every {
-                        break;
                     }
                 }
                 if let Some(at) = first {
@@ -790,8 +794,8 @@ impl Sim {
                     );
                     return;
                 }
-                for (to, msg) in then {
-                    self.effect(node, Effect::Send { to, msg });
+                for (to, paths, msg) in then {
+                    self.effect(node, Effect::Send { to, paths, msg });
                 }
                 let inc = self.nodes[i].incarnation;
                 let now = self.now_us;
@@ -1332,8 +1336,7 @@ impl Sim {
     }
 
     fn set_cut(&mut self, path: usize, from: NodeId, to: NodeId, on: bool, until: u64) {
-        let n = self.nodes.len();
-        self.cut[path][usize::from(from) * n + usize::from(to)] = on;
+        self.write_cut(path, from, to, on);
         if on {
             self.schedule(
                 until,
@@ -1346,12 +1349,31 @@ impl Sim {
         }
     }
 
+    /// Cut (`on`) or mend the link from `from` to `to` on `path`, and tell `from`'s node core,
+    /// as a QUIC connection going down or coming up would.
+    fn write_cut(&mut self, path: usize, from: NodeId, to: NodeId, on: bool) {
+        let n = self.nodes.len();
+        self.cut[path][usize::from(from) * n + usize::from(to)] = on;
+        self.tell_link(from, to, path);
+    }
+
+    /// Tell `from`'s node core whether its link to `to` on `path` is up.
+    fn tell_link(&mut self, from: NodeId, to: NodeId, path: usize) {
+        let up = self.link_up(path, from, to);
+        let local = self.nodes[usize::from(from)].clock.local(self.now_us);
+        if let Some(core) = self.nodes[usize::from(from)].core.as_mut() {
+            let input = Input::Connection {
+                peer: to,
+                path: path as crate::policy::spec::PathId,
+                up,
+            };
+            core.handle(input, local);
+        }
+    }
+
     fn heal(&mut self, h: HealKind) {
         match h {
-            HealKind::Cut { path, from, to } => {
-                let n = self.nodes.len();
-                self.cut[usize::from(path)][usize::from(from) * n + usize::from(to)] = false;
-            }
+            HealKind::Cut { path, from, to } => self.write_cut(usize::from(path), from, to, false),
             HealKind::Loss { path } => self.path_loss_ppm[usize::from(path)] = 0,
             HealKind::Bad {
                 node,
@@ -1367,8 +1389,13 @@ impl Sim {
             return;
         }
         self.trace("faults stop; everything heals".into());
-        for p in &mut self.cut {
-            p.iter_mut().for_each(|c| *c = false);
+        let n = self.nodes.len() as NodeId;
+        for p in 0..self.spec.paths.len() {
+            for from in 0..n {
+                for to in (0..n).filter(|&to| to != from) {
+                    self.write_cut(p, from, to, false);
+                }
+            }
         }
         self.path_loss_ppm.iter_mut().for_each(|l| *l = 0);
         self.sc.loss_ppm = 0;

@@ -5,7 +5,8 @@
 //! | effect | action |
 //! |---|---|
 //! | `Heartbeat { path, hb }` | the path's QUIC transport sends a datagram to every peer; on the disk path, [`DiskPath::heartbeat`] |
-//! | `Send { to, msg }` | on the first connected network path to `to`; lease messages on every connected path and the disk path |
+//! | `Send { to, paths, msg }` | on each path of `paths` (the core's choice, `policy::route`): a network path's QUIC transport, or [`DiskPath::send`] |
+//! | `Persist { batch, then }` | to the raft log writer thread; once durable, `then` is sent and `Input::Persisted` fed |
 //! | `Agent(op)` | to the GroupActor of `op.group` |
 //! | `Watchdog { deadline_us }` | [`Watchdog::set`] at that instant of the monotonic clock |
 //! | `Event(ev)` | a JSON line in the event log and a `tracing` line; answers pending control requests |
@@ -35,7 +36,7 @@ use crate::control::status;
 use crate::control::{Request, Response, Status};
 use crate::policy::admin::AdminRequest;
 use crate::policy::drain::{Drain, DrainStep, Undrain};
-use crate::policy::message::{Effect, Event, Input, Message};
+use crate::policy::message::{Effect, Event, Input, Message, PathSet};
 use crate::policy::node::NodeCore;
 use crate::policy::schedule::CivilTime;
 use crate::policy::spec::{ClusterSpec, GroupId, NodeId, PathId, PathKind};
@@ -101,9 +102,6 @@ pub struct NodeActor {
     nets: Vec<Option<Transport>>,
     disk: Option<(PathId, DiskPath)>,
     cut: Vec<bool>,
-    /// Per peer, per path: whether a QUIC connection is up (network paths only), as the
-    /// PathActors tell it ([`Connection`]).
-    connected: Vec<Vec<bool>>,
     events: EventLog,
     watchdog: Watchdog,
     drain_marker: PathBuf,
@@ -126,7 +124,6 @@ impl NodeActor {
         let undrain = s.drain_marker.exists().then(|| Undrain::new(s.me));
         NodeActor {
             cut: vec![false; s.spec.paths.len()],
-            connected: vec![vec![false; s.spec.paths.len()]; n],
             groups: (0..s.spec.groups.len()).map(|_| None).collect(),
             peers: (0..n).map(|_| None).collect(),
             spec: s.spec,
@@ -170,7 +167,7 @@ impl NodeActor {
         for e in effects {
             match e {
                 Effect::Heartbeat { path, hb } => self.heartbeat(path, hb),
-                Effect::Send { to, msg } => self.send(to, msg),
+                Effect::Send { to, paths, msg } => self.send(to, paths, msg),
                 Effect::Persist { batch, then } => match &self.writer {
                     Some(w) => w.submit(batch, then),
                     None => tracing::error!("no raft log writer: batch dropped"),
@@ -231,34 +228,19 @@ impl NodeActor {
         }
     }
 
-    fn send(&self, to: NodeId, msg: Message) {
-        let every = msg.on_every_path();
-        let up: &[bool] = self
-            .connected
-            .get(usize::from(to))
-            .map_or(&[], Vec::as_slice);
-        if every {
-            if let Some((_, d)) = &self.disk {
-                d.send(to, &msg);
+    /// `msg` to `to` on each of `paths`, as the core chose them.
+    fn send(&self, to: NodeId, paths: PathSet, msg: Message) {
+        for p in paths.iter() {
+            if let Some((d, disk)) = &self.disk {
+                if *d == p {
+                    disk.send(to, &msg);
+                    continue;
+                }
             }
-        }
-        let live: Vec<(usize, &Transport)> = self
-            .nets
-            .iter()
-            .enumerate()
-            .filter_map(|(p, t)| t.as_ref().map(|t| (p, t)))
-            .collect();
-        let connected: Vec<&(usize, &Transport)> = live
-            .iter()
-            .filter(|(p, _)| up.get(*p).copied().unwrap_or(false))
-            .collect();
-        if every {
-            for (_, t) in &connected {
+            // A path cut by a test fault has no transport any more: dropped.
+            if let Some(Some(t)) = self.nets.get(usize::from(p)) {
                 t.send(to, msg.clone());
             }
-        } else if let Some((_, t)) = connected.first().or(live.first().as_ref()) {
-            // With nothing known to be connected, the first path tries (and drops).
-            t.send(to, msg);
         }
     }
 
@@ -413,10 +395,14 @@ impl NodeActor {
             return Response::refused(format!("no network path \"{name}\""));
         };
         self.cut[p] = true;
-        for row in self.connected.iter_mut() {
-            if let Some(c) = row.get_mut(p) {
-                *c = false;
-            }
+        let now = self.clock.now_us();
+        for peer in 0..self.spec.nodes.len() as NodeId {
+            let down = Input::Connection {
+                peer,
+                path: p as PathId,
+                up: false,
+            };
+            self.core.handle(down, now);
         }
         if let Some(t) = self.nets.get_mut(p).and_then(Option::take) {
             actix::spawn(async move { t.shutdown().await });
@@ -434,7 +420,6 @@ impl NodeActor {
             &status::Shell {
                 witness: self.witness,
                 draining: self.drain.is_some(),
-                connected: &self.connected,
             },
         )
     }
@@ -589,8 +574,8 @@ impl Handler<Written> for NodeActor {
     fn handle(&mut self, w: Written, ctx: &mut Context<Self>) {
         match w {
             Written::Durable { number, then } => {
-                for (to, msg) in then {
-                    self.send(to, msg);
+                for (to, paths, msg) in then {
+                    self.send(to, paths, msg);
                 }
                 self.step(ctx, |core, now| {
                     core.handle(Input::Persisted { number }, now)
@@ -609,16 +594,15 @@ impl Handler<Written> for NodeActor {
 impl Handler<Connection> for NodeActor {
     type Result = ();
 
-    fn handle(&mut self, c: Connection, _: &mut Context<Self>) {
+    fn handle(&mut self, c: Connection, ctx: &mut Context<Self>) {
         // A path cut by a test fault stays down whatever its last connection says.
         let cut = self.cut.get(usize::from(c.path)).copied().unwrap_or(true);
-        if let Some(slot) = self
-            .connected
-            .get_mut(usize::from(c.peer))
-            .and_then(|row| row.get_mut(usize::from(c.path)))
-        {
-            *slot = c.up && !cut;
-        }
+        let input = Input::Connection {
+            peer: c.peer,
+            path: c.path,
+            up: c.up && !cut,
+        };
+        self.step(ctx, |core, now| core.handle(input, now));
     }
 }
 

@@ -12,9 +12,8 @@
 use std::sync::mpsc;
 use std::thread;
 
-use crate::policy::message::Message;
+use crate::policy::message::Waiting;
 use crate::policy::raft_log::Persist;
-use crate::policy::spec::NodeId;
 use crate::storage::FileLog;
 
 /// A batch made durable, or the first one that could not be.
@@ -26,7 +25,7 @@ pub enum Written {
         /// The batch.
         number: u64,
         /// The messages that waited for it.
-        then: Vec<(NodeId, Message)>,
+        then: Waiting,
     },
     /// Batch `number` could not be written; the writer has stopped.
     Failed {
@@ -39,7 +38,7 @@ pub enum Written {
 
 /// The writer thread's handle.
 pub struct Writer {
-    tx: mpsc::Sender<(Persist, Vec<(NodeId, Message)>)>,
+    tx: mpsc::Sender<(Persist, Waiting)>,
 }
 
 impl Writer {
@@ -49,7 +48,7 @@ impl Writer {
         mut log: FileLog,
         done: impl Fn(Written) + Send + 'static,
     ) -> std::io::Result<Writer> {
-        let (tx, rx) = mpsc::channel::<(Persist, Vec<(NodeId, Message)>)>();
+        let (tx, rx) = mpsc::channel::<(Persist, Waiting)>();
         thread::Builder::new()
             .name("raft-writer".into())
             .spawn(move || {
@@ -74,7 +73,7 @@ impl Writer {
 
     /// Queues a batch (never blocks). After a failure the batch is dropped: nothing that
     /// depends on it is ever sent.
-    pub fn submit(&self, batch: Persist, then: Vec<(NodeId, Message)>) {
+    pub fn submit(&self, batch: Persist, then: Waiting) {
         let _ = self.tx.send((batch, then));
     }
 }

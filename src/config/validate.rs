@@ -22,6 +22,7 @@
 //! - Schedules: a known group, a `to` among the group's nodes, a valid cron expression.
 //! - Notifications: `command` for scripts, `url` for webhooks, known event names.
 
+use crate::policy::message::PathSet;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
@@ -293,6 +294,17 @@ fn check_paths(c: &ClusterConfig, r: &mut Report) {
             Loc::root().key("path"),
             "no network heartbeat path",
             "add a [[path]] with kind = \"network\" (one per private NIC; two are better than one)",
+        );
+    }
+    if c.paths.len() > PathSet::MAX_PATHS {
+        r.push(
+            Loc::root().key("path"),
+            format!(
+                "{} heartbeat paths; at most {} are supported",
+                c.paths.len(),
+                PathSet::MAX_PATHS
+            ),
+            "one path per private NIC and one disk path is plenty: remove paths",
         );
     }
     let mut seen = HashSet::new();

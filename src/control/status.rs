@@ -1,5 +1,5 @@
 //! The status snapshot ([`Status`]) of one daemon, built from its node core and the little the
-//! shell knows that the core does not (connections, a drain in progress). Kept outside the
+//! shell knows that the core does not (whether it is the witness, a drain in progress). Kept outside the
 //! actors so that every front end (the control socket, `eternectl status`, a REST API or the
 //! web console) shows the same thing.
 
@@ -11,17 +11,15 @@ use crate::policy::state::Phase;
 
 /// What the shell adds to the core's view.
 #[derive(Clone, Copy, Debug)]
-pub struct Shell<'a> {
+pub struct Shell {
     /// This daemon is the witness.
     pub witness: bool,
     /// A drain (SIGTERM) is in progress.
     pub draining: bool,
-    /// Per peer, per path: whether a QUIC connection is up.
-    pub connected: &'a [Vec<bool>],
 }
 
 /// The status of the daemon whose core is `core`.
-pub fn build(core: &NodeCore, shell: &Shell<'_>) -> Status {
+pub fn build(core: &NodeCore, shell: &Shell) -> Status {
     let spec = core.spec();
     let me = core.me();
     let node_name = |n: NodeId| {
@@ -60,14 +58,8 @@ pub fn build(core: &NodeCore, shell: &Shell<'_>) -> Status {
                                 PathState::Unknown => "unknown",
                             }
                             .into(),
-                            connected: (ps.kind == PathKind::Network).then(|| {
-                                shell
-                                    .connected
-                                    .get(i)
-                                    .and_then(|r| r.get(p))
-                                    .copied()
-                                    .unwrap_or(false)
-                            }),
+                            connected: (ps.kind == PathKind::Network)
+                                .then(|| core.connected(id, p as PathId)),
                         })
                         .collect()
                 },

@@ -10,6 +10,7 @@
 use super::coordinator::Reported;
 use super::group::{GroupEvent, GroupStatus, LocalGroup, Outcome, Want};
 use super::message::{Effect, Event, Message};
+use super::route::Router;
 use super::spec::{ClusterSpec, GroupId, NodeId, ResourceId};
 use super::state::{ClusterState, Phase};
 
@@ -28,6 +29,19 @@ pub struct Context<'a> {
     pub lease_until_us: u64,
     /// Now, on the shell's monotonic clock.
     pub now_us: u64,
+}
+
+/// Where reports go and what they are read from.
+#[derive(Clone, Copy, Debug)]
+pub struct ReportTo<'a> {
+    /// The replicated state as applied here.
+    pub state: &'a ClusterState,
+    /// This node.
+    pub me: NodeId,
+    /// The coordinator, if one is known.
+    pub leader: Option<NodeId>,
+    /// The paths to it.
+    pub router: &'a Router,
 }
 
 /// The last report sent for a group.
@@ -365,13 +379,17 @@ impl Locals {
     /// the coordinator they are appended to `own`.
     pub fn send_reports(
         &mut self,
-        state: &ClusterState,
-        me: NodeId,
-        leader: Option<NodeId>,
+        to: ReportTo<'_>,
         periodic: bool,
         effects: &mut Vec<Effect>,
         own: &mut Vec<(GroupId, Reported)>,
     ) {
+        let ReportTo {
+            state,
+            me,
+            leader,
+            router,
+        } = to;
         let Some(leader) = leader else {
             // Nobody to tell: the periodic pass looks at these once a coordinator is known.
             for &g in &self.reconciled {
@@ -434,15 +452,15 @@ impl Locals {
                     },
                 ));
             } else {
-                effects.push(Effect::Send {
-                    to: leader,
-                    msg: Message::Report {
+                effects.push(router.send(
+                    leader,
+                    Message::Report {
                         group: gid,
                         epoch: inst.epoch,
                         status,
                         stopping,
                     },
-                });
+                ));
             }
         }
         self.reconciled = todo;

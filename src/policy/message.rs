@@ -71,6 +71,47 @@ impl Message {
     }
 }
 
+/// Messages that wait for a [`Persist`] batch: to whom, on which paths, what.
+pub type Waiting = Vec<(NodeId, PathSet, Message)>;
+
+/// A set of heartbeat paths (by [`PathId`]): which paths a message goes on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathSet(u32);
+
+impl PathSet {
+    /// The most paths a config may have (validation refuses more).
+    pub const MAX_PATHS: usize = 32;
+
+    /// The set with `p` added (paths past [`PathSet::MAX_PATHS`] are never in a set).
+    pub fn with(self, p: PathId) -> PathSet {
+        match 1u32.checked_shl(u32::from(p)) {
+            Some(bit) => PathSet(self.0 | bit),
+            None => self,
+        }
+    }
+
+    /// A set of one path.
+    pub fn one(p: PathId) -> PathSet {
+        PathSet::default().with(p)
+    }
+
+    /// Whether `p` is in the set.
+    pub fn contains(self, p: PathId) -> bool {
+        1u32.checked_shl(u32::from(p))
+            .is_some_and(|bit| self.0 & bit != 0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The paths in the set, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = PathId> {
+        (0..Self::MAX_PATHS as PathId).filter(move |&p| self.contains(p))
+    }
+}
+
 /// Something that happens to a node core.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
@@ -110,6 +151,16 @@ pub enum Input {
     },
     /// An administrator asked for something on this node.
     Admin(AdminCommand),
+    /// A connection to `peer` on `path` came up or went down (network paths; a disk path is
+    /// always connected unless the shell says otherwise). Decides which paths messages take.
+    Connection {
+        /// The peer.
+        peer: NodeId,
+        /// The path.
+        path: PathId,
+        /// Up or down.
+        up: bool,
+    },
     /// The shell made every [`Effect::Persist`] batch up to `number` durable.
     Persisted {
         /// The last batch written.
@@ -127,10 +178,13 @@ pub enum Effect {
         /// The datagram.
         hb: Heartbeat,
     },
-    /// Send a message to one peer.
+    /// Send a message to one peer on each of `paths` (the core's choice, see
+    /// `NodeCore::route`).
     Send {
         /// To whom.
         to: NodeId,
+        /// On which paths.
+        paths: PathSet,
         /// What.
         msg: Message,
     },
@@ -140,8 +194,8 @@ pub enum Effect {
     Persist {
         /// What to write.
         batch: Persist,
-        /// What to send once it is written.
-        then: Vec<(NodeId, Message)>,
+        /// What to send once it is written, and on which paths.
+        then: Waiting,
     },
     /// Run an agent operation (the shell kills it at its deadline).
     Agent(AgentOp),

@@ -20,6 +20,7 @@
 //! - [`local`]: this node's group instances brought in line with the state and the lease.
 //! - [`timer`]: the node core's deadlines in one table.
 //! - [`node`]: the node core that composes all of the above.
+//! - [`route`]: which paths a message to a peer takes, from the connections the shell reports.
 //! - [`rng`]: the seeded generator, the only source of randomness.
 //! - [`raft_log`]: the in-memory raft log and the [`raft_log::LogStore`] trait the consensus core
 //!   is generic over.
@@ -39,6 +40,7 @@ pub mod placement;
 pub mod raft_log;
 pub mod raft_wire;
 pub mod rng;
+pub mod route;
 pub mod schedule;
 pub mod spec;
 pub mod state;

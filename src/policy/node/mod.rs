@@ -81,9 +81,10 @@ use super::detector::{Liveness, LivenessEvent};
 use super::drain::DrainView;
 use super::group::LocalGroup;
 use super::lease::{Grant, LeaseHolder};
-use super::local::{Context, Locals};
+use super::local::{Context, Locals, ReportTo};
 use super::message::{Effect, Event, Heartbeat, Input, Message};
 use super::raft_log::{MemLog, Persist};
+use super::route::Router;
 use super::schedule::CivilTime;
 use super::spec::{ClusterSpec, GroupId, NodeId, PathId, ResourceId};
 use super::state::{AdminCommand, Applied, ClusterState, Command, Phase};
@@ -112,6 +113,7 @@ pub struct NodeCore {
     lease_ok: bool,
     coordinator: Option<Coordinator>,
     locals: Locals,
+    router: Router,
     civil: Option<(CivilTime, u64)>,
     timers: TimerTable,
     next_timeout_us: u64,
@@ -160,6 +162,7 @@ impl NodeCore {
             lease_ok: false,
             coordinator: None,
             locals: Locals::new(&spec),
+            router: Router::new(&spec),
             civil: None,
             timers,
             next_timeout_us: now_us,
@@ -229,6 +232,11 @@ impl NodeCore {
     /// This node's instance of a group, if it runs one.
     pub fn local_group(&self, g: GroupId) -> Option<&LocalGroup> {
         self.locals.get(g)
+    }
+
+    /// Whether the shell reported the connection to `peer` on `path` up.
+    pub fn connected(&self, peer: NodeId, path: PathId) -> bool {
+        self.router.is_up(peer, path)
     }
 
     /// Whether `peer`'s last heartbeat carried our config digest (this node: always).
@@ -327,6 +335,11 @@ impl NodeCore {
             }
             Input::Admin(cmd) => self.on_admin(cmd, self.me),
             Input::Persisted { number } => self.consensus.on_persisted(number),
+            Input::Connection { peer, path, up } => {
+                // Only the paths of later messages change: no pass.
+                self.router.set(peer, path, up);
+                return;
+            }
         }
         self.after(now_us);
     }
@@ -468,10 +481,8 @@ impl NodeCore {
                 let commit = self.consensus.commit();
                 if let Some(c) = &mut self.coordinator {
                     if let Some(grant) = c.keeper.grant(from, term, stamp_us, commit, now_us) {
-                        self.effects.push(Effect::Send {
-                            to: from,
-                            msg: Message::LeaseGrant(grant),
-                        });
+                        self.effects
+                            .push(self.router.send(from, Message::LeaseGrant(grant)));
                     }
                 }
             }
@@ -524,10 +535,7 @@ impl NodeCore {
                 })),
             }
         } else if let Some(l) = self.consensus.leader() {
-            self.effects.push(Effect::Send {
-                to: l,
-                msg: Message::Admin(cmd),
-            });
+            self.effects.push(self.router.send(l, Message::Admin(cmd)));
         } else {
             self.effects.push(Effect::Event(Event::AdminRefused {
                 cmd,
@@ -548,10 +556,10 @@ impl NodeCore {
             }
         } else if let Some(l) = self.consensus.leader() {
             if l != self.me {
-                self.effects.push(Effect::Send {
-                    to: l,
-                    msg: Message::LeaseRequest { stamp_us: now_us },
-                });
+                self.effects.push(
+                    self.router
+                        .send(l, Message::LeaseRequest { stamp_us: now_us }),
+                );
             }
         }
     }
@@ -639,15 +647,18 @@ impl NodeCore {
         }
         for o in out.drain(..) {
             let (to, msg) = raft_message(o);
-            self.effects.push(Effect::Send { to, msg });
+            self.effects.push(self.router.send(to, msg));
         }
         // After the messages that may go at once: the shell writes the batch and only then
         // sends what waited for it.
         for (batch, then) in persist.drain(..) {
-            self.effects.push(Effect::Persist {
-                batch,
-                then: then.into_iter().map(raft_message).collect(),
-            });
+            let router = &self.router;
+            let then = then
+                .into_iter()
+                .map(raft_message)
+                .map(|(to, msg)| (to, router.paths(to, &msg), msg))
+                .collect();
+            self.effects.push(Effect::Persist { batch, then });
         }
         self.persist = persist;
         for (index, cmd) in committed.drain(..) {
@@ -710,14 +721,14 @@ impl NodeCore {
     /// Reports on our instances: to a remote coordinator as messages, to ourselves directly.
     fn send_reports(&mut self, periodic: bool) {
         let mut own = Vec::new();
-        self.locals.send_reports(
-            &self.state,
-            self.me,
-            self.consensus.leader(),
-            periodic,
-            &mut self.effects,
-            &mut own,
-        );
+        let to = ReportTo {
+            state: &self.state,
+            me: self.me,
+            leader: self.consensus.leader(),
+            router: &self.router,
+        };
+        self.locals
+            .send_reports(to, periodic, &mut self.effects, &mut own);
         for (g, r) in own {
             self.on_report(g, r);
         }
