@@ -8,6 +8,7 @@
 //! - [`config`]: `cluster.toml` — the typed schema, loading, validation, and the resolution of
 //!   names into the index-based [`policy::spec::ClusterSpec`] the cores work on.
 //! - [`directio`]: aligned buffers for `O_DIRECT`, shared by the disk path and `disk_lock`.
+//! - [`ondisk`]: little-endian fields, CRC seals and FNV fingerprints of our on-disk formats.
 //! - [`storage`]: the consensus log on disk (fsync), behind raft-rs's `Storage` trait.
 //! - [`actors`], [`transport`], [`resources`]: the runtime shells (actors, QUIC, agents);
 //!   [`actors::daemon`] is `eterned`.
@@ -21,6 +22,7 @@ pub mod actors;
 pub mod config;
 pub mod control;
 pub mod directio;
+pub mod ondisk;
 pub mod policy;
 pub mod resources;
 #[path = "../simulations/sim/mod.rs"]

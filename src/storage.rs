@@ -25,6 +25,7 @@
 //! record followed by good data is not a torn write: opening fails with
 //! [`StoreError::Corrupt`], naming the file and offset, rather than run raft on a log with a hole.
 
+use crate::ondisk::get_u32;
 use crate::policy::raft_log::{LogStore, MemLog, StoreError};
 use crate::policy::raft_wire::{WireConfState, WireEntry, WireHardState, WireSnapshot};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -144,8 +145,10 @@ fn read_frame(bytes: &[u8], at: usize) -> Frame<'_> {
     let Some(head) = bytes.get(at..at + HEADER_LEN) else {
         return Frame::Short;
     };
-    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    let (Some(len), Some(crc)) = (get_u32(head, 0), get_u32(head, 4)) else {
+        return Frame::Short;
+    };
+    let len = len as usize;
     let start = at + HEADER_LEN;
     let Some(payload) = start.checked_add(len).and_then(|end| bytes.get(start..end)) else {
         return Frame::Short;

@@ -25,6 +25,7 @@ use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::ondisk::fnv1a64_from;
 use crate::policy::detector::LivenessEvent;
 use crate::policy::group::{Action, AgentOp, Outcome};
 use crate::policy::message::{Effect, Event, Heartbeat, Input, Message};
@@ -245,15 +246,6 @@ pub struct Sim {
     pub echo: Option<fn(&str)>,
 }
 
-fn fnv(h: u64, bytes: &[u8]) -> u64 {
-    let mut h = h;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    h
-}
-
 impl Sim {
     /// A simulation of `sc`; `breaker` turns on a test-only rule breaker in every node.
     pub fn new(sc: Scenario, breaker: Faults) -> Sim {
@@ -308,7 +300,7 @@ impl Sim {
                 hang_stops: Vec::new(),
             },
             log: Vec::new(),
-            digest: 0xcbf2_9ce4_8422_2325,
+            digest: crate::ondisk::FNV_OFFSET,
             tail: Vec::new(),
             tail_at: 0,
             violation: None,
@@ -365,8 +357,8 @@ impl Sim {
     }
 
     fn trace(&mut self, line: String) {
-        self.digest = fnv(self.digest, line.as_bytes());
-        self.digest = fnv(self.digest, &self.now_us.to_le_bytes());
+        self.digest = fnv1a64_from(self.digest, line.as_bytes());
+        self.digest = fnv1a64_from(self.digest, &self.now_us.to_le_bytes());
         if let Some(echo) = self.echo {
             echo(&format!("{:>9.3}s  {line}", self.now_us as f64 / 1e6));
         }

@@ -267,16 +267,6 @@ pub(crate) fn dependency_order(g: &GroupConfig) -> Vec<usize> {
     order
 }
 
-/// FNV-1a, 64 bits: tiny, stable across Rust versions and platforms (std's hasher is not).
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 /// The digest of a config's meaning: FNV-1a over a MessagePack encoding of the config with
 /// every default written in and the calendar rules in normal form. Comments, whitespace, key
 /// order and whether a default is spelled out do not change it; maps are ordered (BTreeMap).
@@ -311,16 +301,5 @@ pub(crate) fn digest(c: &ClusterConfig) -> u64 {
     // Serializing plain structs, strings and maps to a Vec cannot fail; an empty encoding
     // would still give a stable (if useless) digest rather than a panic.
     let bytes = rmp_serde::to_vec(&n).unwrap_or_default();
-    fnv1a64(&bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv_known_values() {
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-    }
+    crate::ondisk::fnv1a64(&bytes)
 }

@@ -77,6 +77,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::directio::AlignedBuf;
+use crate::ondisk::{fnv1a64, get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, seal, sealed};
 use crate::policy::lease::Grant;
 use crate::policy::message::{Heartbeat, Message};
 use crate::policy::spec::{NodeId, PathId};
@@ -661,11 +662,10 @@ impl Header {
         put_u32(buf, 12, slot_bytes);
         put_u32(buf, 16, nodes as u32);
         put_u32(buf, 20, cluster.len() as u32);
-        put_u64(buf, 24, fnv1a(cluster.as_bytes()));
+        put_u64(buf, 24, fnv1a64(cluster.as_bytes()));
         let name = &cluster.as_bytes()[..cluster.len().min(NAME_BYTES)];
         buf[32..32 + name.len()].copy_from_slice(name);
-        let crc = crc32fast::hash(&buf[..HEADER_CRC_AT]);
-        put_u32(buf, HEADER_CRC_AT, crc);
+        seal(buf, HEADER_CRC_AT);
     }
 
     fn decode(device: &Path, buf: &[u8]) -> Result<HeaderState, DiskError> {
@@ -680,8 +680,7 @@ impl Header {
         let corrupt = || DiskError::CorruptHeader {
             device: device.to_path_buf(),
         };
-        let body = buf.get(..HEADER_CRC_AT).ok_or_else(corrupt)?;
-        if get_u32(buf, HEADER_CRC_AT) != Some(crc32fast::hash(body)) {
+        if !sealed(buf, HEADER_CRC_AT) {
             return Err(corrupt());
         }
         let name = buf.get(32..32 + NAME_BYTES).ok_or_else(corrupt)?;
@@ -713,7 +712,7 @@ impl Header {
                 LAYOUT_VERSION.to_string(),
             );
         }
-        if self.cluster_hash != fnv1a(cluster.as_bytes()) {
+        if self.cluster_hash != fnv1a64(cluster.as_bytes()) {
             return mismatch(
                 "cluster",
                 format!("{:?}", self.cluster),
@@ -798,9 +797,7 @@ impl Record {
             put_u64(buf, at + 16, g.valid_us);
             put_u64(buf, at + 24, g.commit);
         }
-        let end = record_bytes(self.grants.len()) - 4;
-        let crc = crc32fast::hash(&buf[..end]);
-        put_u32(buf, end, crc);
+        seal(buf, record_bytes(self.grants.len()) - 4);
     }
 
     /// Decodes the record in `buf`, the slot of `slot` in a cluster of `nodes` nodes.
@@ -817,9 +814,7 @@ impl Record {
         if count as usize != nodes {
             return Err(SlotFault::WrongCount(count));
         }
-        let end = record_bytes(nodes) - 4;
-        let body = buf.get(..end).ok_or(SlotFault::BadCrc)?;
-        if get_u32(buf, end) != Some(crc32fast::hash(body)) {
+        if !sealed(buf, record_bytes(nodes) - 4) {
             return Err(SlotFault::BadCrc);
         }
         let node = get_u16(buf, 8).ok_or(SlotFault::BadCrc)?;
@@ -1182,37 +1177,6 @@ fn monotonic_us() -> u64 {
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000)
         .saturating_add(ts.tv_nsec as u64 / 1000)
-}
-
-/// FNV-1a, 64 bits: the cluster name's fingerprint in the header.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-fn put_u16(buf: &mut [u8], at: usize, v: u16) {
-    buf[at..at + 2].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put_u32(buf: &mut [u8], at: usize, v: u32) {
-    buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put_u64(buf: &mut [u8], at: usize, v: u64) {
-    buf[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-fn get_u16(buf: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(buf.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn get_u32(buf: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn get_u64(buf: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(buf.get(at..at + 8)?.try_into().ok()?))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 //! block is read and written whole, at an aligned offset, from an aligned buffer, so the same
 //! code works with `O_DIRECT` on 512-byte and 4K-native devices.
 
+use crate::ondisk::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, seal, sealed};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
@@ -80,12 +81,11 @@ impl Owner {
     pub fn encode(&self, buf: &mut [u8]) {
         buf.fill(0);
         buf[0..8].copy_from_slice(&OWNER_MAGIC);
-        buf[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        buf[12..14].copy_from_slice(&self.node.unwrap_or(NO_OWNER).to_le_bytes());
-        buf[16..24].copy_from_slice(&self.epoch.to_le_bytes());
-        buf[24..32].copy_from_slice(&self.renewed.to_le_bytes());
-        let crc = crc32fast::hash(&buf[..CRC_AT]);
-        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        put_u32(buf, 8, VERSION);
+        put_u16(buf, 12, self.node.unwrap_or(NO_OWNER));
+        put_u64(buf, 16, self.epoch);
+        put_u64(buf, 24, self.renewed);
+        seal(buf, CRC_AT);
     }
 }
 
@@ -102,17 +102,22 @@ impl OwnerBlock {
         if raw[0..8] != OWNER_MAGIC {
             return corrupt("no lock magic");
         }
-        if get_u32(&raw, CRC_AT) != crc32fast::hash(&raw[..CRC_AT]) {
+        if !sealed(&raw, CRC_AT) {
             return corrupt("CRC mismatch");
         }
-        if get_u32(&raw, 8) != VERSION {
+        if get_u32(&raw, 8) != Some(VERSION) {
             return corrupt("unknown layout version");
         }
-        let node = get_u16(&raw, 12);
+        // `raw` is a whole record: every field is there.
+        let (Some(node), Some(epoch), Some(renewed)) =
+            (get_u16(&raw, 12), get_u64(&raw, 16), get_u64(&raw, 24))
+        else {
+            return corrupt("short record");
+        };
         OwnerBlock::Valid(Owner {
             node: (node != NO_OWNER).then_some(node),
-            epoch: get_u64(&raw, 16),
-            renewed: get_u64(&raw, 24),
+            epoch,
+            renewed,
         })
     }
 }
@@ -131,45 +136,28 @@ impl Slot {
     pub fn encode(&self, node: u16, buf: &mut [u8]) {
         buf.fill(0);
         buf[0..8].copy_from_slice(&SLOT_MAGIC);
-        buf[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        buf[12..14].copy_from_slice(&node.to_le_bytes());
-        buf[16..24].copy_from_slice(&self.epoch.to_le_bytes());
-        buf[24..32].copy_from_slice(&self.writes.to_le_bytes());
-        let crc = crc32fast::hash(&buf[..CRC_AT]);
-        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        put_u32(buf, 8, VERSION);
+        put_u16(buf, 12, node);
+        put_u64(buf, 16, self.epoch);
+        put_u64(buf, 24, self.writes);
+        seal(buf, CRC_AT);
     }
 
     /// Decodes the slot of `node`; `None` if it is blank, corrupt or another node's.
     pub fn decode(node: u16, buf: &[u8]) -> Option<Slot> {
         let raw = buf.get(..36)?;
         if raw[0..8] != SLOT_MAGIC
-            || get_u32(raw, CRC_AT) != crc32fast::hash(&raw[..CRC_AT])
-            || get_u32(raw, 8) != VERSION
-            || get_u16(raw, 12) != node
+            || !sealed(raw, CRC_AT)
+            || get_u32(raw, 8)? != VERSION
+            || get_u16(raw, 12)? != node
         {
             return None;
         }
         Some(Slot {
-            epoch: get_u64(raw, 16),
-            writes: get_u64(raw, 24),
+            epoch: get_u64(raw, 16)?,
+            writes: get_u64(raw, 24)?,
         })
     }
-}
-
-fn get_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn get_u32(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(x)
-}
-
-fn get_u64(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(x)
 }
 
 pub use crate::directio::IoMode;
