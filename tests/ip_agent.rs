@@ -11,6 +11,8 @@
 //! not. No packet leaves the namespace. Every wait is bounded by [`LIMIT`]; tests assert
 //! behaviour, never timing.
 
+mod support;
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,25 +26,6 @@ use tokio::sync::mpsc;
 
 /// The bound of every wait.
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// The skip line is printed once per run, not once per test.
-static SKIP_SAID: std::sync::Once = std::sync::Once::new();
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            SKIP_SAID.call_once(|| {
-                println!("skipped: the ip agent tests need root (network namespaces)")
-            });
-            return;
-        }
-    };
-}
 
 /// A network namespace of one test, deleted when dropped.
 struct Netns(Ns);
@@ -295,7 +278,12 @@ fn is_na_for_vip6(p: &[u8]) -> bool {
 
 #[test]
 fn ipv4_add_announce_promote_nic_failover_and_stop() {
-    require_root!();
+    if support::skip_unless_root(
+        "ipv4_add_announce_promote_nic_failover_and_stop",
+        "network namespaces",
+    ) {
+        return;
+    }
     let ns = Netns::new("v4");
     ns.two_nics("192.0.2.1/24", "198.51.100.1/24");
     let inner = ns.0.clone();
@@ -398,7 +386,12 @@ fn ipv4_add_announce_promote_nic_failover_and_stop() {
 
 #[test]
 fn ipv4_start_without_carrier_fails_and_adds_nothing() {
-    require_root!();
+    if support::skip_unless_root(
+        "ipv4_start_without_carrier_fails_and_adds_nothing",
+        "network namespaces",
+    ) {
+        return;
+    }
     let ns = Netns::new("nocarrier");
     ns.two_nics("192.0.2.1/24", "198.51.100.1/24");
     ns.ip(&["link", "set", "b0", "down"]);
@@ -418,7 +411,12 @@ fn ipv4_start_without_carrier_fails_and_adds_nothing() {
 
 #[test]
 fn ipv6_address_usable_at_once_and_announced() {
-    require_root!();
+    if support::skip_unless_root(
+        "ipv6_address_usable_at_once_and_announced",
+        "network namespaces",
+    ) {
+        return;
+    }
     let ns = Netns::new("v6");
     ns.two_nics("2001:db8::1/64", "2001:db8:1::1/64");
     let inner = ns.0.clone();
@@ -459,7 +457,12 @@ fn ipv6_address_usable_at_once_and_announced() {
 
 #[test]
 fn a_vanished_nic_hands_the_address_to_the_next() {
-    require_root!();
+    if support::skip_unless_root(
+        "a_vanished_nic_hands_the_address_to_the_next",
+        "network namespaces",
+    ) {
+        return;
+    }
     let ns = Netns::new("unplug");
     ns.two_nics("192.0.2.1/24", "198.51.100.1/24");
     let inner = ns.0.clone();

@@ -221,7 +221,8 @@ impl Cluster {
     /// Waits until `f` holds (polling every 50 ms), at most [`WAIT`]; panics with `what` and
     /// the nodes' logs otherwise.
     pub fn wait_for(&self, what: &str, mut f: impl FnMut(&Cluster) -> bool) {
-        if let Err(e) = support::wait_until(WAIT, Duration::from_millis(50), what, || f(self)) {
+        if let Err(e) = support::wait::wait_until(WAIT, Duration::from_millis(50), what, || f(self))
+        {
             self.dump();
             panic!("{e}");
         }

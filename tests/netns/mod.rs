@@ -605,7 +605,7 @@ impl Cluster {
         what: &str,
         mut f: impl FnMut(&Cluster) -> bool,
     ) -> Result<(), String> {
-        support::wait_until(WAIT, Duration::from_millis(20), what, || f(self))
+        support::wait::wait_until(WAIT, Duration::from_millis(20), what, || f(self))
     }
 
     /// As [`Cluster::wait_until`], panicking with the logs.
