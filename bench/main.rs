@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eterne::control::Status;
 use eterne::transport::certs;
-use netns::harness::support;
+use netns::cluster::support;
 
 const INTERVAL_MS: u32 = 50;
 const MISSES: u32 = 4;
