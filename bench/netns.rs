@@ -24,11 +24,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-#[path = "../tests/cluster/mod.rs"]
-pub(crate) mod cluster;
-
-use cluster::namespaces::{self as harness, GroupOpts, Net, Probe};
-use cluster::Cluster;
+use crate::cluster::namespaces::{self as harness, GroupOpts, Net, Probe};
+use crate::cluster::Cluster;
 use eterne::control::Request;
 
 use super::{report, wait};

@@ -3,7 +3,7 @@
 //! share addresses), one group "demo" of one application, `sleep 1000`.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{one_at_a_time, Cluster, Network};
@@ -83,14 +83,12 @@ impl Cluster {
         let turn = one_at_a_time();
         let name = format!("loop{test}-{}", std::process::id());
         // Cargo sets it for integration tests only; the bench, which includes this module too,
-        // never builds a loopback cluster.
+        // passes its own binary to `loopback_with`.
         let eterned = match option_env!("CARGO_BIN_EXE_eterned") {
             Some(path) => path.into(),
             None => panic!("a loopback cluster runs the eterned built with the tests"),
         };
-        let mut c = Cluster::create(&name, 3, eterned, Network::Loopback { test }, |dir| {
-            config_text(test, dir, o)
-        });
+        let mut c = Cluster::loopback_with(eterned, &name, test, |dir| config_text(test, dir, o));
         for n in &mut c.nodes {
             n.extra = vec!["--test-faults".into()];
         }
@@ -98,5 +96,17 @@ impl Cluster {
         c.every = Duration::from_millis(50);
         c._turn = Some(turn);
         c
+    }
+
+    /// Three daemons n1..n3 of `eterned` on loopback with the config `config` writes (given
+    /// the scratch directory): the certificates, no test faults, no turn held (for
+    /// `eterne-bench`, which runs a release build and its own config); starts nothing.
+    pub fn loopback_with(
+        eterned: PathBuf,
+        name: &str,
+        test: u8,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Cluster {
+        Cluster::create(name, 3, eterned, Network::Loopback { test }, config)
     }
 }

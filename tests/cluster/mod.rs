@@ -97,6 +97,8 @@ pub struct Cluster {
     pub wait: Duration,
     /// How often a wait polls.
     pub every: Duration,
+    /// The daemons' `ETERNE_LOG`.
+    pub log_level: &'static str,
     /// Serializes the tests (see [`one_at_a_time`]), when the cluster holds the turn itself;
     /// released after `drop` killed the daemons.
     _turn: Option<MutexGuard<'static, ()>>,
@@ -147,6 +149,7 @@ impl Cluster {
             network,
             wait: Duration::from_secs(30),
             every: Duration::from_millis(50),
+            log_level: "info",
             _turn: None,
         }
     }
@@ -194,7 +197,7 @@ impl Cluster {
             .arg("--events")
             .arg(&n.events)
             .args(&n.extra)
-            .env("ETERNE_LOG", "info")
+            .env("ETERNE_LOG", self.log_level)
             .env("ETERNE_TEST_NODE", &n.name)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -300,6 +303,18 @@ impl Cluster {
         (unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
     }
 
+    /// The pids of node `i`'s resources that have a pidfile and are alive.
+    pub fn app_pids(&self, i: usize) -> Vec<i32> {
+        let Ok(dir) = std::fs::read_dir(&self.nodes[i].run) else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            self.app_pid(i, name.strip_suffix(".pid")?)
+        })
+        .collect()
+    }
+
     /// Application crash: SIGKILL of resource `res`'s process group (and process) on node `i`.
     pub fn kill_app(&self, i: usize, res: &str) -> Option<i32> {
         let pid = self.app_pid(i, res)?;
@@ -349,7 +364,14 @@ impl Drop for Cluster {
         // the network's own Drop kills what is left in them and deletes them.
         if let Network::Loopback { .. } = self.network {
             for i in 0..self.nodes.len() {
-                self.kill_app(i, loopback::APP);
+                for pid in self.app_pids(i) {
+                    // SAFETY: kill with a pid of a pidfile of ours; the application runs in a
+                    // session of its own (pgid = pid).
+                    unsafe {
+                        libc::kill(-pid, libc::SIGKILL);
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
             }
         }
         let keep = std::env::var_os("ETERNE_NETNS_KEEP").is_some();
