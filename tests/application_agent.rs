@@ -18,6 +18,7 @@ use eterne::resources::application::Application;
 use eterne::resources::{
     build, perform, Agent, AgentContext, AgentError, AgentEvent, Depth, Report,
 };
+use support::agent::Timings;
 use support::wait::bounded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -73,38 +74,26 @@ impl Drop for Scratch {
     }
 }
 
+/// The timings of the test applications.
+const TIMINGS: Timings = Timings {
+    quick: MonitorSpec {
+        interval_ms: 10_000,
+        timeout_ms: 5_000,
+    },
+    deep: Some(MonitorSpec {
+        interval_ms: 60_000,
+        timeout_ms: 5_000,
+    }),
+    start_ms: 20_000,
+    stop_ms: 20_000,
+};
+
 fn spec(name: &str, params: &[(&str, &str)]) -> ResourceSpec {
-    ResourceSpec {
-        name: name.to_string(),
-        agent: "application".to_string(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        depends_on: vec![],
-        monitor_quick: MonitorSpec {
-            interval_ms: 10_000,
-            timeout_ms: 5_000,
-        },
-        monitor_deep: Some(MonitorSpec {
-            interval_ms: 60_000,
-            timeout_ms: 5_000,
-        }),
-        start_timeout_ms: 20_000,
-        stop_timeout_ms: 20_000,
-    }
+    support::agent::resource(name, "application", params, &TIMINGS)
 }
 
 fn ctx(dir: &Scratch, name: &str) -> (AgentContext, mpsc::Receiver<AgentEvent>) {
-    let (tx, rx) = mpsc::channel(16);
-    let ctx = AgentContext {
-        group: 3,
-        resource: 1,
-        name: name.to_string(),
-        run_dir: dir.path("run"),
-        events: tx,
-    };
-    (ctx, rx)
+    support::agent::context(3, 1, name, dir.path("run"), 16)
 }
 
 fn agent(dir: &Scratch, params: &[(&str, &str)]) -> (Application, mpsc::Receiver<AgentEvent>) {

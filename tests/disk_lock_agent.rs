@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use eterne::policy::group::Outcome;
 use eterne::policy::spec::{MonitorSpec, ResourceSpec};
 use eterne::resources::disk_lock::layout::{Device, IoMode};
-use eterne::resources::{build, Agent, AgentContext, AgentEvent, Depth, Report};
+use eterne::resources::{build, Agent, AgentEvent, Depth, Report};
+use support::agent::Timings;
 use support::wait::bounded;
 use tokio::sync::mpsc;
 
@@ -26,25 +27,25 @@ const LEASE_MS: u64 = 400;
 const RENEW_MS: u64 = 100;
 
 fn spec(device: &Path, node: u16, start_timeout_ms: u32) -> ResourceSpec {
-    ResourceSpec {
-        name: "lock".into(),
-        agent: "disk_lock".into(),
-        params: vec![
-            ("device".into(), device.to_string_lossy().into_owned()),
-            ("node_slot".into(), node.to_string()),
-            ("nodes".into(), "2".into()),
-            ("lease_ms".into(), LEASE_MS.to_string()),
-            ("renew_ms".into(), RENEW_MS.to_string()),
-        ],
-        depends_on: vec![],
-        monitor_quick: MonitorSpec {
+    let timings = Timings {
+        quick: MonitorSpec {
             interval_ms: 1000,
             timeout_ms: 1000,
         },
-        monitor_deep: None,
-        start_timeout_ms,
-        stop_timeout_ms: 5000,
-    }
+        deep: None,
+        start_ms: start_timeout_ms,
+        stop_ms: 5000,
+    };
+    let (device, node) = (device.to_string_lossy(), node.to_string());
+    let (lease, renew) = (LEASE_MS.to_string(), RENEW_MS.to_string());
+    let params = [
+        ("device", device.as_ref()),
+        ("node_slot", &node),
+        ("nodes", "2"),
+        ("lease_ms", &lease),
+        ("renew_ms", &renew),
+    ];
+    support::agent::resource("lock", "disk_lock", &params, &timings)
 }
 
 /// The agent of node `node` on `device`; `start` waits at most `start_timeout_ms`.
@@ -53,14 +54,7 @@ fn node(
     node: u16,
     start_timeout_ms: u32,
 ) -> (Box<dyn Agent>, mpsc::Receiver<AgentEvent>) {
-    let (tx, rx) = mpsc::channel(16);
-    let ctx = AgentContext {
-        group: 1,
-        resource: 0,
-        name: "lock".into(),
-        run_dir: std::env::temp_dir(),
-        events: tx,
-    };
+    let (ctx, rx) = support::agent::context(1, 0, "lock", std::env::temp_dir(), 16);
     let a = build(&spec(device, node, start_timeout_ms), &ctx).expect("valid parameters");
     (a, rx)
 }
@@ -309,14 +303,7 @@ async fn scsi_pr_on_a_device_without_reservations_fails_cleanly() {
         println!("skipped: sg_persist is not installed (scripts/setup.sh installs sg3-utils)");
         return;
     }
-    let (tx, _rx) = mpsc::channel(4);
-    let ctx = AgentContext {
-        group: 1,
-        resource: 0,
-        name: "lun".into(),
-        run_dir: std::env::temp_dir(),
-        events: tx,
-    };
+    let (ctx, _rx) = support::agent::context(1, 0, "lun", std::env::temp_dir(), 4);
     let mut s = spec(Path::new("/dev/null"), 0, 5000);
     s.params = vec![
         ("method".into(), "scsi_pr".into()),

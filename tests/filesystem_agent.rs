@@ -15,10 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use eterne::policy::group::Outcome;
-use eterne::policy::spec::{MonitorSpec, ResourceSpec};
-use eterne::resources::{build, Agent, AgentContext, Depth};
+use eterne::policy::spec::MonitorSpec;
+use eterne::resources::{build, Agent, Depth};
+use support::agent::Timings;
 use support::wait::{bounded, eventually};
-use tokio::sync::mpsc;
 
 /// The bound of every wait: long enough for a loaded machine, short enough to fail a hang.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -103,40 +103,30 @@ fn sh(prog: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The timings of the test filesystem: mkfs, fsck and mount on a loaded machine are slow.
+const TIMINGS: Timings = Timings {
+    quick: MonitorSpec {
+        interval_ms: 1000,
+        timeout_ms: 5000,
+    },
+    deep: Some(MonitorSpec {
+        interval_ms: 10000,
+        timeout_ms: 10000,
+    }),
+    start_ms: 30000,
+    stop_ms: 30000,
+};
+
 fn agent(disk: &LoopDisk, extra: &[(&str, &str)]) -> Box<dyn Agent> {
+    let mnt = disk.mount_point();
     let mut params = vec![
-        ("device".to_string(), disk.dev.clone()),
-        (
-            "directory".to_string(),
-            disk.mount_point().to_str().unwrap().to_string(),
-        ),
-        ("fstype".to_string(), "ext4".to_string()),
+        ("device", disk.dev.as_str()),
+        ("directory", mnt.to_str().unwrap()),
+        ("fstype", "ext4"),
     ];
-    params.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let spec = ResourceSpec {
-        name: "data".to_string(),
-        agent: "filesystem".to_string(),
-        params,
-        depends_on: vec![],
-        monitor_quick: MonitorSpec {
-            interval_ms: 1000,
-            timeout_ms: 5000,
-        },
-        monitor_deep: Some(MonitorSpec {
-            interval_ms: 10000,
-            timeout_ms: 10000,
-        }),
-        start_timeout_ms: 30000,
-        stop_timeout_ms: 30000,
-    };
-    let (tx, _rx) = mpsc::channel(4);
-    let ctx = AgentContext {
-        group: 0,
-        resource: 0,
-        name: "data".to_string(),
-        run_dir: std::env::temp_dir(),
-        events: tx,
-    };
+    params.extend_from_slice(extra);
+    let spec = support::agent::resource("data", "filesystem", &params, &TIMINGS);
+    let (ctx, _rx) = support::agent::context(0, 0, "data", std::env::temp_dir(), 4);
     build(&spec, &ctx).expect("well-formed parameters")
 }
 

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use eterne::policy::group::Outcome;
 use eterne::policy::spec::{MonitorSpec, ResourceSpec};
 use eterne::resources::ip::announce::{parse_gratuitous_arp, parse_override_na};
-use eterne::resources::{build, Agent, AgentContext, AgentError, AgentEvent, Depth};
+use eterne::resources::{build, Agent, AgentError, AgentEvent, Depth};
+use support::agent::Timings;
 use tokio::sync::mpsc;
 
 /// The bound of every wait.
@@ -138,34 +139,23 @@ fn run(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The timings of the test address.
+const TIMINGS: Timings = Timings {
+    quick: MonitorSpec {
+        interval_ms: 1000,
+        timeout_ms: 1000,
+    },
+    deep: None,
+    start_ms: 5000,
+    stop_ms: 5000,
+};
+
 fn spec(params: &[(&str, &str)]) -> ResourceSpec {
-    ResourceSpec {
-        name: "vip".into(),
-        agent: "ip".into(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        depends_on: vec![],
-        monitor_quick: MonitorSpec {
-            interval_ms: 1000,
-            timeout_ms: 1000,
-        },
-        monitor_deep: None,
-        start_timeout_ms: 5000,
-        stop_timeout_ms: 5000,
-    }
+    support::agent::resource("vip", "ip", params, &TIMINGS)
 }
 
 fn agent(params: &[(&str, &str)]) -> (Box<dyn Agent>, mpsc::Receiver<AgentEvent>) {
-    let (tx, rx) = mpsc::channel(16);
-    let ctx = AgentContext {
-        group: 2,
-        resource: 0,
-        name: "vip".into(),
-        run_dir: std::env::temp_dir(),
-        events: tx,
-    };
+    let (ctx, rx) = support::agent::context(2, 0, "vip", std::env::temp_dir(), 16);
     (build(&spec(params), &ctx).expect("valid parameters"), rx)
 }
 

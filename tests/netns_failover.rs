@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eterne::policy::group::Outcome;
-use eterne::policy::spec::{MonitorSpec, ResourceSpec};
-use eterne::resources::{build, AgentContext};
+use eterne::policy::spec::MonitorSpec;
+use eterne::resources::build;
 
 use cluster::namespaces::{
     self as netns, answer_runs, max_holders, outage_after, sh, AddrWatch, GroupOpts, LoopDisk, Net,
     Probe, FLOATING,
 };
+use cluster::support::{self, agent::Timings};
 use cluster::{one_at_a_time, Cluster};
 
 /// How long "nothing happens" is watched for.
@@ -407,32 +408,23 @@ fn contend(dev: &str, epoch: u64) -> (Outcome, String) {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let (tx, _rx) = tokio::sync::mpsc::channel(16);
-        let ctx = AgentContext {
-            group: 0,
-            resource: 0,
-            name: "contender".into(),
-            run_dir: std::env::temp_dir(),
-            events: tx,
-        };
-        let spec = ResourceSpec {
-            name: "contender".into(),
-            agent: "disk_lock".into(),
-            params: vec![
-                ("device".into(), dev.to_string()),
-                ("node_slot".into(), "2".into()),
-                ("nodes".into(), "3".into()),
-                ("lease_ms".into(), "800".into()),
-            ],
-            depends_on: vec![],
-            monitor_quick: MonitorSpec {
+        let (ctx, _rx) = support::agent::context(0, 0, "contender", std::env::temp_dir(), 16);
+        let timings = Timings {
+            quick: MonitorSpec {
                 interval_ms: 1000,
                 timeout_ms: 1000,
             },
-            monitor_deep: None,
-            start_timeout_ms: 3000,
-            stop_timeout_ms: 3000,
+            deep: None,
+            start_ms: 3000,
+            stop_ms: 3000,
         };
+        let params = [
+            ("device", dev),
+            ("node_slot", "2"),
+            ("nodes", "3"),
+            ("lease_ms", "800"),
+        ];
+        let spec = support::agent::resource("contender", "disk_lock", &params, &timings);
         let agent = build(&spec, &ctx).expect("a valid disk_lock");
         let r = tokio::time::timeout(Duration::from_secs(10), agent.start(epoch)).await;
         let _ = agent.stop().await;

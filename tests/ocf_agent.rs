@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use eterne::policy::group::Outcome;
 use eterne::policy::spec::{MonitorSpec, ResourceSpec};
-use eterne::resources::{build, Agent, AgentContext, AgentError, Depth};
+use eterne::resources::{build, Agent, AgentError, Depth};
+use support::agent::Timings;
 use support::wait::{bounded, eventually};
-use tokio::sync::mpsc;
 
 /// The bound of every wait: long enough for a loaded machine, short enough to fail a hang.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -65,37 +65,26 @@ if [ "$OCF_RESKEY_rc" = kill ]; then kill -9 $$; fi
 exit "${OCF_RESKEY_rc:-0}"
 "#;
 
+/// The timings of the test resources.
+const TIMINGS: Timings = Timings {
+    quick: MonitorSpec {
+        interval_ms: 1000,
+        timeout_ms: 1500,
+    },
+    deep: Some(MonitorSpec {
+        interval_ms: 20000,
+        timeout_ms: 7000,
+    }),
+    start_ms: 20000,
+    stop_ms: 15000,
+};
+
 fn spec(name: &str, params: &[(&str, &str)]) -> ResourceSpec {
-    ResourceSpec {
-        name: name.to_string(),
-        agent: "ocf".to_string(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        depends_on: vec![],
-        monitor_quick: MonitorSpec {
-            interval_ms: 1000,
-            timeout_ms: 1500,
-        },
-        monitor_deep: Some(MonitorSpec {
-            interval_ms: 20000,
-            timeout_ms: 7000,
-        }),
-        start_timeout_ms: 20000,
-        stop_timeout_ms: 15000,
-    }
+    support::agent::resource(name, "ocf", params, &TIMINGS)
 }
 
 fn agent(name: &str, params: &[(&str, &str)]) -> Box<dyn Agent> {
-    let (tx, _rx) = mpsc::channel(4);
-    let ctx = AgentContext {
-        group: 0,
-        resource: 0,
-        name: name.to_string(),
-        run_dir: std::env::temp_dir(),
-        events: tx,
-    };
+    let (ctx, _rx) = support::agent::context(0, 0, name, std::env::temp_dir(), 4);
     build(&spec(name, params), &ctx).expect("the parameters are well formed")
 }
 
@@ -615,14 +604,7 @@ async fn ipaddr2_adds_and_removes_an_address_in_a_network_namespace() {
 
 #[test]
 fn build_checks_syntax_only() {
-    let (tx, _rx) = mpsc::channel(1);
-    let ctx = AgentContext {
-        group: 0,
-        resource: 0,
-        name: "x".into(),
-        run_dir: PathBuf::from("/run/eterne"),
-        events: tx,
-    };
+    let (ctx, _rx) = support::agent::context(0, 0, "x", PathBuf::from("/run/eterne"), 1);
     // An agent that does not exist here builds (config check runs anywhere)...
     assert!(build(&spec("x", &[("type", "NotHere")]), &ctx).is_ok());
     // ...but a missing type does not.
