@@ -1,6 +1,6 @@
 //! `eterne-bench netns --trials N [--faults crash,nic,partition,app]`: the outage a client
 //! sees, per fault kind, on a real three-node cluster in network namespaces (the harness of
-//! `tests/netns/mod.rs`; root only).
+//! `tests/cluster` on its namespace network; root only).
 //!
 //! Per fault kind a fresh cluster (nodes n1..n3, heartbeats on two private bridges, the group
 //! `web` = the test application + the floating address 192.0.2.10 on the public bridge). Per
@@ -24,11 +24,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-#[path = "../tests/netns/mod.rs"]
-pub(crate) mod harness;
-
+use crate::cluster::namespaces::{self as harness, GroupOpts, Net, Probe};
+use crate::cluster::Cluster;
 use eterne::control::Request;
-use harness::{Cluster, GroupOpts, Net, Probe};
 
 use super::{report, wait};
 
@@ -97,7 +95,7 @@ fn bench_fault(eterned: &Path, fault: &str, trials: usize) -> Result<Vec<u64>, S
         nics: (fault == "nic").then(|| "pub0,pub1".to_string()),
         ..GroupOpts::default()
     };
-    let mut c = Cluster::new(eterned.to_path_buf(), net, &g);
+    let mut c = Cluster::namespaces(eterned.to_path_buf(), net, &g);
     c.start_all();
     c.wait_until("the cluster forms", |c| c.formed())?;
     c.wait_until("web runs", |c| c.on("web").is_some())?;
@@ -109,7 +107,7 @@ fn bench_fault(eterned: &Path, fault: &str, trials: usize) -> Result<Vec<u64>, S
         let owner = wait(|| c.on("web")).ok_or("web does not run")?;
         let oi = c.index(&owner);
         std::thread::sleep(SETTLE);
-        let probe = Probe::start(&c.net.client, EVERY, TRIAL_MAX);
+        let probe = Probe::start(&c.net().client, EVERY, TRIAL_MAX);
         c.wait_until("the client is answered", |_| {
             probe.samples().last().is_some_and(|(_, w)| w.is_some())
         })?;
@@ -117,8 +115,8 @@ fn bench_fault(eterned: &Path, fault: &str, trials: usize) -> Result<Vec<u64>, S
         let holder = nic_holding(&c, oi);
         match fault {
             "crash" => c.crash(oi),
-            "nic" => c.net.link(oi, &holder, false)?,
-            "partition" => c.net.partition(oi, 100)?,
+            "nic" => c.net().link(oi, &holder, false)?,
+            "partition" => c.net().partition(oi, 100)?,
             "app" => {
                 c.kill_app(oi, "web-app").ok_or("no application pid")?;
             }
@@ -160,8 +158,8 @@ fn bench_fault(eterned: &Path, fault: &str, trials: usize) -> Result<Vec<u64>, S
         outages.push(outage.as_micros() as u64);
         match fault {
             "crash" => c.reboot(oi),
-            "nic" => c.net.link(oi, &holder, true)?,
-            "partition" => c.net.heal(oi),
+            "nic" => c.net().link(oi, &holder, true)?,
+            "partition" => c.net().heal(oi),
             _ => {}
         }
         c.wait_until("the cluster forms again", |c| c.formed())?;
@@ -185,8 +183,8 @@ fn bench_fault(eterned: &Path, fault: &str, trials: usize) -> Result<Vec<u64>, S
 
 /// The NIC of node `i` that holds the floating address (pub0 if none).
 fn nic_holding(c: &Cluster, i: usize) -> String {
-    let out =
-        harness::sh(&["ip", "-n", &c.net.nodes[i], "-o", "-4", "addr", "show"]).unwrap_or_default();
+    let out = harness::sh(&["ip", "-n", &c.net().nodes[i], "-o", "-4", "addr", "show"])
+        .unwrap_or_default();
     out.lines()
         .find(|l| l.contains(&format!(" {}/", harness::FLOATING)))
         .and_then(|l| l.split_whitespace().nth(1))

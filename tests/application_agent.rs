@@ -5,6 +5,8 @@
 //! Tests assert behaviour, never timing: every wait is bounded by a generous [`LIMIT`] that only
 //! turns a hang into a failure.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use eterne::resources::application::Application;
 use eterne::resources::{
     build, perform, Agent, AgentContext, AgentError, AgentEvent, Depth, Report,
 };
+use support::agent::Timings;
+use support::wait::bounded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -70,49 +74,31 @@ impl Drop for Scratch {
     }
 }
 
+/// The timings of the test applications.
+const TIMINGS: Timings = Timings {
+    quick: MonitorSpec {
+        interval_ms: 10_000,
+        timeout_ms: 5_000,
+    },
+    deep: Some(MonitorSpec {
+        interval_ms: 60_000,
+        timeout_ms: 5_000,
+    }),
+    start_ms: 20_000,
+    stop_ms: 20_000,
+};
+
 fn spec(name: &str, params: &[(&str, &str)]) -> ResourceSpec {
-    ResourceSpec {
-        name: name.to_string(),
-        agent: "application".to_string(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        depends_on: vec![],
-        monitor_quick: MonitorSpec {
-            interval_ms: 10_000,
-            timeout_ms: 5_000,
-        },
-        monitor_deep: Some(MonitorSpec {
-            interval_ms: 60_000,
-            timeout_ms: 5_000,
-        }),
-        start_timeout_ms: 20_000,
-        stop_timeout_ms: 20_000,
-    }
+    support::agent::resource(name, "application", params, &TIMINGS)
 }
 
 fn ctx(dir: &Scratch, name: &str) -> (AgentContext, mpsc::Receiver<AgentEvent>) {
-    let (tx, rx) = mpsc::channel(16);
-    let ctx = AgentContext {
-        group: 3,
-        resource: 1,
-        name: name.to_string(),
-        run_dir: dir.path("run"),
-        events: tx,
-    };
-    (ctx, rx)
+    support::agent::context(3, 1, name, dir.path("run"), 16)
 }
 
 fn agent(dir: &Scratch, params: &[(&str, &str)]) -> (Application, mpsc::Receiver<AgentEvent>) {
     let (c, rx) = ctx(dir, "app");
     (Application::new(&spec("app", params), &c).unwrap(), rx)
-}
-
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no result within {LIMIT:?}"))
 }
 
 fn assert_outcome(r: &Report, want: Outcome, what: &str) {
@@ -163,7 +149,7 @@ fn group_members(pgid: u32) -> Vec<u32> {
 
 /// Waits (bounded) until no live process is left in group `pgid`; returns those left.
 async fn group_gone(pgid: u32) -> Vec<u32> {
-    bounded("group gone", async {
+    bounded(LIMIT, "group gone", async {
         for _ in 0..1000 {
             if group_members(pgid).is_empty() {
                 return Vec::new();
@@ -185,7 +171,7 @@ fn read_pidfile(path: &Path) -> (u32, u64) {
 }
 
 async fn next_event(rx: &mut mpsc::Receiver<AgentEvent>) -> AgentEvent {
-    bounded("exit event", rx.recv())
+    bounded(LIMIT, "exit event", rx.recv())
         .await
         .expect("event channel closed")
 }
@@ -206,7 +192,11 @@ async fn start_monitor_stop_of_sleep() {
         Outcome::NotRunning,
         "probe before start",
     );
-    assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
+    assert_outcome(
+        &bounded(LIMIT, "start", app.start(1)).await,
+        Outcome::Ok,
+        "start",
+    );
     let pid = app.pid().expect("a pid after start");
     assert!(alive(pid));
     assert_eq!(read_pidfile(app.pidfile()).0, pid);
@@ -223,7 +213,7 @@ async fn start_monitor_stop_of_sleep() {
     assert_outcome(&app.start(1).await, Outcome::Ok, "second start");
     assert_eq!(app.pid(), Some(pid));
 
-    let stop = bounded("stop", app.stop()).await;
+    let stop = bounded(LIMIT, "stop", app.stop()).await;
     assert_outcome(&stop, Outcome::Ok, "stop");
     assert!(stop.reason.contains("SIGTERM"), "{}", stop.reason);
     assert!(!alive(pid), "pid {pid} survived the stop");
@@ -250,11 +240,16 @@ async fn an_exit_is_reported_at_once() {
     // The process exits with status 3 when the test writes to the fifo.
     let command = format!("sh -c 'read x < {}; exit 3'", fifo.display());
     let (app, mut events) = agent(&dir, &[("command", &command)]);
-    assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
+    assert_outcome(
+        &bounded(LIMIT, "start", app.start(1)).await,
+        Outcome::Ok,
+        "start",
+    );
     let pid = app.pid().unwrap();
 
     let writer = fifo.clone();
     bounded(
+        LIMIT,
         "write to fifo",
         tokio::task::spawn_blocking(move || std::fs::write(writer, "go\n")),
     )
@@ -281,7 +276,7 @@ async fn an_exit_is_reported_at_once() {
 
     // Started again, then killed from outside: reported too.
     assert_outcome(
-        &bounded("restart", app.start(2)).await,
+        &bounded(LIMIT, "restart", app.start(2)).await,
         Outcome::Ok,
         "restart",
     );
@@ -310,7 +305,11 @@ async fn sigterm_ignored_means_sigkill_after_stop_timeout() {
             ("stop_timeout_ms", "300"),
         ],
     );
-    assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
+    assert_outcome(
+        &bounded(LIMIT, "start", app.start(1)).await,
+        Outcome::Ok,
+        "start",
+    );
     let pid = app.pid().unwrap();
     assert!(
         group_members(pid).len() >= 2,
@@ -318,7 +317,7 @@ async fn sigterm_ignored_means_sigkill_after_stop_timeout() {
         group_members(pid)
     );
 
-    let stop = bounded("stop", app.stop()).await;
+    let stop = bounded(LIMIT, "stop", app.stop()).await;
     assert_outcome(&stop, Outcome::Ok, "stop");
     assert!(stop.reason.contains("SIGKILL"), "{}", stop.reason);
     assert!(!alive(pid));
@@ -333,7 +332,7 @@ async fn a_restarted_daemon_adopts_instead_of_starting_a_second_copy() {
     let dir = Scratch::new("adopt");
     let (first, _events1) = agent(&dir, &[("command", "sleep 1000")]);
     assert_outcome(
-        &bounded("start", first.start(1)).await,
+        &bounded(LIMIT, "start", first.start(1)).await,
         Outcome::Ok,
         "start",
     );
@@ -371,7 +370,7 @@ async fn an_adopted_instance_can_be_stopped() {
     let dir = Scratch::new("adopt-stop");
     let (first, _e) = agent(&dir, &[("command", "sleep 1000")]);
     assert_outcome(
-        &bounded("start", first.start(1)).await,
+        &bounded(LIMIT, "start", first.start(1)).await,
         Outcome::Ok,
         "start",
     );
@@ -380,7 +379,7 @@ async fn an_adopted_instance_can_be_stopped() {
 
     // A new daemon's first action may be a stop: it adopts and stops.
     let (second, mut events) = agent(&dir, &[("command", "sleep 1000")]);
-    let stop = bounded("stop", second.stop()).await;
+    let stop = bounded(LIMIT, "stop", second.stop()).await;
     assert_outcome(&stop, Outcome::Ok, "stop");
     assert!(stop.reason.contains(&pid.to_string()), "{}", stop.reason);
     assert!(!alive(pid));
@@ -418,9 +417,17 @@ async fn stale_pidfiles_probe_not_running() {
     // Garbage is stale too, and start replaces it.
     std::fs::write(app.pidfile(), "not a pidfile").unwrap();
     assert_outcome(&app.probe().await, Outcome::NotRunning, "garbage");
-    assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
+    assert_outcome(
+        &bounded(LIMIT, "start", app.start(1)).await,
+        Outcome::Ok,
+        "start",
+    );
     assert_eq!(read_pidfile(app.pidfile()).0, app.pid().unwrap());
-    assert_outcome(&bounded("stop", app.stop()).await, Outcome::Ok, "stop");
+    assert_outcome(
+        &bounded(LIMIT, "stop", app.stop()).await,
+        Outcome::Ok,
+        "stop",
+    );
 }
 
 #[tokio::test]
@@ -441,12 +448,16 @@ async fn tcp_check_follows_the_listener() {
     let listener = listener.listen(16).unwrap();
     let addr = port_addr.to_string();
     let (app, _e) = agent(&dir, &[("command", "sleep 1000"), ("check_tcp", &addr)]);
-    assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
+    assert_outcome(
+        &bounded(LIMIT, "start", app.start(1)).await,
+        Outcome::Ok,
+        "start",
+    );
     assert_outcome(&app.monitor(Depth::Quick).await, Outcome::Ok, "listening");
     drop(listener);
     // A parallel test's fork may hold a copy of the listening socket until its exec closes
     // it: look again a bounded number of times.
-    let r = bounded("monitor", async {
+    let r = bounded(LIMIT, "monitor", async {
         let mut r = app.monitor(Depth::Quick).await;
         for _ in 0..100 {
             if r.outcome != Outcome::Ok {
@@ -462,7 +473,11 @@ async fn tcp_check_follows_the_listener() {
     assert!(r.reason.contains(&addr), "{}", r.reason);
     // The deep depth has no check here: alive is enough.
     assert_outcome(&app.monitor(Depth::Deep).await, Outcome::Ok, "deep");
-    assert_outcome(&bounded("stop", app.stop()).await, Outcome::Ok, "stop");
+    assert_outcome(
+        &bounded(LIMIT, "stop", app.stop()).await,
+        Outcome::Ok,
+        "stop",
+    );
     drop(holder);
 }
 
@@ -502,7 +517,11 @@ async fn http_check_follows_the_server() {
         &dir,
         &[("command", "sleep 1000"), ("deep_check_http", &url)],
     );
-    assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
+    assert_outcome(
+        &bounded(LIMIT, "start", app.start(1)).await,
+        Outcome::Ok,
+        "start",
+    );
     assert_outcome(&app.monitor(Depth::Deep).await, Outcome::Ok, "200");
     status.store(302, Ordering::SeqCst);
     assert_outcome(&app.monitor(Depth::Deep).await, Outcome::Ok, "302");
@@ -513,11 +532,15 @@ async fn http_check_follows_the_server() {
     server.abort();
     let _ = server.await;
     assert_outcome(
-        &bounded("monitor", app.monitor(Depth::Deep)).await,
+        &bounded(LIMIT, "monitor", app.monitor(Depth::Deep)).await,
         Outcome::Failed,
         "closed",
     );
-    assert_outcome(&bounded("stop", app.stop()).await, Outcome::Ok, "stop");
+    assert_outcome(
+        &bounded(LIMIT, "stop", app.stop()).await,
+        Outcome::Ok,
+        "stop",
+    );
 }
 
 #[tokio::test]
@@ -531,12 +554,16 @@ async fn start_waits_for_the_quick_check_and_fails_if_it_never_passes() {
     s.stop_timeout_ms = 5000;
     let (c, _e) = ctx(&dir, "app");
     let app = Application::new(&s, &c).unwrap();
-    let r = bounded("start", app.start(1)).await;
+    let r = bounded(LIMIT, "start", app.start(1)).await;
     assert_outcome(&r, Outcome::Failed, "start with a failing check");
     assert!(r.reason.contains("quick check"), "{}", r.reason);
     // The policy stops a failed start; the stop finds the process.
     let pid = app.pid().expect("the process still runs");
-    assert_outcome(&bounded("stop", app.stop()).await, Outcome::Ok, "stop");
+    assert_outcome(
+        &bounded(LIMIT, "stop", app.stop()).await,
+        Outcome::Ok,
+        "stop",
+    );
     assert!(!alive(pid));
 
     // A process that exits during start fails the start.
@@ -544,7 +571,7 @@ async fn start_waits_for_the_quick_check_and_fails_if_it_never_passes() {
         &dir,
         &[("command", "sh -c 'exit 1'"), ("check_command", "false")],
     );
-    let r = bounded("start", app.start(1)).await;
+    let r = bounded(LIMIT, "start", app.start(1)).await;
     assert_outcome(&r, Outcome::Failed, "start of a process that exits");
 }
 
@@ -572,7 +599,11 @@ async fn command_args_env_cwd_and_log_file_reach_the_process() {
         ],
     );
     app.validate().await.unwrap();
-    assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
+    assert_outcome(
+        &bounded(LIMIT, "start", app.start(1)).await,
+        Outcome::Ok,
+        "start",
+    );
     let written = std::fs::read_to_string(&out).unwrap();
     assert_eq!(
         written.trim_end(),
@@ -583,7 +614,11 @@ async fn command_args_env_cwd_and_log_file_reach_the_process() {
         logged.contains("to-stdout") && logged.contains("to-stderr"),
         "{logged}"
     );
-    assert_outcome(&bounded("stop", app.stop()).await, Outcome::Ok, "stop");
+    assert_outcome(
+        &bounded(LIMIT, "stop", app.stop()).await,
+        Outcome::Ok,
+        "stop",
+    );
 }
 
 fn shell_quote(s: &str) -> String {
@@ -612,7 +647,11 @@ async fn runs_as_another_user() {
         ],
     );
     app.validate().await.unwrap();
-    assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
+    assert_outcome(
+        &bounded(LIMIT, "start", app.start(1)).await,
+        Outcome::Ok,
+        "start",
+    );
     let pid = app.pid().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = |key: &str| {
@@ -643,7 +682,11 @@ async fn runs_as_another_user() {
         Outcome::Ok,
         "check as nobody",
     );
-    assert_outcome(&bounded("stop", app.stop()).await, Outcome::Ok, "stop");
+    assert_outcome(
+        &bounded(LIMIT, "stop", app.stop()).await,
+        Outcome::Ok,
+        "stop",
+    );
     assert!(!alive(pid));
 }
 
@@ -723,11 +766,11 @@ async fn validation_errors_name_the_resource_and_parameter() {
     agent.validate().await.unwrap();
     let r = perform(agent.as_ref(), Action::Probe, 1).await;
     assert_outcome(&r, Outcome::NotRunning, "probe");
-    let r = bounded("start", perform(agent.as_ref(), Action::Start, 1)).await;
+    let r = bounded(LIMIT, "start", perform(agent.as_ref(), Action::Start, 1)).await;
     assert_outcome(&r, Outcome::Ok, "start");
     let r = perform(agent.as_ref(), Action::MonitorDeep, 1).await;
     assert_outcome(&r, Outcome::Ok, "monitor");
-    let r = bounded("stop", perform(agent.as_ref(), Action::Stop, 1)).await;
+    let r = bounded(LIMIT, "stop", perform(agent.as_ref(), Action::Stop, 1)).await;
     assert_outcome(&r, Outcome::Ok, "stop");
 }
 
@@ -755,7 +798,7 @@ async fn operations_cut_off_by_the_caller_lose_no_process() {
     assert_outcome(&app.monitor(Depth::Quick).await, Outcome::Failed, "monitor");
 
     // A stop cut off while waiting after SIGTERM (ignored) ...
-    bounded("ready", async {
+    bounded(LIMIT, "ready", async {
         for _ in 0..1000 {
             if Path::new(&ready).exists() {
                 return;
@@ -778,7 +821,11 @@ async fn operations_cut_off_by_the_caller_lose_no_process() {
     assert_eq!(exited, pid);
     // The shell died alone; its background sleep (TERM ignored) is still in the group.
     assert!(!group_members(pid).is_empty());
-    assert_outcome(&bounded("stop", app.stop()).await, Outcome::Ok, "stop");
+    assert_outcome(
+        &bounded(LIMIT, "stop", app.stop()).await,
+        Outcome::Ok,
+        "stop",
+    );
     let left = group_gone(pid).await;
     assert!(
         left.is_empty(),
@@ -799,9 +846,13 @@ async fn the_group_may_finish_its_sigterm_before_the_sweep() {
     let command = format!("sh -c {}", shell_quote(&script));
     let check = format!("test -e {ready}");
     let (app, _e) = agent(&dir, &[("command", &command), ("check_command", &check)]);
-    assert_outcome(&bounded("start", app.start(1)).await, Outcome::Ok, "start");
+    assert_outcome(
+        &bounded(LIMIT, "start", app.start(1)).await,
+        Outcome::Ok,
+        "start",
+    );
     let pid = app.pid().unwrap();
-    let stop = bounded("stop", app.stop()).await;
+    let stop = bounded(LIMIT, "stop", app.stop()).await;
     assert_outcome(&stop, Outcome::Ok, "stop");
     assert!(stop.reason.contains("SIGTERM"), "{}", stop.reason);
     assert!(

@@ -9,29 +9,26 @@
 //! They need root (real-time priority, and the daemon is a root service); without it each
 //! prints one line and returns.
 
-mod common;
+mod cluster;
 
 use std::time::{Duration, Instant};
 
-use common::{is_root, Cluster, Opts};
+use cluster::loopback::{Opts, APP};
+use cluster::{support, Cluster};
 use eterne::control::Request;
 
 /// How long "nothing happens" is watched for.
 const QUIET: Duration = Duration::from_secs(3);
 
 fn skip(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    println!("SKIPPED {test}: needs root (eterned is a root service); CI runs as root");
-    true
+    support::skip_unless_root(test, "eterned (a root service); CI runs as root")
 }
 
 /// Fails if `group` leaves `node` during [`QUIET`].
 fn stays(c: &Cluster, group: &str, node: &str) {
     let until = Instant::now() + QUIET;
     while Instant::now() < until {
-        let on = c.running_on(group);
+        let on = c.on(group);
         if on.as_deref() != Some(node) {
             // A transient "not answering" is not a move; a running instance elsewhere is.
             if on.is_some() {
@@ -41,7 +38,7 @@ fn stays(c: &Cluster, group: &str, node: &str) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(c.running_on(group).as_deref(), Some(node));
+    assert_eq!(c.on(group).as_deref(), Some(node));
 }
 
 /// Forms the cluster and waits for demo on n1.
@@ -49,16 +46,16 @@ fn up(c: &mut Cluster) {
     c.start_all();
     c.wait_for("the cluster forms", |c| c.formed());
     c.wait_for("demo runs on its preferred node n1", |c| {
-        c.running_on("demo").as_deref() == Some("n1")
+        c.on("demo").as_deref() == Some("n1")
     });
 }
 
 /// kill -9 of n1's daemon and application: demo becomes active on n2; n1 comes back.
 fn kill_n1_and_fail_over(c: &mut Cluster) {
     c.kill_daemon(0);
-    assert!(c.kill_app(0).is_some(), "n1 ran the application");
+    assert!(c.kill_app(0, APP).is_some(), "n1 ran the application");
     c.wait_for("demo fails over to n2 (next in priority order)", |c| {
-        c.running_on("demo").as_deref() == Some("n2")
+        c.on("demo").as_deref() == Some("n2")
     });
     let failovers: Vec<_> = c
         .events_named(1, "failover")
@@ -75,7 +72,7 @@ fn kill_9_fails_over_and_manual_failback_stays() {
     if skip("kill_9_fails_over_and_manual_failback_stays") {
         return;
     }
-    let mut c = Cluster::new(1, &Opts::default());
+    let mut c = Cluster::loopback(1, &Opts::default());
     up(&mut c);
     kill_n1_and_fail_over(&mut c);
     stays(&c, "demo", "n2");
@@ -86,7 +83,7 @@ fn kill_9_then_auto_failback_returns() {
     if skip("kill_9_then_auto_failback_returns") {
         return;
     }
-    let mut c = Cluster::new(
+    let mut c = Cluster::loopback(
         2,
         &Opts {
             failback: "auto",
@@ -96,7 +93,7 @@ fn kill_9_then_auto_failback_returns() {
     up(&mut c);
     kill_n1_and_fail_over(&mut c);
     c.wait_for("demo fails back to n1", |c| {
-        c.running_on("demo").as_deref() == Some("n1")
+        c.on("demo").as_deref() == Some("n1")
     });
     assert!(!c.events_named(1, "failback").is_empty() || !c.events_named(0, "failback").is_empty());
 }
@@ -110,7 +107,7 @@ fn kill_9_then_auto_failback_outside_its_window_waits() {
     // A one-hour window starting two hours from now: now is outside it.
     let start = (now.hour + 2) % 24;
     let window = format!("{start:02}:00-{:02}:00", (start + 1) % 24);
-    let mut c = Cluster::new(
+    let mut c = Cluster::loopback(
         3,
         &Opts {
             failback: "auto",
@@ -129,7 +126,7 @@ fn a_killed_application_restarts_in_place_then_moves_past_max_restarts() {
         return;
     }
     let max_restarts = 2;
-    let mut c = Cluster::new(
+    let mut c = Cluster::loopback(
         4,
         &Opts {
             max_restarts,
@@ -137,9 +134,9 @@ fn a_killed_application_restarts_in_place_then_moves_past_max_restarts() {
         },
     );
     up(&mut c);
-    let first = c.kill_app(0).expect("the application runs on n1");
+    let first = c.kill_app(0, APP).expect("the application runs on n1");
     c.wait_for("the application is restarted on n1", |c| {
-        c.app_pid(0).is_some_and(|p| p != first) && c.running_on("demo").as_deref() == Some("n1")
+        c.app_pid(0, APP).is_some_and(|p| p != first) && c.on("demo").as_deref() == Some("n1")
     });
     let s = c.status(0).expect("n1 answers");
     let g = s.groups.iter().find(|g| g.name == "demo").expect("demo");
@@ -154,18 +151,17 @@ fn a_killed_application_restarts_in_place_then_moves_past_max_restarts() {
     // in place... the (max_restarts + 1)th failure in the window moves the group.
     let mut kills = 1;
     while kills <= max_restarts {
-        let pid = c.app_pid(0).expect("running on n1");
-        c.kill_app(0);
+        let pid = c.app_pid(0, APP).expect("running on n1");
+        c.kill_app(0, APP);
         kills += 1;
         if kills <= max_restarts {
             c.wait_for("restarted in place again", |c| {
-                c.app_pid(0).is_some_and(|p| p != pid)
-                    && c.running_on("demo").as_deref() == Some("n1")
+                c.app_pid(0, APP).is_some_and(|p| p != pid) && c.on("demo").as_deref() == Some("n1")
             });
         }
     }
     c.wait_for("demo moves to n2 once local recovery is exhausted", |c| {
-        c.running_on("demo").as_deref() == Some("n2")
+        c.on("demo").as_deref() == Some("n2")
     });
     let s = c.status(1).expect("n2 answers");
     let g = s.groups.iter().find(|g| g.name == "demo").expect("demo");
@@ -178,20 +174,18 @@ fn foreign_ca_and_unknown_name_are_refused_and_the_cluster_is_unaffected() {
     if skip("foreign_ca_and_unknown_name_are_refused_and_the_cluster_is_unaffected") {
         return;
     }
-    let mut c = Cluster::new(5, &Opts::default());
+    let mut c = Cluster::loopback(5, &Opts::default());
     c.start(0);
     c.start(1);
     c.wait_for("n1 and n2 form", |c| c.formed());
-    c.wait_for("demo runs on n1", |c| {
-        c.running_on("demo").as_deref() == Some("n1")
-    });
+    c.wait_for("demo runs on n1", |c| c.on("demo").as_deref() == Some("n1"));
     // An impostor on n3's addresses with a certificate from another CA.
-    let other_ca = c.dir.path().join("other-ca");
+    let other_ca = c.dir.join("other-ca");
     eterne::transport::certs::init_ca(&other_ca, false).expect("ca");
     eterne::transport::certs::issue_node_cert(&other_ca, "n3", false).expect("cert");
     // A node with a valid certificate of the cluster CA, for a name not in the config
     // ("n4"), presenting it on n3's addresses.
-    let wrong_name = c.dir.path().join("wrong-name");
+    let wrong_name = c.dir.join("wrong-name");
     std::fs::create_dir_all(&wrong_name).expect("dir");
     let tls = c.nodes[0].tls.clone();
     std::fs::copy(tls.join("ca.crt"), wrong_name.join("ca.crt")).expect("copy");
@@ -234,7 +228,7 @@ fn a_lost_path_is_an_event_not_a_failover_and_the_disk_path_keeps_a_node() {
     if skip("a_lost_path_is_an_event_not_a_failover_and_the_disk_path_keeps_a_node") {
         return;
     }
-    let mut c = Cluster::new(
+    let mut c = Cluster::loopback(
         6,
         &Opts {
             disk: true,
@@ -289,9 +283,9 @@ fn sigterm_hands_the_groups_over_cleanly() {
     if skip("sigterm_hands_the_groups_over_cleanly") {
         return;
     }
-    let mut c = Cluster::new(7, &Opts::default());
+    let mut c = Cluster::loopback(7, &Opts::default());
     up(&mut c);
-    let app = c.app_pid(0).expect("the application runs on n1");
+    let app = c.app_pid(0, APP).expect("the application runs on n1");
     let code = c.terminate(0, Duration::from_secs(30));
     assert_eq!(code, Some(0), "a clean drain exits 0");
     // SAFETY: signal 0 only checks.
@@ -300,9 +294,7 @@ fn sigterm_hands_the_groups_over_cleanly() {
         0,
         "n1's application was stopped"
     );
-    c.wait_for("demo runs on n2", |c| {
-        c.running_on("demo").as_deref() == Some("n2")
-    });
+    c.wait_for("demo runs on n2", |c| c.on("demo").as_deref() == Some("n2"));
     let s = c.status(1).expect("n2 answers");
     let g = s.groups.iter().find(|g| g.name == "demo").expect("demo");
     assert!(

@@ -7,6 +7,8 @@
 //! Every wait is bounded; the only timing assertions are lower bounds the protocol guarantees
 //! (a lease is never taken before it was watched for `lease_ms`).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,7 +16,9 @@ use std::time::{Duration, Instant};
 use eterne::policy::group::Outcome;
 use eterne::policy::spec::{MonitorSpec, ResourceSpec};
 use eterne::resources::disk_lock::layout::{Device, IoMode};
-use eterne::resources::{build, Agent, AgentContext, AgentEvent, Depth, Report};
+use eterne::resources::{build, Agent, AgentEvent, Depth, Report};
+use support::agent::Timings;
+use support::wait::bounded;
 use tokio::sync::mpsc;
 
 /// The bound of every wait.
@@ -23,25 +27,25 @@ const LEASE_MS: u64 = 400;
 const RENEW_MS: u64 = 100;
 
 fn spec(device: &Path, node: u16, start_timeout_ms: u32) -> ResourceSpec {
-    ResourceSpec {
-        name: "lock".into(),
-        agent: "disk_lock".into(),
-        params: vec![
-            ("device".into(), device.to_string_lossy().into_owned()),
-            ("node_slot".into(), node.to_string()),
-            ("nodes".into(), "2".into()),
-            ("lease_ms".into(), LEASE_MS.to_string()),
-            ("renew_ms".into(), RENEW_MS.to_string()),
-        ],
-        depends_on: vec![],
-        monitor_quick: MonitorSpec {
+    let timings = Timings {
+        quick: MonitorSpec {
             interval_ms: 1000,
             timeout_ms: 1000,
         },
-        monitor_deep: None,
-        start_timeout_ms,
-        stop_timeout_ms: 5000,
-    }
+        deep: None,
+        start_ms: start_timeout_ms,
+        stop_ms: 5000,
+    };
+    let (device, node) = (device.to_string_lossy(), node.to_string());
+    let (lease, renew) = (LEASE_MS.to_string(), RENEW_MS.to_string());
+    let params = [
+        ("device", device.as_ref()),
+        ("node_slot", &node),
+        ("nodes", "2"),
+        ("lease_ms", &lease),
+        ("renew_ms", &renew),
+    ];
+    support::agent::resource("lock", "disk_lock", &params, &timings)
 }
 
 /// The agent of node `node` on `device`; `start` waits at most `start_timeout_ms`.
@@ -50,14 +54,7 @@ fn node(
     node: u16,
     start_timeout_ms: u32,
 ) -> (Box<dyn Agent>, mpsc::Receiver<AgentEvent>) {
-    let (tx, rx) = mpsc::channel(16);
-    let ctx = AgentContext {
-        group: 1,
-        resource: 0,
-        name: "lock".into(),
-        run_dir: std::env::temp_dir(),
-        events: tx,
-    };
+    let (ctx, rx) = support::agent::context(1, 0, "lock", std::env::temp_dir(), 16);
     let a = build(&spec(device, node, start_timeout_ms), &ctx).expect("valid parameters");
     (a, rx)
 }
@@ -70,19 +67,13 @@ fn ok(r: Report, what: &str) {
     assert_eq!(r.outcome, Outcome::Ok, "{what}: {}", r.reason);
 }
 
-async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish in time"))
-}
-
 #[tokio::test]
 async fn two_nodes_contend_and_only_one_holds() {
     let dev = device();
     let (a, _ea) = node(dev.path(), 0, 1500);
     let (b, _eb) = node(dev.path(), 1, 1500);
     a.validate().await.expect("validate");
-    let (ra, rb) = bounded("both starts", async {
+    let (ra, rb) = bounded(LIMIT, "both starts", async {
         tokio::join!(a.start(5), b.start(5))
     })
     .await;
@@ -117,13 +108,13 @@ async fn a_stopped_holder_hands_over_and_stop_is_idempotent() {
     let dev = device();
     let (a, _ea) = node(dev.path(), 0, 5000);
     let (b, _eb) = node(dev.path(), 1, 5000);
-    ok(bounded("start a", a.start(1)).await, "start a");
+    ok(bounded(LIMIT, "start a", a.start(1)).await, "start a");
     ok(a.start(1).await, "a second start of the holder");
-    let r = bounded("stop a", a.stop()).await;
+    let r = bounded(LIMIT, "stop a", a.stop()).await;
     ok(r.clone(), "stop a");
     assert!(r.reason.contains("released"), "{}", r.reason);
     assert_eq!(a.probe().await.outcome, Outcome::NotRunning);
-    let r = bounded("start b", b.start(2)).await;
+    let r = bounded(LIMIT, "start b", b.start(2)).await;
     ok(r.clone(), "start b");
     assert!(
         r.reason.contains("released"),
@@ -142,11 +133,11 @@ async fn a_crashed_holder_is_taken_over_only_after_expiry() {
     let dev = device();
     let (a, _ea) = node(dev.path(), 0, 5000);
     let (b, _eb) = node(dev.path(), 1, 5000);
-    ok(bounded("start a", a.start(1)).await, "start a");
+    ok(bounded(LIMIT, "start a", a.start(1)).await, "start a");
     // Crash: the agent (and its renewals) vanishes without releasing.
     drop(a);
     let crashed = Instant::now();
-    let r = bounded("start b", b.start(2)).await;
+    let r = bounded(LIMIT, "start b", b.start(2)).await;
     ok(r.clone(), "start b");
     assert!(
         crashed.elapsed() >= Duration::from_millis(LEASE_MS),
@@ -162,8 +153,8 @@ async fn a_live_holder_of_the_same_epoch_is_never_taken_over() {
     let dev = device();
     let (a, _ea) = node(dev.path(), 0, 5000);
     let (b, _eb) = node(dev.path(), 1, 3 * LEASE_MS as u32);
-    ok(bounded("start a", a.start(3)).await, "start a");
-    let r = bounded("start b", b.start(3)).await;
+    ok(bounded(LIMIT, "start a", a.start(3)).await, "start a");
+    let r = bounded(LIMIT, "start b", b.start(3)).await;
     assert_eq!(r.outcome, Outcome::Failed, "{}", r.reason);
     assert!(r.reason.contains("node slot 0"), "{}", r.reason);
     ok(a.monitor(Depth::Quick).await, "a still holds it");
@@ -175,13 +166,13 @@ async fn a_newer_epoch_fences_the_holder_and_an_older_one_never_takes_it_back() 
     let dev = device();
     let (a, mut ea) = node(dev.path(), 0, 5000);
     let (b, _eb) = node(dev.path(), 1, 5000);
-    ok(bounded("start a", a.start(4)).await, "start a");
+    ok(bounded(LIMIT, "start a", a.start(4)).await, "start a");
 
     // b at epoch 5: its request fences a at a's next renewal; a stops renewing and tells its
     // group; once the group stopped a (release), b has it.
     let b_start = b.start(5);
     let fence = async {
-        let ev = bounded("fence event", ea.recv())
+        let ev = bounded(LIMIT, "fence event", ea.recv())
             .await
             .expect("channel open");
         let AgentEvent::Failed { reason, .. } = ev else {
@@ -191,12 +182,12 @@ async fn a_newer_epoch_fences_the_holder_and_an_older_one_never_takes_it_back() 
         assert_eq!(a.monitor(Depth::Quick).await.outcome, Outcome::Failed);
         ok(a.stop().await, "the fenced group stops");
     };
-    let (rb, ()) = bounded("handover", async { tokio::join!(b_start, fence) }).await;
+    let (rb, ()) = bounded(LIMIT, "handover", async { tokio::join!(b_start, fence) }).await;
     ok(rb, "start b");
     ok(b.monitor(Depth::Quick).await, "b holds it");
 
     // a's old epoch never takes it back: not while b holds it, not after b released it.
-    let r = bounded("start a again", a.start(4)).await;
+    let r = bounded(LIMIT, "start a again", a.start(4)).await;
     assert_eq!(r.outcome, Outcome::Failed);
     assert!(
         r.reason.contains("epoch 5") && r.reason.contains("newer"),
@@ -208,12 +199,12 @@ async fn a_newer_epoch_fences_the_holder_and_an_older_one_never_takes_it_back() 
         "b is not fenced by an older request",
     );
     ok(b.stop().await, "stop b");
-    let r = bounded("start a after release", a.start(4)).await;
+    let r = bounded(LIMIT, "start a after release", a.start(4)).await;
     assert_eq!(r.outcome, Outcome::Failed, "{}", r.reason);
     assert!(r.reason.contains("epoch 5"), "{}", r.reason);
     // A newer activation of a may.
     ok(
-        bounded("start a at 6", a.start(6)).await,
+        bounded(LIMIT, "start a at 6", a.start(6)).await,
         "start a at epoch 6",
     );
     ok(a.stop().await, "stop a");
@@ -225,7 +216,7 @@ async fn a_corrupt_record_is_not_free_until_it_expired() {
     std::fs::write(dev.path(), vec![0xa5u8; 3 * 4096]).expect("scribble");
     let (a, _ea) = node(dev.path(), 0, 5000);
     let t0 = Instant::now();
-    let r = bounded("start a", a.start(1)).await;
+    let r = bounded(LIMIT, "start a", a.start(1)).await;
     ok(r.clone(), "start a");
     assert!(r.reason.contains("unreadable"), "{}", r.reason);
     assert!(
@@ -290,12 +281,12 @@ async fn the_lease_on_a_loop_device() {
     let (a, _ea) = node(&lo.dev, 0, 5000);
     let (b, _eb) = node(&lo.dev, 1, 2 * LEASE_MS as u32);
     a.validate().await.expect("validate on a block device");
-    ok(bounded("start a", a.start(1)).await, "start a");
-    let r = bounded("start b", b.start(1)).await;
+    ok(bounded(LIMIT, "start a", a.start(1)).await, "start a");
+    let r = bounded(LIMIT, "start b", b.start(1)).await;
     assert_eq!(r.outcome, Outcome::Failed, "{}", r.reason);
     ok(a.monitor(Depth::Deep).await, "a holds it");
     ok(a.stop().await, "stop a");
-    ok(bounded("start b", b.start(2)).await, "start b");
+    ok(bounded(LIMIT, "start b", b.start(2)).await, "start b");
     ok(b.stop().await, "stop b");
 }
 
@@ -312,14 +303,7 @@ async fn scsi_pr_on_a_device_without_reservations_fails_cleanly() {
         println!("skipped: sg_persist is not installed (scripts/setup.sh installs sg3-utils)");
         return;
     }
-    let (tx, _rx) = mpsc::channel(4);
-    let ctx = AgentContext {
-        group: 1,
-        resource: 0,
-        name: "lun".into(),
-        run_dir: std::env::temp_dir(),
-        events: tx,
-    };
+    let (ctx, _rx) = support::agent::context(1, 0, "lun", std::env::temp_dir(), 4);
     let mut s = spec(Path::new("/dev/null"), 0, 5000);
     s.params = vec![
         ("method".into(), "scsi_pr".into()),
@@ -330,12 +314,15 @@ async fn scsi_pr_on_a_device_without_reservations_fails_cleanly() {
     a.validate()
         .await
         .expect("a device, and sg_persist in PATH");
-    let r = bounded("start", a.start(1)).await;
+    let r = bounded(LIMIT, "start", a.start(1)).await;
     assert_eq!(r.outcome, Outcome::Failed, "{}", r.reason);
     assert!(r.reason.contains("sg_persist"), "{}", r.reason);
-    let r = bounded("probe", a.probe()).await;
+    let r = bounded(LIMIT, "probe", a.probe()).await;
     assert_ne!(r.outcome, Outcome::Ok, "{}", r.reason);
-    assert_eq!(bounded("stop", a.stop()).await.outcome, Outcome::Failed);
+    assert_eq!(
+        bounded(LIMIT, "stop", a.stop()).await.outcome,
+        Outcome::Failed
+    );
 
     // A regular file is refused by validate: scsi_pr needs a LUN.
     let file = device();

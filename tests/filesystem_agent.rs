@@ -6,6 +6,8 @@
 //! Tests assert behaviour, never timing: every wait is bounded by a generous [`LIMIT`] that only
 //! turns a hang into a failure. `scripts/setup.sh` installs util-linux and e2fsprogs.
 
+mod support;
+
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -13,21 +15,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use eterne::policy::group::Outcome;
-use eterne::policy::spec::{MonitorSpec, ResourceSpec};
-use eterne::resources::{build, Agent, AgentContext, Depth, Report};
-use tokio::sync::mpsc;
+use eterne::policy::spec::MonitorSpec;
+use eterne::resources::{build, Agent, Depth};
+use support::agent::Timings;
+use support::wait::{bounded, eventually};
 
 /// The bound of every wait: long enough for a loaded machine, short enough to fail a hang.
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn is_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        println!("SKIPPED {test}: needs root for losetup and mount (euid {euid})");
-    }
-    euid == 0
-}
 
 /// An ext4 filesystem on a loop device over a temporary file. Dropping it kills the holders
 /// the test started, unmounts what is left, detaches the loop device and removes the files,
@@ -109,68 +103,39 @@ fn sh(prog: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The timings of the test filesystem: mkfs, fsck and mount on a loaded machine are slow.
+const TIMINGS: Timings = Timings {
+    quick: MonitorSpec {
+        interval_ms: 1000,
+        timeout_ms: 5000,
+    },
+    deep: Some(MonitorSpec {
+        interval_ms: 10000,
+        timeout_ms: 10000,
+    }),
+    start_ms: 30000,
+    stop_ms: 30000,
+};
+
 fn agent(disk: &LoopDisk, extra: &[(&str, &str)]) -> Box<dyn Agent> {
+    let mnt = disk.mount_point();
     let mut params = vec![
-        ("device".to_string(), disk.dev.clone()),
-        (
-            "directory".to_string(),
-            disk.mount_point().to_str().unwrap().to_string(),
-        ),
-        ("fstype".to_string(), "ext4".to_string()),
+        ("device", disk.dev.as_str()),
+        ("directory", mnt.to_str().unwrap()),
+        ("fstype", "ext4"),
     ];
-    params.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let spec = ResourceSpec {
-        name: "data".to_string(),
-        agent: "filesystem".to_string(),
-        params,
-        depends_on: vec![],
-        monitor_quick: MonitorSpec {
-            interval_ms: 1000,
-            timeout_ms: 5000,
-        },
-        monitor_deep: Some(MonitorSpec {
-            interval_ms: 10000,
-            timeout_ms: 10000,
-        }),
-        start_timeout_ms: 30000,
-        stop_timeout_ms: 30000,
-    };
-    let (tx, _rx) = mpsc::channel(4);
-    let ctx = AgentContext {
-        group: 0,
-        resource: 0,
-        name: "data".to_string(),
-        run_dir: std::env::temp_dir(),
-        events: tx,
-    };
+    params.extend_from_slice(extra);
+    let spec = support::agent::resource("data", "filesystem", &params, &TIMINGS);
+    let (ctx, _rx) = support::agent::context(0, 0, "data", std::env::temp_dir(), 4);
     build(&spec, &ctx).expect("well-formed parameters")
-}
-
-/// Runs one operation as the caller does: bounded by [`LIMIT`].
-async fn bounded<F: std::future::Future<Output = Report>>(what: &str, f: F) -> Report {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {LIMIT:?}"))
-}
-
-/// Waits (bounded) until `done` holds; false if it never did.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    for _ in 0..6000 {
-        if done() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    done()
 }
 
 #[tokio::test]
 async fn start_monitor_stop_kills_holders_and_keeps_the_data() {
-    if !is_root("start_monitor_stop_kills_holders_and_keeps_the_data") {
+    if support::skip_unless_root(
+        "start_monitor_stop_kills_holders_and_keeps_the_data",
+        "losetup and mount",
+    ) {
         return;
     }
     let mut disk = LoopDisk::new();
@@ -178,18 +143,18 @@ async fn start_monitor_stop_kills_holders_and_keeps_the_data() {
     let a = agent(&disk, &[("kill_timeout_ms", "500")]);
     a.validate().await.expect("validates");
 
-    let r = bounded("probe", a.probe()).await;
+    let r = bounded(LIMIT, "probe", a.probe()).await;
     assert_eq!(r.outcome, Outcome::NotRunning, "{r:?}");
-    let r = bounded("start", a.start(1)).await;
+    let r = bounded(LIMIT, "start", a.start(1)).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert!(disk.mounted(), "start mounted the filesystem");
     for depth in [Depth::Quick, Depth::Deep] {
-        let r = bounded("monitor", a.monitor(depth)).await;
+        let r = bounded(LIMIT, "monitor", a.monitor(depth)).await;
         assert_eq!(r.outcome, Outcome::Ok, "{depth:?}: {r:?}");
     }
-    let r = bounded("probe", a.probe()).await;
+    let r = bounded(LIMIT, "probe", a.probe()).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
-    let r = bounded("start again", a.start(1)).await;
+    let r = bounded(LIMIT, "start again", a.start(1)).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert!(r.reason.contains("already mounted"), "{r:?}");
 
@@ -214,18 +179,21 @@ async fn start_monitor_stop_kills_holders_and_keeps_the_data() {
             ])
             .arg(&mnt),
     );
-    let ready = eventually(|| mnt.join("held").exists() && mnt.join("stubborn").exists()).await;
+    let ready = eventually(LIMIT, || {
+        mnt.join("held").exists() && mnt.join("stubborn").exists()
+    })
+    .await;
     assert!(ready, "the holders opened their files");
     // Until the shells have exec'd sleep, they hold the files too; either way they hold.
 
-    let r = bounded("stop", a.stop()).await;
+    let r = bounded(LIMIT, "stop", a.stop()).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert!(r.reason.contains("killing holders"), "{r:?}");
     assert!(!disk.mounted(), "stop unmounted the filesystem");
     let mut signals = Vec::new();
     for c in &mut disk.holders {
         let mut status = None;
-        let done = eventually(|| {
+        let done = eventually(LIMIT, || {
             status = c.try_wait().ok().flatten();
             status.is_some()
         })
@@ -243,22 +211,22 @@ async fn start_monitor_stop_kills_holders_and_keeps_the_data() {
         "polite holders went on SIGTERM, the stubborn one on SIGKILL"
     );
 
-    let r = bounded("monitor", a.monitor(Depth::Quick)).await;
+    let r = bounded(LIMIT, "monitor", a.monitor(Depth::Quick)).await;
     assert_eq!(r.outcome, Outcome::NotRunning, "{r:?}");
-    let r = bounded("probe", a.probe()).await;
+    let r = bounded(LIMIT, "probe", a.probe()).await;
     assert_eq!(r.outcome, Outcome::NotRunning, "{r:?}");
-    let r = bounded("stop again", a.stop()).await;
+    let r = bounded(LIMIT, "stop again", a.stop()).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
 
-    let r = bounded("start after stop", a.start(2)).await;
+    let r = bounded(LIMIT, "start after stop", a.start(2)).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert_eq!(
         std::fs::read_to_string(mnt.join("precious")).unwrap(),
         "written before the stop"
     );
-    let r = bounded("deep monitor", a.monitor(Depth::Deep)).await;
+    let r = bounded(LIMIT, "deep monitor", a.monitor(Depth::Deep)).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
-    let r = bounded("final stop", a.stop()).await;
+    let r = bounded(LIMIT, "final stop", a.stop()).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert!(!disk.mounted());
 }
@@ -273,22 +241,25 @@ fn corrupt_superblock(dev: &str) {
 
 #[tokio::test]
 async fn a_corrupted_superblock_fails_fsck_and_the_start() {
-    if !is_root("a_corrupted_superblock_fails_fsck_and_the_start") {
+    if support::skip_unless_root(
+        "a_corrupted_superblock_fails_fsck_and_the_start",
+        "losetup and mount",
+    ) {
         return;
     }
     let disk = LoopDisk::new();
     corrupt_superblock(&disk.dev);
     let a = agent(&disk, &[]);
-    let r = bounded("start", a.start(1)).await;
+    let r = bounded(LIMIT, "start", a.start(1)).await;
     assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
     assert!(r.reason.contains("fsck"), "the reason names fsck: {r:?}");
     assert!(!disk.mounted(), "nothing was mounted");
-    let r = bounded("monitor", a.monitor(Depth::Quick)).await;
+    let r = bounded(LIMIT, "monitor", a.monitor(Depth::Quick)).await;
     assert_eq!(r.outcome, Outcome::NotRunning, "{r:?}");
 
     // Without fsck, mount refuses it and says why.
     let a = agent(&disk, &[("fsck", "false")]);
-    let r = bounded("start without fsck", a.start(1)).await;
+    let r = bounded(LIMIT, "start without fsck", a.start(1)).await;
     assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
     assert!(r.reason.contains("mount"), "{r:?}");
     assert!(!disk.mounted());
@@ -296,7 +267,10 @@ async fn a_corrupted_superblock_fails_fsck_and_the_start() {
 
 #[tokio::test]
 async fn another_filesystem_at_the_mount_point_is_not_ours() {
-    if !is_root("another_filesystem_at_the_mount_point_is_not_ours") {
+    if support::skip_unless_root(
+        "another_filesystem_at_the_mount_point_is_not_ours",
+        "losetup and mount",
+    ) {
         return;
     }
     let disk = LoopDisk::new();
@@ -307,13 +281,13 @@ async fn another_filesystem_at_the_mount_point_is_not_ours() {
         &["-t", "tmpfs", "eterne-test", mnt.to_str().unwrap()],
     );
     let a = agent(&disk, &[]);
-    let r = bounded("monitor", a.monitor(Depth::Quick)).await;
+    let r = bounded(LIMIT, "monitor", a.monitor(Depth::Quick)).await;
     assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
-    let r = bounded("start", a.start(1)).await;
+    let r = bounded(LIMIT, "start", a.start(1)).await;
     assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
     assert!(r.reason.contains("eterne-test"), "{r:?}");
     // Stop leaves what is not ours alone.
-    let r = bounded("stop", a.stop()).await;
+    let r = bounded(LIMIT, "stop", a.stop()).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert!(disk.mounted(), "the tmpfs is still there");
     assert!(Path::new(&mnt).is_dir());

@@ -11,6 +11,8 @@
 //! not. No packet leaves the namespace. Every wait is bounded by [`LIMIT`]; tests assert
 //! behaviour, never timing.
 
+mod support;
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,30 +21,12 @@ use std::time::{Duration, Instant};
 use eterne::policy::group::Outcome;
 use eterne::policy::spec::{MonitorSpec, ResourceSpec};
 use eterne::resources::ip::announce::{parse_gratuitous_arp, parse_override_na};
-use eterne::resources::{build, Agent, AgentContext, AgentError, AgentEvent, Depth};
+use eterne::resources::{build, Agent, AgentError, AgentEvent, Depth};
+use support::agent::Timings;
 use tokio::sync::mpsc;
 
 /// The bound of every wait.
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// The skip line is printed once per run, not once per test.
-static SKIP_SAID: std::sync::Once = std::sync::Once::new();
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            SKIP_SAID.call_once(|| {
-                println!("skipped: the ip agent tests need root (network namespaces)")
-            });
-            return;
-        }
-    };
-}
 
 /// A network namespace of one test, deleted when dropped.
 struct Netns(Ns);
@@ -155,34 +139,23 @@ fn run(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The timings of the test address.
+const TIMINGS: Timings = Timings {
+    quick: MonitorSpec {
+        interval_ms: 1000,
+        timeout_ms: 1000,
+    },
+    deep: None,
+    start_ms: 5000,
+    stop_ms: 5000,
+};
+
 fn spec(params: &[(&str, &str)]) -> ResourceSpec {
-    ResourceSpec {
-        name: "vip".into(),
-        agent: "ip".into(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        depends_on: vec![],
-        monitor_quick: MonitorSpec {
-            interval_ms: 1000,
-            timeout_ms: 1000,
-        },
-        monitor_deep: None,
-        start_timeout_ms: 5000,
-        stop_timeout_ms: 5000,
-    }
+    support::agent::resource("vip", "ip", params, &TIMINGS)
 }
 
 fn agent(params: &[(&str, &str)]) -> (Box<dyn Agent>, mpsc::Receiver<AgentEvent>) {
-    let (tx, rx) = mpsc::channel(16);
-    let ctx = AgentContext {
-        group: 2,
-        resource: 0,
-        name: "vip".into(),
-        run_dir: std::env::temp_dir(),
-        events: tx,
-    };
+    let (ctx, rx) = support::agent::context(2, 0, "vip", std::env::temp_dir(), 16);
     (build(&spec(params), &ctx).expect("valid parameters"), rx)
 }
 
@@ -295,7 +268,12 @@ fn is_na_for_vip6(p: &[u8]) -> bool {
 
 #[test]
 fn ipv4_add_announce_promote_nic_failover_and_stop() {
-    require_root!();
+    if support::skip_unless_root(
+        "ipv4_add_announce_promote_nic_failover_and_stop",
+        "network namespaces",
+    ) {
+        return;
+    }
     let ns = Netns::new("v4");
     ns.two_nics("192.0.2.1/24", "198.51.100.1/24");
     let inner = ns.0.clone();
@@ -398,7 +376,12 @@ fn ipv4_add_announce_promote_nic_failover_and_stop() {
 
 #[test]
 fn ipv4_start_without_carrier_fails_and_adds_nothing() {
-    require_root!();
+    if support::skip_unless_root(
+        "ipv4_start_without_carrier_fails_and_adds_nothing",
+        "network namespaces",
+    ) {
+        return;
+    }
     let ns = Netns::new("nocarrier");
     ns.two_nics("192.0.2.1/24", "198.51.100.1/24");
     ns.ip(&["link", "set", "b0", "down"]);
@@ -418,7 +401,12 @@ fn ipv4_start_without_carrier_fails_and_adds_nothing() {
 
 #[test]
 fn ipv6_address_usable_at_once_and_announced() {
-    require_root!();
+    if support::skip_unless_root(
+        "ipv6_address_usable_at_once_and_announced",
+        "network namespaces",
+    ) {
+        return;
+    }
     let ns = Netns::new("v6");
     ns.two_nics("2001:db8::1/64", "2001:db8:1::1/64");
     let inner = ns.0.clone();
@@ -459,7 +447,12 @@ fn ipv6_address_usable_at_once_and_announced() {
 
 #[test]
 fn a_vanished_nic_hands_the_address_to_the_next() {
-    require_root!();
+    if support::skip_unless_root(
+        "a_vanished_nic_hands_the_address_to_the_next",
+        "network namespaces",
+    ) {
+        return;
+    }
     let ns = Netns::new("unplug");
     ns.two_nics("192.0.2.1/24", "198.51.100.1/24");
     let inner = ns.0.clone();

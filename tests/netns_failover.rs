@@ -1,7 +1,7 @@
 //! Real failover in network namespaces (design.md §10.4): three `eterned` in three node
 //! namespaces, heartbeats on two private bridges, a floating address on the public bridge,
 //! and a client namespace whose probe records which node answered, every few milliseconds.
-//! The harness is `tests/netns/mod.rs`.
+//! The harness is `tests/cluster` on its namespace network (`tests/cluster/namespaces.rs`).
 //!
 //! What is asserted is what a client and the disks see (who answered, who held the address,
 //! who had the filesystem mounted), never how long it took: every wait is bounded by a
@@ -10,7 +10,7 @@
 //!
 //! Root only; without root (or a tool) each test prints one line and returns.
 
-mod netns;
+mod cluster;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,13 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eterne::policy::group::Outcome;
-use eterne::policy::spec::{MonitorSpec, ResourceSpec};
-use eterne::resources::{build, AgentContext};
+use eterne::policy::spec::MonitorSpec;
+use eterne::resources::build;
 
-use netns::{
-    answer_runs, max_holders, outage_after, sh, AddrWatch, Cluster, GroupOpts, LoopDisk, Net,
+use cluster::namespaces::{
+    self as netns, answer_runs, max_holders, outage_after, sh, AddrWatch, GroupOpts, LoopDisk, Net,
     Probe, FLOATING,
 };
+use cluster::support::{self, agent::Timings};
+use cluster::{one_at_a_time, Cluster};
 
 /// How long "nothing happens" is watched for.
 const QUIET: Duration = Duration::from_secs(3);
@@ -32,9 +34,6 @@ const QUIET: Duration = Duration::from_secs(3);
 const EVERY: Duration = Duration::from_millis(5);
 /// The most any probe or watch runs.
 const OBSERVE_MAX: Duration = Duration::from_secs(90);
-
-/// One cluster at a time: three daemons are what two cores run without starving heartbeats.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn skip(test: &str) -> bool {
     match netns::unavailable() {
@@ -57,7 +56,7 @@ fn up(c: &mut Cluster) {
     c.wait_for("web runs on its preferred node n1", |c| {
         c.on("web").as_deref() == Some("n1")
     });
-    let probe = Probe::start(&c.net.client, EVERY, Duration::from_secs(30));
+    let probe = Probe::start(&c.net().client, EVERY, Duration::from_secs(30));
     c.wait_for("the client is answered by n1", |_| {
         probe
             .samples()
@@ -78,7 +77,7 @@ fn wait_answer(c: &Cluster, probe: &Probe, who: &str) {
 
 /// Where the floating address is on node `i`: the NIC names that carry it.
 fn floating_on(c: &Cluster, i: usize) -> Vec<String> {
-    let out = sh(&["ip", "-n", &c.net.nodes[i], "-o", "-4", "addr", "show"]).unwrap_or_default();
+    let out = sh(&["ip", "-n", &c.net().nodes[i], "-o", "-4", "addr", "show"]).unwrap_or_default();
     out.lines()
         .filter(|l| l.contains(&format!(" {FLOATING}/")))
         .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
@@ -103,15 +102,15 @@ fn node_crash_the_client_is_answered_by_the_next_node() {
     if skip("node_crash_the_client_is_answered_by_the_next_node") {
         return;
     }
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut c = Cluster::new(
+    let _turn = one_at_a_time();
+    let mut c = Cluster::namespaces(
         eterned(),
         Net::new("crash", 3, false),
         &GroupOpts::default(),
     );
     up(&mut c);
-    let probe = Probe::start(&c.net.client, EVERY, OBSERVE_MAX);
-    let watch = AddrWatch::start(&c.net.nodes, probe.t0, OBSERVE_MAX);
+    let probe = Probe::start(&c.net().client, EVERY, OBSERVE_MAX);
+    let watch = AddrWatch::start(&c.net().nodes, probe.t0, OBSERVE_MAX);
     std::thread::sleep(Duration::from_millis(300));
     let fault = probe.t0.elapsed();
     c.crash(0);
@@ -132,19 +131,19 @@ fn nic_down_moves_the_address_to_the_second_nic_of_the_same_node() {
     if skip("nic_down_moves_the_address_to_the_second_nic_of_the_same_node") {
         return;
     }
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = one_at_a_time();
     let g = GroupOpts {
         nics: Some("pub0,pub1".into()),
         ..GroupOpts::default()
     };
-    let mut c = Cluster::new(eterned(), Net::new("nic", 3, true), &g);
+    let mut c = Cluster::namespaces(eterned(), Net::new("nic", 3, true), &g);
     up(&mut c);
     assert_eq!(floating_on(&c, 0), vec!["pub0".to_string()]);
     let before = c.running_on("web").expect("web runs");
-    let probe = Probe::start(&c.net.client, EVERY, OBSERVE_MAX);
+    let probe = Probe::start(&c.net().client, EVERY, OBSERVE_MAX);
     std::thread::sleep(Duration::from_millis(300));
     let fault = probe.t0.elapsed();
-    c.net.link(0, "pub0", false).expect("pub0 down");
+    c.net().link(0, "pub0", false).expect("pub0 down");
     c.wait_for("the address moves to pub1 on n1", |c| {
         floating_on(c, 0) == vec!["pub1".to_string()]
     });
@@ -167,15 +166,15 @@ fn nic_down_moves_the_address_to_the_second_nic_of_the_same_node() {
     }
     // Carrier loss this time (the switch side of pub1 goes down, pub1 itself stays up): the
     // address goes back to pub0, which is up again.
-    c.net.link(0, "pub0", true).expect("pub0 up");
-    let sw = c.net.switch.clone();
+    c.net().link(0, "pub0", true).expect("pub0 up");
+    let sw = c.net().switch.clone();
     sh(&[
         "ip",
         "-n",
         &sw,
         "link",
         "set",
-        &c.net.outer(0, "pub1"),
+        &c.net().outer(0, "pub1"),
         "down",
     ])
     .expect("carrier off");
@@ -206,15 +205,15 @@ fn a_partitioned_node_gives_up_the_address_before_another_takes_it() {
     if skip("a_partitioned_node_gives_up_the_address_before_another_takes_it") {
         return;
     }
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut c = Cluster::new(eterned(), Net::new("part", 3, false), &GroupOpts::default());
+    let _turn = one_at_a_time();
+    let mut c = Cluster::namespaces(eterned(), Net::new("part", 3, false), &GroupOpts::default());
     up(&mut c);
-    let probe = Probe::start(&c.net.client, EVERY, OBSERVE_MAX);
-    let watch = AddrWatch::start(&c.net.nodes, probe.t0, OBSERVE_MAX);
+    let probe = Probe::start(&c.net().client, EVERY, OBSERVE_MAX);
+    let watch = AddrWatch::start(&c.net().nodes, probe.t0, OBSERVE_MAX);
     std::thread::sleep(Duration::from_millis(300));
     let fault = probe.t0.elapsed();
     let cut_us = netns::unix_us();
-    c.net.partition(0, 100).expect("partition n1");
+    c.net().partition(0, 100).expect("partition n1");
     c.wait_for("web runs on n2 or n3", |c| {
         (1..3).any(|i| {
             c.status(i).is_some_and(|s| {
@@ -289,7 +288,7 @@ fn a_partitioned_node_gives_up_the_address_before_another_takes_it() {
         }
     }
     // Healed, n1 rejoins and the group stays where it is (manual failback).
-    c.net.heal(0);
+    c.net().heal(0);
     c.wait_for("n1 rejoins", |c| c.formed());
     assert_eq!(c.on("web"), Some(new));
 }
@@ -299,7 +298,7 @@ fn the_shared_filesystem_is_mounted_on_one_node_at_a_time_and_keeps_its_data() {
     if skip("the_shared_filesystem_is_mounted_on_one_node_at_a_time_and_keeps_its_data") {
         return;
     }
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = one_at_a_time();
     let net = Net::new("fs", 3, false);
     let tmp = std::env::temp_dir();
     let lock = LoopDisk::new(tmp.join(format!("{}-lock.img", net.prefix)), 1).expect("lock disk");
@@ -309,7 +308,7 @@ fn the_shared_filesystem_is_mounted_on_one_node_at_a_time_and_keeps_its_data() {
         disk: Some((lock.dev.clone(), data.dev.clone())),
         ..GroupOpts::default()
     };
-    let mut c = Cluster::new(eterned(), net, &g);
+    let mut c = Cluster::namespaces(eterned(), net, &g);
     up(&mut c);
     // The checker: every 5 ms, which daemons' mount namespaces have the mount.
     let pids: Arc<Mutex<Vec<Option<i32>>>> =
@@ -409,32 +408,23 @@ fn contend(dev: &str, epoch: u64) -> (Outcome, String) {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let (tx, _rx) = tokio::sync::mpsc::channel(16);
-        let ctx = AgentContext {
-            group: 0,
-            resource: 0,
-            name: "contender".into(),
-            run_dir: std::env::temp_dir(),
-            events: tx,
-        };
-        let spec = ResourceSpec {
-            name: "contender".into(),
-            agent: "disk_lock".into(),
-            params: vec![
-                ("device".into(), dev.to_string()),
-                ("node_slot".into(), "2".into()),
-                ("nodes".into(), "3".into()),
-                ("lease_ms".into(), "800".into()),
-            ],
-            depends_on: vec![],
-            monitor_quick: MonitorSpec {
+        let (ctx, _rx) = support::agent::context(0, 0, "contender", std::env::temp_dir(), 16);
+        let timings = Timings {
+            quick: MonitorSpec {
                 interval_ms: 1000,
                 timeout_ms: 1000,
             },
-            monitor_deep: None,
-            start_timeout_ms: 3000,
-            stop_timeout_ms: 3000,
+            deep: None,
+            start_ms: 3000,
+            stop_ms: 3000,
         };
+        let params = [
+            ("device", dev),
+            ("node_slot", "2"),
+            ("nodes", "3"),
+            ("lease_ms", "800"),
+        ];
+        let spec = support::agent::resource("contender", "disk_lock", &params, &timings);
         let agent = build(&spec, &ctx).expect("a valid disk_lock");
         let r = tokio::time::timeout(Duration::from_secs(10), agent.start(epoch)).await;
         let _ = agent.stop().await;
@@ -457,7 +447,7 @@ fn an_ocf_group_fails_over_like_the_built_ins() {
             return;
         }
     }
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = one_at_a_time();
     // The default timing. (An activation that reaches a node before its lease once made it
     // stop IPaddr2 first, ~90 ms of shell against a 60 ms stop budget, and fence itself; now
     // a never-probed resource is probed instead: see policy::group's unit tests.)
@@ -466,10 +456,10 @@ fn an_ocf_group_fails_over_like_the_built_ins() {
         slow_timing: false,
         ..GroupOpts::default()
     };
-    let mut c = Cluster::new(eterned(), Net::new("ocf", 3, false), &g);
+    let mut c = Cluster::namespaces(eterned(), Net::new("ocf", 3, false), &g);
     up(&mut c);
-    let probe = Probe::start(&c.net.client, EVERY, OBSERVE_MAX);
-    let watch = AddrWatch::start(&c.net.nodes, probe.t0, OBSERVE_MAX);
+    let probe = Probe::start(&c.net().client, EVERY, OBSERVE_MAX);
+    let watch = AddrWatch::start(&c.net().nodes, probe.t0, OBSERVE_MAX);
     std::thread::sleep(Duration::from_millis(300));
     let fault = probe.t0.elapsed();
     c.crash(0);
@@ -497,11 +487,11 @@ fn an_application_crash_moves_the_group_when_no_local_restart_is_allowed() {
     if skip("an_application_crash_moves_the_group_when_no_local_restart_is_allowed") {
         return;
     }
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut c = Cluster::new(eterned(), Net::new("app", 3, false), &GroupOpts::default());
+    let _turn = one_at_a_time();
+    let mut c = Cluster::namespaces(eterned(), Net::new("app", 3, false), &GroupOpts::default());
     up(&mut c);
-    let probe = Probe::start(&c.net.client, EVERY, OBSERVE_MAX);
-    let watch = AddrWatch::start(&c.net.nodes, probe.t0, OBSERVE_MAX);
+    let probe = Probe::start(&c.net().client, EVERY, OBSERVE_MAX);
+    let watch = AddrWatch::start(&c.net().nodes, probe.t0, OBSERVE_MAX);
     std::thread::sleep(Duration::from_millis(300));
     let fault = probe.t0.elapsed();
     c.kill_app(0, "web-app")
@@ -525,16 +515,16 @@ fn one_way_loss_on_the_active_node_never_gives_two_answerers() {
     if skip("one_way_loss_on_the_active_node_never_gives_two_answerers") {
         return;
     }
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut c = Cluster::new(eterned(), Net::new("loss", 3, false), &GroupOpts::default());
+    let _turn = one_at_a_time();
+    let mut c = Cluster::namespaces(eterned(), Net::new("loss", 3, false), &GroupOpts::default());
     up(&mut c);
-    let probe = Probe::start(&c.net.client, EVERY, OBSERVE_MAX);
-    let watch = AddrWatch::start(&c.net.nodes, probe.t0, OBSERVE_MAX);
+    let probe = Probe::start(&c.net().client, EVERY, OBSERVE_MAX);
+    let watch = AddrWatch::start(&c.net().nodes, probe.t0, OBSERVE_MAX);
     // 30 % of what n1 sends to its peers on both private paths is dropped; what it receives
     // is not.
-    c.net.partition(0, 30).expect("one-way loss");
+    c.net().partition(0, 30).expect("one-way loss");
     std::thread::sleep(Duration::from_secs(5));
-    c.net.heal(0);
+    c.net().heal(0);
     std::thread::sleep(Duration::from_millis(500));
     let samples = probe.stop();
     let holders = watch.stop();

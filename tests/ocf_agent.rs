@@ -6,6 +6,8 @@
 //! Tests assert behaviour, never timing: every wait is bounded by a generous [`LIMIT`] that only
 //! turns a hang into a failure. `scripts/setup.sh` installs `resource-agents`.
 
+mod support;
+
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,8 +15,9 @@ use std::time::Duration;
 
 use eterne::policy::group::Outcome;
 use eterne::policy::spec::{MonitorSpec, ResourceSpec};
-use eterne::resources::{build, Agent, AgentContext, AgentError, Depth, Report};
-use tokio::sync::mpsc;
+use eterne::resources::{build, Agent, AgentError, Depth};
+use support::agent::Timings;
+use support::wait::{bounded, eventually};
 
 /// The bound of every wait: long enough for a loaded machine, short enough to fail a hang.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -62,45 +65,27 @@ if [ "$OCF_RESKEY_rc" = kill ]; then kill -9 $$; fi
 exit "${OCF_RESKEY_rc:-0}"
 "#;
 
+/// The timings of the test resources.
+const TIMINGS: Timings = Timings {
+    quick: MonitorSpec {
+        interval_ms: 1000,
+        timeout_ms: 1500,
+    },
+    deep: Some(MonitorSpec {
+        interval_ms: 20000,
+        timeout_ms: 7000,
+    }),
+    start_ms: 20000,
+    stop_ms: 15000,
+};
+
 fn spec(name: &str, params: &[(&str, &str)]) -> ResourceSpec {
-    ResourceSpec {
-        name: name.to_string(),
-        agent: "ocf".to_string(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        depends_on: vec![],
-        monitor_quick: MonitorSpec {
-            interval_ms: 1000,
-            timeout_ms: 1500,
-        },
-        monitor_deep: Some(MonitorSpec {
-            interval_ms: 20000,
-            timeout_ms: 7000,
-        }),
-        start_timeout_ms: 20000,
-        stop_timeout_ms: 15000,
-    }
+    support::agent::resource(name, "ocf", params, &TIMINGS)
 }
 
 fn agent(name: &str, params: &[(&str, &str)]) -> Box<dyn Agent> {
-    let (tx, _rx) = mpsc::channel(4);
-    let ctx = AgentContext {
-        group: 0,
-        resource: 0,
-        name: name.to_string(),
-        run_dir: std::env::temp_dir(),
-        events: tx,
-    };
+    let (ctx, _rx) = support::agent::context(0, 0, name, std::env::temp_dir(), 4);
     build(&spec(name, params), &ctx).expect("the parameters are well formed")
-}
-
-/// Runs one operation as the caller does: bounded by [`LIMIT`].
-async fn bounded<F: std::future::Future<Output = Report>>(what: &str, f: F) -> Report {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {LIMIT:?}"))
 }
 
 /// Whether Debian's resource-agents are here; prints one line if not.
@@ -114,11 +99,6 @@ fn have_resource_agents(test: &str) -> bool {
         dummy.display()
     );
     false
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// A temporary OCF root holding the fake agent as `ocf:test:Fake`.
@@ -168,21 +148,6 @@ fn group_members(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Waits (bounded) until `done` holds; false if it never did.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    for _ in 0..3000 {
-        if done() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    done()
-}
-
 #[tokio::test]
 async fn dummy_start_monitor_stop_probe() {
     if !have_resource_agents("dummy_start_monitor_stop_probe") {
@@ -195,29 +160,29 @@ async fn dummy_start_monitor_stop_probe() {
         .await
         .expect("Dummy with a state file validates");
 
-    let r = bounded("probe", a.probe()).await;
+    let r = bounded(LIMIT, "probe", a.probe()).await;
     assert_eq!(r.outcome, Outcome::NotRunning, "{r:?}");
-    let r = bounded("start", a.start(1)).await;
+    let r = bounded(LIMIT, "start", a.start(1)).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert!(state.exists(), "Dummy keeps its state file");
     for depth in [Depth::Quick, Depth::Deep] {
-        let r = bounded("monitor", a.monitor(depth)).await;
+        let r = bounded(LIMIT, "monitor", a.monitor(depth)).await;
         assert_eq!(r.outcome, Outcome::Ok, "{depth:?}: {r:?}");
     }
-    let r = bounded("probe", a.probe()).await;
+    let r = bounded(LIMIT, "probe", a.probe()).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
-    let r = bounded("start again", a.start(1)).await;
+    let r = bounded(LIMIT, "start again", a.start(1)).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
 
-    let r = bounded("stop", a.stop()).await;
+    let r = bounded(LIMIT, "stop", a.stop()).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert!(!state.exists());
-    let r = bounded("monitor", a.monitor(Depth::Quick)).await;
+    let r = bounded(LIMIT, "monitor", a.monitor(Depth::Quick)).await;
     assert_eq!(r.outcome, Outcome::NotRunning, "{r:?}");
     assert!(r.reason.contains("OCF_NOT_RUNNING"), "{r:?}");
-    let r = bounded("probe", a.probe()).await;
+    let r = bounded(LIMIT, "probe", a.probe()).await;
     assert_eq!(r.outcome, Outcome::NotRunning, "{r:?}");
-    let r = bounded("stop again", a.stop()).await;
+    let r = bounded(LIMIT, "stop again", a.stop()).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
 }
 
@@ -352,10 +317,10 @@ async fn exit_codes_map_onto_outcomes() {
             ],
         );
         let got = [
-            bounded("start", a.start(1)).await,
-            bounded("stop", a.stop()).await,
-            bounded("monitor", a.monitor(Depth::Quick)).await,
-            bounded("probe", a.probe()).await,
+            bounded(LIMIT, "start", a.start(1)).await,
+            bounded(LIMIT, "stop", a.stop()).await,
+            bounded(LIMIT, "monitor", a.monitor(Depth::Quick)).await,
+            bounded(LIMIT, "probe", a.probe()).await,
         ];
         for (i, (r, w)) in got.iter().zip(want).enumerate() {
             let op = ["start", "stop", "monitor", "probe"][i];
@@ -399,7 +364,10 @@ async fn environment_check_levels_and_closed_descriptors() {
     );
     let env = |action: &str| read_env(&work.path().join(format!("env-{action}")));
 
-    assert_eq!(bounded("start", a.start(1)).await.outcome, Outcome::Ok);
+    assert_eq!(
+        bounded(LIMIT, "start", a.start(1)).await.outcome,
+        Outcome::Ok
+    );
     let e = env("start");
     let want = [
         ("OCF_ROOT", s(root.path())),
@@ -441,7 +409,7 @@ async fn environment_check_levels_and_closed_descriptors() {
         "a descriptor of the daemon reached the agent: {fds}"
     );
 
-    assert_eq!(bounded("stop", a.stop()).await.outcome, Outcome::Ok);
+    assert_eq!(bounded(LIMIT, "stop", a.stop()).await.outcome, Outcome::Ok);
     assert_eq!(
         env("stop")
             .get("OCF_RESKEY_CRM_meta_timeout")
@@ -457,8 +425,8 @@ async fn environment_check_levels_and_closed_descriptors() {
     ];
     for (what, depth, level, timeout, interval) in cases {
         let r = match depth {
-            Some(d) => bounded(what, a.monitor(d)).await,
-            None => bounded(what, a.probe()).await,
+            Some(d) => bounded(LIMIT, what, a.monitor(d)).await,
+            None => bounded(LIMIT, what, a.probe()).await,
         };
         assert_eq!(r.outcome, Outcome::Ok, "{what}: {r:?}");
         let e = env("monitor");
@@ -498,7 +466,7 @@ async fn a_hung_action_dropped_at_the_deadline_takes_its_process_group_along() {
         // Drive the start until the agent has left a child in its group, as a caller does
         // until its deadline; then give up on it (drop the future).
         let waited = async {
-            let found = eventually(|| pidfile.exists()).await;
+            let found = eventually(LIMIT, || pidfile.exists()).await;
             assert!(found, "the hung agent never wrote its pid");
             let pgid: u32 = std::fs::read_to_string(&pidfile)
                 .unwrap()
@@ -506,7 +474,7 @@ async fn a_hung_action_dropped_at_the_deadline_takes_its_process_group_along() {
                 .parse()
                 .unwrap();
             assert!(
-                eventually(|| group_members(pgid).len() >= 2).await,
+                eventually(LIMIT, || group_members(pgid).len() >= 2).await,
                 "the agent and its child run in a group of their own"
             );
             pgid
@@ -517,7 +485,7 @@ async fn a_hung_action_dropped_at_the_deadline_takes_its_process_group_along() {
         }
     };
     // The caller dropped the start: nothing of its group may be left.
-    let gone = eventually(|| group_members(pgid).is_empty()).await;
+    let gone = eventually(LIMIT, || group_members(pgid).is_empty()).await;
     assert!(
         gone,
         "process group {pgid} outlived the dropped action: {:?}",
@@ -571,11 +539,10 @@ fn run(prog: &str, args: &[&str]) -> Result<String, String> {
 
 #[tokio::test]
 async fn ipaddr2_adds_and_removes_an_address_in_a_network_namespace() {
-    if !is_root() {
-        println!(
-            "SKIPPED ipaddr2_adds_and_removes_an_address_in_a_network_namespace: needs root \
-             for ip netns"
-        );
+    if support::skip_unless_root(
+        "ipaddr2_adds_and_removes_an_address_in_a_network_namespace",
+        "ip netns",
+    ) {
         return;
     }
     if !have_resource_agents("ipaddr2_adds_and_removes_an_address_in_a_network_namespace") {
@@ -620,31 +587,24 @@ async fn ipaddr2_adds_and_removes_an_address_in_a_network_namespace() {
     a.validate()
         .await
         .expect("IPaddr2 validates in the namespace");
-    let r = bounded("probe", a.probe()).await;
+    let r = bounded(LIMIT, "probe", a.probe()).await;
     assert_eq!(r.outcome, Outcome::NotRunning, "{r:?}");
-    let r = bounded("start", a.start(1)).await;
+    let r = bounded(LIMIT, "start", a.start(1)).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert!(has_address(), "start added the address");
-    let r = bounded("monitor", a.monitor(Depth::Quick)).await;
+    let r = bounded(LIMIT, "monitor", a.monitor(Depth::Quick)).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
-    let r = bounded("stop", a.stop()).await;
+    let r = bounded(LIMIT, "stop", a.stop()).await;
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     assert!(!has_address(), "stop removed the address");
-    let r = bounded("monitor", a.monitor(Depth::Quick)).await;
+    let r = bounded(LIMIT, "monitor", a.monitor(Depth::Quick)).await;
     assert_eq!(r.outcome, Outcome::NotRunning, "{r:?}");
     drop(ns);
 }
 
 #[test]
 fn build_checks_syntax_only() {
-    let (tx, _rx) = mpsc::channel(1);
-    let ctx = AgentContext {
-        group: 0,
-        resource: 0,
-        name: "x".into(),
-        run_dir: PathBuf::from("/run/eterne"),
-        events: tx,
-    };
+    let (ctx, _rx) = support::agent::context(0, 0, "x", PathBuf::from("/run/eterne"), 1);
     // An agent that does not exist here builds (config check runs anywhere)...
     assert!(build(&spec("x", &[("type", "NotHere")]), &ctx).is_ok());
     // ...but a missing type does not.

@@ -1,12 +1,16 @@
-//! What every harness that runs real `eterned` processes needs, whatever the network: the
-//! loopback harness (`tests/common`), the namespace harness (`tests/netns`) and
-//! `eterne-bench` share it. It uses only the library's dependencies (no dev-dependencies),
-//! so the bench can include it with `#[path]`.
+//! What the tests share: whether they run as root (and the one line a root-only test prints
+//! when it skips), bounded waits ([`wait`]), and what every harness that runs real `eterned`
+//! processes needs, whatever the network (the cluster harness and `eterne-bench` share it).
+//! It uses only the library's dependencies (no dev-dependencies), so the bench can include it
+//! with `#[path]`.
 
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod wait;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eterne::control::client::request;
 use eterne::control::{Request, Status};
@@ -15,6 +19,18 @@ use eterne::control::{Request, Status};
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether root-only test `test` must skip: true (after printing one line saying so and why)
+/// when this process is not root. `needs` says what root is needed for.
+pub fn skip_unless_root(test: &str, needs: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    println!("SKIPPED {test}: needs root for {needs} (euid {euid})");
+    true
 }
 
 /// A daemon's status over its control socket, if it answers within 2 s.
@@ -69,21 +85,4 @@ pub fn dump(name: &str, log: &Path, events: &Path) {
             eprintln!("{l}");
         }
     }
-}
-
-/// Polls `f` every `every` until it holds, at most `bound`; Err names `what`.
-pub fn wait_until(
-    bound: Duration,
-    every: Duration,
-    what: &str,
-    mut f: impl FnMut() -> bool,
-) -> Result<(), String> {
-    let until = Instant::now() + bound;
-    while Instant::now() < until {
-        if f() {
-            return Ok(());
-        }
-        std::thread::sleep(every);
-    }
-    Err(format!("timed out waiting for: {what}"))
 }

@@ -1,6 +1,6 @@
-//! The network-namespace harness (design.md §10.4): a real cluster of `eterned` processes, one
-//! per network namespace, wired through bridges that live in a "switch" namespace of their
-//! own, so nothing of the test touches the host's network.
+//! The namespace network of the cluster harness (design.md §10.4): one `eterned` per network
+//! namespace, wired through bridges that live in a "switch" namespace of their own, so nothing
+//! of the test touches the host's network.
 //!
 //! ```text
 //!   switch ns ({p}-sw): brpub (public, 192.0.2.0/24), brhb1 (198.51.100.0/24), brhb2 (203.0.113.0/24)
@@ -24,34 +24,24 @@
 //!
 //! Observers: a [`Probe`] in the client namespace connects to the floating address every few
 //! milliseconds and records who answered; an [`AddrWatch`] reads every node's addresses through
-//! netlink in a loop and records who held the floating address when; [`mounted`] reads a
+//! netlink in a loop and records who held the floating address when; [`Cluster::mounted`] reads a
 //! daemon's mountinfo.
 //!
 //! Everything is undone in `Drop` (processes, namespaces — which take their veths and bridges
-//! with them — loop devices, files), also when a test panics. Every loop is bounded in count
-//! and time. The module needs only the library's dependencies, so `eterne-bench netns` uses it
-//! too (`#[path]`).
-
-#![allow(dead_code)]
+//! with them — loop devices), also when a test panics. Every loop is bounded in count and time.
 
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eterne::control::client::request;
-use eterne::control::{Request, Response, Status};
-use eterne::transport::certs;
-
-#[path = "../support/mod.rs"]
-pub mod support;
-pub use support::is_root;
+use super::{is_root, Cluster, Network};
 
 /// The bound of every wait: generous, so that only a hang fails a test.
 pub const WAIT: Duration = Duration::from_secs(40);
@@ -421,35 +411,6 @@ impl Drop for LoopDisk {
     }
 }
 
-/// One daemon.
-pub struct Node {
-    /// n1, n2, …
-    pub name: String,
-    /// Its files.
-    pub dir: PathBuf,
-    /// The running `ip netns exec … eterned` (the same pid as eterned: both exec).
-    pub child: Option<Child>,
-}
-
-impl Node {
-    /// The control socket (a path: reachable from any network namespace).
-    pub fn socket(&self) -> PathBuf {
-        self.dir.join("control.sock")
-    }
-    /// The event log.
-    pub fn events_file(&self) -> PathBuf {
-        self.dir.join("events.jsonl")
-    }
-    /// The run dir (pidfiles).
-    pub fn run(&self) -> PathBuf {
-        self.dir.join("run")
-    }
-    /// The daemon's stderr.
-    pub fn log(&self) -> PathBuf {
-        self.dir.join("eterned.log")
-    }
-}
-
 /// What the group holds, besides the address and the answering application.
 #[derive(Clone, Debug, Default)]
 pub struct GroupOpts {
@@ -471,22 +432,6 @@ pub struct GroupOpts {
 /// and a lease must be shorter than failure detection (here 100 ms × 6).
 pub const SLOW_TIMING: &str = "[timing]\nlease_ms = 500\nlease_renew_ms = 100\nmax_clock_drift = 0.01\ntakeover_margin_ms = 100\nstop_budget_ms = 300\nraft_tick_ms = 50\nelection_ticks = 20\nheartbeat_ticks = 2\n";
 
-/// Nodes, network, config.
-pub struct Cluster {
-    /// The daemons. Dropped (killed) before the network.
-    pub nodes: Vec<Node>,
-    /// The scratch directory (removed in Drop).
-    pub dir: PathBuf,
-    /// The config file.
-    pub config: PathBuf,
-    /// The `eterned` binary.
-    eterned: PathBuf,
-    /// The network (its Drop runs after the nodes were killed).
-    pub net: Net,
-    /// The mount point of the shared filesystem, when the group has one.
-    pub mnt: PathBuf,
-}
-
 /// The test application: answers every connection with the node's name (from the daemon's
 /// environment, which the `application` agent passes on) and, when asked with a line
 /// "read NAME", with the contents of NAME in its cwd.
@@ -506,202 +451,33 @@ while True:
 "#;
 
 impl Cluster {
-    /// Builds the network and writes config and certificates; starts nothing.
-    pub fn new(eterned: PathBuf, net: Net, g: &GroupOpts) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("eterne-{}", net.prefix));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        let config = dir.join("cluster.toml");
-        let mnt = dir.join("mnt");
-        std::fs::write(dir.join("answer.py"), ANSWER_PY).expect("answer.py");
-        let n = net.nodes.len();
-        std::fs::write(&config, config_text(&net.prefix, n, &dir, &mnt, g)).expect("config");
-        let tls = dir.join("tls");
-        certs::init_ca(&tls, false).expect("ca");
-        let mut nodes = Vec::new();
-        for i in 1..=n {
-            let name = format!("n{i}");
-            certs::issue_node_cert(&tls, &name, false).expect("cert");
-            nodes.push(Node {
-                dir: dir.join(&name),
-                name,
-                child: None,
-            });
-        }
+    /// A cluster of one daemon per node namespace of `net` (the `eterned` binary given, so
+    /// the bench can run a release build) with one group "web" as `g` says: writes the config,
+    /// the certificates and the test application; starts nothing.
+    pub fn namespaces(eterned: PathBuf, net: Net, g: &GroupOpts) -> Cluster {
+        let (prefix, n) = (net.prefix.clone(), net.nodes.len());
+        let mut c = Cluster::create(&prefix, n, eterned, Network::Namespaces(net), |dir| {
+            config_text(&prefix, n, dir, &dir.join("mnt"), g)
+        });
+        std::fs::write(c.dir.join("answer.py"), ANSWER_PY).expect("answer.py");
         let _ = std::fs::create_dir_all("/run/resource-agents");
-        Cluster {
-            nodes,
-            dir,
-            config,
-            eterned,
-            net,
-            mnt,
-        }
-    }
-
-    /// Starts node `i` (0-based) in its namespace.
-    pub fn start(&mut self, i: usize) {
-        let n = &mut self.nodes[i];
-        let _ = std::fs::create_dir_all(&n.dir);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(n.log())
-            .expect("log file");
-        let tls = self.dir.join("tls");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.net.nodes[i], "sh", "-c"])
-            .arg("mount -t tmpfs eterne-rsctmp /run/resource-agents && exec \"$0\" \"$@\"")
-            .arg(&self.eterned)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--node")
-            .arg(&n.name)
-            .arg("--state-dir")
-            .arg(n.dir.join("state"))
-            .arg("--tls-dir")
-            .arg(&tls)
-            .arg("--run-dir")
-            .arg(n.run())
-            .arg("--control-socket")
-            .arg(n.socket())
-            .arg("--events")
-            .arg(n.events_file())
-            .env("ETERNE_LOG", "info")
-            .env("ETERNE_TEST_NODE", &n.name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        n.child = Some(cmd.spawn().expect("spawn eterned"));
-    }
-
-    /// Starts every node.
-    pub fn start_all(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.start(i);
-        }
-    }
-
-    /// The pid of node `i`'s eterned.
-    pub fn daemon_pid(&self, i: usize) -> Option<i32> {
-        self.nodes[i].child.as_ref().map(|c| c.id() as i32)
-    }
-
-    /// Node `i`'s status, if it answers.
-    pub fn status(&self, i: usize) -> Option<Status> {
-        self.nodes[i].child.as_ref()?;
-        support::status(&self.nodes[i].socket())
-    }
-
-    /// A request to node `i`.
-    pub fn ask(&self, i: usize, req: Request) -> Response {
-        request(&self.nodes[i].socket(), &req, Duration::from_secs(15))
-            .unwrap_or_else(|e| Response::refused(e.to_string()))
-    }
-
-    /// Waits until `f` holds (polling every 20 ms), at most [`WAIT`]; Err with `what`.
-    pub fn wait_until(
-        &self,
-        what: &str,
-        mut f: impl FnMut(&Cluster) -> bool,
-    ) -> Result<(), String> {
-        support::wait_until(WAIT, Duration::from_millis(20), what, || f(self))
-    }
-
-    /// As [`Cluster::wait_until`], panicking with the logs.
-    pub fn wait_for(&self, what: &str, f: impl FnMut(&Cluster) -> bool) {
-        if let Err(e) = self.wait_until(what, f) {
-            self.dump();
-            panic!("{e}");
-        }
-    }
-
-    /// Prints the tail of every node's log and events.
-    pub fn dump(&self) {
-        for n in &self.nodes {
-            support::dump(&n.name, &n.log(), &n.events_file());
-        }
-    }
-
-    /// Every running node agrees on a leader and sees every running node alive.
-    pub fn formed(&self) -> bool {
-        let running: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].child.is_some())
-            .collect();
-        let statuses: Vec<Option<Status>> = running.iter().map(|&i| self.status(i)).collect();
-        support::formed(&statuses, &running)
-    }
-
-    /// Where `group` runs: the node whose own status says its instance is `running`, with
-    /// that instance's epoch.
-    pub fn running_on(&self, group: &str) -> Option<(String, u64)> {
-        (0..self.nodes.len()).find_map(|i| support::running_here(&self.status(i)?, group))
-    }
-
-    /// The name of the node running `group`.
-    pub fn on(&self, group: &str) -> Option<String> {
-        self.running_on(group).map(|(n, _)| n)
-    }
-
-    /// The index of node `name`.
-    pub fn index(&self, name: &str) -> usize {
-        self.nodes
-            .iter()
-            .position(|n| n.name == name)
-            .expect("node name")
-    }
-
-    /// Node `i`'s events.
-    pub fn events(&self, i: usize) -> Vec<serde_json::Value> {
-        support::read_events(&self.nodes[i].events_file())
-    }
-
-    /// Events named `name` on node `i`.
-    pub fn events_named(&self, i: usize, name: &str) -> Vec<serde_json::Value> {
-        self.events(i)
-            .into_iter()
-            .filter(|e| e["event"] == name)
-            .collect()
-    }
-
-    /// The pid of resource `res` on node `i`, from its pidfile, if alive.
-    pub fn app_pid(&self, i: usize, res: &str) -> Option<i32> {
-        let text = std::fs::read_to_string(self.nodes[i].run().join(format!("{res}.pid"))).ok()?;
-        let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
-        // SAFETY: signal 0 only checks.
-        (unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
-    }
-
-    /// Application crash: SIGKILL of resource `res`'s process group on node `i`.
-    pub fn kill_app(&self, i: usize, res: &str) -> Option<i32> {
-        let pid = self.app_pid(i, res)?;
-        // SAFETY: the application runs in a session of its own (pgid = pid).
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-        Some(pid)
-    }
-
-    /// kill -9 of node `i`'s eterned only.
-    pub fn kill_daemon(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        c.wait = WAIT;
+        c.every = Duration::from_millis(20);
+        c
     }
 
     /// Node crash, as a power cut: kill -9 of every process in the node's namespace (eterned
     /// first), its links down, the floating address forgotten (RAM is gone).
     pub fn crash(&mut self, i: usize) {
         self.kill_daemon(i);
-        for p in self.net.pids(i) {
+        for p in self.net().pids(i) {
             // SAFETY: a pid that `ip netns pids` listed in our node namespace.
             unsafe {
                 libc::kill(p, libc::SIGKILL);
             }
         }
         for nic in self.nics(i) {
-            let _ = self.net.link(i, &nic, false);
+            let _ = self.net().link(i, &nic, false);
         }
         self.forget_floating(i);
     }
@@ -709,7 +485,7 @@ impl Cluster {
     /// After [`Cluster::crash`]: links up, daemon started (a reboot).
     pub fn reboot(&mut self, i: usize) {
         for nic in self.nics(i) {
-            let _ = self.net.link(i, &nic, true);
+            let _ = self.net().link(i, &nic, true);
         }
         self.start(i);
     }
@@ -720,7 +496,7 @@ impl Cluster {
             let _ = sh(&[
                 "ip",
                 "-n",
-                &self.net.nodes[i],
+                &self.net().nodes[i],
                 "addr",
                 "del",
                 &format!("{FLOATING}/24"),
@@ -733,7 +509,7 @@ impl Cluster {
     /// Node `i`'s NICs (not lo).
     pub fn nics(&self, i: usize) -> Vec<String> {
         let mut v = vec!["pub0".to_string()];
-        if sh(&["ip", "-n", &self.net.nodes[i], "link", "show", "pub1"]).is_ok() {
+        if sh(&["ip", "-n", &self.net().nodes[i], "link", "show", "pub1"]).is_ok() {
             v.push("pub1".into());
         }
         v.extend(["hb1".to_string(), "hb2".to_string()]);
@@ -755,20 +531,6 @@ pub fn mounted_in(pid: i32, mnt: &Path) -> bool {
     let want = mnt.to_string_lossy();
     text.lines()
         .any(|l| l.split(' ').nth(4) == Some(want.as_ref()))
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill_daemon(i);
-        }
-        // The network's own Drop kills what is left in the namespaces and deletes them.
-        if std::env::var_os("ETERNE_NETNS_KEEP").is_some() {
-            eprintln!("ETERNE_NETNS_KEEP: logs kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 /// The config: n nodes on the two private paths, one group "web".

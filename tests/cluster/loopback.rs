@@ -1,0 +1,112 @@
+//! The loopback network of the cluster harness: a three-node config on
+//! 127.<81 + path>.<test>.<node + 1> (each test passes its own `test` byte so tests never
+//! share addresses), one group "demo" of one application, `sleep 1000`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{one_at_a_time, Cluster, Network};
+
+/// The bound of every wait: generous, so that only a hang fails a test.
+pub const WAIT: Duration = Duration::from_secs(30);
+/// The group's application resource.
+pub const APP: &str = "demo-app";
+
+/// The group of the cluster: one application resource.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    /// `manual` or `auto`.
+    pub failback: &'static str,
+    /// A failback window, if any.
+    pub window: Option<String>,
+    /// Local restarts before failover.
+    pub max_restarts: u32,
+    /// Add a disk path on a temp file.
+    pub disk: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            failback: "manual",
+            window: None,
+            max_restarts: 3,
+            disk: false,
+        }
+    }
+}
+
+/// The address of `node` (0-based) on `path` in test `test`.
+pub fn addr(test: u8, path: u8, node: usize) -> String {
+    format!("127.{}.{}.{}:7400", 81 + path, test, node + 1)
+}
+
+/// The config text of a three-node cluster with one group "demo" of one application.
+pub fn config_text(test: u8, dir: &Path, o: &Opts) -> String {
+    let mut c = String::new();
+    let _ = writeln!(c, "[cluster]\nname = \"loop{test}\"\n");
+    let _ = writeln!(c, "[monitor]\nquick_interval_ms = 500\nquick_timeout_ms = 400\nstart_timeout_ms = 5000\nstop_timeout_ms = 3000\n");
+    for p in ["lan", "backplane"] {
+        let _ = writeln!(
+            c,
+            "[[path]]\nname = \"{p}\"\nkind = \"network\"\ninterval_ms = 50\nmisses = 4\n"
+        );
+    }
+    if o.disk {
+        let dev = dir.join("disk.img");
+        let _ = std::fs::write(&dev, vec![0u8; 64 * 1024]);
+        let _ = writeln!(c, "[[path]]\nname = \"shared\"\nkind = \"disk\"\ndevice = \"{}\"\ninterval_ms = 50\nmisses = 6\n", dev.display());
+    }
+    for n in 0..3 {
+        let _ = writeln!(
+            c,
+            "[[node]]\nname = \"n{}\"\naddresses = {{ lan = \"{}\", backplane = \"{}\" }}\n",
+            n + 1,
+            addr(test, 0, n),
+            addr(test, 1, n)
+        );
+    }
+    let _ = writeln!(c, "[[group]]\nname = \"demo\"\nnodes = [\"n1\", \"n2\", \"n3\"]\nfailback = \"{}\"\nmax_restarts = {}\nrestart_window_ms = 60000", o.failback, o.max_restarts);
+    if let Some(w) = &o.window {
+        let _ = writeln!(c, "failback_window = \"{w}\"");
+    }
+    let _ = writeln!(c, "\n  [[group.resource]]\n  name = \"{APP}\"\n  type = \"application\"\n  params = {{ command = \"sleep 1000\" }}\n");
+    c
+}
+
+impl Cluster {
+    /// Three daemons on loopback (the `eterned` built with the tests, with `--test-faults`):
+    /// writes the config and certificates; starts nothing. Holds [`one_at_a_time`] until
+    /// dropped.
+    pub fn loopback(test: u8, o: &Opts) -> Cluster {
+        let turn = one_at_a_time();
+        let name = format!("loop{test}-{}", std::process::id());
+        // Cargo sets it for integration tests only; the bench, which includes this module too,
+        // passes its own binary to `loopback_with`.
+        let eterned = match option_env!("CARGO_BIN_EXE_eterned") {
+            Some(path) => path.into(),
+            None => panic!("a loopback cluster runs the eterned built with the tests"),
+        };
+        let mut c = Cluster::loopback_with(eterned, &name, test, |dir| config_text(test, dir, o));
+        for n in &mut c.nodes {
+            n.extra = vec!["--test-faults".into()];
+        }
+        c.wait = WAIT;
+        c.every = Duration::from_millis(50);
+        c._turn = Some(turn);
+        c
+    }
+
+    /// Three daemons n1..n3 of `eterned` on loopback with the config `config` writes (given
+    /// the scratch directory): the certificates, no test faults, no turn held (for
+    /// `eterne-bench`, which runs a release build and its own config); starts nothing.
+    pub fn loopback_with(
+        eterned: PathBuf,
+        name: &str,
+        test: u8,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Cluster {
+        Cluster::create(name, 3, eterned, Network::Loopback { test }, config)
+    }
+}
