@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 #   sg3-utils           sg_persist, run by the disk_lock agent's scsi_pr method (SCSI-3
 #                       persistent reservations); also what a node needs to use that method
 #   python3             /usr/bin/python3 runs the namespace tests' application (a TCP server
-#                       that answers with its node's name: tests/netns/mod.rs)
+#                       that answers with its node's name: tests/cluster/namespaces.rs)
 packages=(iproute2 nftables util-linux procps resource-agents e2fsprogs sg3-utils python3)
 
 missing=()

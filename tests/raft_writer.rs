@@ -57,8 +57,10 @@ fn batch(number: u64) -> Persist {
 
 #[test]
 fn a_full_disk_stops_the_writer_at_the_first_batch_that_does_not_fit() {
-    if !support::is_root() {
-        eprintln!("skipped: mounting a size-limited tmpfs needs root");
+    if support::skip_unless_root(
+        "a_full_disk_stops_the_writer_at_the_first_batch_that_does_not_fit",
+        "mounting a size-limited tmpfs",
+    ) {
         return;
     }
     let disk = SmallDisk::mount("256k");
