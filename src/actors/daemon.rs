@@ -384,16 +384,9 @@ fn realtime() {
     }
 }
 
+/// The short host name: certificates and configs use node names, not FQDNs.
 fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if r != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]).to_string();
-    // The short name: certificates and configs use node names, not FQDNs.
+    let name = crate::resources::process::host_name()?;
     Some(name.split('.').next().unwrap_or(&name).to_string()).filter(|n| !n.is_empty())
 }
 

@@ -16,6 +16,7 @@
 //!   a wedged daemon or a stop that hangs, but not a hung kernel: only a hardware watchdog (or
 //!   a fencing device) covers that.
 
+use crate::resources::{pidfile, process};
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -95,31 +96,17 @@ impl Watchdog {
 /// SIGKILLs the process group of the pid in `path` ("<pid> <start time>"), if that process
 /// still has the recorded start time (a recycled pid is left alone).
 pub fn kill_pidfile(path: &std::path::Path) {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Some((pid, start)) = pidfile::read(path) else {
         return;
     };
-    let mut it = text.split_whitespace();
-    let (Some(pid), Some(start)) = (
-        it.next().and_then(|p| p.parse::<i32>().ok()),
-        it.next().and_then(|s| s.parse::<u64>().ok()),
-    ) else {
-        return;
-    };
-    if pid <= 1 || start_time(pid) != Some(start) {
+    if pid <= 1 || pidfile::start_time(pid).ok() != Some(start) {
         return;
     }
-    // SAFETY: kill has no memory preconditions; a negative pid names the process group
-    // (the agent starts each resource in a session of its own, so pgid = pid).
+    // The agent starts each resource in a session of its own, so pgid = pid.
+    process::kill_group(pid, libc::SIGKILL);
+    // SAFETY: kill(2) on a pid whose start time we just checked; no memory is involved.
     unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-        libc::kill(pid, libc::SIGKILL);
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
     }
     tracing::error!(pidfile = %path.display(), pid, "watchdog: killed");
-}
-
-/// Field 22 of /proc/PID/stat.
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
 }

@@ -49,7 +49,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -62,9 +62,10 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use super::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
+use super::pidfile;
+use super::process::{self, find_program, AbortOnDrop, KillGroupOnDrop};
 use tokio::time::Instant;
 
 use super::{known_params, lookup, param_err};
@@ -224,10 +225,7 @@ impl Handle {
         // The pidfd cannot hit a recycled pid. The group is signalled by id: while any member
         // lives, the kernel does not hand its id to another process.
         let _ = pidfd_send_signal(&self.pidfd, sig);
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
-        unsafe {
-            libc::kill(-(self.pid as libc::pid_t), sig);
-        }
+        process::kill_group(self.pid, sig);
     }
 }
 
@@ -241,16 +239,6 @@ enum Found {
     Gone(String, Option<(u32, u64)>),
     /// We cannot tell (e.g. the pidfile is unreadable): never taken for "not running".
     Unknown(String),
-}
-
-/// Aborts a task when dropped.
-#[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// A user to run as, looked up on this node.
@@ -356,11 +344,11 @@ impl Application {
             }
         };
         // We write pidfiles atomically: one we cannot parse is not ours to trust.
-        let Some((pid, start)) = parse_pidfile(&text) else {
+        let Some((pid, start)) = pidfile::parse(&text) else {
             let why = format!("pidfile {} is malformed: {text:?}", path.display());
             return Found::Gone(why, None);
         };
-        let same = |pid| match proc_start_time(pid) {
+        let same = |pid| match pidfile::start_time(pid) {
             Ok(t) if t == start => Ok(true),
             Ok(_) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -448,11 +436,10 @@ impl Application {
             return Err("the process vanished at once".to_string());
         };
         let kill_now = |child: &mut tokio::process::Child| {
-            // SAFETY: kill(2) on the group we just created.
-            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+            process::kill_group(pid, libc::SIGKILL);
             let _ = child.start_kill();
         };
-        let ids = proc_start_time(pid)
+        let ids = pidfile::start_time(pid)
             .map_err(|e| format!("pid {pid}: /proc/{pid}/stat: {e}"))
             .and_then(|st| {
                 pidfd_open(pid)
@@ -466,7 +453,7 @@ impl Application {
                 return Err(e);
             }
         };
-        if let Err(e) = write_pidfile(&self.params.pidfile, pid, start) {
+        if let Err(e) = pidfile::write(&self.params.pidfile, pid, start) {
             // Without a pidfile a restarted daemon could not find this process and would
             // start a second copy: refuse to run it.
             kill_now(&mut child);
@@ -616,7 +603,7 @@ impl Application {
                     .spawn()
                     .map_err(|e| format!("cannot run check {:?}: {e}", argv[0]))?;
                 // If the check is cut off (timeout), its whole group goes with it.
-                let _group = child.id().map(KillGroupOnDrop);
+                let _group = KillGroupOnDrop(child.id());
                 let status = child
                     .wait()
                     .await
@@ -895,12 +882,11 @@ impl ExitReporter {
 /// handed out; the one risk is a recycled `pid` that made itself a group leader, and then a
 /// process `pid` with another start time exists: such a group is not ours and is left alone.
 fn sweep_group(pid: u32, start: u64) {
-    match proc_start_time(pid) {
+    match pidfile::start_time(pid) {
         Ok(t) if t != start => {}
         // Gone, or still our (zombie or dying) process.
         _ => {
-            // SAFETY: kill(2) on a process group; ESRCH when it is empty.
-            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+            process::kill_group(pid, libc::SIGKILL);
         }
     }
 }
@@ -908,8 +894,7 @@ fn sweep_group(pid: u32, start: u64) {
 /// Whether any live process (not a zombie) is left in group `pgid`. Zombies do not count: an
 /// orphan waits for init to reap it, and some inits (in containers) take their time.
 fn group_has_members(pgid: u32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks; no memory is involved.
-    if unsafe { libc::kill(-(pgid as libc::pid_t), 0) } != 0 {
+    if !process::group_exists(pgid) {
         return false;
     }
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -926,16 +911,6 @@ fn group_has_members(pgid: u32) -> bool {
             let pgrp = f.nth(1).and_then(|p| p.parse::<u32>().ok());
             pgrp == Some(pgid) && state != Some("Z")
         })
-}
-
-/// SIGKILLs a process group when dropped (a health check cut off by its timeout).
-struct KillGroupOnDrop(u32);
-
-impl Drop for KillGroupOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the check's group; ESRCH if it has already gone.
-        unsafe { libc::kill(-(self.0 as libc::pid_t), libc::SIGKILL) };
-    }
 }
 
 impl Check {
@@ -1210,70 +1185,6 @@ fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
-/// `"<pid> <start time>"`.
-fn parse_pidfile(text: &str) -> Option<(u32, u64)> {
-    let mut it = text.split_whitespace();
-    let pid: u32 = it.next()?.parse().ok()?;
-    let start: u64 = it.next()?.parse().ok()?;
-    (pid > 0 && it.next().is_none()).then_some((pid, start))
-}
-
-/// Writes the pidfile atomically (a reader never sees half of it).
-fn write_pidfile(path: &Path, pid: u32, start: u64) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, format!("{pid} {start}\n"))?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
-fn proc_start_time(pid: u32) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_start_time(&stat).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("unexpected /proc/{pid}/stat"),
-        )
-    })
-}
-
-/// Field 22 of a stat line. The command name (field 2) may hold spaces and parentheses, so
-/// fields are counted from the last `)`: the first word after it is field 3.
-fn parse_start_time(stat: &str) -> Option<u64> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(22 - 3)?.parse().ok()
-}
-
-/// Finds a program like execvp would: a path with `/` as is, else in `path_var`.
-fn find_program(prog: &str, path_var: &str) -> Result<PathBuf, String> {
-    let executable = |p: &Path| {
-        std::fs::metadata(p)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if prog.contains('/') {
-        let p = PathBuf::from(prog);
-        return if executable(&p) {
-            Ok(p)
-        } else {
-            Err(format!(
-                "{prog:?} is not an executable file on this node; install it or fix the path"
-            ))
-        };
-    }
-    path_var
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(prog))
-        .find(|p| executable(p))
-        .ok_or_else(|| {
-            format!(
-                "{prog:?} is not found in PATH ({path_var}); give an absolute path or install it"
-            )
-        })
-}
-
 /// `getpwnam_r` and `getgrouplist`. `Ok(None)`: no such user.
 fn lookup_user(name: &str) -> io::Result<Option<User>> {
     let cname = CString::new(name)
@@ -1494,38 +1405,6 @@ mod tests {
         assert_eq!(parse_status_line(b"HTTP/1.1 503\r\n"), Some(503));
         assert_eq!(parse_status_line(b"SSH-2.0-OpenSSH\r\n"), None);
         assert_eq!(parse_status_line(b""), None);
-    }
-
-    #[test]
-    fn start_time_is_counted_after_the_command_name() {
-        // comm may contain ") " — fields are counted from the last ')'.
-        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
-                    987654 1000 10 18446744073709551615";
-        assert_eq!(parse_start_time(line), Some(987654));
-        let me = std::process::id();
-        assert!(proc_start_time(me).unwrap() > 0);
-    }
-
-    #[test]
-    fn pidfiles() {
-        assert_eq!(parse_pidfile("123 456\n"), Some((123, 456)));
-        assert_eq!(parse_pidfile("123\n"), None);
-        assert_eq!(parse_pidfile("0 5\n"), None);
-        assert_eq!(parse_pidfile("1 2 3\n"), None);
-        assert_eq!(parse_pidfile("garbage"), None);
-    }
-
-    #[test]
-    fn programs_are_found_like_execvp() {
-        assert!(find_program("sh", "/nonexistent:/bin:/usr/bin").is_ok());
-        assert!(find_program("/bin/sh", "").is_ok());
-        assert!(find_program("no-such-program-here", "/bin:/usr/bin").is_err());
-        let plain = std::env::temp_dir().join(format!("eterne-noexec-{}", std::process::id()));
-        std::fs::write(&plain, "not a program").unwrap();
-        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let found = find_program(plain.to_str().unwrap(), "");
-        let _ = std::fs::remove_file(&plain);
-        assert!(found.is_err(), "a file without x bits is no program");
     }
 
     #[test]

@@ -75,10 +75,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use self::layout::{Device, Owner, OwnerBlock, Slot};
 use self::scsi_pr::{Cmd, Step};
+use super::process::AbortOnDrop;
 use super::{known_params, lookup, param_err};
 use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, Report};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
@@ -166,16 +166,6 @@ struct Status {
     last_ok: Instant,
     /// Why we no longer hold it, once we know.
     lost: Option<String>,
-}
-
-/// Aborts a task when dropped.
-#[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -46,7 +46,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -55,6 +55,7 @@ use tokio::time::Instant;
 
 use super::ocf::{prepare_child, run_captured};
 use super::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
+use super::process;
 use super::{known_params, lookup, param_err};
 use super::{Agent, AgentContext, AgentError, Depth, Report};
 use crate::policy::spec::ResourceSpec;
@@ -898,7 +899,7 @@ async fn wait_no_holders(dev: (u32, u32), limit: Duration) -> bool {
 
 /// This node's host name, made safe for a file name.
 fn host_name() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let raw = process::host_name().unwrap_or_default();
     let clean: String = raw
         .trim()
         .chars()
@@ -1012,14 +1013,7 @@ fn find_program(prog: &str) -> Option<PathBuf> {
         .ok()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| DEFAULT_PATH.to_string());
-    path.split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(prog))
-        .find(|p| {
-            std::fs::metadata(p)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
+    process::find_program(prog, &path).ok()
 }
 
 #[cfg(test)]

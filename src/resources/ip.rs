@@ -64,10 +64,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use self::announce::Announcer;
 use self::netlink::{Link, LinkEvents, Netlink};
+use super::process::AbortOnDrop;
 use super::{known_params, lookup, param_err};
 use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, Report};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
@@ -138,16 +138,6 @@ struct State {
     /// The NIC the agent last put the address on: if that NIC vanishes (a hot-unplugged
     /// NIC takes its addresses with it), the watch places the address anew.
     placed: Option<String>,
-}
-
-/// Aborts a task when dropped.
-#[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Where the address is on the NICs of the list, as read now.

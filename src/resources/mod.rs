@@ -42,6 +42,8 @@ pub mod filesystem;
 pub mod ip;
 pub mod ocf;
 mod pidfd;
+pub mod pidfile;
+pub mod process;
 
 use std::path::PathBuf;
 

@@ -77,6 +77,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::net::unix::pipe;
 
+use super::process::KillGroupOnDrop;
 use super::{lookup, param_err};
 use super::{Agent, AgentContext, AgentError, Depth, Report};
 use crate::policy::spec::ResourceSpec;
@@ -829,19 +830,6 @@ impl Sink<'_> {
         match self {
             Sink::Tail(t) => t.push(b),
             Sink::Head(h) => h.push(b),
-        }
-    }
-}
-
-/// SIGKILLs a process group when dropped, unless disarmed.
-struct KillGroupOnDrop(Option<u32>);
-
-impl Drop for KillGroupOnDrop {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            // SAFETY: kill(2) on the group of a child we have not reaped yet (so its id cannot
-            // have been handed to anyone else); ESRCH if the group is already gone.
-            unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
         }
     }
 }
