@@ -1537,21 +1537,12 @@ impl Sim {
 pub fn civil_from_minutes(minutes: u64) -> CivilTime {
     let days = (minutes / 1440) as i64;
     let mod_min = minutes % 1440;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+    let (year, month, day) = crate::policy::schedule::civil_from_days(days);
     let weekday = ((days + 4).rem_euclid(7)) as u8; // 1970-01-01 was a Thursday
     CivilTime {
-        year,
-        month,
-        day,
+        year: year as i32,
+        month: month as u8,
+        day: day as u8,
         hour: (mod_min / 60) as u8,
         minute: (mod_min % 60) as u8,
         weekday,

@@ -252,7 +252,7 @@ pub fn utc_now() -> String {
     let secs = d.as_secs();
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    let (y, m, day) = civil_from_days(days);
+    let (y, m, day) = crate::policy::schedule::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
         rem / 3600,
@@ -262,28 +262,9 @@ pub fn utc_now() -> String {
     )
 }
 
-/// (year, month, day) of `days` since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_417), (2025, 11, 25));
-    }
 
     #[test]
     fn utc_now_is_rfc3339() {
