@@ -22,14 +22,36 @@ pub struct Scenario {
     pub fault_every_us: u64,
     /// Whether faults are injected at all.
     pub faults: bool,
-    /// Base one-way network delay and jitter (jitter reorders messages).
-    pub delay_us: (u64, u64),
-    /// Background loss and duplication on network paths, per million.
-    pub loss_ppm: u32,
-    /// Duplication per million.
-    pub dup_ppm: u32,
+    /// The network's delays, loss and duplication.
+    pub network: NetworkOptions,
+    /// The raft log's disk: how long a write takes to be durable.
+    pub disk: DiskOptions,
     /// Faults at fixed times, on top of (or instead of) the random ones: the demo's plot.
     pub script: Vec<(u64, Scripted)>,
+}
+
+/// How the simulated network behaves, in one place (after TigerBeetle's packet simulator
+/// options): every draw of a delay, a loss or a duplicate reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkOptions {
+    /// Base one-way delay on a network path and the jitter on top (jitter reorders).
+    pub delay_us: (u64, u64),
+    /// Background loss on network paths, per million (faults add loss per path).
+    pub loss_ppm: u32,
+    /// Duplication of messages, per million.
+    pub dup_ppm: u32,
+    /// One-way delay on the disk path: its base and spread (the daemon reads it every few
+    /// ms).
+    pub disk_delay_us: (u64, u64),
+}
+
+/// How the raft log's disk behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskOptions {
+    /// How long a batch that must be fsync'ed takes to be durable: base and spread.
+    pub sync_us: (u64, u64),
+    /// How long a batch that needs no fsync (only the commit index moved) takes.
+    pub write_us: (u64, u64),
 }
 
 /// A fault the scenario injects at a fixed time.
@@ -296,13 +318,28 @@ impl Scenario {
             faults_until_us: if faults { duration_us * 6 / 10 } else { 0 },
             fault_every_us: if large { 1_500_000 } else { 2_000_000 },
             faults,
-            delay_us: (100, if rng.chance(300_000) { 5_000 } else { 1_000 }),
-            loss_ppm: if faults {
-                rng.range(0, 20_000) as u32
-            } else {
-                0
+            network: NetworkOptions {
+                delay_us: (100, if rng.chance(300_000) { 5_000 } else { 1_000 }),
+                loss_ppm: if faults {
+                    rng.range(0, 20_000) as u32
+                } else {
+                    0
+                },
+                dup_ppm: if faults { 5_000 } else { 0 },
+                disk_delay_us: (5_000, 20_000),
             },
-            dup_ppm: if faults { 5_000 } else { 0 },
+            // Mostly a fast disk; a slow one now and then (a busy array, a cheap SSD).
+            disk: if rng.chance(200_000) {
+                DiskOptions {
+                    sync_us: (2_000, 20_000),
+                    write_us: (100, 1_000),
+                }
+            } else {
+                DiskOptions {
+                    sync_us: (50, 500),
+                    write_us: (10, 50),
+                }
+            },
             script: Vec::new(),
         }
     }
