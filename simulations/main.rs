@@ -47,6 +47,9 @@ struct Args {
     /// Test-only: take over without waiting for the old owner's lease (must be caught as S1).
     #[arg(long)]
     break_skip_lease_wait: bool,
+    /// Test-only: acknowledge raft log writes before they are durable (must be caught as LOG).
+    #[arg(long)]
+    break_ack_before_durable: bool,
     /// Watch a three-node cluster fail over, in readable lines.
     #[arg(long)]
     demo: bool,
@@ -76,6 +79,7 @@ fn main() {
     };
     let breaker = Faults {
         skip_lease_wait: args.break_skip_lease_wait,
+        ack_before_durable: args.break_ack_before_durable,
     };
     let code = if args.demo {
         demo()
@@ -137,8 +141,8 @@ fn one(seed: u64, shape: Shape, breaker: Faults, verbose: bool) -> i32 {
     let r = sim.run();
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{} steps, {} commits, {} failovers, {} faults, trace digest {:016x}, {:.3} s real",
-        r.steps, r.commits, r.failovers, r.faults, r.trace_digest, secs
+        "{} steps, {} commits, {} failovers, {} faults, {} lost or torn log writes, trace digest {:016x}, {:.3} s real",
+        r.steps, r.commits, r.failovers, r.faults, r.torn_writes, r.trace_digest, secs
     );
     if let Some(rec) = r.recovery_us {
         println!(
@@ -162,6 +166,7 @@ fn many(first: u64, count: u64, shape: Shape, breaker: Faults, jobs: Option<usiz
     let done = AtomicUsize::new(0);
     let node_us = AtomicU64::new(0);
     let worst_recovery = AtomicU64::new(0);
+    let torn = AtomicU64::new(0);
     let failures: Mutex<Vec<Report>> = Mutex::new(Vec::new());
     let started = Instant::now();
     let end = first + count;
@@ -180,6 +185,7 @@ fn many(first: u64, count: u64, shape: Shape, breaker: Faults, jobs: Option<usiz
                 if let Some(rec) = r.recovery_us {
                     worst_recovery.fetch_max(rec, Ordering::Relaxed);
                 }
+                torn.fetch_add(r.torn_writes, Ordering::Relaxed);
                 if r.violation.is_some() {
                     if let Ok(mut f) = failures.lock() {
                         f.push(r);
@@ -205,13 +211,14 @@ fn many(first: u64, count: u64, shape: Shape, breaker: Faults, jobs: Option<usiz
         print_violation(r, &shape, breaker);
     }
     println!(
-        "seeds: {count}, violations: {}, simulated node-seconds: {:.0}, real seconds: {:.1}, throughput: {:.0} simulated node-seconds per real second, slowest recovery after faults: {:.2} s (bound {} s)",
+        "seeds: {count}, violations: {}, simulated node-seconds: {:.0}, real seconds: {:.1}, throughput: {:.0} simulated node-seconds per real second, slowest recovery after faults: {:.2} s (bound {} s), raft log writes lost or torn at a crash: {}",
         failures.len(),
         node_seconds,
         secs,
         node_seconds / secs.max(1e-9),
         worst_recovery.load(Ordering::Relaxed) as f64 / 1e6,
-        eterne::sim::RECOVERY_BOUND_US / 1_000_000
+        eterne::sim::RECOVERY_BOUND_US / 1_000_000,
+        torn.load(Ordering::Relaxed)
     );
     i32::from(!failures.is_empty())
 }

@@ -31,7 +31,11 @@ impl Sim {
         let node = self.fault_rng.range(0, n as u64) as NodeId;
         match pick {
             0..=19 => {
-                if self.nodes[usize::from(node)].core.is_some() {
+                // Half the crashes hit the node in the middle of its next raft log write, so
+                // that lost and torn writes are common, not a rare coincidence.
+                if self.fault_rng.chance(500_000) {
+                    self.crash_during_next_write(node);
+                } else if self.nodes[usize::from(node)].core.is_some() {
                     self.crash(node, "fault: node crash", None);
                 }
             }

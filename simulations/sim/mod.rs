@@ -28,6 +28,7 @@
 mod agents;
 mod checker;
 mod clock;
+mod disk;
 mod faults;
 mod network;
 pub mod scenario;
@@ -54,6 +55,7 @@ use crate::policy::state::{AdminCommand, Cause, Command};
 pub use scenario::{DiskOptions, NetworkOptions, Scenario, Scripted, Shape};
 
 use clock::Clock;
+use disk::Disk;
 use faults::HealKind;
 use network::Network;
 use world::{Truth, World};
@@ -105,6 +107,8 @@ pub struct Report {
     pub failovers: u64,
     /// Faults injected.
     pub faults: u64,
+    /// Raft log writes that a crash lost or tore (the disk fault).
+    pub torn_writes: u64,
 }
 
 enum Ev {
@@ -131,11 +135,15 @@ enum Ev {
         outcome: Outcome,
     },
     Restart(NodeId),
-    /// A node's raft log batch is durable.
-    Persisted {
+    /// The raft log batch a node's disk is writing is durable.
+    Written {
         node: NodeId,
         inc: u64,
-        number: u64,
+    },
+    /// A fault: the node crashes in the middle of a raft log write.
+    CrashDuringWrite {
+        node: NodeId,
+        inc: u64,
     },
     /// The watchdog's deadline may have passed (one pending per node, see `arm_watchdog`).
     WatchdogCheck {
@@ -152,8 +160,8 @@ enum Ev {
 
 struct SimNode {
     core: Option<NodeCore>,
-    /// The node's durable raft log: what its `Persist` batches wrote.
-    store: MemLog,
+    /// The node's raft log disk: what its `Persist` batches wrote, and what is in flight.
+    disk: Disk,
     clock: Clock,
     incarnation: u64,
     /// The value of `Sim::boots` when this node last booted.
@@ -203,6 +211,8 @@ pub struct Sim {
     scratch_effects: Vec<Effect>,
     commits: u64,
     failovers: u64,
+    /// Raft log writes a crash lost or tore.
+    torn_writes: u64,
     fault_count: u64,
     verbose: bool,
     logger: slog::Logger,
@@ -225,7 +235,7 @@ impl Sim {
         let nodes = (0..n)
             .map(|_| SimNode {
                 core: None,
-                store: MemLog::new_with_conf_state(&voters),
+                disk: Disk::new(&voters),
                 clock: Clock {
                     offset_us: rng.range(0, 1_000_000_000) as i64,
                     rate_ppm: rng.range(0, (2 * drift + 1) as u64) as i64 - drift,
@@ -274,6 +284,7 @@ impl Sim {
             scratch_effects: Vec::new(),
             commits: 0,
             failovers: 0,
+            torn_writes: 0,
             fault_count: 0,
             verbose: false,
             logger: slog::Logger::root(slog::Discard, slog::o!()),
@@ -326,7 +337,7 @@ impl Sim {
         self.boots += 1;
         self.nodes[i].boot_seq = self.boots;
         let local = self.nodes[i].clock.local(self.now_us);
-        let store = self.nodes[i].store.clone();
+        let store = self.nodes[i].disk.log.clone();
         let seed = self
             .sc
             .seed
@@ -366,6 +377,7 @@ impl Sim {
     fn crash(&mut self, node: NodeId, why: &str, down_us: Option<u64>) {
         let i = usize::from(node);
         self.nodes[i].core = None;
+        self.crash_disk(node);
         self.nodes[i].watchdog = None;
         self.nodes[i].watchdog_check = None;
         // The machine dies: every process on it dies with it.
@@ -433,6 +445,7 @@ impl Sim {
             commits: self.commits,
             failovers: self.failovers,
             faults: self.fault_count,
+            torn_writes: self.torn_writes,
         }
     }
 
@@ -476,17 +489,8 @@ impl Sim {
                     }
                 }
             }
-            Ev::Persisted { node, inc, number } => {
-                let i = usize::from(node);
-                if self.nodes[i].incarnation != inc {
-                    return;
-                }
-                let local = self.nodes[i].clock.local(self.now_us);
-                if let Some(core) = self.nodes[i].core.as_mut() {
-                    core.handle(Input::Persisted { number }, local);
-                    self.after_node(node);
-                }
-            }
+            Ev::Written { node, inc } => self.written(node, inc),
+            Ev::CrashDuringWrite { node, inc } => self.crash_during_write(node, inc),
             Ev::Msg { from, to, msg, inc } => {
                 let i = usize::from(to);
                 if self.nodes[i].incarnation != inc {
@@ -609,29 +613,7 @@ impl Sim {
         match e {
             Effect::Heartbeat { path, hb } => self.send_heartbeat(node, path, hb),
             Effect::Send { to, paths, msg } => self.send_message(node, to, paths, msg),
-            Effect::Persist { batch, then } => {
-                let i = usize::from(node);
-                if let Err(e) = batch.write_to(&mut self.nodes[i].store) {
-                    self.violate(
-                        "PERSIST",
-                        format!("node {} cannot write its log: {e}", self.name(node)),
-                    );
-                    return;
-                }
-                for (to, paths, msg) in then {
-                    self.effect(node, Effect::Send { to, paths, msg });
-                }
-                let inc = self.nodes[i].incarnation;
-                let now = self.now_us;
-                self.schedule(
-                    now,
-                    Ev::Persisted {
-                        node,
-                        inc,
-                        number: batch.number,
-                    },
-                );
-            }
+            Effect::Persist { batch, then } => self.persist(node, batch, then),
             Effect::Agent(op) => self.agent_op(node, op),
             Effect::Watchdog { deadline_us } => {
                 self.nodes[usize::from(node)].watchdog = deadline_us;

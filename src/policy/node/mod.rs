@@ -98,6 +98,10 @@ pub use super::consensus::ConsensusError;
 pub struct Faults {
     /// Take over from a silent owner without waiting for its lease to run out (breaks 4b).
     pub skip_lease_wait: bool,
+    /// The shell (the simulator) sends what waits for a raft log write before the write is
+    /// durable, as a daemon that acknowledged before its fsync would (breaks raft's
+    /// persistence rule; a crash that loses the write loses a committed entry).
+    pub ack_before_durable: bool,
 }
 
 /// The node core.
