@@ -293,15 +293,16 @@ async fn exit_codes_map_onto_outcomes() {
     let root = fake_root();
     let work = tempfile::tempdir().unwrap();
     type Want = [Outcome; 4]; // start, stop, monitor, probe
-    use Outcome::{Failed as F, NotRunning as N, Ok as O};
+    use Outcome::{Failed as F, FailedFatal as X, FailedHard as H, NotRunning as N, Ok as O};
     let cases: &[(&str, Want, &str)] = &[
         ("0", [O, O, O, O], "OCF_SUCCESS"),
         ("1", [F, F, F, F], "OCF_ERR_GENERIC"),
-        ("2", [F, F, F, F], "OCF_ERR_ARGS"),
-        ("3", [F, F, F, F], "OCF_ERR_UNIMPLEMENTED"),
-        ("4", [F, F, F, F], "OCF_ERR_PERM"),
-        ("5", [F, F, F, N], "OCF_ERR_INSTALLED"),
-        ("6", [F, F, F, F], "OCF_ERR_CONFIGURED"),
+        // Hard and fatal codes carry their severity (a stop failure is one whatever its code).
+        ("2", [H, F, H, H], "OCF_ERR_ARGS"),
+        ("3", [H, F, H, H], "OCF_ERR_UNIMPLEMENTED"),
+        ("4", [H, F, H, H], "OCF_ERR_PERM"),
+        ("5", [H, F, H, N], "OCF_ERR_INSTALLED"),
+        ("6", [X, F, X, X], "OCF_ERR_CONFIGURED"),
         ("7", [F, O, N, N], "OCF_NOT_RUNNING"),
         ("kill", [F, F, F, F], "signal 9"),
     ];
@@ -328,7 +329,7 @@ async fn exit_codes_map_onto_outcomes() {
             if r.outcome != Outcome::Ok || *rc == "0" {
                 assert!(r.reason.contains(name), "rc {rc}, {op}: {r:?}");
             }
-            if r.outcome == Outcome::Failed {
+            if r.outcome.is_failure() {
                 // The agent's last words (stdout and stderr) are in the reason.
                 assert!(r.reason.contains("says hello"), "{r:?}");
                 assert!(r.reason.contains("complains on stderr"), "{r:?}");

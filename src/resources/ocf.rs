@@ -53,6 +53,11 @@
 //! | monitor | 0, 8, 190 (degraded, said in the reason) | 7 | anything else |
 //! | probe (`monitor`, `OCF_CHECK_LEVEL=0`) | 0, 8, 190 | 7, 5 | anything else |
 //!
+//! A failed start or monitor carries its severity: 2 to 5 are `Outcome::FailedHard` and 6
+//! `Outcome::FailedFatal`, on which the group escalates at once instead of restarting the
+//! resource here; everything else is `Outcome::Failed` (soft). A failed stop is a stop
+//! failure whatever its code.
+//!
 //! A probe that answers 5 (not installed) is taken as not running, as Pacemaker does: what
 //! is not installed on this node cannot be running on it, and a `Failed` probe would have the
 //! node stop (and, when that fails too, be fenced for) a resource it never had. A failed
@@ -80,6 +85,7 @@ use tokio::net::unix::pipe;
 use super::process::KillGroupOnDrop;
 use super::{lookup, param_err};
 use super::{Agent, AgentContext, AgentError, Depth, Report};
+use crate::policy::group::Outcome;
 use crate::policy::spec::ResourceSpec;
 
 /// The parameters of the `ocf` agent itself; every other parameter goes to the OCF agent.
@@ -427,7 +433,7 @@ impl Ocf {
         };
         let report = map_exit(op, fin.status, &self.label(), &fin.output);
         let code = fin.status.code().unwrap_or(-1);
-        if report.outcome == crate::policy::group::Outcome::Failed {
+        if report.outcome.is_failure() {
             tracing::warn!(resource = %self.name, agent = %self.label(), op = op.label(), code, output = %fin.output, "OCF action failed");
         } else {
             tracing::info!(resource = %self.name, agent = %self.label(), op = op.label(), code, output = %fin.output, "OCF action done");
@@ -632,7 +638,20 @@ fn map_exit(op: Op, status: ExitStatus, label: &str, output: &str) -> Report {
             "{what} failed: {}: the resource may still be active (a reason to fence){words}",
             describe_code(status)
         )),
-        _ => Report::failed(format!("{what} failed: {}{words}", describe_code(status))),
+        _ => Report {
+            outcome: outcome_of(code),
+            reason: format!("{what} failed: {}{words}", describe_code(status)),
+        },
+    }
+}
+
+/// The outcome a failure code stands for: OCF's hard errors (2 to 5) and its fatal one (6)
+/// cannot be mended by restarting here, so the group core skips its local restarts.
+fn outcome_of(code: i32) -> Outcome {
+    match code {
+        2..=5 => Outcome::FailedHard,
+        6 => Outcome::FailedFatal,
+        _ => Outcome::Failed,
     }
 }
 
@@ -1069,14 +1088,26 @@ mod tests {
         for op in [Op::Start, Op::Stop, Op::Monitor, Op::Probe] {
             assert_eq!(o(op, 0), Outcome::Ok);
             for c in [1, 2, 3, 4, 6, 9, 42] {
-                assert_eq!(o(op, c), Outcome::Failed, "{op:?} {c}");
+                // The severity of the code: soft, hard (2 to 4 here), fatal (6); a failed
+                // stop is a stop failure whatever its code.
+                let want = match (op, c) {
+                    (Op::Stop, _) => Outcome::Failed,
+                    (_, 2..=4) => Outcome::FailedHard,
+                    (_, 6) => Outcome::FailedFatal,
+                    _ => Outcome::Failed,
+                };
+                assert_eq!(o(op, c), want, "{op:?} {c}");
             }
         }
         assert_eq!(o(Op::Start, 7), Outcome::Failed);
         assert_eq!(o(Op::Stop, 7), Outcome::Ok);
         assert_eq!(o(Op::Monitor, 7), Outcome::NotRunning);
         assert_eq!(o(Op::Probe, 7), Outcome::NotRunning);
-        assert_eq!(o(Op::Monitor, 5), Outcome::Failed);
+        assert_eq!(
+            o(Op::Monitor, 5),
+            Outcome::FailedHard,
+            "not installed: hard"
+        );
         assert_eq!(o(Op::Probe, 5), Outcome::NotRunning);
         assert_eq!(o(Op::Monitor, 190), Outcome::Ok);
         let killed = map_exit(Op::Start, ExitStatus::from_raw(9), "ocf:t:x", "");
