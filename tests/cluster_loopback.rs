@@ -212,11 +212,11 @@ fn foreign_ca_and_unknown_name_are_refused_and_the_cluster_is_unaffected() {
             why.iter().all(|w| w.len() > 2),
             "every refusal says why: {why:?}"
         );
-        // The cluster is unaffected: same leader, n3 not admitted, demo stays on n1.
+        // The cluster is unaffected: same coordinator, n3 not admitted, demo stays on n1.
         stays(&c, "demo", "n1");
         for i in 0..2 {
             let s = c.status(i).expect("answers");
-            assert!(s.leader.is_some());
+            assert!(s.coordinator.is_some());
             assert!(!s.nodes[2].alive, "impostor {k} not admitted");
         }
         c.kill_daemon(2);
@@ -248,7 +248,7 @@ fn a_lost_path_is_an_event_not_a_failover_and_the_disk_path_keeps_a_node() {
     let s = c.status(0).expect("n1 answers");
     assert!(s.nodes[1].alive, "n2 is alive on its other paths");
     // Now leave a node with the disk path only: one that neither runs demo nor coordinates.
-    let leader = s.leader.clone().expect("a leader");
+    let leader = s.coordinator.clone().expect("a coordinator");
     let x = ["n2", "n3"]
         .into_iter()
         .find(|n| *n != leader)

@@ -143,7 +143,7 @@ impl Sim {
         let local = self.nodes[usize::from(owner)].clock.local(self.now_us);
         if let Some(core) = self.nodes[usize::from(owner)].core.as_mut() {
             core.handle(
-                Input::Exited {
+                Input::ResourceFailed {
                     group: g,
                     resource: r,
                 },

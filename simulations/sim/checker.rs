@@ -41,7 +41,7 @@ impl Sim {
                     }
                 }
             }
-            Event::BecameLeader { term } => {
+            Event::BecameCoordinator { term } => {
                 self.trace(format!("{} is coordinator (term {term})", self.name(node)))
             }
             Event::Liveness(LivenessEvent::PeerSuspected { peer }) => {
@@ -164,7 +164,7 @@ impl Sim {
             .nodes
             .iter()
             .filter_map(|n| n.core.as_ref())
-            .find(|c| c.is_leader());
+            .find(|c| c.is_coordinator());
         let Some(leader) = leader else {
             if since > RECOVERY_BOUND_US || final_check {
                 self.violate(

@@ -295,7 +295,7 @@ impl Sim {
         let Some(leader) = self
             .nodes
             .iter()
-            .position(|n| n.core.as_ref().is_some_and(|c| c.is_leader()))
+            .position(|n| n.core.as_ref().is_some_and(|c| c.is_coordinator()))
         else {
             return;
         };

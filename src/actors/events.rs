@@ -143,7 +143,7 @@ pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Va
                 ("peer_restarted", json!({"peer": n.node(peer)}))
             }
         },
-        Event::BecameLeader { term } => ("became_coordinator", json!({"term": term})),
+        Event::BecameCoordinator { term } => ("became_coordinator", json!({"term": term})),
         Event::SteppedDown { term } => ("stepped_down", json!({"term": term})),
         Event::Committed { index, cmd } => committed(&n, *index, cmd),
         Event::LeaseLost => ("lease_lost", json!({})),

@@ -6,7 +6,7 @@
 //! (the core's `deadline_us`, on the daemon's monotonic clock). A late op is
 //! [`Outcome::Failed`]; so is an op whose task panicked. The result goes back to the node as
 //! [`Input::AgentResult`]. Process exits the agent reports ([`AgentEvent::Exited`]) go to the
-//! node as [`Input::Exited`].
+//! node as [`Input::ResourceFailed`].
 //!
 //! A resource whose type has no agent on this daemon (the config may name types not built
 //! yet) answers every op as if nothing could run it: probe `NotRunning`, stop `Ok`, the rest
@@ -94,7 +94,7 @@ impl GroupActor {
                                     (group, resource)
                                 }
                             };
-                            node.do_send(Feed(Input::Exited { group, resource }));
+                            node.do_send(Feed(Input::ResourceFailed { group, resource }));
                         }
                     });
                 }
@@ -169,7 +169,7 @@ impl Handler<ResourceCrashed> for GroupActor {
     /// per policy (local restart, then failover), as for a process exit.
     fn handle(&mut self, m: ResourceCrashed, _: &mut Context<Self>) {
         tracing::error!(group = %self.name, resource = m.resource, why = %m.why, "resource actor keeps crashing: treated as a failed resource");
-        self.up.feed.do_send(Feed(Input::Exited {
+        self.up.feed.do_send(Feed(Input::ResourceFailed {
             group: self.group,
             resource: m.resource,
         }));

@@ -245,7 +245,7 @@ fn table(s: &Status) -> String {
         s.cluster,
         s.node,
         if s.witness { " (witness)" } else { "" },
-        s.leader.as_deref().unwrap_or("-"),
+        s.coordinator.as_deref().unwrap_or("-"),
         s.term,
         if s.holds_lease { "held" } else { "none" },
         if s.maintenance { "  MAINTENANCE" } else { "" },

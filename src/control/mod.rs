@@ -136,7 +136,7 @@ pub struct Status {
     /// Whether this daemon runs as a witness (consensus only).
     pub witness: bool,
     /// The coordinator (raft leader), if known.
-    pub leader: Option<String>,
+    pub coordinator: Option<String>,
     /// The consensus term.
     pub term: u64,
     /// Whether this node holds a lease (may run exclusive groups).

@@ -128,7 +128,7 @@ pub fn build(core: &NodeCore, shell: &Shell) -> Status {
         node: node_name(me),
         cluster: spec.name.clone(),
         witness: shell.witness,
-        leader: core.leader().map(node_name),
+        coordinator: core.coordinator().map(node_name),
         term: core.term(),
         holds_lease: core.holds_lease(),
         maintenance: state.maintenance,

@@ -6,7 +6,7 @@
 //! slot is partitioned, not dead, and stays alive here.
 //!
 //! The detector keeps one deadline per (peer, path) and reports the earliest with
-//! [`Liveness::next_deadline_us`], so the caller wakes exactly when a path could expire instead
+//! [`Liveness::next_timeout_us`], so the caller wakes exactly when a path could expire instead
 //! of polling.
 
 use super::spec::{ClusterSpec, NodeId, PathId};
@@ -73,8 +73,8 @@ pub struct Liveness {
     suspected: Vec<bool>,
     incarnation: Vec<u64>,
     /// Earliest deadline among `Up` slots, recomputed lazily: it may be early.
-    next_deadline_us: Option<u64>,
-    /// `next_deadline_us` may be early (its slot heard a heartbeat since).
+    next_timeout_us: Option<u64>,
+    /// `next_timeout_us` may be early (its slot heard a heartbeat since).
     stale: bool,
 }
 
@@ -98,7 +98,7 @@ impl Liveness {
             ],
             suspected: (0..n).map(|i| i != usize::from(me)).collect(),
             incarnation: vec![0; n],
-            next_deadline_us: None,
+            next_timeout_us: None,
             stale: false,
         }
     }
@@ -125,7 +125,7 @@ impl Liveness {
         if slot.state != PathState::Up {
             return false;
         }
-        if Some(slot.deadline_us) == self.next_deadline_us {
+        if Some(slot.deadline_us) == self.next_timeout_us {
             self.stale = true;
         }
         slot.deadline_us = deadline_us;
@@ -157,16 +157,16 @@ impl Liveness {
         let i = self.index(peer, path);
         let deadline_us = now_us + self.timeout_us[usize::from(path)];
         let slot = &mut self.slots[i];
-        if slot.state == PathState::Up && Some(slot.deadline_us) == self.next_deadline_us {
-            // The earliest deadline moved later: `refresh_next_deadline` finds the new one.
+        if slot.state == PathState::Up && Some(slot.deadline_us) == self.next_timeout_us {
+            // The earliest deadline moved later: `refresh_next_timeout` finds the new one.
             self.stale = true;
         }
         slot.deadline_us = deadline_us;
         if slot.state != PathState::Up {
             slot.state = PathState::Up;
             events.push(LivenessEvent::PathUp { peer, path });
-            if self.next_deadline_us.is_none_or(|d| deadline_us < d) {
-                self.next_deadline_us = Some(deadline_us);
+            if self.next_timeout_us.is_none_or(|d| deadline_us < d) {
+                self.next_timeout_us = Some(deadline_us);
             }
         }
         if self.suspected[p] {
@@ -175,7 +175,7 @@ impl Liveness {
         }
     }
 
-    /// Expire paths whose deadline passed. Call when `now_us >= next_deadline_us()`.
+    /// Expire paths whose deadline passed. Call when `now_us >= next_timeout_us()`.
     pub fn handle_timeout(&mut self, now_us: u64, events: &mut Vec<LivenessEvent>) {
         let mut next: Option<u64> = None;
         for peer in 0..self.suspected.len() {
@@ -205,23 +205,23 @@ impl Liveness {
                 });
             }
         }
-        self.next_deadline_us = next;
+        self.next_timeout_us = next;
         self.stale = false;
     }
 
     /// When a path could next expire, if any is up.
-    pub fn next_deadline_us(&self) -> Option<u64> {
-        self.next_deadline_us
+    pub fn next_timeout_us(&self) -> Option<u64> {
+        self.next_timeout_us
     }
 
-    /// Make [`Liveness::next_deadline_us`] exact again if it is before `horizon_us` (when the
+    /// Make [`Liveness::next_timeout_us`] exact again if it is before `horizon_us` (when the
     /// caller wakes anyway). Heartbeats only move deadlines later, so without this the caller
     /// would wake at a deadline that has already moved; an early value beyond the horizon
     /// costs nothing, and is looked at again on a later call.
-    pub fn refresh_next_deadline(&mut self, horizon_us: u64) {
-        if self.stale && self.next_deadline_us.is_some_and(|d| d < horizon_us) {
+    pub fn refresh_next_timeout(&mut self, horizon_us: u64) {
+        if self.stale && self.next_timeout_us.is_some_and(|d| d < horizon_us) {
             self.stale = false;
-            self.next_deadline_us = self
+            self.next_timeout_us = self
                 .slots
                 .iter()
                 .filter(|s| s.state == PathState::Up)
@@ -324,10 +324,10 @@ mod tests {
         let mut ev = Vec::new();
         live.handle_heartbeat(1, 0, 1, 10, &mut ev);
         live.handle_heartbeat(2, 0, 1, 20, &mut ev);
-        assert_eq!(live.next_deadline_us(), Some(200_010));
+        assert_eq!(live.next_timeout_us(), Some(200_010));
         live.handle_heartbeat(1, 0, 1, 100, &mut ev);
         live.handle_timeout(200_010, &mut ev);
-        assert_eq!(live.next_deadline_us(), Some(200_020));
+        assert_eq!(live.next_timeout_us(), Some(200_020));
         assert!(!live.is_suspected(1));
         assert!(!live.is_suspected(2));
     }
@@ -341,19 +341,19 @@ mod tests {
         live.handle_heartbeat(2, 0, 1, 20, &mut ev);
         // Peer 1 is heard again: the earliest deadline moved, but stays early until refreshed.
         live.handle_heartbeat(1, 0, 1, 100, &mut ev);
-        assert_eq!(live.next_deadline_us(), Some(200_010));
+        assert_eq!(live.next_timeout_us(), Some(200_010));
         // Beyond the horizon an early value costs nothing: it stays until a later call.
-        live.refresh_next_deadline(200_010);
-        assert_eq!(live.next_deadline_us(), Some(200_010));
-        live.refresh_next_deadline(200_011);
-        assert_eq!(live.next_deadline_us(), Some(200_020));
+        live.refresh_next_timeout(200_010);
+        assert_eq!(live.next_timeout_us(), Some(200_010));
+        live.refresh_next_timeout(200_011);
+        assert_eq!(live.next_timeout_us(), Some(200_020));
         // A heartbeat on a path that is not the earliest changes nothing.
         live.handle_heartbeat(1, 0, 1, 150, &mut ev);
-        live.refresh_next_deadline(u64::MAX);
-        assert_eq!(live.next_deadline_us(), Some(200_020));
+        live.refresh_next_timeout(u64::MAX);
+        assert_eq!(live.next_timeout_us(), Some(200_020));
         live.handle_timeout(200_020, &mut ev);
         assert!(live.is_suspected(2), "peer 2 fell silent on its only path");
-        assert_eq!(live.next_deadline_us(), Some(200_150));
+        assert_eq!(live.next_timeout_us(), Some(200_150));
     }
 
     #[test]

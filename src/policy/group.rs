@@ -475,7 +475,7 @@ impl LocalGroup {
     }
 
     /// An exited process, seen at once by the agent (pidfd or child wait).
-    pub fn handle_exit(
+    pub fn handle_resource_failed(
         &mut self,
         spec: &GroupSpec,
         resource: ResourceId,
@@ -549,7 +549,7 @@ impl LocalGroup {
     }
 
     /// The earliest time something is due (an op deadline or a monitor).
-    pub fn next_deadline_us(&self, spec: &GroupSpec) -> Option<u64> {
+    pub fn next_timeout_us(&self, spec: &GroupSpec) -> Option<u64> {
         let mut next: Option<u64> = None;
         let mut take = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
         for (r, res) in self.res.iter().enumerate() {
@@ -668,7 +668,7 @@ mod tests {
         settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut log);
         // fs fails: app (its dependent) and fs are restarted, ip is left alone.
         let mut ev = Vec::new();
-        g.handle_exit(&spec, 1, 10, &mut ev);
+        g.handle_resource_failed(&spec, 1, 10, &mut ev);
         assert_eq!(
             ev[1],
             GroupEvent::LocalRestart {
@@ -682,7 +682,7 @@ mod tests {
         assert_eq!(g.status(), GroupStatus::Running);
         // A second failure inside the window exceeds max_restarts = 1: escalate and stop all.
         ev.clear();
-        g.handle_exit(&spec, 2, 20, &mut ev);
+        g.handle_resource_failed(&spec, 2, 20, &mut ev);
         assert_eq!(ev.last(), Some(&GroupEvent::Escalated));
         log.clear();
         settle(&mut g, &spec, 20, |_| Outcome::Ok, &mut log);
@@ -770,10 +770,10 @@ mod tests {
         let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
         settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut Vec::new());
         let mut ev = Vec::new();
-        g.handle_exit(&spec, 2, 10, &mut ev);
+        g.handle_resource_failed(&spec, 2, 10, &mut ev);
         settle(&mut g, &spec, 10, |_| Outcome::Ok, &mut Vec::new());
         let later = 10 + spec.restart_window_ms * 1000;
-        g.handle_exit(&spec, 2, later, &mut ev);
+        g.handle_resource_failed(&spec, 2, later, &mut ev);
         assert!(!ev.contains(&GroupEvent::Escalated));
     }
 

@@ -39,7 +39,7 @@ pub struct ReportTo<'a> {
     /// This node.
     pub me: NodeId,
     /// The coordinator, if one is known.
-    pub leader: Option<NodeId>,
+    pub coordinator: Option<NodeId>,
     /// The paths to it.
     pub router: &'a Router,
 }
@@ -64,7 +64,7 @@ pub struct Locals {
     /// The groups the last reconcile pass looked at (what reports and caches revisit).
     reconciled: Vec<GroupId>,
     /// Cached from the local groups by `cache`: their earliest deadline.
-    next_deadline_us: Option<u64>,
+    next_timeout_us: Option<u64>,
     /// Cached likewise, per group: its deadline, and whether it may be active and exclusive.
     deadline_us: Vec<Option<u64>>,
     exposed_per_group: Vec<bool>,
@@ -111,7 +111,7 @@ impl Locals {
             dirty_groups: Vec::new(),
             dirty_all: true,
             reconciled: Vec::new(),
-            next_deadline_us: None,
+            next_timeout_us: None,
             deadline_us: vec![None; groups],
             exposed_per_group: vec![false; groups],
             timed: Vec::new(),
@@ -159,8 +159,8 @@ impl Locals {
     }
 
     /// The earliest deadline of the local groups.
-    pub fn next_deadline_us(&self) -> Option<u64> {
-        self.next_deadline_us
+    pub fn next_timeout_us(&self) -> Option<u64> {
+        self.next_timeout_us
     }
 
     /// Something happened to group `g` here: reconcile it on this pass.
@@ -222,7 +222,7 @@ impl Locals {
     }
 
     /// A supervised process exited on its own.
-    pub fn handle_exit(
+    pub fn handle_resource_failed(
         &mut self,
         spec: &ClusterSpec,
         group: GroupId,
@@ -236,7 +236,7 @@ impl Locals {
             .and_then(Option::as_mut)
         {
             let mut ev = Vec::new();
-            l.handle_exit(&spec.groups[usize::from(group)], resource, now_us, &mut ev);
+            l.handle_resource_failed(&spec.groups[usize::from(group)], resource, now_us, &mut ev);
             self.group_events(group, ev, effects);
             self.mark_dirty(group);
         }
@@ -244,7 +244,7 @@ impl Locals {
 
     /// The local groups' deadlines due at `now_us`.
     pub fn handle_timeout(&mut self, spec: &ClusterSpec, now_us: u64, effects: &mut Vec<Effect>) {
-        if self.next_deadline_us.is_none_or(|d| now_us < d) {
+        if self.next_timeout_us.is_none_or(|d| now_us < d) {
             return;
         }
         // Only groups with a deadline can be due; handling one changes the caches only in the
@@ -258,7 +258,7 @@ impl Locals {
             }
             let gs = &spec.groups[g];
             if let Some(l) = self.groups[g].as_mut() {
-                if l.next_deadline_us(gs).is_some_and(|d| now_us >= d) {
+                if l.next_timeout_us(gs).is_some_and(|d| now_us >= d) {
                     let mut ev = Vec::new();
                     l.handle_timeout(gs, now_us, &mut ev);
                     self.group_events(g as GroupId, ev, effects);
@@ -387,10 +387,10 @@ impl Locals {
         let ReportTo {
             state,
             me,
-            leader,
+            coordinator,
             router,
         } = to;
-        let Some(leader) = leader else {
+        let Some(coordinator) = coordinator else {
             // Nobody to tell: the periodic pass looks at these once a coordinator is known.
             for &g in &self.reconciled {
                 self.watch[usize::from(g)] = true;
@@ -441,7 +441,7 @@ impl Locals {
                 continue;
             }
             self.sent[g] = Some(now);
-            if leader == me {
+            if coordinator == me {
                 own.push((
                     gid,
                     Reported {
@@ -453,7 +453,7 @@ impl Locals {
                 ));
             } else {
                 effects.push(router.send(
-                    leader,
+                    coordinator,
                     Message::Report {
                         group: gid,
                         epoch: inst.epoch,
@@ -526,7 +526,7 @@ impl Locals {
                     self.exposed_count -= 1;
                 }
             }
-            let deadline = l.and_then(|l| l.next_deadline_us(gs));
+            let deadline = l.and_then(|l| l.next_timeout_us(gs));
             let old = std::mem::replace(&mut self.deadline_us[g], deadline);
             match (old, deadline) {
                 (None, Some(_)) => self.timed.push(gid),
@@ -537,20 +537,20 @@ impl Locals {
                 }
                 _ => {}
             }
-            if old.is_some() && old == self.next_deadline_us && deadline != old {
+            if old.is_some() && old == self.next_timeout_us && deadline != old {
                 // The earliest moved: unless this group's new deadline is still the earliest,
                 // look at every group once the batch is done.
                 rescan = true;
             }
             if let Some(d) = deadline {
-                if self.next_deadline_us.is_none_or(|m| d <= m) {
-                    self.next_deadline_us = Some(d);
+                if self.next_timeout_us.is_none_or(|m| d <= m) {
+                    self.next_timeout_us = Some(d);
                 }
             }
         }
         if rescan {
             let deadlines = &self.deadline_us;
-            self.next_deadline_us = self
+            self.next_timeout_us = self
                 .timed
                 .iter()
                 .filter_map(|&g| deadlines[usize::from(g)])
@@ -558,7 +558,7 @@ impl Locals {
         }
         self.exposed = self.exposed_count > 0;
         debug_assert_eq!(
-            self.next_deadline_us,
+            self.next_timeout_us,
             self.deadline_us.iter().flatten().copied().min()
         );
         debug_assert_eq!(self.exposed, self.exposed_per_group.contains(&true));

@@ -142,8 +142,10 @@ pub enum Input {
         /// How it went.
         outcome: Outcome,
     },
-    /// A resource's process exited (seen at once, by pidfd or child wait).
-    Exited {
+    /// A resource failed on its own, between operations: its process exited (seen at once, by
+    /// pidfd or child wait), its agent saw it fail, or its actor keeps crashing. The group's
+    /// local recovery takes over, as after a failed monitor.
+    ResourceFailed {
         /// The group.
         group: GroupId,
         /// The resource.
@@ -215,7 +217,7 @@ pub enum Event {
     /// A liveness change (path lost or up, peer suspected or alive, peer restarted).
     Liveness(LivenessEvent),
     /// This node became the coordinator (raft leader).
-    BecameLeader {
+    BecameCoordinator {
         /// Its term.
         term: u64,
     },

@@ -17,7 +17,7 @@
 //!   task that runs the op.
 //! - A process exit is seen at once, never by polling: an agent that runs a process reports its
 //!   exit on [`AgentContext::events`] as [`AgentEvent::Exited`], which the caller turns into
-//!   [`crate::policy::message::Input::Exited`]. An exit the agent caused itself (by `stop`) is
+//!   [`crate::policy::message::Input::ResourceFailed`]. An exit the agent caused itself (by `stop`) is
 //!   not reported.
 //!
 //! # Choices made here (and why)
@@ -144,7 +144,7 @@ impl Report {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentEvent {
     /// The resource's process exited (not by our `stop`). The caller feeds
-    /// [`crate::policy::message::Input::Exited`] with `group` and `resource`.
+    /// [`crate::policy::message::Input::ResourceFailed`] with `group` and `resource`.
     Exited {
         /// The group, from [`AgentContext::group`].
         group: GroupId,

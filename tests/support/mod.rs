@@ -40,16 +40,16 @@ pub fn status(socket: &Path) -> Option<Status> {
         .and_then(|r| r.status)
 }
 
-/// Every given status (one per running node; None = did not answer) names the same leader and
+/// Every given status (one per running node; None = did not answer) names the same coordinator and
 /// sees every running node (by index) alive.
 pub fn formed(statuses: &[Option<Status>], running: &[usize]) -> bool {
     let mut leader = None;
     for s in statuses {
         let Some(s) = s else { return false };
-        if s.leader.is_none() || (leader.is_some() && leader != s.leader) {
+        if s.coordinator.is_none() || (leader.is_some() && leader != s.coordinator) {
             return false;
         }
-        leader = s.leader.clone();
+        leader = s.coordinator.clone();
         if running.iter().any(|&j| !s.nodes[j].alive) {
             return false;
         }

@@ -69,7 +69,7 @@
 //!     }
 //! }
 //! assert!(heartbeats > 0 && sent > 0);
-//! assert!(core.leader().is_none(), "one node of three elects nobody");
+//! assert!(core.coordinator().is_none(), "one node of three elects nobody");
 //! ```
 
 use std::sync::Arc;
@@ -208,13 +208,13 @@ impl NodeCore {
         &self.state
     }
 
-    /// The coordinator, if known.
-    pub fn leader(&self) -> Option<NodeId> {
+    /// The coordinator (the raft leader), if known.
+    pub fn coordinator(&self) -> Option<NodeId> {
         self.consensus.leader()
     }
 
     /// Whether this node is the coordinator.
-    pub fn is_leader(&self) -> bool {
+    pub fn is_coordinator(&self) -> bool {
         self.consensus.is_leader()
     }
 
@@ -333,10 +333,13 @@ impl NodeCore {
                 now_us,
                 &mut self.effects,
             ),
-            Input::Exited { group, resource } => {
-                self.locals
-                    .handle_exit(&self.spec, group, resource, now_us, &mut self.effects)
-            }
+            Input::ResourceFailed { group, resource } => self.locals.handle_resource_failed(
+                &self.spec,
+                group,
+                resource,
+                now_us,
+                &mut self.effects,
+            ),
             Input::Admin(cmd) => self.on_admin(cmd, self.me),
             Input::Persisted { number } => self.consensus.on_persisted(number),
             Input::Connection { peer, path, up } => {
@@ -384,7 +387,7 @@ impl NodeCore {
                 });
             }
         }
-        if self.live.next_deadline_us().is_some_and(|d| now_us >= d) {
+        if self.live.next_timeout_us().is_some_and(|d| now_us >= d) {
             let mut ev = std::mem::take(&mut self.scratch_events);
             self.live.handle_timeout(now_us, &mut ev);
             self.liveness_events(&mut ev);
@@ -393,7 +396,7 @@ impl NodeCore {
             // Heartbeats move deadlines later without recomputing the earliest: make it exact
             // before the next tick (we wake then anyway) so that we do not wake for a deadline
             // that has already moved.
-            self.live.refresh_next_deadline(now_us + tick_us);
+            self.live.refresh_next_timeout(now_us + tick_us);
         }
         if self.timers.is_due(Timer::RaftTick, now_us) {
             self.timers.advance(Timer::RaftTick, now_us, tick_us);
@@ -689,15 +692,15 @@ impl NodeCore {
         self.outgoing = out;
         self.committed = committed;
         // Role changes.
-        let leader = self.consensus.is_leader();
-        if leader && self.coordinator.is_none() {
+        let coordinating = self.consensus.is_leader();
+        if coordinating && self.coordinator.is_none() {
             self.coordinator = Some(Coordinator::new(&self.spec, self.me, now_us));
-            self.effects.push(Effect::Event(Event::BecameLeader {
+            self.effects.push(Effect::Event(Event::BecameCoordinator {
                 term: self.consensus.term(),
             }));
             // Every node reports afresh to the new coordinator.
             self.locals.report_afresh();
-        } else if !leader && self.coordinator.is_some() {
+        } else if !coordinating && self.coordinator.is_some() {
             self.coordinator = None;
             self.effects.push(Effect::Event(Event::SteppedDown {
                 term: self.consensus.term(),
@@ -728,7 +731,7 @@ impl NodeCore {
         let to = ReportTo {
             state: &self.state,
             me: self.me,
-            leader: self.consensus.leader(),
+            coordinator: self.consensus.leader(),
             router: &self.router,
         };
         self.locals
@@ -760,7 +763,7 @@ impl NodeCore {
     /// Copy the deadlines owned by the parts into the timer table; its earliest is next.
     fn next_timeout(&mut self) -> u64 {
         self.timers
-            .set(Timer::Detector, self.live.next_deadline_us());
+            .set(Timer::Detector, self.live.next_timeout_us());
         let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
         // When the lease reaches its stop point.
         let stop_point = self
@@ -768,7 +771,7 @@ impl NodeCore {
             .then(|| self.lease.until_us().saturating_sub(budget_us));
         self.timers.set(Timer::LeaseStop, stop_point);
         self.timers
-            .set(Timer::LocalGroups, self.locals.next_deadline_us());
+            .set(Timer::LocalGroups, self.locals.next_timeout_us());
         let wake = self.coordinator.as_ref().and_then(|c| c.wake_us);
         self.timers.set(Timer::CoordinatorWake, wake);
         self.timers.next_timeout().unwrap_or(u64::MAX)
