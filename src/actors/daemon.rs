@@ -26,10 +26,7 @@ use crate::storage::FileLog;
 use crate::transport::disk::{DiskPath, DiskPathConfig};
 use crate::transport::{Inbound, TlsFiles, Transport, TransportConfig};
 
-/// Exit code for a bad config or bad options.
-pub const EXIT_CONFIG: i32 = 2;
-/// Exit code for a failure to start (a file, a port, a device).
-pub const EXIT_START: i32 = 1;
+pub use super::shutdown::{EXIT_CONFIG, EXIT_START};
 
 /// What `eterned` is told on its command line.
 #[derive(Clone, Debug)]

@@ -9,7 +9,7 @@
 //!  │                   Input::Heartbeat / Input::Message to the node
 //!  └─ GroupActor       one per group this node may run
 //!      └─ ResourceActor one per resource: runs each AgentOp in its own task, bounded by the
-//!                      op's deadline; forwards process exits as Input::Exited
+//!                      op's deadline; forwards process exits as Input::ResourceFailed
 //! ```
 //!
 //! **ConsensusActor is folded into NodeActor**: the node core owns the consensus core (raft is
@@ -22,6 +22,7 @@
 //! - [`messages`]: every message between the actors, and who sends it to whom.
 //! - [`events`]: the JSON-lines event log. [`watchdog`]: the hardware or software watchdog.
 //! - [`writer`]: the raft log writer thread (the node core's `Persist` batches, fsync'ed).
+//! - [`shutdown`]: every way the daemon ends (exit codes, the crash exit, the orderly stop).
 //!
 //! # Threads
 //!
@@ -49,6 +50,7 @@ pub mod group;
 pub mod messages;
 pub mod node;
 pub mod peer;
+pub mod shutdown;
 pub mod watchdog;
 pub mod writer;
 
@@ -60,9 +62,7 @@ use std::time::{Duration, Instant};
 pub const CRASH_LIMIT: usize = 3;
 /// The window over which crashes are counted.
 pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
-/// The exit code of a daemon that stops because its node core or a supervised child crashed
-/// beyond repair: the service manager restarts it.
-pub const EXIT_CRASH: i32 = 70;
+pub use shutdown::EXIT_CRASH;
 
 /// The daemon's monotonic clock: `now_us` for the node core, from one [`Instant`] taken at
 /// start. The policy never reads a clock; everything it is given comes from here.

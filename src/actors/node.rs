@@ -28,9 +28,10 @@ use super::messages::{
     ChildFailed, Connection, Control, Feed, FromPeer, PeerInboxes, PeerRefused, RunOp, Terminate,
 };
 use super::peer::{self, PeerActor};
+use super::shutdown;
 use super::watchdog::Watchdog;
 use super::writer::{Writer, Written};
-use super::{guard, Clock, EXIT_CRASH};
+use super::{guard, Clock};
 use crate::control::server::{Call, Caller};
 use crate::control::status;
 use crate::control::{Request, Response, Status};
@@ -155,9 +156,10 @@ impl NodeActor {
         let now = self.clock.now_us();
         let core = &mut self.core;
         if let Err(why) = guard("node", || f(core, now)) {
-            self.events
-                .write("daemon_crash", obj(json!({"actor": "node", "panic": why})));
-            std::process::exit(EXIT_CRASH);
+            shutdown::crash(
+                &mut self.events,
+                obj(json!({"actor": "node", "panic": why})),
+            );
         }
         self.carry_out(ctx);
     }
@@ -442,7 +444,7 @@ impl NodeActor {
                         "shutdown",
                         obj(json!({"drained": false, "why": "the drain did not finish in time"})),
                     );
-                    self.exit(1, ctx);
+                    self.exit(shutdown::EXIT_DRAIN_GAVE_UP, ctx);
                     return;
                 }
                 DrainStep::Submit(cmd) => Some(cmd),
@@ -458,19 +460,14 @@ impl NodeActor {
         }
     }
 
+    /// The orderly end (see [`shutdown`]): this actor stops, then everything it opened.
     fn exit(&mut self, code: i32, ctx: &mut Context<Self>) {
-        let nets: Vec<Transport> = self.nets.iter_mut().filter_map(Option::take).collect();
-        let disk = self.disk.take();
+        let teardown = shutdown::Teardown {
+            nets: self.nets.iter_mut().filter_map(Option::take).collect(),
+            disk: self.disk.take().map(|(_, d)| d),
+        };
         ctx.stop();
-        actix::spawn(async move {
-            for t in nets {
-                t.shutdown().await;
-            }
-            if let Some((_, d)) = disk {
-                let _ = tokio::task::spawn_blocking(move || d.stop()).await;
-            }
-            actix::System::current().stop_with_code(code);
-        });
+        shutdown::stop(teardown, code);
     }
 
     fn civil_tick(&mut self, ctx: &mut Context<Self>) {
@@ -496,13 +493,12 @@ impl Actor for NodeActor {
             let to = me.clone();
             match Writer::start(log, move |w| to.do_send(w)) {
                 Ok(w) => self.writer = Some(w),
-                Err(e) => {
-                    self.events.write(
-                        "daemon_crash",
-                        obj(json!({"actor": "node", "why": format!("cannot start the raft log writer: {e}")})),
-                    );
-                    std::process::exit(EXIT_CRASH);
-                }
+                Err(e) => shutdown::crash(
+                    &mut self.events,
+                    obj(
+                        json!({"actor": "node", "why": format!("cannot start the raft log writer: {e}")}),
+                    ),
+                ),
             }
         }
         let group_up = group::Up {
@@ -632,11 +628,12 @@ impl Handler<ChildFailed> for NodeActor {
     /// A child of the node crashed beyond its restart budget: exit for the service manager
     /// to restart the daemon (resources survive and are adopted).
     fn handle(&mut self, m: ChildFailed, _: &mut Context<Self>) {
-        self.events.write(
-            "daemon_crash",
-            obj(json!({"actor": m.who, "panic": m.why, "why": "crashed too often; the daemon exits to be restarted"})),
+        shutdown::crash(
+            &mut self.events,
+            obj(
+                json!({"actor": m.who, "panic": m.why, "why": "crashed too often; the daemon exits to be restarted"}),
+            ),
         );
-        std::process::exit(EXIT_CRASH);
     }
 }
 

@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 
 /// How often the thread looks at the deadline (and pets a hardware watchdog).
 pub const TICK: Duration = Duration::from_millis(5);
-/// The daemon's exit code when the software watchdog fired.
-pub const EXIT_WATCHDOG: i32 = 75;
+pub use super::shutdown::EXIT_WATCHDOG;
 
 #[derive(Debug, Default)]
 struct State {
