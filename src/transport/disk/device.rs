@@ -1,14 +1,15 @@
 //! The disk path's device: opening it for direct IO (or buffered where the kernel refuses
-//! `O_DIRECT`), reading and writing whole aligned buffers, and the IO of the header block:
-//! reading and checking it, checking the size, formatting. Every call blocks; the IO thread
-//! and `DiskPath::start` make them, never the async runtime.
+//! `O_DIRECT`, through [`crate::directio::open`], which `disk_lock` shares), reading and
+//! writing whole aligned buffers, and the IO of the header block: reading and checking it,
+//! checking the size, formatting. Every call blocks; the IO thread and `DiskPath::start`
+//! make them, never the async runtime.
 
-use std::fs::{File, OpenOptions};
+use std::convert::Infallible;
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::directio::{self, AlignedBuf, IoMode};
+use crate::directio::{self, AlignedBuf, IoMode, OpenError};
 
 use super::layout::{device_bytes, Header, HeaderState, HEADER_BYTES, LAYOUT_VERSION};
 use super::DiskError;
@@ -25,55 +26,40 @@ impl Device {
     /// the first read of the header block, as some filesystems only refuse at IO time).
     /// Direct IO is not even tried when `try_direct` is false.
     pub(super) fn open(path: &Path, try_direct: bool) -> Result<Device, DiskError> {
-        let open = |flags: i32| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(flags)
-                .open(path)
-        };
-        let direct = if try_direct {
-            open(libc::O_DIRECT | libc::O_DSYNC)
-        } else {
-            Err(io::Error::other("not tried"))
-        };
-        let why = match direct {
-            Ok(file) => {
-                let dev = Device {
-                    file,
-                    path: path.to_path_buf(),
-                    mode: IoMode::Direct,
-                };
-                let mut probe = AlignedBuf::new(HEADER_BYTES as usize)
-                    .ok_or_else(|| dev.io_err("allocate", io::ErrorKind::OutOfMemory.into()))?;
-                match dev.read_at(&mut probe, 0) {
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => e,
-                    // Anything else (a short file included) is judged by the header check.
-                    _ => {
-                        tracing::info!(device = %path.display(), io = "direct",
-                            "disk path opened with O_DIRECT|O_DSYNC");
-                        return Ok(dev);
-                    }
-                }
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) || !try_direct => e,
-            Err(source) => {
-                return Err(DiskError::Open {
+        let opened = directio::open(path, try_direct, |_| Ok::<(), Infallible>(())).map_err(
+            |e| match e {
+                OpenError::Open(source) => DiskError::Open {
                     device: path.to_path_buf(),
                     source,
-                })
+                },
+                OpenError::NoMemory => DiskError::Io {
+                    device: path.to_path_buf(),
+                    op: "allocate",
+                    source: io::ErrorKind::OutOfMemory.into(),
+                },
+                OpenError::Prepare(never) => match never {},
+            },
+        )?;
+        // A failed probe that did not refuse direct IO (a short file included) is judged by
+        // the header check, which reads the same block.
+        match opened.mode {
+            IoMode::Direct => {
+                tracing::info!(device = %path.display(), io = "direct",
+                    "disk path opened with O_DIRECT|O_DSYNC");
             }
-        };
-        let file = open(0).map_err(|source| DiskError::Open {
-            device: path.to_path_buf(),
-            source,
-        })?;
-        tracing::warn!(device = %path.display(), io = "buffered", direct_error = %why,
-            "disk path: O_DIRECT refused here; using buffered IO with fdatasync");
+            IoMode::Buffered => {
+                let why = opened
+                    .refused
+                    .as_ref()
+                    .map_or_else(|| "not tried".to_string(), ToString::to_string);
+                tracing::warn!(device = %path.display(), io = "buffered", direct_error = %why,
+                    "disk path: O_DIRECT refused here; using buffered IO with fdatasync");
+            }
+        }
         Ok(Device {
-            file,
+            file: opened.file,
             path: path.to_path_buf(),
-            mode: IoMode::Buffered,
+            mode: opened.mode,
         })
     }
 

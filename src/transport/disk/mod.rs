@@ -69,7 +69,8 @@
 //!
 //! - `layout`: the header and the slot record above, encoded and decoded, and the sizes and
 //!   offsets ([`slot_offset`], [`record_bytes`], [`device_bytes`]).
-//! - `device`: opening the device (direct or buffered), whole-block reads and writes, reading and checking the header, formatting.
+//! - `device`: opening the device (direct or buffered, through [`crate::directio::open`]),
+//!   whole-block reads and writes, reading and checking the header, formatting.
 //! - `reader`: what counts as news: the rules above as a pure function of the bytes read and
 //!   what was seen before, tested without a device.
 //! - `worker`: the IO thread, its outbox, and the channel to the daemon.
