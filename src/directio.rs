@@ -1,16 +1,19 @@
-//! Aligned buffers and whole-block IO for `O_DIRECT`, shared by the disk heartbeat path
-//! ([`crate::transport::disk`]) and the `disk_lock` agent ([`crate::resources::disk_lock`]):
-//! both read what other nodes wrote to a shared device and must make their own writes
-//! durable before they count.
+//! Opening a shared device for `O_DIRECT`, aligned buffers and whole-block IO, shared by the
+//! disk heartbeat path ([`crate::transport::disk`]) and the `disk_lock` agent
+//! ([`crate::resources::disk_lock`]): both read what other nodes wrote to a shared device and
+//! must make their own writes durable before they count.
 //!
 //! `O_DIRECT` needs the buffer, the length and the offset of every read and write aligned to
 //! the device's logical block size; [`ALIGN`] (4096) covers 512-byte and 4K-native devices.
+//! Where the kernel refuses `O_DIRECT`, [`open`] falls back to buffered IO, and [`read_at`]
+//! and [`write_at`] make up for the page cache.
 
 use std::alloc::{self, Layout};
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
 use std::ptr::NonNull;
 
 /// How a shared device is read and written.
@@ -21,6 +24,92 @@ pub enum IoMode {
     /// Where the kernel refuses `O_DIRECT` (tmpfs, some filesystems): page cache,
     /// `fdatasync` after each write, `POSIX_FADV_DONTNEED` before each read.
     Buffered,
+}
+
+/// A device opened by [`open`], and how it is to be read and written.
+#[derive(Debug)]
+pub struct Opened {
+    /// The device, open for reading and writing.
+    pub file: File,
+    /// Direct, or buffered where direct IO was refused or not asked for.
+    pub mode: IoMode,
+    /// In buffered mode, what refused direct IO: the error of the `O_DIRECT` open or of the
+    /// probe read. `None` in direct mode, and when direct IO was not asked for.
+    pub refused: Option<io::Error>,
+    /// In direct mode, the probe read's error if it failed for another reason than refusing
+    /// direct IO (a file shorter than the probe, a failing device). The mode stays direct; the
+    /// caller judges whether that is an error, as its own reads meet the same.
+    pub probe_error: Option<io::Error>,
+}
+
+/// Why [`open`] failed.
+#[derive(Debug)]
+pub enum OpenError<E> {
+    /// The device could not be opened: buffered, or with `O_DIRECT` for another reason than
+    /// the kernel refusing direct IO.
+    Open(io::Error),
+    /// No memory for the probe buffer.
+    NoMemory,
+    /// The caller's `prepare` failed.
+    Prepare(E),
+}
+
+/// Opens `path` for reading and writing with `O_DIRECT | O_DSYNC`, or buffered where the kernel
+/// refuses direct IO: at the open (`EINVAL`), or at a first read of [`ALIGN`] bytes at offset 0,
+/// as some filesystems accept `O_DIRECT` at open and refuse it only at IO time. With `direct`
+/// false it opens buffered without trying (so that tests can run the fallback anywhere). The
+/// path is never created.
+///
+/// `prepare` runs once on the file as first opened, before the probe: a caller that grows a
+/// short file there has the probe read real blocks rather than meet the end of the file.
+pub fn open<E>(
+    path: &Path,
+    direct: bool,
+    prepare: impl FnOnce(&File) -> Result<(), E>,
+) -> Result<Opened, OpenError<E>> {
+    let open = |flags: i32| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    let buffered = |refused| -> Result<Opened, OpenError<E>> {
+        Ok(Opened {
+            file: open(0).map_err(OpenError::Open)?,
+            mode: IoMode::Buffered,
+            refused,
+            probe_error: None,
+        })
+    };
+    if !direct {
+        let opened = buffered(None)?;
+        prepare(&opened.file).map_err(OpenError::Prepare)?;
+        return Ok(opened);
+    }
+    let file = match open(libc::O_DIRECT | libc::O_DSYNC) {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let opened = buffered(Some(e))?;
+            prepare(&opened.file).map_err(OpenError::Prepare)?;
+            return Ok(opened);
+        }
+        Err(e) => return Err(OpenError::Open(e)),
+    };
+    prepare(&file).map_err(OpenError::Prepare)?;
+    let mut probe = AlignedBuf::new(ALIGN).ok_or(OpenError::NoMemory)?;
+    match read_at(&file, IoMode::Direct, &mut probe, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            drop(file);
+            buffered(Some(e))
+        }
+        probe => Ok(Opened {
+            file,
+            mode: IoMode::Direct,
+            refused: None,
+            probe_error: probe.err(),
+        }),
+    }
 }
 
 /// One `pread` of the whole buffer at `offset`; a short read is an error. In buffered mode
@@ -131,6 +220,39 @@ impl std::fmt::Debug for AlignedBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_without_direct_io_is_buffered_and_prepares_once() {
+        let dev = tempfile::NamedTempFile::new().expect("a temporary file");
+        let mut calls = 0;
+        let opened = open(dev.path(), false, |_| {
+            calls += 1;
+            Ok::<(), ()>(())
+        })
+        .expect("open");
+        assert_eq!(opened.mode, IoMode::Buffered);
+        assert!(opened.refused.is_none() && opened.probe_error.is_none());
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn open_neither_creates_a_missing_path_nor_hides_a_failed_prepare() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let missing = dir.path().join("missing");
+        for direct in [true, false] {
+            let r = open(&missing, direct, |_| Ok::<(), ()>(()));
+            assert!(matches!(r, Err(OpenError::Open(_))), "direct {direct}");
+        }
+        assert!(!missing.exists());
+        let dev = tempfile::NamedTempFile::new().expect("a temporary file");
+        for direct in [true, false] {
+            let r = open(dev.path(), direct, |_| Err("no room"));
+            assert!(
+                matches!(r, Err(OpenError::Prepare("no room"))),
+                "direct {direct}"
+            );
+        }
+    }
 
     #[test]
     fn buffers_are_aligned_and_zeroed() {

@@ -7,7 +7,8 @@
 //!   daemon drive the same code.
 //! - [`config`]: `cluster.toml` — the typed schema, loading, validation, and the resolution of
 //!   names into the index-based [`policy::spec::ClusterSpec`] the cores work on.
-//! - [`directio`]: aligned buffers for `O_DIRECT`, shared by the disk path and `disk_lock`.
+//! - [`directio`]: opening a device for `O_DIRECT` (or buffered where refused), aligned
+//!   buffers and block IO, shared by the disk path and `disk_lock`.
 //! - [`ondisk`]: little-endian fields, CRC seals and FNV fingerprints of our on-disk formats.
 //! - [`storage`]: the consensus log on disk (fsync), behind raft-rs's `Storage` trait.
 //! - [`actors`], [`transport`], [`resources`]: the runtime shells (actors, QUIC, agents);

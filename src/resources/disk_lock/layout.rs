@@ -26,12 +26,11 @@
 //! code works with `O_DIRECT` on 512-byte and 4K-native devices.
 
 use crate::ondisk::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, seal, sealed};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::directio::{AlignedBuf, ALIGN};
+use crate::directio::{self, AlignedBuf, OpenError, ALIGN};
 
 /// The version of the layout this code reads and writes.
 pub const VERSION: u32 = 1;
@@ -166,7 +165,6 @@ pub use crate::directio::IoMode;
 #[derive(Debug)]
 pub struct Device {
     file: File,
-    path: PathBuf,
     mode: IoMode,
     nodes: u16,
 }
@@ -175,73 +173,27 @@ impl Device {
     /// Opens `path` for direct IO (buffered where refused), checks (or, for a regular file,
     /// extends) its size for `nodes` slots.
     pub fn open(path: &Path, nodes: u16) -> Result<Device, String> {
-        let open = |flags: i32| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(flags)
-                .open(path)
-        };
         let shown = path.display();
-        let mut dev = match open(libc::O_DIRECT | libc::O_DSYNC) {
-            Ok(file) => Device {
-                file,
-                path: path.to_path_buf(),
-                mode: IoMode::Direct,
-                nodes,
-            },
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Device {
-                file: open(0).map_err(|e| format!("cannot open {shown}: {e}"))?,
-                path: path.to_path_buf(),
-                mode: IoMode::Buffered,
-                nodes,
-            },
-            Err(e) => return Err(format!("cannot open {shown}: {e}")),
-        };
-        dev.fit()?;
-        if dev.mode == IoMode::Direct {
-            // Some filesystems accept O_DIRECT at open and refuse it at IO time.
-            let mut probe = AlignedBuf::new(BLOCK).ok_or("cannot allocate an IO buffer")?;
-            if let Err(e) = dev.read_at(&mut probe, 0) {
-                if e.raw_os_error() != Some(libc::EINVAL) {
-                    return Err(format!("cannot read {shown}: {e}"));
-                }
-                dev.file = open(0).map_err(|e| format!("cannot open {shown}: {e}"))?;
-                dev.mode = IoMode::Buffered;
-            }
+        // The size is fitted before direct IO is probed, so the probe reads real blocks.
+        let opened =
+            directio::open(path, true, |file| fit(file, path, nodes)).map_err(|e| match e {
+                OpenError::Open(e) => format!("cannot open {shown}: {e}"),
+                OpenError::NoMemory => "cannot allocate an IO buffer".to_string(),
+                OpenError::Prepare(why) => why,
+            })?;
+        if let Some(e) = opened.probe_error {
+            return Err(format!("cannot read {shown}: {e}"));
         }
-        Ok(dev)
+        Ok(Device {
+            file: opened.file,
+            mode: opened.mode,
+            nodes,
+        })
     }
 
     /// How this device is read and written.
     pub fn mode(&self) -> IoMode {
         self.mode
-    }
-
-    /// Makes sure the device holds the owner block and every slot.
-    fn fit(&self) -> Result<(), String> {
-        let needed = device_bytes(self.nodes);
-        let size = (&self.file)
-            .seek(SeekFrom::End(0))
-            .map_err(|e| format!("cannot find the size of {}: {e}", self.path.display()))?;
-        if size >= needed {
-            return Ok(());
-        }
-        let is_file = self.file.metadata().map(|m| m.is_file()).unwrap_or(false);
-        if is_file {
-            // Growing is idempotent, so two nodes doing it at once agree.
-            return self.file.set_len(needed).map_err(|e| {
-                format!(
-                    "cannot extend {} to {needed} bytes: {e}",
-                    self.path.display()
-                )
-            });
-        }
-        Err(format!(
-            "{} has {size} bytes; the lease area of {} nodes needs {needed}",
-            self.path.display(),
-            self.nodes
-        ))
     }
 
     fn read_at(&self, buf: &mut AlignedBuf, offset: u64) -> io::Result<()> {
@@ -288,6 +240,29 @@ impl Device {
         s.encode(node, b.as_mut_slice());
         self.write_at(&b, BLOCK as u64 * (1 + u64::from(node)))
     }
+}
+
+/// Makes sure the device at `path` holds the owner block and the slots of `nodes` nodes,
+/// extending a regular file that is too short.
+fn fit(file: &File, path: &Path, nodes: u16) -> Result<(), String> {
+    let needed = device_bytes(nodes);
+    let size = (&*file)
+        .seek(SeekFrom::End(0))
+        .map_err(|e| format!("cannot find the size of {}: {e}", path.display()))?;
+    if size >= needed {
+        return Ok(());
+    }
+    let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if is_file {
+        // Growing is idempotent, so two nodes doing it at once agree.
+        return file
+            .set_len(needed)
+            .map_err(|e| format!("cannot extend {} to {needed} bytes: {e}", path.display()));
+    }
+    Err(format!(
+        "{} has {size} bytes; the lease area of {nodes} nodes needs {needed}",
+        path.display()
+    ))
 }
 
 #[cfg(test)]
