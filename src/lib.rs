@@ -23,6 +23,7 @@ pub mod actors;
 pub mod config;
 pub mod control;
 pub mod directio;
+pub mod monitor;
 pub mod ondisk;
 pub mod policy;
 pub mod resources;

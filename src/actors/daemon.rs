@@ -14,11 +14,12 @@ use tokio::sync::mpsc;
 use super::events::EventLog;
 use super::group::ResourceSetup;
 use super::messages::{Control, FromPeer, PathEvent, PeerInboxes, PeerRefused, Terminate};
+use super::monitor::Monitor;
 use super::node::{NodeActor, NodeSetup};
-use super::watchdog::Watchdog;
 use super::Clock;
 use crate::config::{ClusterConfig, PathKindConfig};
 use crate::control;
+use crate::monitor::link::mono_ns;
 use crate::policy::node::NodeCore;
 use crate::policy::spec::{NodeId, PathKind};
 use crate::resources::{build, AgentContext};
@@ -47,16 +48,22 @@ pub struct Options {
     pub events: Option<PathBuf>,
     /// Run as a witness: consensus only, no resources.
     pub witness: bool,
-    /// A hardware watchdog device to use (e.g. /dev/watchdog).
-    pub watchdog_device: Option<PathBuf>,
     /// Skip real-time priority and memory locking.
     pub no_realtime: bool,
     /// Allow fault injection requests on the control socket (tests only).
     pub test_faults: bool,
 }
 
-/// Runs the daemon; returns its exit code.
+/// Runs the core of the daemon (started by its monitor, see [`crate::monitor`]); returns its
+/// exit code.
 pub fn run(opts: Options) -> i32 {
+    let (link, handover) = match Monitor::connect() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("eterned: {e}");
+            return EXIT_START;
+        }
+    };
     let config = match ClusterConfig::load(&opts.config) {
         Ok(c) => c,
         Err(errors) => {
@@ -130,6 +137,13 @@ pub fn run(opts: Options) -> i32 {
             return EXIT_START;
         }
     };
+    let mut core = core;
+    if let Some(l) = handover.lease {
+        // The previous core's lease, on this core's clock.
+        let left_us = l.until_ns.saturating_sub(mono_ns()) / 1000;
+        let now = clock.now_us();
+        core.inherit_lease(now + left_us, l.applied, now);
+    }
     let tcfg = match TransportConfig::from_cluster(&config, &name, incarnation) {
         Ok(c) => c,
         Err(e) => {
@@ -160,7 +174,7 @@ pub fn run(opts: Options) -> i32 {
             .unwrap_or_default(),
     );
     // Agents for every group this node is listed in (none for a witness).
-    let mut pidfiles = Vec::new();
+    let mut holdings = Vec::new();
     let mut agent_setups = Vec::new();
     for (g, gs) in spec.groups.iter().enumerate() {
         if witness || !gs.nodes.contains(&me) {
@@ -185,14 +199,12 @@ pub fn run(opts: Options) -> i32 {
                     None
                 }
             };
-            if gs.is_exclusive() && res.agent == "application" {
-                let pf = res
-                    .params
-                    .iter()
-                    .find(|(k, _)| k == "pidfile")
-                    .map(|(_, v)| PathBuf::from(v))
-                    .unwrap_or_else(|| opts.run_dir.join(format!("{}.pid", res.name)));
-                pidfiles.push(pf);
+            if gs.is_exclusive() {
+                holdings.extend(
+                    agent
+                        .as_ref()
+                        .and_then(|a: &Arc<dyn crate::resources::Agent>| a.hard_stop()),
+                );
             }
             rs.push(ResourceSetup {
                 name: res.name.clone(),
@@ -202,13 +214,16 @@ pub fn run(opts: Options) -> i32 {
         }
         agent_setups.push(Some(rs));
     }
-    let watchdog = match Watchdog::start(pidfiles, opts.watchdog_device.clone()) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("eterned: watchdog: {e}");
-            return EXIT_START;
-        }
-    };
+    if !handover.stopped_hard.is_empty() {
+        events.write(
+            "stopped_hard",
+            serde_json::json!({"resources": handover.stopped_hard, "by": "monitor", "why": "the previous core could not stop them before its lease ended"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    let monitor = Monitor::start(link, holdings);
     let listener_path = opts.control_socket.clone();
     let tls = TlsFiles::in_dir(&opts.tls_dir, &name);
     let drain_marker = opts.state_dir.join("drained");
@@ -249,7 +264,7 @@ pub fn run(opts: Options) -> i32 {
             nets,
             disk,
             events,
-            watchdog,
+            monitor,
             drain_marker,
             test_faults,
             groups: agent_setups,
@@ -263,9 +278,10 @@ pub fn run(opts: Options) -> i32 {
         let term = addr.clone();
         actix::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut t), Ok(mut i)) = (
+            let (Ok(mut t), Ok(mut i), Ok(mut h)) = (
                 signal(SignalKind::terminate()),
                 signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
             ) else {
                 tracing::error!("cannot install signal handlers");
                 return;
@@ -274,6 +290,10 @@ pub fn run(opts: Options) -> i32 {
                 tokio::select! {
                     _ = t.recv() => {}
                     _ = i.recv() => {}
+                    _ = h.recv() => {
+                        tracing::warn!("SIGHUP: reloading cluster.toml is not supported yet; nothing changes");
+                        continue;
+                    }
                 }
                 tracing::info!("SIGTERM: draining");
                 term.do_send(Terminate);

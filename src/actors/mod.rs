@@ -20,7 +20,8 @@
 //! - [`node`]: NodeActor. [`peer`]: PeerActor and PathActor. [`group`]: GroupActor and
 //!   ResourceActor.
 //! - [`messages`]: every message between the actors, and who sends it to whom.
-//! - [`events`]: the JSON-lines event log. [`watchdog`]: the hardware or software watchdog.
+//! - [`events`]: the JSON-lines event log. [`monitor`]: the core's side of the monitor process
+//!   (what it is told, and a new monitor when the old one dies).
 //! - [`writer`]: the raft log writer thread (the node core's `Persist` batches, fsync'ed).
 //! - [`shutdown`]: every way the daemon ends (exit codes, the crash exit, the orderly stop).
 //!
@@ -29,8 +30,8 @@
 //! The actors run on the main thread (actix's local task set) of a multi-thread tokio runtime;
 //! quinn's tasks and every agent operation run on the runtime's worker threads
 //! (`tokio::spawn`), so a slow agent never delays a heartbeat or a consensus step. The disk
-//! path has its own IO thread, the software watchdog its own thread, and the raft log its
-//! writer thread ([`writer`]): no fsync runs on the actor thread.
+//! path has its own IO thread, the raft log its writer thread ([`writer`]): no fsync runs on
+//! the actor thread. A thread watches the monitor process and replaces it when it dies.
 //!
 //! # Supervision
 //!
@@ -41,17 +42,18 @@
 //! ([`messages::ChildFailed`], sent to a `Recipient` the parent gave it) (a ResourceActor's crashes
 //! become a resource failure its group recovers per policy; a GroupActor's or PeerActor's make
 //! the node exit). The node itself does not restart in place: a panic in the node core leaves
-//! it in an unknown state, so the daemon exits non-zero ([`EXIT_CRASH`]) and systemd restarts
-//! it; resources live in their own sessions and are adopted by probe.
+//! it in an unknown state, so the core exits non-zero ([`EXIT_CRASH`]) and its monitor process
+//! starts a new core at once, handing it the lease; resources live in their own sessions and
+//! are adopted by probe.
 
 pub mod daemon;
 pub mod events;
 pub mod group;
 pub mod messages;
+pub mod monitor;
 pub mod node;
 pub mod peer;
 pub mod shutdown;
-pub mod watchdog;
 pub mod writer;
 
 use std::collections::VecDeque;

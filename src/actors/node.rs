@@ -8,7 +8,7 @@
 //! | `Send { to, paths, msg }` | on each path of `paths` (the core's choice, `policy::route`): a network path's QUIC transport, or [`DiskPath::send`] |
 //! | `Persist { batch, then }` | to the raft log writer thread; once durable, `then` is sent and `Input::Persisted` fed |
 //! | `Agent(op)` | to the GroupActor of `op.group` |
-//! | `Watchdog { deadline_us }` | [`Watchdog::set`] at that instant of the monotonic clock |
+//! | `Watchdog { deadline_us }` | the monitor process is told (with the lease and the applied index) before the step's other effects go out, see [`super::monitor`] |
 //! | `Event(ev)` | a JSON line in the event log and a `tracing` line; answers pending control requests |
 //!
 //! It also answers control requests ([`crate::control`]), drains the node on SIGTERM and
@@ -27,14 +27,15 @@ use super::group::{self, GroupActor};
 use super::messages::{
     ChildFailed, Connection, Control, Feed, FromPeer, PeerInboxes, PeerRefused, RunOp, Terminate,
 };
+use super::monitor::Monitor;
 use super::peer::{self, PeerActor};
 use super::shutdown;
-use super::watchdog::Watchdog;
 use super::writer::{Writer, Written};
 use super::{guard, Clock};
 use crate::control::server::{Call, Caller};
 use crate::control::status;
 use crate::control::{Request, Response, Status};
+use crate::monitor::link::{mono_ns, Armed, Inherited};
 use crate::policy::admin::AdminRequest;
 use crate::policy::drain::{Drain, DrainStep, Undrain};
 use crate::policy::message::{Effect, Event, Input, Message, PathSet};
@@ -73,8 +74,8 @@ pub struct NodeSetup {
     pub disk: Option<(PathId, DiskPath)>,
     /// The event log.
     pub events: EventLog,
-    /// The watchdog.
-    pub watchdog: Watchdog,
+    /// The core's handle on its monitor process.
+    pub monitor: Monitor,
     /// The drain marker (`<state dir>/drained`): present if the last stop was a drain.
     pub drain_marker: PathBuf,
     /// Whether fault injection requests (`cut_path`) are allowed.
@@ -104,7 +105,11 @@ pub struct NodeActor {
     disk: Option<(PathId, DiskPath)>,
     cut: Vec<bool>,
     events: EventLog,
-    watchdog: Watchdog,
+    monitor: Monitor,
+    /// The last watchdog deadline the core asked for (its clock).
+    deadline_us: Option<u64>,
+    /// CLOCK_MONOTONIC ns at this core's clock's 0.
+    mono_offset_ns: i128,
     drain_marker: PathBuf,
     test_faults: bool,
     setups: Vec<Option<Vec<super::group::ResourceSetup>>>,
@@ -137,7 +142,9 @@ impl NodeActor {
             nets: s.nets,
             disk: s.disk,
             events: s.events,
-            watchdog: s.watchdog,
+            monitor: s.monitor,
+            deadline_us: None,
+            mono_offset_ns: i128::from(mono_ns()) - i128::from(s.clock.now_us()) * 1000,
             drain_marker: s.drain_marker,
             test_faults: s.test_faults,
             setups: s.groups,
@@ -166,6 +173,7 @@ impl NodeActor {
 
     fn carry_out(&mut self, ctx: &mut Context<Self>) {
         let effects: Vec<Effect> = self.core.drain_effects().collect();
+        self.tell_monitor(&effects);
         for e in effects {
             match e {
                 Effect::Heartbeat { path, hb } => self.heartbeat(path, hb),
@@ -189,15 +197,39 @@ impl NodeActor {
                         }));
                     }
                 },
-                Effect::Watchdog { deadline_us } => {
-                    tracing::debug!(deadline_us, "watchdog");
-                    self.watchdog
-                        .set(deadline_us.map(|d| self.clock.instant(d)));
-                }
+                Effect::Watchdog { deadline_us } => tracing::debug!(deadline_us, "watchdog"),
                 Effect::Event(ev) => self.event(ev),
             }
         }
         self.arm_timer(ctx);
+    }
+
+    /// Before anything of this step goes out: the monitor learns by when exclusive resources
+    /// must be down, and the lease with the index it was used at (a report sent after a stop
+    /// must never leave the monitor with an older index to hand to the next core).
+    fn tell_monitor(&mut self, effects: &[Effect]) {
+        for e in effects {
+            if let Effect::Watchdog { deadline_us } = e {
+                self.deadline_us = *deadline_us;
+            }
+        }
+        // A millisecond early, for the rounding of the offset.
+        let ns = |us: u64| {
+            let v = self.mono_offset_ns + i128::from(us) * 1000 - 1_000_000;
+            u64::try_from(v.max(0)).unwrap_or(u64::MAX)
+        };
+        let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
+        let now = self.clock.now_us();
+        let until = self.core.lease_until_us();
+        let armed = self.deadline_us.map(|d| Armed {
+            deadline_ns: ns(d),
+            stop_at_ns: ns(d.saturating_sub(budget_us)),
+            lease: (until > now).then(|| Inherited {
+                until_ns: ns(until),
+                applied: self.core.applied(),
+            }),
+        });
+        self.monitor.arm(armed);
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
@@ -466,6 +498,7 @@ impl NodeActor {
             nets: self.nets.iter_mut().filter_map(Option::take).collect(),
             disk: self.disk.take().map(|(_, d)| d),
         };
+        self.monitor.exiting(code);
         ctx.stop();
         shutdown::stop(teardown, code);
     }
@@ -488,6 +521,8 @@ impl Actor for NodeActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Mailboxes: inputs arrive in bursts (a heartbeat from every peer on every path).
         ctx.set_mailbox_capacity(4096);
+        // The monitor hears from the actor thread itself: a wedged thread falls silent.
+        ctx.run_interval(super::monitor::ALIVE_EVERY, |act, _| act.monitor.alive());
         let me = ctx.address();
         if let Some(log) = self.log.take() {
             let to = me.clone();

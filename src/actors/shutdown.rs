@@ -7,8 +7,13 @@
 //! | the drain gave up (stops did not finish in time) | 1 ([`EXIT_DRAIN_GAVE_UP`]) | `policy::drain` | whatever would not stop |
 //! | cannot start (a file, a port, a device) | 1 ([`EXIT_START`]) | `daemon::run` | nothing was started |
 //! | bad config or options | 2 ([`EXIT_CONFIG`]) | `daemon::run` | nothing was started |
-//! | the node core or a child crashed beyond repair | 70 ([`EXIT_CRASH`]) | [`crash`] | resources, for the next start to adopt |
-//! | the software watchdog fired | 75 ([`EXIT_WATCHDOG`]) | `watchdog` | nothing exclusive (it killed them) |
+//! | the node core or a child crashed beyond repair | 70 ([`EXIT_CRASH`]) | [`crash`] | resources, for the next core to adopt |
+//!
+//! These are the core's codes; the monitor process (`crate::monitor`) starts a new core after
+//! a crash (or any death by a signal) and ends with the core's code after any other end. Every
+//! ending of the core, on purpose or not, leaves the monitor holding the deadline by which the
+//! node's exclusive resources must be down: if no core renews the lease by then, the monitor
+//! stops them hard.
 //!
 //! An orderly end ([`stop`]) closes every network transport (peers see the connections go at
 //! once rather than by heartbeat loss), stops the disk path's worker, then stops the actor
@@ -31,8 +36,6 @@ pub const EXIT_CONFIG: i32 = 2;
 /// The exit code of a daemon that stops because its node core or a supervised child crashed
 /// beyond repair: the service manager restarts it.
 pub const EXIT_CRASH: i32 = 70;
-/// The daemon's exit code when the software watchdog fired.
-pub const EXIT_WATCHDOG: i32 = 75;
 
 /// The daemon cannot go on: record why (`fields` of a `daemon_crash` event) and exit with
 /// [`EXIT_CRASH`] at once.

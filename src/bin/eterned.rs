@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use eterne::actors::daemon::{self, Options};
 use eterne::control::DEFAULT_SOCKET;
+use eterne::monitor::{self, link::ROLE_ENV};
 use eterne::storage::DEFAULT_STATE_DIR;
 use eterne::transport::certs::DEFAULT_TLS_DIR;
 
@@ -37,8 +38,9 @@ struct Cli {
     /// Run as a witness: consensus only, no resources.
     #[arg(long)]
     witness: bool,
-    /// A hardware watchdog device (e.g. /dev/watchdog); without one, a software watchdog
-    /// kills the exclusive resources and exits when a deadline passes.
+    /// A hardware watchdog device (e.g. /dev/watchdog), petted by the monitor process; it stops
+    /// petting (the machine resets) only when it could not stop the exclusive resources in
+    /// time.
     #[arg(long)]
     watchdog_device: Option<PathBuf>,
     /// Do not ask for real-time priority and locked memory.
@@ -58,6 +60,14 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // `eterned` is two processes (see eterne::monitor): as started, the monitor, which starts
+    // the core; the core and a monitor the core restarts say so in their environment.
+    if std::env::var(ROLE_ENV).as_deref() != Ok("core") {
+        let code = monitor::run(monitor::Options {
+            watchdog_device: cli.watchdog_device,
+        });
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let code = daemon::run(Options {
         config: cli.config,
         node: cli.node,
@@ -67,7 +77,6 @@ fn main() -> ExitCode {
         control_socket: cli.control_socket,
         events: cli.events,
         witness: cli.witness,
-        watchdog_device: cli.watchdog_device,
         no_realtime: cli.no_realtime,
         test_faults: cli.test_faults,
     });

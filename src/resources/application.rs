@@ -69,7 +69,7 @@ use super::process::{self, find_program, AbortOnDrop, KillGroupOnDrop};
 use tokio::time::Instant;
 
 use super::{known_params, lookup, param_err};
-use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, Report};
+use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, HardStop, Report};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
 /// Every parameter the agent knows; anything else is a typo and refused.
@@ -680,6 +680,13 @@ impl Application {
 
 #[async_trait]
 impl Agent for Application {
+    fn hard_stop(&self) -> Option<HardStop> {
+        Some(HardStop::KillGroup {
+            resource: self.name.clone(),
+            pidfile: self.params.pidfile.clone(),
+        })
+    }
+
     async fn validate(&self) -> Result<(), AgentError> {
         let p = &self.params;
         let path_var = p

@@ -57,7 +57,7 @@ use super::ocf::{prepare_child, run_captured};
 use super::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
 use super::process;
 use super::{known_params, lookup, param_err};
-use super::{Agent, AgentContext, AgentError, Depth, Report};
+use super::{Agent, AgentContext, AgentError, Depth, HardStop, Report};
 use crate::policy::spec::ResourceSpec;
 
 /// Every parameter the agent knows; anything else is a typo and refused.
@@ -587,8 +587,40 @@ impl Filesystem {
     }
 }
 
+/// The monitor's hard stop of a mount (see [`super::hard_stop`]): SIGKILL of every process
+/// that holds the filesystem mounted at `directory`, then a lazy unmount. Nothing mounted
+/// there is `Ok`. Blocking (reads /proc).
+pub fn force_unmount(directory: &Path) -> Result<(), String> {
+    let table = read_mountinfo()?;
+    let Some(e) = table.iter().rev().find(|e| e.mount_point == directory) else {
+        return Ok(());
+    };
+    let dev = (e.major, e.minor);
+    for pid in holders_blocking(dev) {
+        // SAFETY: kill(2) of a pid that holds the filesystem; no memory is involved.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+    let c = std::ffi::CString::new(directory.as_os_str().as_bytes())
+        .map_err(|_| "NUL in the mount point".to_string())?;
+    // SAFETY: a valid NUL-terminated path and plain flags.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(format!("cannot detach {}: {e}", directory.display()));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Agent for Filesystem {
+    fn hard_stop(&self) -> Option<HardStop> {
+        Some(HardStop::Unmount {
+            resource: self.name.clone(),
+            directory: self.directory.clone(),
+        })
+    }
+
     async fn validate(&self) -> Result<(), AgentError> {
         let expect = self.expect();
         if let Some(p) = self.device_path() {

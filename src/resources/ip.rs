@@ -69,7 +69,7 @@ use self::announce::Announcer;
 use self::netlink::{Link, LinkEvents, Netlink};
 use super::process::AbortOnDrop;
 use super::{known_params, lookup, param_err};
-use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, Report};
+use super::{Agent, AgentContext, AgentError, AgentEvent, Depth, HardStop, Report};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
 /// Every parameter the agent knows; anything else is a typo and refused.
@@ -482,24 +482,7 @@ impl Ip {
         st.reported = false;
         st.placed = None;
         let nl = Netlink::open().map_err(|e| format!("cannot open netlink: {e}"))?;
-        let view = cfg.view(&nl)?;
-        let addrs = nl
-            .addrs(cfg.family())
-            .map_err(|e| format!("netlink: listing addresses: {e}"))?;
-        let mut removed = Vec::new();
-        for l in &view.nics {
-            if !addrs
-                .iter()
-                .any(|a| a.index == l.index && a.addr == cfg.addr)
-            {
-                continue;
-            }
-            match nl.del_addr(l.index, cfg.addr, cfg.prefix_len) {
-                Ok(()) => removed.push(l.name.clone()),
-                Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
-                Err(e) => return Err(format!("cannot remove {} from {}: {e}", cfg.cidr(), l.name)),
-            }
-        }
+        let removed = remove_addr(&nl, cfg.addr, cfg.prefix_len, &cfg.nics)?;
         if removed.is_empty() {
             return Ok(format!("{} not present", cfg.cidr()));
         }
@@ -518,8 +501,62 @@ impl Ip {
     }
 }
 
+/// Removes `addr/prefix_len` from whichever of the interfaces `nics` hold it; the names of
+/// those it was removed from.
+fn remove_addr(
+    nl: &Netlink,
+    addr: IpAddr,
+    prefix_len: u8,
+    nics: &[String],
+) -> Result<Vec<String>, String> {
+    let family = match addr {
+        IpAddr::V4(_) => libc::AF_INET,
+        IpAddr::V6(_) => libc::AF_INET6,
+    };
+    let links = nl
+        .links()
+        .map_err(|e| format!("netlink: listing links: {e}"))?;
+    let addrs = nl
+        .addrs(family)
+        .map_err(|e| format!("netlink: listing addresses: {e}"))?;
+    let mut removed = Vec::new();
+    for l in links.iter().filter(|l| nics.contains(&l.name)) {
+        if !addrs.iter().any(|a| a.index == l.index && a.addr == addr) {
+            continue;
+        }
+        match nl.del_addr(l.index, addr, prefix_len) {
+            Ok(()) => removed.push(l.name.clone()),
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot remove {addr}/{prefix_len} from {}: {e}",
+                    l.name
+                ))
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The monitor's hard stop of a floating address (see [`super::hard_stop`]): removed from
+/// whichever of `nics` holds it, without the agent. Blocking; netlink of the calling thread's
+/// namespace.
+pub fn remove_everywhere(addr: IpAddr, prefix_len: u8, nics: &[String]) -> Result<(), String> {
+    let nl = Netlink::open().map_err(|e| format!("cannot open netlink: {e}"))?;
+    remove_addr(&nl, addr, prefix_len, nics).map(|_| ())
+}
+
 #[async_trait]
 impl Agent for Ip {
+    fn hard_stop(&self) -> Option<HardStop> {
+        Some(HardStop::DelAddr {
+            resource: self.cfg.name.clone(),
+            addr: self.cfg.addr,
+            prefix_len: self.cfg.prefix_len,
+            nics: self.cfg.nics.clone(),
+        })
+    }
+
     async fn validate(&self) -> Result<(), AgentError> {
         let view = self
             .look()

@@ -39,9 +39,10 @@
 pub mod application;
 pub mod disk_lock;
 pub mod filesystem;
+pub mod hard_stop;
 pub mod ip;
 pub mod ocf;
-mod pidfd;
+pub(crate) mod pidfd;
 pub mod pidfile;
 pub mod process;
 
@@ -49,6 +50,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+
+pub use hard_stop::HardStop;
 
 use crate::policy::group::{Action, Outcome};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
@@ -242,6 +245,12 @@ pub trait Agent: Send + Sync + std::fmt::Debug {
     /// An agent that finds its resource running adopts it: it watches it from then on as if it
     /// had started it, so a restarted daemon never starts a second copy.
     async fn probe(&self) -> Report;
+
+    /// How the monitor process takes this resource down without the agent, when the core
+    /// cannot do it in time ([`hard_stop`]). `None`: nothing to take down from outside.
+    fn hard_stop(&self) -> Option<HardStop> {
+        None
+    }
 }
 
 /// Carries out a policy [`Action`] on an agent: the one `match` a caller needs.

@@ -84,7 +84,7 @@ use tokio::net::unix::pipe;
 
 use super::process::KillGroupOnDrop;
 use super::{lookup, param_err};
-use super::{Agent, AgentContext, AgentError, Depth, Report};
+use super::{Agent, AgentContext, AgentError, Depth, HardStop, Report};
 use crate::policy::group::Outcome;
 use crate::policy::spec::ResourceSpec;
 
@@ -379,6 +379,40 @@ impl Ocf {
         parse_meta_data(&xml).map_err(|e| format!("{} meta-data: {e}", self.label()))
     }
 
+    /// The whole environment of one action, as the OCF contract wants it.
+    fn environment(
+        &self,
+        timeout_ms: u32,
+        interval_ms: u32,
+        check_level: Option<u32>,
+    ) -> Vec<(String, String)> {
+        let path = std::env::var("PATH").ok().filter(|p| !p.is_empty());
+        let mut env = vec![
+            (
+                "PATH".to_string(),
+                path.unwrap_or_else(|| DEFAULT_PATH.into()),
+            ),
+            ("OCF_ROOT".into(), self.ocf_root.display().to_string()),
+            ("OCF_RESOURCE_INSTANCE".into(), self.name.clone()),
+            ("OCF_RESOURCE_TYPE".into(), self.agent_type.clone()),
+            ("OCF_RESOURCE_PROVIDER".into(), self.provider.clone()),
+            ("OCF_RA_VERSION_MAJOR".into(), "1".into()),
+            ("OCF_RA_VERSION_MINOR".into(), "1".into()),
+            ("OCF_RESKEY_CRM_meta_timeout".into(), timeout_ms.to_string()),
+            (
+                "OCF_RESKEY_CRM_meta_interval".into(),
+                interval_ms.to_string(),
+            ),
+        ];
+        for r in &self.reskeys {
+            env.push((format!("{RESKEY_PREFIX}{}", r.name), r.value.clone()));
+        }
+        if let Some(level) = check_level {
+            env.push(("OCF_CHECK_LEVEL".into(), level.to_string()));
+        }
+        env
+    }
+
     /// The command for one action, with the OCF environment.
     fn command(
         &self,
@@ -388,23 +422,9 @@ impl Ocf {
         check_level: Option<u32>,
     ) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(self.path());
-        cmd.arg(action).env_clear();
-        let path = std::env::var_os("PATH").filter(|p| !p.is_empty());
-        cmd.env("PATH", path.unwrap_or_else(|| DEFAULT_PATH.into()))
-            .env("OCF_ROOT", &self.ocf_root)
-            .env("OCF_RESOURCE_INSTANCE", &self.name)
-            .env("OCF_RESOURCE_TYPE", &self.agent_type)
-            .env("OCF_RESOURCE_PROVIDER", &self.provider)
-            .env("OCF_RA_VERSION_MAJOR", "1")
-            .env("OCF_RA_VERSION_MINOR", "1")
-            .env("OCF_RESKEY_CRM_meta_timeout", timeout_ms.to_string())
-            .env("OCF_RESKEY_CRM_meta_interval", interval_ms.to_string());
-        for r in &self.reskeys {
-            cmd.env(format!("{RESKEY_PREFIX}{}", r.name), &r.value);
-        }
-        if let Some(level) = check_level {
-            cmd.env("OCF_CHECK_LEVEL", level.to_string());
-        }
+        cmd.arg(action)
+            .env_clear()
+            .envs(self.environment(timeout_ms, interval_ms, check_level));
         prepare_child(&mut cmd);
         cmd
     }
@@ -444,6 +464,16 @@ impl Ocf {
 
 #[async_trait]
 impl Agent for Ocf {
+    fn hard_stop(&self) -> Option<HardStop> {
+        Some(HardStop::Command {
+            resource: self.name.clone(),
+            program: self.path(),
+            args: vec!["stop".into()],
+            env: self.environment(self.stop_timeout_ms, 0, None),
+            timeout_ms: u64::from(self.stop_timeout_ms),
+        })
+    }
+
     async fn validate(&self) -> Result<(), AgentError> {
         let path = self.path();
         let executable = std::fs::metadata(&path)

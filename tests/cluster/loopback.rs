@@ -24,7 +24,14 @@ pub struct Opts {
     pub max_restarts: u32,
     /// Add a disk path on a temp file.
     pub disk: bool,
+    /// Leases and failure detection long enough for a core to restart inside its lease
+    /// ([`RESTART_TIMING`]).
+    pub long_lease: bool,
 }
+
+/// `[timing]` for the monitor-process tests: a 1.5 s lease (a debug core restarts well inside
+/// it), failure detection of 200 ms × 10, raft ticks of 100 ms.
+pub const RESTART_TIMING: &str = "[timing]\nlease_ms = 1500\nlease_renew_ms = 200\nmax_clock_drift = 0.01\ntakeover_margin_ms = 100\nstop_budget_ms = 300\nraft_tick_ms = 100\nelection_ticks = 25\nheartbeat_ticks = 2\n";
 
 impl Default for Opts {
     fn default() -> Self {
@@ -33,6 +40,7 @@ impl Default for Opts {
             window: None,
             max_restarts: 3,
             disk: false,
+            long_lease: false,
         }
     }
 }
@@ -47,10 +55,16 @@ pub fn config_text(test: u8, dir: &Path, o: &Opts) -> String {
     let mut c = String::new();
     let _ = writeln!(c, "[cluster]\nname = \"loop{test}\"\n");
     let _ = writeln!(c, "[monitor]\nquick_interval_ms = 500\nquick_timeout_ms = 400\nstart_timeout_ms = 5000\nstop_timeout_ms = 3000\n");
+    let (interval_ms, misses) = if o.long_lease {
+        let _ = writeln!(c, "{RESTART_TIMING}");
+        (200, 10)
+    } else {
+        (50, 4)
+    };
     for p in ["lan", "backplane"] {
         let _ = writeln!(
             c,
-            "[[path]]\nname = \"{p}\"\nkind = \"network\"\ninterval_ms = 50\nmisses = 4\n"
+            "[[path]]\nname = \"{p}\"\nkind = \"network\"\ninterval_ms = {interval_ms}\nmisses = {misses}\n"
         );
     }
     if o.disk {

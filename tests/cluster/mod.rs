@@ -14,6 +14,7 @@
 pub mod loopback;
 pub mod namespaces;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -201,7 +202,9 @@ impl Cluster {
             .env("ETERNE_TEST_NODE", &n.name)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log);
+            .stderr(log)
+            // The monitor and its core share this group: a node's crash kills both.
+            .process_group(0);
         n.child = Some(cmd.spawn().expect("spawn eterned"));
     }
 
@@ -212,9 +215,15 @@ impl Cluster {
         }
     }
 
-    /// The pid of node `i`'s eterned.
+    /// The pid of node `i`'s eterned as started: its monitor process.
     pub fn daemon_pid(&self, i: usize) -> Option<i32> {
         self.nodes[i].child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// The pid of node `i`'s core process: the child of its monitor that is eterned.
+    pub fn core_pid(&self, i: usize) -> Option<i32> {
+        let monitor = self.daemon_pid(i)?;
+        core_of(monitor)
     }
 
     /// Node `i`'s status, if it runs and answers.
@@ -296,6 +305,11 @@ impl Cluster {
     }
 
     /// The pid of resource `res` on node `i`, from its pidfile, if alive.
+    /// Where node `i`'s agent keeps the pidfile of resource `res`.
+    pub fn app_pidfile(&self, i: usize, res: &str) -> PathBuf {
+        self.nodes[i].run.join(format!("{res}.pid"))
+    }
+
     pub fn app_pid(&self, i: usize, res: &str) -> Option<i32> {
         let text = std::fs::read_to_string(self.nodes[i].run.join(format!("{res}.pid"))).ok()?;
         let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
@@ -327,9 +341,13 @@ impl Cluster {
         Some(pid)
     }
 
-    /// `kill -9` of node `i`'s eterned only (and reaps it).
+    /// `kill -9` of node `i`'s eterned only, both its processes (and reaps the monitor).
     pub fn kill_daemon(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {
+            // SAFETY: kill(2) of the process group we created for this node's eterned.
+            unsafe {
+                libc::kill(-(c.id() as i32), libc::SIGKILL);
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -381,4 +399,23 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The eterned child of `monitor` (its core), by the parent pid in `/proc/*/stat`.
+pub fn core_of(monitor: i32) -> Option<i32> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid …: comm may hold spaces, so split after the last ')'.
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let ppid = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i32>().ok());
+            ppid == Some(monitor) && head.contains("(eterned")
+        })
 }

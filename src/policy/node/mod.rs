@@ -228,6 +228,32 @@ impl NodeCore {
         &self.live
     }
 
+    /// When this node's lease ends (this core's clock, µs; 0 if it never held one).
+    pub fn lease_until_us(&self) -> u64 {
+        self.lease.until_us()
+    }
+
+    /// The last raft log index applied here.
+    pub fn applied(&self) -> u64 {
+        self.consensus.applied()
+    }
+
+    /// The lease the previous core of this node held, handed over by the monitor process and
+    /// converted to this core's clock (`until_us`). It is used as a grant is: only once this
+    /// core's log has reached `applied`, the index the previous core had applied, so the new
+    /// core never acts on an older state than the one the lease was used with. Call before
+    /// the first input.
+    pub fn inherit_lease(&mut self, until_us: u64, applied: u64, now_us: u64) {
+        let grant = Grant {
+            term: self.consensus.term(),
+            echo_us: until_us,
+            valid_us: 0,
+            commit: applied,
+        };
+        self.lease.handle_grant(grant, self.consensus.applied());
+        self.check_lease(now_us);
+    }
+
     /// Whether this node may run exclusive groups now.
     pub fn holds_lease(&self) -> bool {
         self.lease_ok

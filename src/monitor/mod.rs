@@ -1,0 +1,464 @@
+//! The monitor: the second process of every node, which keeps the node's promise when the core
+//! cannot (design.md §5.4; docs/runtime.md "The two processes").
+//!
+//! `eterned` starts as the monitor. The monitor starts the core (the same program, in the
+//! `core` role: everything the daemon does) and from then on each watches the other through a
+//! pidfd and the [`link`]: the core says it is alive every [`link::ToMonitor::Alive`]
+//! interval from its actor thread, and before acting tells the monitor by when every exclusive
+//! resource here must be down ([`link::Armed`]) and how to take each down without it
+//! ([`crate::resources::HardStop`]).
+//!
+//! | what happens | what the monitor does |
+//! |---|---|
+//! | the core dies or exits with a crash (SIGKILL, OOM, panic, [`EXIT_CRASH`]) | starts a new core at once, handing it the lease the old one held; the new core adopts what runs (probe, no stop, no start) |
+//! | the core is silent for [`WEDGED`] (SIGSTOP, a wedged thread) | SIGKILL, then as above |
+//! | the stop point passes (the deadline less the stop budget) while no core is up or the core is silent for [`SILENT`] | SIGKILL of the core if it lives, then every hard stop at once, before the lease ends |
+//! | the deadline itself passes while armed | the same, whatever the core says: a core that lets its lease run out with resources up is broken |
+//! | a hard stop fails | with a hardware watchdog: stops petting it, so the machine resets; without: logs it, and the next core fences itself on the failed stop |
+//! | the core exits on purpose (drained: 0, gave up: 1) or cannot start (bad config: 2, start: 1) | stops hard anything still armed, exits with the core's code |
+//! | SIGTERM / SIGINT | passed to the core, which drains; then as above |
+//! | SIGHUP | logged: reloading cluster.toml is not supported yet, nothing changes |
+//! | the monitor dies | the core starts a new one and tells it everything again (`actors::monitor`) |
+//!
+//! Neither restart moves or restarts a resource: the cluster sees the node's lease, not its
+//! processes, and the lease is handed from one core to the next. What the monitor stopped is
+//! told to the next core, which logs it (`stopped_hard`).
+//!
+//! The monitor has no async runtime: one thread polls the core's pidfd, the link and a
+//! self-pipe of signals, every [`TICK`] at the longest. It shares the program, not the code
+//! paths: nothing of the actor tree, the transports or consensus runs in it.
+
+pub mod link;
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use link::{mono_ns, Armed, Link, Received, ToCore, ToMonitor, PEER_ENV};
+
+use crate::actors::shutdown::{EXIT_CRASH, EXIT_START};
+use crate::resources::hard_stop::{self, HardStop};
+use crate::resources::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
+
+/// The longest the monitor sleeps (and how often it pets a hardware watchdog).
+pub const TICK: Duration = Duration::from_millis(5);
+/// A core silent this long at its stop point will not stop in time.
+pub const SILENT: Duration = Duration::from_millis(250);
+/// A core silent this long is wedged: killed and started again.
+pub const WEDGED: Duration = Duration::from_secs(2);
+/// Core restarts allowed within [`RESTART_WINDOW`] before the monitor gives up.
+pub const RESTART_LIMIT: usize = 10;
+/// The window over which core restarts are counted.
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// The least time a hard stop is given when its deadline is already near or past.
+const HARD_STOP_FLOOR: Duration = Duration::from_millis(500);
+
+/// What the monitor is told on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// A hardware watchdog device to pet.
+    pub watchdog_device: Option<PathBuf>,
+}
+
+/// The core as the monitor sees it.
+struct Core {
+    pid: u32,
+    pidfd: OwnedFd,
+    /// Our child, when we started it (then we reap it and see its exit code).
+    child: Option<Child>,
+    link: Link,
+    /// When it last said anything; `None` until its `Hello`.
+    heard: Option<Instant>,
+    /// The code it said it exits with.
+    exiting: Option<i32>,
+}
+
+/// The monitor's state.
+struct Monitor {
+    watchdog: Option<File>,
+    core: Option<Core>,
+    holdings: Vec<HardStop>,
+    armed: Option<Armed>,
+    stopped_hard: Vec<String>,
+    /// A hard stop failed: the node cannot be trusted until it is reset.
+    stop_failed: bool,
+    terminating: bool,
+    restarts: VecDeque<Instant>,
+}
+
+/// Run the monitor until the node's daemon ends; the exit code.
+pub fn run(opts: Options) -> i32 {
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("eterned: monitor: cannot install signal handlers: {e}");
+            return EXIT_START;
+        }
+    };
+    let watchdog = match &opts.watchdog_device {
+        Some(path) => match File::options().write(true).open(path) {
+            Ok(f) => {
+                tracing::info!(device = %path.display(), "hardware watchdog opened");
+                Some(f)
+            }
+            Err(e) => {
+                eprintln!("eterned: watchdog {}: {e}", path.display());
+                return EXIT_START;
+            }
+        },
+        None => None,
+    };
+    let mut m = Monitor {
+        watchdog,
+        core: None,
+        holdings: Vec::new(),
+        armed: None,
+        stopped_hard: Vec::new(),
+        stop_failed: false,
+        terminating: false,
+        restarts: VecDeque::new(),
+    };
+    // Started by a core whose monitor died: watch that core. Otherwise start one.
+    match (Link::inherited(), peer_pid()) {
+        (Some(link), Some(pid)) => match pidfd_open(pid) {
+            Ok(pidfd) => {
+                tracing::info!(core = pid, "monitor started by its core");
+                m.core = Some(Core {
+                    pid,
+                    pidfd,
+                    child: None,
+                    link,
+                    heard: Some(Instant::now()),
+                    exiting: None,
+                });
+            }
+            Err(e) => {
+                eprintln!("eterned: monitor: core {pid}: {e}");
+                return EXIT_START;
+            }
+        },
+        _ => {
+            if let Err(e) = m.start_core() {
+                eprintln!("eterned: monitor: cannot start the core: {e}");
+                return EXIT_START;
+            }
+        }
+    }
+    loop {
+        if let Some(code) = m.step(&signals) {
+            return code;
+        }
+    }
+}
+
+/// The core's pid named in our environment (a monitor the core started).
+fn peer_pid() -> Option<u32> {
+    std::env::var(PEER_ENV).ok()?.parse().ok()
+}
+
+impl Monitor {
+    /// Start a new core, handing it the lease the last one held.
+    fn start_core(&mut self) -> std::io::Result<()> {
+        let (link, child_end) = Link::pair()?;
+        let child = link::spawn_role("core", child_end)?;
+        let pid = child.id();
+        let pidfd = pidfd_open(pid)?;
+        let lease = self
+            .armed
+            .and_then(|a| a.lease)
+            .filter(|l| l.until_ns > mono_ns());
+        let start = ToCore::Start {
+            lease,
+            stopped_hard: std::mem::take(&mut self.stopped_hard),
+        };
+        if let Err(e) = link.send(&start) {
+            tracing::error!(error = %e, "cannot hand the new core its start");
+        }
+        tracing::info!(
+            core = pid,
+            inherited_lease = lease.is_some(),
+            "core started"
+        );
+        self.core = Some(Core {
+            pid,
+            pidfd,
+            child: Some(child),
+            link,
+            heard: None,
+            exiting: None,
+        });
+        Ok(())
+    }
+
+    /// One wait and what it brought; `Some(code)` when the monitor exits.
+    fn step(&mut self, signals: &Signals) -> Option<i32> {
+        let mut fds = vec![libc::pollfd {
+            fd: signals.read_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(c) = &self.core {
+            for fd in [c.pidfd.as_raw_fd(), c.link.raw()] {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+        }
+        // SAFETY: poll(2) over pollfds we own.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, poll_ms()) };
+        for sig in signals.take() {
+            match sig {
+                libc::SIGTERM | libc::SIGINT => {
+                    tracing::info!("SIGTERM: the core drains");
+                    self.terminating = true;
+                    match &self.core {
+                        Some(c) => signal_core(c, libc::SIGTERM),
+                        None => return Some(self.end(0)),
+                    }
+                }
+                libc::SIGHUP => tracing::warn!(
+                    "SIGHUP: reloading cluster.toml is not supported yet; nothing changes"
+                ),
+                _ => {}
+            }
+        }
+        self.read_link();
+        let gone = self.core.as_ref().is_some_and(|c| pidfd_exited(&c.pidfd));
+        if gone {
+            if let Some(code) = self.core_gone() {
+                return Some(code);
+            }
+        }
+        self.check_time();
+        self.pet();
+        None
+    }
+
+    /// Everything the core sent.
+    fn read_link(&mut self) {
+        let Some(c) = &mut self.core else { return };
+        loop {
+            match c.link.recv_now::<ToMonitor>() {
+                Received::Message(msg) => {
+                    c.heard = Some(Instant::now());
+                    match msg {
+                        ToMonitor::Hello {
+                            pid,
+                            holdings,
+                            alive_every_ms,
+                        } => {
+                            tracing::info!(
+                                core = pid,
+                                holdings = holdings.len(),
+                                alive_every_ms,
+                                "core up"
+                            );
+                            self.holdings = holdings;
+                        }
+                        ToMonitor::Alive => {}
+                        ToMonitor::Arm(a) => self.armed = a,
+                        ToMonitor::Exiting { code } => c.exiting = Some(code),
+                    }
+                }
+                Received::Malformed(e) => {
+                    tracing::error!(error = %e, "malformed message from the core; dropped")
+                }
+                Received::Nothing | Received::Closed => return,
+            }
+        }
+    }
+
+    /// The core ended: reap it, then start another or end.
+    fn core_gone(&mut self) -> Option<i32> {
+        let mut c = self.core.take()?;
+        let status = c.child.as_mut().and_then(|ch| ch.wait().ok());
+        let code = c.exiting.or_else(|| status.and_then(|s| s.code()));
+        tracing::warn!(core = c.pid, ?status, said = ?c.exiting, "core ended");
+        let on_purpose =
+            c.exiting.is_some() || self.terminating || matches!(code, Some(k) if k != EXIT_CRASH);
+        if on_purpose {
+            return Some(self.end(code.unwrap_or(EXIT_CRASH)));
+        }
+        let now = Instant::now();
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW)
+        {
+            self.restarts.pop_front();
+        }
+        if self.restarts.len() >= RESTART_LIMIT {
+            tracing::error!(
+                restarts = self.restarts.len(),
+                "the core keeps dying; the monitor gives up"
+            );
+            return Some(self.end(EXIT_CRASH));
+        }
+        self.restarts.push_back(now);
+        if let Err(e) = self.start_core() {
+            tracing::error!(error = %e, "cannot start a new core");
+            return Some(self.end(EXIT_CRASH));
+        }
+        None
+    }
+
+    /// The deadlines and the core's silence.
+    fn check_time(&mut self) {
+        let now_ns = mono_ns();
+        let now = Instant::now();
+        let silent = |c: &Core, d: Duration| c.heard.is_none_or(|h| now.duration_since(h) >= d);
+        if let Some(a) = self.armed {
+            let core_absent = self.core.as_ref().is_none_or(|c| silent(c, SILENT));
+            if now_ns >= a.deadline_ns || (now_ns >= a.stop_at_ns && core_absent) {
+                tracing::error!(
+                    late_ms = now_ns.saturating_sub(a.stop_at_ns) / 1_000_000,
+                    core_absent,
+                    "exclusive resources must be down now and the core cannot do it: stopping hard"
+                );
+                if let Some(c) = &self.core {
+                    signal_core(c, libc::SIGKILL);
+                }
+                self.stop_hard(a.deadline_ns.saturating_sub(now_ns));
+                return;
+            }
+        }
+        if let Some(c) = &self.core {
+            if c.heard.is_some() && silent(c, WEDGED) {
+                tracing::error!(core = c.pid, "core silent for {WEDGED:?}: wedged; killed");
+                signal_core(c, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Every hard stop at once, bounded by what is left until the deadline.
+    fn stop_hard(&mut self, left_ns: u64) {
+        let bound = Duration::from_nanos(left_ns).max(HARD_STOP_FLOOR);
+        let failed = hard_stop::run_all(&self.holdings, bound);
+        self.stopped_hard = self
+            .holdings
+            .iter()
+            .map(|h| h.resource().to_string())
+            .collect();
+        self.armed = None;
+        if !failed.is_empty() {
+            self.stop_failed = true;
+            if self.watchdog.is_some() {
+                tracing::error!(
+                    ?failed,
+                    "hard stop failed: no longer petting the hardware watchdog; the machine resets"
+                );
+            } else {
+                tracing::error!(?failed, "hard stop failed and there is no hardware watchdog: the next core fences itself on the failed stop");
+            }
+        }
+    }
+
+    /// Pet the hardware watchdog unless a hard stop failed.
+    fn pet(&mut self) {
+        if self.stop_failed {
+            return;
+        }
+        if let Some(f) = &mut self.watchdog {
+            let _ = f.write_all(b"\0").and_then(|()| f.flush());
+        }
+    }
+
+    /// The monitor ends with `code`: anything still armed is stopped hard first.
+    fn end(&mut self, code: i32) -> i32 {
+        if let Some(a) = self.armed {
+            tracing::warn!("the core ended with exclusive resources possibly up: stopping hard");
+            self.stop_hard(a.deadline_ns.saturating_sub(mono_ns()));
+        }
+        if let Some(f) = &mut self.watchdog {
+            // The magic close: a clean end disarms the device.
+            let _ = f.write_all(b"V").and_then(|()| f.flush());
+        }
+        code
+    }
+}
+
+/// How long one poll may sleep.
+fn poll_ms() -> i32 {
+    TICK.as_millis() as i32
+}
+
+/// Signal the core through its pidfd (never a recycled pid).
+fn signal_core(c: &Core, sig: libc::c_int) {
+    if let Err(e) = pidfd_send_signal(&c.pidfd, sig) {
+        tracing::warn!(core = c.pid, sig, error = %e, "cannot signal the core");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signals, through a self-pipe: the handler writes the signal number, the loop reads it.
+
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = sig as u8;
+        // SAFETY: write(2) is async-signal-safe; one byte from the stack.
+        unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+    }
+}
+
+struct Signals {
+    read: OwnedFd,
+    _write: OwnedFd,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 writes two descriptors into the array we own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors are new and ours.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        SIGNAL_PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            // SAFETY: a zeroed sigaction with our handler, no flags but SA_RESTART.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as *const () as usize;
+                sa.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                if libc::sigaction(sig, &sa, std::ptr::null_mut()) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(Signals {
+            read,
+            _write: write,
+        })
+    }
+
+    fn read_fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// The signals that arrived since the last call.
+    fn take(&self) -> Vec<libc::c_int> {
+        let mut buf = [0u8; 64];
+        // SAFETY: read(2) into a buffer we own, non-blocking.
+        let n = unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return Vec::new();
+        }
+        buf[..n as usize]
+            .iter()
+            .map(|&b| libc::c_int::from(b))
+            .collect()
+    }
+}

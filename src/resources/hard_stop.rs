@@ -1,0 +1,227 @@
+//! Stopping a resource without its agent: what the monitor process does when the core cannot
+//! stop the node's exclusive resources in time (design.md §5.4, docs/runtime.md "The two
+//! processes").
+//!
+//! Each agent that can hold something exclusive says, once at start, how to take it down from
+//! outside ([`super::Agent::hard_stop`]): a [`HardStop`] is plain data (it crosses the link
+//! to the monitor) and every step is idempotent, so the monitor runs the whole list whether or
+//! not a resource is active right now, and running it twice is harmless.
+//!
+//! | resource | hard stop |
+//! |---|---|
+//! | `application` | SIGKILL of the process group its pidfile names (checked against the process's start time) |
+//! | `ip` | the address removed through netlink from whichever of its interfaces holds it |
+//! | `filesystem` | SIGKILL of every process that holds the filesystem, then a lazy unmount |
+//! | `ocf` | the agent's `stop`, bounded by a short timeout, then SIGKILL of its process group |
+//! | `disk_lock` | nothing: the lock is renewed by the core; once nothing renews it, it is abandoned and lapses |
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{filesystem, ip, pidfile, process};
+
+/// How to take one resource down without its agent.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum HardStop {
+    /// SIGKILL the process group of the process `pidfile` names.
+    KillGroup {
+        /// The resource's name (for logs).
+        resource: String,
+        /// The pidfile (pid and start time).
+        pidfile: PathBuf,
+    },
+    /// Remove `addr/prefix_len` from whichever of `nics` holds it.
+    DelAddr {
+        /// The resource's name.
+        resource: String,
+        /// The floating address.
+        addr: IpAddr,
+        /// Its prefix length.
+        prefix_len: u8,
+        /// The interfaces it may be on.
+        nics: Vec<String>,
+    },
+    /// Kill the holders of the filesystem mounted at `directory`, then detach it.
+    Unmount {
+        /// The resource's name.
+        resource: String,
+        /// The mount point.
+        directory: PathBuf,
+    },
+    /// Run `program` with `args` and exactly `env`, in a session of its own, for at most
+    /// `timeout_ms` (or less, if the deadline is nearer); then SIGKILL its process group.
+    Command {
+        /// The resource's name.
+        resource: String,
+        /// The program (an OCF agent).
+        program: PathBuf,
+        /// Its arguments (`stop`).
+        args: Vec<String>,
+        /// Its whole environment.
+        env: Vec<(String, String)>,
+        /// The bound.
+        timeout_ms: u64,
+    },
+}
+
+impl HardStop {
+    /// The resource this stops.
+    pub fn resource(&self) -> &str {
+        match self {
+            HardStop::KillGroup { resource, .. }
+            | HardStop::DelAddr { resource, .. }
+            | HardStop::Unmount { resource, .. }
+            | HardStop::Command { resource, .. } => resource,
+        }
+    }
+
+    /// Take it down, within `bound` where it runs a command. Blocking; `Ok` also when there
+    /// was nothing to take down.
+    pub fn run(&self, bound: Duration) -> Result<(), String> {
+        match self {
+            HardStop::KillGroup { pidfile, .. } => {
+                kill_recorded(pidfile);
+                Ok(())
+            }
+            HardStop::DelAddr {
+                addr,
+                prefix_len,
+                nics,
+                ..
+            } => ip::remove_everywhere(*addr, *prefix_len, nics),
+            HardStop::Unmount { directory, .. } => filesystem::force_unmount(directory),
+            HardStop::Command {
+                program,
+                args,
+                env,
+                timeout_ms,
+                ..
+            } => run_bounded(
+                program,
+                args,
+                env,
+                bound.min(Duration::from_millis(*timeout_ms)),
+            ),
+        }
+    }
+}
+
+/// Run every hard stop at once, each on a thread of its own, and wait for all of them up to
+/// `bound`. Returns the resources that did not stop (failed, or still running at the bound).
+pub fn run_all(stops: &[HardStop], bound: Duration) -> Vec<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut waiting: Vec<String> = Vec::new();
+    for s in stops {
+        let s = s.clone();
+        let tx = tx.clone();
+        let name = s.resource().to_string();
+        let spawned = std::thread::Builder::new()
+            .name("hard-stop".into())
+            .spawn(move || {
+                let r = s.run(bound);
+                let _ = tx.send((s.resource().to_string(), r));
+            });
+        if spawned.is_ok() {
+            waiting.push(name);
+        } else {
+            tracing::error!(resource = %name, "cannot start a thread to stop it hard");
+        }
+    }
+    drop(tx);
+    let mut failed = Vec::new();
+    let end = Instant::now() + bound;
+    while !waiting.is_empty() {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((name, r)) => {
+                waiting.retain(|w| *w != name);
+                match r {
+                    Ok(()) => tracing::warn!(resource = %name, "stopped hard"),
+                    Err(e) => {
+                        tracing::error!(resource = %name, error = %e, "hard stop failed");
+                        failed.push(name);
+                    }
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    for w in waiting {
+        tracing::error!(resource = %w, "hard stop did not finish in time");
+        failed.push(w);
+    }
+    failed
+}
+
+/// SIGKILL the process group of the process a pidfile names, if that process still is the one
+/// recorded (same start time).
+pub fn kill_recorded(path: &Path) {
+    let Some((pid, start)) = pidfile::read(path) else {
+        return;
+    };
+    if pid <= 1 || pidfile::start_time(pid).ok() != Some(start) {
+        return;
+    }
+    // The agent starts each resource in a session of its own, so pgid = pid.
+    process::kill_group(pid, libc::SIGKILL);
+    // SAFETY: kill(2) on a pid whose start time we just checked; no memory is involved.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// Run a command with exactly `env` in a session of its own for at most `bound`, then kill
+/// its process group whatever it did.
+fn run_bounded(
+    program: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    bound: Duration,
+) -> Result<(), String> {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    let pgid = child.id();
+    let end = Instant::now() + bound;
+    let verdict = loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => break Ok(()),
+            Ok(Some(st)) => break Err(format!("{} stop: {st}", program.display())),
+            Ok(None) if Instant::now() >= end => {
+                break Err(format!(
+                    "{} stop did not finish in {} ms",
+                    program.display(),
+                    bound.as_millis()
+                ))
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    process::kill_group(pgid, libc::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
+    verdict
+}

@@ -1,0 +1,232 @@
+//! The two processes of a node (the core and its monitor), on a real three-node loopback
+//! cluster with a real application: what happens when only one of them dies or stalls.
+//!
+//! - The core killed alone: the monitor starts a new core with the old one's lease; the
+//!   application keeps running (same pid), the group keeps its node and its epoch.
+//! - The core paused past its lease: the monitor stops the application before the lease ends,
+//!   and at no sample do two nodes run it.
+//! - The monitor killed: the core starts a new one; nothing moves; the new monitor restarts a
+//!   killed core in its turn.
+//! - SIGHUP to either process ends nothing.
+//!
+//! They use a 1.5 s lease and 2 s failure detection ([`RESTART_TIMING`]) so that a debug
+//! core restarts well inside its lease. They need root (as every loopback cluster test);
+//! without it each prints one line and returns.
+
+mod cluster;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cluster::loopback::{Opts, APP, RESTART_TIMING};
+use cluster::{core_of, support, Cluster};
+
+/// How long "nothing happens" is watched for.
+const QUIET: Duration = Duration::from_secs(4);
+
+fn skip(test: &str) -> bool {
+    support::skip_unless_root(test, "eterned (a root service); CI runs as root")
+}
+
+fn opts() -> Opts {
+    let _ = RESTART_TIMING;
+    Opts {
+        long_lease: true,
+        // demo starts on n2 while n1 is not yet up, and comes to n1 when it joins.
+        failback: "auto",
+        ..Opts::default()
+    }
+}
+
+fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) of a pid of this test's cluster.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Whether `pid` runs (a zombie does not: an orphan's reaper may be slow or absent).
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// n2 and n3 form the cluster first, so the coordinator is one of them (a coordinator's death
+/// costs an election, which is not what these tests look at); then n1 joins and demo fails
+/// back to it, its preferred node.
+fn up_with_n1_not_coordinating(c: &mut Cluster) {
+    c.start(1);
+    c.start(2);
+    c.wait_for("n2 and n3 elect a coordinator", |c| {
+        c.status(1).is_some_and(|s| s.coordinator.is_some())
+    });
+    c.start(0);
+    c.wait_for("the cluster forms", |c| c.formed());
+    c.wait_for("demo runs on n1", |c| {
+        c.on("demo").as_deref() == Some("n1") && c.app_pid(0, APP).is_some()
+    });
+    let coordinator = c.status(1).and_then(|s| s.coordinator);
+    assert_ne!(coordinator.as_deref(), Some("n1"), "n1 does not coordinate");
+}
+
+/// Fails if, during [`QUIET`], demo runs anywhere but n1 (at `epoch`) or its application
+/// changes pid.
+fn nothing_moves(c: &Cluster, epoch: u64, app: i32) {
+    let until = Instant::now() + QUIET;
+    while Instant::now() < until {
+        if let Some((node, e)) = c.running_on("demo") {
+            if node != "n1" || e != epoch {
+                c.dump();
+                panic!("demo moved or restarted: now on {node} at epoch {e}, was n1 at {epoch}");
+            }
+        }
+        if c.app_pid(0, APP) != Some(app) {
+            c.dump();
+            panic!("the application on n1 was stopped or restarted");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The samples in which several nodes ran the application (which nodes).
+type Overlaps = Arc<Mutex<Vec<Vec<usize>>>>;
+
+/// Samples every 5 ms, from another thread, which nodes run the application; collects the
+/// samples in which more than one does. Stop it by setting the flag.
+fn overlap_sampler(c: &Cluster) -> (Arc<AtomicBool>, Overlaps, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let both = Arc::new(Mutex::new(Vec::new()));
+    let pidfiles: Vec<_> = (0..3).map(|i| c.app_pidfile(i, APP)).collect();
+    let t = {
+        let (stop, both) = (stop.clone(), both.clone());
+        std::thread::spawn(move || {
+            // Bounded: at most 60 s of samples.
+            for _ in 0..12_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let on: Vec<usize> = pidfiles
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| {
+                        eterne::resources::pidfile::read(p).is_some_and(|(pid, start)| {
+                            eterne::resources::pidfile::start_time(pid).ok() == Some(start)
+                                && alive(pid as i32)
+                        })
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                if on.len() > 1 {
+                    if let Ok(mut b) = both.lock() {
+                        b.push(on);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    (stop, both, t)
+}
+
+#[test]
+fn core_killed_alone_keeps_everything_in_place() {
+    if skip("core_killed_alone_keeps_everything_in_place") {
+        return;
+    }
+    let mut c = Cluster::loopback(40, &opts());
+    up_with_n1_not_coordinating(&mut c);
+    let (_, epoch) = c.running_on("demo").expect("demo runs");
+    let app = c.app_pid(0, APP).expect("n1 runs the application");
+    let core = c.core_pid(0).expect("n1 has a core");
+    signal(core, libc::SIGKILL);
+    c.wait_for("the monitor starts a new core on n1", |c| {
+        c.core_pid(0).is_some_and(|p| p != core) && c.status(0).is_some()
+    });
+    nothing_moves(&c, epoch, app);
+    let starts = c.events_named(0, "daemon_started").len();
+    assert_eq!(starts, 2, "n1's core started twice");
+    assert!(
+        c.events_named(0, "stopped_hard").is_empty(),
+        "nothing was stopped hard"
+    );
+}
+
+#[test]
+fn core_paused_past_its_lease_is_stopped_here_before_it_runs_elsewhere() {
+    if skip("core_paused_past_its_lease_is_stopped_here_before_it_runs_elsewhere") {
+        return;
+    }
+    let mut c = Cluster::loopback(41, &opts());
+    up_with_n1_not_coordinating(&mut c);
+    let app = c.app_pid(0, APP).expect("n1 runs the application");
+    let core = c.core_pid(0).expect("n1 has a core");
+    let (stop, both, sampler) = overlap_sampler(&c);
+    signal(core, libc::SIGSTOP);
+    c.wait_for("the monitor stops n1's application", |_| !alive(app));
+    c.wait_for("demo runs again, somewhere", |c| {
+        (0..3).any(|i| c.app_pid(i, APP).is_some_and(|p| p != app))
+            && c.running_on("demo").is_some()
+    });
+    // A core the monitor has not killed would go on here; it has been.
+    signal(core, libc::SIGCONT);
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let both = both.lock().map(|b| b.clone()).unwrap_or_default();
+    if !both.is_empty() {
+        c.dump();
+        panic!(
+            "the application ran on several nodes at once: {:?}",
+            &both[..both.len().min(5)]
+        );
+    }
+    assert!(!alive(core), "the paused core was killed");
+    c.wait_for("n1's next core records what the monitor stopped", |c| {
+        !c.events_named(0, "stopped_hard").is_empty()
+    });
+}
+
+#[test]
+fn monitor_killed_is_replaced_and_nothing_moves() {
+    if skip("monitor_killed_is_replaced_and_nothing_moves") {
+        return;
+    }
+    let mut c = Cluster::loopback(42, &opts());
+    up_with_n1_not_coordinating(&mut c);
+    let (_, epoch) = c.running_on("demo").expect("demo runs");
+    let app = c.app_pid(0, APP).expect("n1 runs the application");
+    let monitor = c.daemon_pid(0).expect("n1 runs");
+    let core = c.core_pid(0).expect("n1 has a core");
+    signal(monitor, libc::SIGKILL);
+    c.wait_for("the core starts a new monitor", |_| core_of(core).is_some());
+    nothing_moves(&c, epoch, app);
+    assert!(alive(core), "the core lives on");
+    // The new monitor does its job: the core killed now is started again, nothing moves.
+    let new_monitor = core_of(core).expect("a new monitor");
+    signal(core, libc::SIGKILL);
+    c.wait_for("the new monitor starts a new core", |c| {
+        core_of(new_monitor).is_some() && c.status(0).is_some()
+    });
+    nothing_moves(&c, epoch, app);
+}
+
+#[test]
+fn sighup_ends_neither_process() {
+    if skip("sighup_ends_neither_process") {
+        return;
+    }
+    let mut c = Cluster::loopback(43, &opts());
+    up_with_n1_not_coordinating(&mut c);
+    let (_, epoch) = c.running_on("demo").expect("demo runs");
+    let app = c.app_pid(0, APP).expect("n1 runs the application");
+    let monitor = c.daemon_pid(0).expect("n1 runs");
+    let core = c.core_pid(0).expect("n1 has a core");
+    signal(monitor, libc::SIGHUP);
+    signal(core, libc::SIGHUP);
+    nothing_moves(&c, epoch, app);
+    assert!(alive(monitor) && alive(core), "both processes live");
+    assert_eq!(c.core_pid(0), Some(core), "the same core");
+}
