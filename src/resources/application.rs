@@ -65,7 +65,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
 use super::pidfile;
-use super::process::{self, find_program, AbortOnDrop, KillGroupOnDrop};
+use super::process::{self, find_program, AbortOnDrop, Credentials, KillGroupOnDrop, SessionSetup};
 use tokio::time::Instant;
 
 use super::{known_params, lookup, param_err};
@@ -524,9 +524,11 @@ impl Application {
         // Switch user only if it is another one (a non-root daemon cannot setgroups).
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
-        let ids = user
-            .filter(|u| u.uid != me)
-            .map(|u| (u.uid, u.gid, u.groups.clone()));
+        let credentials = user.filter(|u| u.uid != me).map(|u| Credentials {
+            uid: u.uid,
+            gid: u.gid,
+            groups: u.groups.clone(),
+        });
         let cwd = match &self.params.cwd {
             Some(p) => Some(
                 CString::new(p.as_os_str().as_bytes())
@@ -534,32 +536,12 @@ impl Application {
             ),
             None => None,
         };
-        // SAFETY: the closure runs in the child between fork and exec; it only makes system
-        // calls (async-signal-safe) on data prepared before the fork, and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                // A session of its own: no signal for the daemon's process group or terminal
-                // reaches it, and its group is what `stop` signals.
-                if libc::setsid() < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if let Some((uid, gid, groups)) = &ids {
-                    if libc::setgroups(groups.len(), groups.as_ptr()) < 0
-                        || libc::setgid(*gid) < 0
-                        || libc::setuid(*uid) < 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                // After setuid, so that the directory is entered with the user's rights.
-                if let Some(dir) = &cwd {
-                    if libc::chdir(dir.as_ptr()) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
+        let setup = SessionSetup {
+            credentials,
+            cwd,
+            ..SessionSetup::default()
+        };
+        process::in_own_session(&mut cmd, setup);
         Ok(cmd)
     }
 
