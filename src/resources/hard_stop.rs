@@ -188,18 +188,16 @@ fn run_bounded(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
+    // As the OCF agent runs it: a session of its own, signals at their defaults, nothing of
+    // ours inherited.
+    process::in_own_session(
+        &mut cmd,
+        process::SessionSetup {
+            reset_signals: true,
+            cloexec_from_3: true,
+            ..process::SessionSetup::default()
+        },
+    );
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("{}: {e}", program.display()))?;

@@ -34,7 +34,8 @@
 //!
 //! # Adding an agent
 //!
-//! One file per agent type, one line in [`build`], one name in [`AGENT_TYPES`].
+//! One module per agent type (a file, or a folder once it has parts), one line in [`build`],
+//! one name in [`AGENT_TYPES`].
 
 pub mod application;
 pub mod disk_lock;

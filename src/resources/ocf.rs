@@ -82,7 +82,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::net::unix::pipe;
 
-use super::process::KillGroupOnDrop;
+use super::process::{self, KillGroupOnDrop, SessionSetup};
 use super::{lookup, param_err};
 use super::{Agent, AgentContext, AgentError, Depth, HardStop, Report};
 use crate::policy::group::Outcome;
@@ -114,23 +114,6 @@ const META_DATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the agent exited, at most this many reads drain what it left in its pipe (a
 /// daemon it left behind may keep writing: we do not follow it).
 const DRAIN_READS_MAX: usize = 64;
-/// Older kernels lack close_range(2): descriptors are then marked close-on-exec one by one,
-/// up to this number at most.
-const FD_SWEEP_MAX: libc::c_int = 65536;
-/// Signals a daemon may ignore or block that an agent must find at their default (an
-/// ignored signal stays ignored across exec; a shell script that pipes into `head` relies on
-/// SIGPIPE).
-const RESET_SIGNALS: &[libc::c_int] = &[
-    libc::SIGPIPE,
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGCHLD,
-    libc::SIGXFSZ,
-];
 
 /// The `ocf` agent. See the module documentation for parameters and behaviour.
 #[derive(Debug)]
@@ -753,55 +736,12 @@ pub(crate) struct Finished {
 /// at exec.
 pub(crate) fn prepare_child(cmd: &mut tokio::process::Command) {
     cmd.stdin(Stdio::null());
-    // SAFETY: the closure runs in the child between fork and exec. It only makes system
-    // calls that are async-signal-safe (setsid, signal, sigprocmask, close_range, getrlimit,
-    // fcntl) and allocates nothing.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            for &sig in RESET_SIGNALS {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-            cloexec_from_3();
-            Ok(())
-        });
-    }
-}
-
-/// Marks every descriptor above 2 close-on-exec (in a forked child, before exec). Marked, not
-/// closed: the pipe through which std reports a failed exec must stay open until the exec.
-///
-/// # Safety
-///
-/// Only to be called between fork and exec.
-unsafe fn cloexec_from_3() {
-    let r = libc::syscall(
-        libc::SYS_close_range,
-        3 as libc::c_uint,
-        libc::c_uint::MAX,
-        libc::CLOSE_RANGE_CLOEXEC,
-    );
-    if r == 0 {
-        return;
-    }
-    // Before Linux 5.11: one by one, up to the descriptor limit.
-    let mut lim: libc::rlimit = std::mem::zeroed();
-    let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-        lim.rlim_cur.min(FD_SWEEP_MAX as libc::rlim_t) as libc::c_int
-    } else {
-        FD_SWEEP_MAX
+    let setup = SessionSetup {
+        reset_signals: true,
+        cloexec_from_3: true,
+        ..SessionSetup::default()
     };
-    for fd in 3..max {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-        }
-    }
+    process::in_own_session(cmd.as_std_mut(), setup);
 }
 
 /// A pipe whose both ends are close-on-exec (no other child inherits them).

@@ -1,15 +1,139 @@
-//! What the agents need from the operating system about processes, written once: killing a
-//! process group, guards that kill a group or abort a task when dropped, finding a program
-//! as `execvp` would, and this host's name.
+//! What the agents need from the operating system about processes, written once: the setup
+//! of a child between fork and exec ([`in_own_session`]), killing a process group, guards that
+//! kill a group or abort a task when dropped, finding a program as `execvp` would, and this
+//! host's name.
 //!
-//! Every resource process runs in a session of its own (the agents call `setsid` before
-//! `exec`), so its process group id is its pid, and killing the group takes everything it
-//! started along.
+//! Every resource process runs in a session of its own (every agent spawns through
+//! [`in_own_session`], which calls `setsid` before `exec`), so its process group id is its
+//! pid, and killing the group takes everything it started along.
 
+use std::ffi::CString;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tokio::task::JoinHandle;
+
+/// Older kernels lack close_range(2): descriptors are then marked close-on-exec one by one,
+/// up to this number at most.
+const FD_SWEEP_MAX: libc::c_int = 65536;
+/// Signals a daemon may ignore or block that a child must find at their default (an ignored
+/// signal stays ignored across exec; a shell script that pipes into `head` relies on
+/// SIGPIPE).
+const RESET_SIGNALS: &[libc::c_int] = &[
+    libc::SIGPIPE,
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGCHLD,
+    libc::SIGXFSZ,
+];
+
+/// What a child does between fork and exec besides `setsid`, which it always does. Each agent
+/// asks for what its contract needs; the default is a bare session. The steps run in the
+/// order of the fields.
+#[derive(Debug, Clone, Default)]
+pub struct SessionSetup {
+    /// Put the signals a daemon may ignore back at their default disposition, and block none.
+    pub reset_signals: bool,
+    /// Run as this user (supplementary groups, group, then user id).
+    pub credentials: Option<Credentials>,
+    /// Enter this directory; after the user switch, so that it is entered with the user's
+    /// rights.
+    pub cwd: Option<CString>,
+    /// Mark every descriptor above 2 close-on-exec.
+    pub cloexec_from_3: bool,
+}
+
+/// The ids a child switches to, looked up before the fork (nothing is looked up after it).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// `setuid`.
+    pub uid: libc::uid_t,
+    /// `setgid`.
+    pub gid: libc::gid_t,
+    /// `setgroups`: the supplementary groups, as `initgroups` would set them.
+    pub groups: Vec<libc::gid_t>,
+}
+
+/// Makes `cmd` run in a session (and process group) of its own: no signal for the daemon's
+/// process group or terminal reaches it, a daemon restart neither signals nor moves it, and
+/// its group is what `stop` and the kill-on-drop guards signal. `setup` adds what the caller's
+/// contract needs. A failing step fails the spawn with its errno. A tokio command passes
+/// `cmd.as_std_mut()`.
+pub fn in_own_session(cmd: &mut std::process::Command, setup: SessionSetup) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec. It only makes system calls
+    // that are async-signal-safe (setsid, signal, sigprocmask, setgroups, setgid, setuid,
+    // chdir, close_range, getrlimit, fcntl) on data prepared before the fork, and allocates
+    // nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if setup.reset_signals {
+                for &sig in RESET_SIGNALS {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            }
+            if let Some(c) = &setup.credentials {
+                if libc::setgroups(c.groups.len(), c.groups.as_ptr()) < 0
+                    || libc::setgid(c.gid) < 0
+                    || libc::setuid(c.uid) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if let Some(dir) = &setup.cwd {
+                if libc::chdir(dir.as_ptr()) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if setup.cloexec_from_3 {
+                cloexec_from_3();
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Marks every descriptor above 2 close-on-exec (in a forked child, before exec). Marked, not
+/// closed: the pipe through which std reports a failed exec must stay open until the exec.
+///
+/// # Safety
+///
+/// Only to be called between fork and exec.
+unsafe fn cloexec_from_3() {
+    let r = libc::syscall(
+        libc::SYS_close_range,
+        3 as libc::c_uint,
+        libc::c_uint::MAX,
+        libc::CLOSE_RANGE_CLOEXEC,
+    );
+    if r == 0 {
+        return;
+    }
+    // Before Linux 5.11: one by one, up to the descriptor limit.
+    let mut lim: libc::rlimit = std::mem::zeroed();
+    let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+        lim.rlim_cur.min(FD_SWEEP_MAX as libc::rlim_t) as libc::c_int
+    } else {
+        FD_SWEEP_MAX
+    };
+    for fd in 3..max {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
+}
 
 /// Sends `sig` to every process in group `pgid`; ESRCH (an empty group) is not an error.
 pub fn kill_group(pgid: u32, sig: libc::c_int) {
@@ -117,6 +241,72 @@ mod tests {
     #[test]
     fn this_host_has_a_name() {
         assert!(host_name().is_some_and(|n| !n.is_empty()));
+    }
+
+    /// Runs `sh -c script` set up by `setup`: its stdout, or the spawn error.
+    async fn sh(script: &str, setup: SessionSetup) -> io::Result<String> {
+        let mut cmd = tokio::process::Command::new("/bin/sh");
+        cmd.args(["-c", script]);
+        in_own_session(cmd.as_std_mut(), setup);
+        let out = cmd.output().await?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_child_leads_a_session_of_its_own_in_its_directory() {
+        let setup = SessionSetup {
+            cwd: Some(CString::new("/").unwrap()),
+            ..SessionSetup::default()
+        };
+        let out = sh("cat /proc/$$/stat; pwd -P", setup).await.unwrap();
+        let (stat, cwd) = out.split_once('\n').unwrap();
+        let pid = stat.split(' ').next().unwrap();
+        // After the name: state, ppid, pgrp, session.
+        let after = &stat[stat.rfind(')').unwrap() + 1..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        assert_eq!((fields[2], fields[3]), (pid, pid), "{stat}");
+        assert_eq!(cwd.trim_end(), "/");
+    }
+
+    #[tokio::test]
+    async fn reset_signals_undoes_what_the_daemon_ignores() {
+        // An ignored signal stays ignored across exec. SIGUSR2 is ignored for the length of
+        // the test only; nothing in this crate uses it.
+        // SAFETY: signal(2) with SIG_IGN installs no handler; the old disposition is put back.
+        let old = unsafe { libc::signal(libc::SIGUSR2, libc::SIG_IGN) };
+        let ignored = "grep '^SigIgn' /proc/$$/status";
+        let kept = sh(ignored, SessionSetup::default()).await;
+        let reset = SessionSetup {
+            reset_signals: true,
+            ..SessionSetup::default()
+        };
+        let cleared = sh(ignored, reset).await;
+        // SAFETY: as above.
+        unsafe { libc::signal(libc::SIGUSR2, old) };
+        let usr2 = |out: io::Result<String>| {
+            let out = out.unwrap();
+            let hex = out.trim().trim_start_matches("SigIgn:").trim();
+            let mask = u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("{out:?}"));
+            mask & (1 << (libc::SIGUSR2 - 1)) != 0
+        };
+        assert!(
+            usr2(kept),
+            "without reset_signals the child keeps ignoring SIGUSR2"
+        );
+        assert!(
+            !usr2(cleared),
+            "with reset_signals SIGUSR2 is back at its default"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_step_fails_the_spawn() {
+        let setup = SessionSetup {
+            cwd: Some(CString::new("/nonexistent/eterne").unwrap()),
+            ..SessionSetup::default()
+        };
+        let e = sh("true", setup).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
     }
 
     #[test]
