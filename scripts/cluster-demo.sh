@@ -19,7 +19,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   sleep 1
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
   # The demo application runs in a session of its own (it survives a daemon restart by
   # design): stop the copies this demo started, found by their pidfiles.
   for f in "$dir"/n*/run/*.pid; do
@@ -85,7 +85,9 @@ for n in n1 n2 n3; do "$bin/eternectl" cert issue "$n" --dir "$dir/tls" >/dev/nu
 start() {
   local n=$1
   mkdir -p "$dir/$n"
-  "$bin/eterned" --config "$dir/cluster.toml" --node "$n" --state-dir "$dir/$n/state" \
+  # eterned is two processes (a monitor and its core); setsid gives them a process group of
+  # their own, so that "n1 dies" below can kill both at once, as a power cut would.
+  setsid "$bin/eterned" --config "$dir/cluster.toml" --node "$n" --state-dir "$dir/$n/state" \
     --tls-dir "$dir/tls" --run-dir "$dir/$n/run" --control-socket "$dir/$n/control.sock" \
     --events "$dir/$n/events.jsonl" >>"$dir/$n/eterned.log" 2>&1 &
   pids+=($!)
@@ -108,9 +110,9 @@ wait_for n1
 ctl n1 status
 
 app_pid() { cut -d' ' -f1 "$dir/$1/run/web-app.pid" 2>/dev/null; }
-echo; echo "== n1 dies: kill -9 of its eterned and of web-app"
+echo; echo "== n1 dies: kill -9 of its eterned (both processes) and of web-app"
 t0=$(date +%s%N)
-kill -KILL "$(cat "$dir/n1/eterned.pid")"; kill -KILL "$(app_pid n1)" 2>/dev/null || true
+kill -KILL -- "-$(cat "$dir/n1/eterned.pid")"; kill -KILL "$(app_pid n1)" 2>/dev/null || true
 wait_for n2
 t1=$(date +%s%N)
 echo "web is active on n2, $(( (t1 - t0) / 1000000 )) ms after the kill (as seen by polling once every 100 ms)"
@@ -133,7 +135,7 @@ if $keep; then
 
 The cluster keeps running. Try:
   $bin/eternectl status --watch --socket $dir/n2/control.sock
-  kill -9 \$(cat $dir/n1/eterned.pid)        # and watch web move to n2
+  kill -9 -- -\$(cat $dir/n1/eterned.pid)     # n1's eterned, both processes: web moves to n2
   $bin/eternectl move web n3 --socket $dir/n2/control.sock
 Stop it with: kill \$(cat $dir/n*/eterned.pid)
 TXT

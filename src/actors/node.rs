@@ -157,7 +157,7 @@ impl NodeActor {
     }
 
     /// Runs `f` on the core, then carries out its effects and re-arms the timer. A panic in
-    /// the core is not survivable in place: the daemon exits for its service manager to
+    /// the core is not survivable in place: the core exits for its monitor process to
     /// restart it.
     fn step(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut NodeCore, u64)) {
         let now = self.clock.now_us();
@@ -660,7 +660,7 @@ impl Handler<PeerRefused> for NodeActor {
 impl Handler<ChildFailed> for NodeActor {
     type Result = ();
 
-    /// A child of the node crashed beyond its restart budget: exit for the service manager
+    /// A child of the node crashed beyond its restart budget: exit for the monitor process
     /// to restart the daemon (resources survive and are adopted).
     fn handle(&mut self, m: ChildFailed, _: &mut Context<Self>) {
         shutdown::crash(

@@ -34,7 +34,7 @@ pub const EXIT_DRAIN_GAVE_UP: i32 = 1;
 /// Exit code for a bad config or bad options.
 pub const EXIT_CONFIG: i32 = 2;
 /// The exit code of a daemon that stops because its node core or a supervised child crashed
-/// beyond repair: the service manager restarts it.
+/// beyond repair: the monitor process starts a new core.
 pub const EXIT_CRASH: i32 = 70;
 
 /// The daemon cannot go on: record why (`fields` of a `daemon_crash` event) and exit with
