@@ -230,3 +230,50 @@ fn sighup_ends_neither_process() {
     assert!(alive(monitor) && alive(core), "both processes live");
     assert_eq!(c.core_pid(0), Some(core), "the same core");
 }
+
+/// An exclusive application left running on n1 while demo runs on n2 (what an earlier run
+/// left behind, or a copy started by hand, with the pidfile the agent writes): when n1's
+/// eterned starts, it probes every group that may run there, finds it, and stops it before it
+/// asks for a lease.
+#[test]
+fn an_orphan_left_running_is_stopped_at_start_before_any_lease() {
+    if skip("an_orphan_left_running_is_stopped_at_start_before_any_lease") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let mut c = Cluster::loopback(44, &Opts::default());
+    c.start(1);
+    c.start(2);
+    c.wait_for("demo runs on n2", |c| {
+        c.on("demo").as_deref() == Some("n2") && c.app_pid(1, APP).is_some()
+    });
+    // The orphan, in a session of its own as the agent would have started it.
+    let mut orphan = std::process::Command::new("sleep")
+        .arg("1000")
+        .process_group(0)
+        .spawn()
+        .expect("spawn the orphan");
+    let pid = orphan.id();
+    let pidfile = c.app_pidfile(0, APP);
+    std::fs::create_dir_all(pidfile.parent().expect("a run dir")).expect("run dir");
+    let start = eterne::resources::pidfile::start_time(pid).expect("its start time");
+    eterne::resources::pidfile::write(&pidfile, pid, start).expect("pidfile");
+    c.start(0);
+    c.wait_for("n1 stops the orphan", |_| {
+        matches!(orphan.try_wait(), Ok(Some(_))) || !alive(pid as i32)
+    });
+    c.wait_for("the cluster forms", |c| c.formed());
+    let names: Vec<String> = c
+        .events(0)
+        .iter()
+        .filter_map(|e| e["event"].as_str().map(str::to_string))
+        .collect();
+    let stopped = names.iter().position(|n| n == "orphan_stopped");
+    let lease = names.iter().position(|n| n == "lease_acquired");
+    assert!(stopped.is_some(), "an orphan_stopped event: {names:?}");
+    assert!(
+        lease.is_none_or(|l| stopped < Some(l)),
+        "the orphan was stopped before n1 took a lease: {names:?}"
+    );
+    assert_eq!(c.on("demo").as_deref(), Some("n2"), "demo stays on n2");
+}

@@ -52,6 +52,14 @@ impl Sim {
             Event::SelfFence => {
                 self.trace(format!("{} fences itself (a stop failed)", self.name(node)))
             }
+            Event::OrphanStopped { group } => {
+                let line = format!(
+                    "{}: {} was left running here and is not placed here: stopped",
+                    self.name(node),
+                    self.spec.groups[usize::from(group)].name
+                );
+                self.trace(line)
+            }
             Event::Escalated { group } => {
                 let line = format!(
                     "{}: {} cannot run here, asks for failover",

@@ -182,6 +182,10 @@ pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Va
             "fenced",
             json!({"why": "a stop failed; waiting for the watchdog"}),
         ),
+        Event::OrphanStopped { group } => (
+            "orphan_stopped",
+            json!({"group": n.group(*group), "why": "found active here at start, not placed here"}),
+        ),
     };
     let map = match value {
         Value::Object(m) => m,

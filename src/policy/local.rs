@@ -94,7 +94,24 @@ pub struct Locals {
     /// Per group, per resource: the failures seen here since the daemon started (or since
     /// an operator cleared the group's failures).
     resource_failures: Vec<Vec<u32>>,
+    /// Per group: the start's sweep for what an earlier run left here (see
+    /// [`Locals::sweep_orphans`]).
+    orphans: Vec<Orphan>,
 }
+
+/// Where the start's sweep stands for one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Orphan {
+    /// Not swept (placed here, not ours to run, or done).
+    No,
+    /// Probing (and stopping what the probe finds).
+    Looking,
+    /// Found active: stopping it.
+    Found,
+}
+
+/// The epoch of a sweep's instance: real activations are raft indexes, never 0.
+const SWEEP_EPOCH: u64 = 0;
 
 impl Locals {
     /// Nothing running for any group of `spec`; the first pass looks at all of them.
@@ -124,7 +141,34 @@ impl Locals {
             watchdog_us: None,
             fenced: false,
             next_op: 0,
+            orphans: vec![Orphan::No; groups],
         }
+    }
+
+    /// At start, once the log this node recovered has been applied: probe every exclusive
+    /// group that may run here but is not placed here, and stop whatever is found active (an
+    /// earlier run left it: its daemon died with both processes, or its placement changed
+    /// while it was down). Until the sweep is done ([`Locals::sweeping`]) the node asks for
+    /// no lease, so what it left running is down before it may start anything.
+    pub fn sweep_orphans(&mut self, spec: &ClusterSpec, state: &ClusterState, me: NodeId) {
+        for (g, gs) in spec.groups.iter().enumerate() {
+            let gid = g as GroupId;
+            if !gs.is_exclusive()
+                || !gs.nodes.contains(&me)
+                || state.instance_on(gid, me).is_some()
+                || self.groups[g].is_some()
+            {
+                continue;
+            }
+            self.groups[g] = Some(LocalGroup::new(gid, gs, SWEEP_EPOCH, Want::Stop));
+            self.orphans[g] = Orphan::Looking;
+            self.mark_dirty(gid);
+        }
+    }
+
+    /// Whether the start's sweep still probes or stops something.
+    pub fn sweeping(&self) -> bool {
+        self.orphans.iter().any(|o| *o != Orphan::No)
     }
 
     /// This node's instance of a group, if it runs one.
@@ -216,6 +260,10 @@ impl Locals {
         {
             let mut ev = Vec::new();
             l.handle_result(gs, resource, op, outcome, now_us, &mut ev);
+            let g = usize::from(group);
+            if self.orphans[g] == Orphan::Looking && l.may_be_active() {
+                self.orphans[g] = Orphan::Found;
+            }
             self.group_events(group, ev, effects);
             self.mark_dirty(group);
         }
@@ -333,6 +381,12 @@ impl Locals {
                     l.set_want(Want::Stop);
                     if !l.holds_anything() && l.idle() {
                         *slot = inst.map(|i| LocalGroup::new(gid, gs, i.epoch, want));
+                        match std::mem::replace(&mut self.orphans[g], Orphan::No) {
+                            Orphan::Found => {
+                                effects.push(Effect::Event(Event::OrphanStopped { group: gid }))
+                            }
+                            Orphan::Looking | Orphan::No => {}
+                        }
                     }
                 }
             }
@@ -587,5 +641,113 @@ impl Locals {
                 GroupEvent::Escalated => Event::Escalated { group },
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::group::Action;
+    use crate::policy::testutil::simple_spec;
+
+    /// The agent ops among `effects`, taken out.
+    fn ops(effects: &mut Vec<Effect>) -> Vec<crate::policy::group::AgentOp> {
+        let mut out = Vec::new();
+        effects.retain(|e| match e {
+            Effect::Agent(op) => {
+                out.push(*op);
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    fn pass(l: &mut Locals, spec: &ClusterSpec, state: &ClusterState, now_us: u64) -> Vec<Effect> {
+        let cx = Context {
+            spec,
+            state,
+            me: 0,
+            lease_ok: false,
+            lease_until_us: 0,
+            now_us,
+        };
+        let mut effects = Vec::new();
+        l.reconcile(cx, &mut effects);
+        effects
+    }
+
+    #[test]
+    fn the_start_sweep_stops_what_an_earlier_run_left_and_only_then_is_done() {
+        // Two groups that may run on node 0; neither is placed anywhere.
+        let spec = simple_spec(3, 2);
+        let state = ClusterState::new(&spec);
+        let mut l = Locals::new(&spec);
+        l.sweep_orphans(&spec, &state, 0);
+        assert!(l.sweeping());
+        let mut effects = pass(&mut l, &spec, &state, 1_000);
+        let probes = ops(&mut effects);
+        assert_eq!(probes.len(), 2, "every group that may run here is probed");
+        assert!(probes.iter().all(|o| o.action == Action::Probe));
+        // g0 was left running here; g1 is not running.
+        let mut effects = Vec::new();
+        for (o, outcome) in probes.iter().zip([Outcome::Ok, Outcome::NotRunning]) {
+            l.handle_result(
+                &spec,
+                (o.group, o.resource, o.op),
+                outcome,
+                2_000,
+                &mut effects,
+            );
+        }
+        let mut effects = pass(&mut l, &spec, &state, 2_000);
+        let stops = ops(&mut effects);
+        assert_eq!(stops.len(), 1, "only what is running is stopped");
+        assert_eq!((stops[0].group, stops[0].action), (0, Action::Stop));
+        assert!(l.sweeping(), "not done while the stop runs");
+        let mut effects = Vec::new();
+        let o = stops[0];
+        l.handle_result(
+            &spec,
+            (o.group, o.resource, o.op),
+            Outcome::Ok,
+            3_000,
+            &mut effects,
+        );
+        let effects = pass(&mut l, &spec, &state, 3_000);
+        let orphans: Vec<_> = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Event(Event::OrphanStopped { .. })))
+            .collect();
+        assert_eq!(
+            orphans.len(),
+            1,
+            "one orphan_stopped event, for g0: {effects:?}"
+        );
+        assert!(matches!(
+            orphans[0],
+            Effect::Event(Event::OrphanStopped { group: 0 })
+        ));
+        assert!(!l.sweeping());
+        assert!(l.get(0).is_none() && l.get(1).is_none());
+    }
+
+    #[test]
+    fn the_start_sweep_leaves_groups_placed_here_and_groups_not_ours() {
+        let mut spec = simple_spec(3, 2);
+        // g1 may not run on node 0.
+        spec.groups[1].nodes = vec![1, 2];
+        let mut state = ClusterState::new(&spec);
+        state.groups[0]
+            .instances
+            .push(crate::policy::state::Instance {
+                node: 0,
+                epoch: 5,
+                phase: Phase::Active,
+                stop_cause: None,
+            });
+        let mut l = Locals::new(&spec);
+        l.sweep_orphans(&spec, &state, 0);
+        assert!(!l.sweeping(), "nothing to sweep");
     }
 }

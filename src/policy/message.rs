@@ -290,4 +290,10 @@ pub enum Event {
     },
     /// This node's stop failed: it gives up its lease and waits for the watchdog.
     SelfFence,
+    /// A group not placed here was found active here at start (an earlier run of the daemon
+    /// left it) and has been stopped, before this node asked for a lease.
+    OrphanStopped {
+        /// The group.
+        group: GroupId,
+    },
 }

@@ -121,6 +121,9 @@ pub struct NodeCore {
     civil: Option<(CivilTime, u64)>,
     timers: TimerTable,
     next_timeout_us: u64,
+    /// The commit index of the log recovered at start: once applied, the start's sweep for
+    /// what an earlier run left here begins ([`Locals::sweep_orphans`]).
+    sweep_after: Option<u64>,
     faults: Faults,
     effects: Vec<Effect>,
     outgoing: Vec<Outgoing>,
@@ -147,6 +150,7 @@ impl NodeCore {
     ) -> Result<Self, ConsensusError> {
         let n = spec.nodes.len();
         let consensus = Consensus::new(me, n, &spec.timing, store, seed, logger)?;
+        let sweep_after = Some(consensus.commit());
         let tick_us = u64::from(spec.timing.raft_tick_ms) * 1000;
         let mut timers = TimerTable::new(spec.paths.len());
         for p in 0..spec.paths.len() {
@@ -170,6 +174,7 @@ impl NodeCore {
             civil: None,
             timers,
             next_timeout_us: now_us,
+            sweep_after,
             faults: Faults::default(),
             effects: Vec::new(),
             outgoing: Vec::new(),
@@ -578,7 +583,8 @@ impl NodeCore {
     }
 
     fn renew_lease(&mut self, now_us: u64) {
-        if self.locals.fenced() {
+        // No lease while the start's sweep may still find something left running here.
+        if self.locals.fenced() || self.sweep_after.is_some() || self.locals.sweeping() {
             return;
         }
         if let Some(c) = &mut self.coordinator {
@@ -640,6 +646,13 @@ impl NodeCore {
         let mut worked = false;
         for _ in 0..3 {
             self.run_consensus(now_us);
+            if self
+                .sweep_after
+                .is_some_and(|c| self.consensus.applied() >= c)
+            {
+                self.sweep_after = None;
+                self.locals.sweep_orphans(&self.spec, &self.state, self.me);
+            }
             self.check_lease(now_us);
             let reconciled = self.locals.dirty;
             if self.locals.dirty {
