@@ -59,6 +59,19 @@ pub(super) struct Handle {
 }
 
 impl Handle {
+    /// A handle on process `pid` (started at `start`), and the sender its exit is told on.
+    fn new(pid: u32, start: u64, pidfd: OwnedFd) -> (Handle, watch::Sender<Option<String>>) {
+        let (tx, rx) = watch::channel(None);
+        let handle = Handle {
+            pid,
+            start,
+            pidfd: Arc::new(pidfd),
+            exit: rx,
+            expected: Arc::new(AtomicBool::new(false)),
+        };
+        (handle, tx)
+    }
+
     pub(super) fn exited(&self) -> Option<String> {
         self.exit.borrow().clone()
     }
@@ -146,14 +159,7 @@ impl Application {
             Ok(fd) => fd,
             Err(e) => return Found::Unknown(format!("pid {pid}: cannot watch its pidfd: {e}")),
         };
-        let (tx, rx) = watch::channel(None);
-        let handle = Handle {
-            pid,
-            start,
-            pidfd: Arc::new(pidfd),
-            exit: rx,
-            expected: Arc::new(AtomicBool::new(false)),
-        };
+        let (handle, tx) = Handle::new(pid, start, pidfd);
         let reporter = self.reporter(&handle, tx);
         let task = tokio::spawn(async move {
             // A pidfd turns readable when its process terminates.
@@ -221,14 +227,7 @@ impl Application {
                 self.params.pidfile.display()
             ));
         }
-        let (tx, rx) = watch::channel(None);
-        let handle = Handle {
-            pid,
-            start,
-            pidfd: Arc::new(pidfd),
-            exit: rx,
-            expected: Arc::new(AtomicBool::new(false)),
-        };
+        let (handle, tx) = Handle::new(pid, start, pidfd);
         let reporter = self.reporter(&handle, tx);
         let task = tokio::spawn(async move {
             let how = match child.wait().await {
