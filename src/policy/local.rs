@@ -349,16 +349,15 @@ impl Locals {
         if !self.exposed {
             self.urgent_since_us = None;
         }
+        // Only what is known or suspected active counts: a resource not yet probed (a
+        // fresh instance, the start's sweep) is probed within its own timeout, and the
+        // budget starts if the probe finds it running. Cutting a probe to the budget once
+        // fenced a node over a slow OCF script that found nothing.
         if !lease_ok && self.urgent_since_us.is_none() {
-            let exclusive_here = self
-                .groups
-                .iter()
-                .enumerate()
-                .any(|(g, l)| spec.groups[g].is_exclusive() && l.is_some())
-                || (0..spec.groups.len()).any(|g| {
-                    spec.groups[g].is_exclusive() && state.instance_on(g as GroupId, me).is_some()
-                });
-            if exclusive_here {
+            let exposed_here = self.groups.iter().enumerate().any(|(g, l)| {
+                spec.groups[g].is_exclusive() && l.as_ref().is_some_and(|l| l.may_be_active())
+            });
+            if exposed_here {
                 self.urgent_since_us = Some(now_us);
             }
         }
@@ -393,7 +392,7 @@ impl Locals {
             let Some(l) = slot.as_mut() else { continue };
             // Past the lease's stop point, stop everything exclusive at once (all in parallel,
             // each op cut to the lease's end); the watchdog covers a stop that hangs.
-            let urgent = exclusive && !lease_ok && l.holds_anything();
+            let urgent = exclusive && !lease_ok && l.may_be_active();
             l.set_urgent(urgent.then_some(lease_end_us.max(now_us)));
             let mut ops = Vec::new();
             l.drive(gs, now_us, &mut self.next_op, &mut ops);
@@ -730,6 +729,45 @@ mod tests {
         ));
         assert!(!l.sweeping());
         assert!(l.get(0).is_none() && l.get(1).is_none());
+    }
+
+    #[test]
+    fn a_probe_without_a_lease_has_its_own_timeout_and_the_stop_budget_starts_at_what_it_finds() {
+        // A slow probe (an OCF shell script) once counted against the stop budget: it timed
+        // out, the stop that followed timed out too, and the node fenced itself at start.
+        let spec = simple_spec(3, 1);
+        let state = ClusterState::new(&spec);
+        let mut l = Locals::new(&spec);
+        l.sweep_orphans(&spec, &state, 0);
+        let mut effects = pass(&mut l, &spec, &state, 1_000);
+        let probes = ops(&mut effects);
+        let quick_us = u64::from(spec.groups[0].resources[0].monitor_quick.timeout_ms) * 1000;
+        let budget_us = u64::from(spec.timing.stop_budget_ms) * 1000;
+        assert!(
+            quick_us > budget_us,
+            "the test needs a probe timeout above the budget"
+        );
+        assert_eq!(probes[0].deadline_us, 1_000 + quick_us, "{probes:?}");
+        // The probe answers after the budget would have run out, and finds it running.
+        let found_us = 1_000 + budget_us * 2;
+        let o = probes[0];
+        l.handle_result(
+            &spec,
+            (o.group, o.resource, o.op),
+            Outcome::Ok,
+            found_us,
+            &mut effects,
+        );
+        let mut effects = pass(&mut l, &spec, &state, found_us);
+        let stops = ops(&mut effects);
+        assert_eq!(stops.len(), 1);
+        assert_eq!(stops[0].action, Action::Stop);
+        assert_eq!(
+            stops[0].deadline_us,
+            found_us + budget_us,
+            "the budget starts now"
+        );
+        assert!(!l.fenced(), "nothing failed");
     }
 
     #[test]
