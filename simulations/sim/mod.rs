@@ -613,7 +613,7 @@ impl Sim {
         match e {
             Effect::Heartbeat { path, hb } => self.send_heartbeat(node, path, hb),
             Effect::Send { to, paths, msg } => self.send_message(node, to, paths, msg),
-            Effect::Persist { batch, then } => self.persist(node, batch, then),
+            Effect::Persist { batch, then } => self.persist(node, *batch, then),
             Effect::Agent(op) => self.agent_op(node, op),
             Effect::Watchdog { deadline_us } => {
                 self.nodes[usize::from(node)].watchdog = deadline_us;

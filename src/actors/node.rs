@@ -179,7 +179,7 @@ impl NodeActor {
                 Effect::Heartbeat { path, hb } => self.heartbeat(path, hb),
                 Effect::Send { to, paths, msg } => self.send(to, paths, msg),
                 Effect::Persist { batch, then } => match &self.writer {
-                    Some(w) => w.submit(batch, then),
+                    Some(w) => w.submit(*batch, then),
                     None => tracing::error!("no raft log writer: batch dropped"),
                 },
                 Effect::Agent(op) => match self.groups.get(usize::from(op.group)) {

@@ -194,8 +194,9 @@ pub enum Effect {
     /// only leave once the batch is written: a follower's answers, a vote) and feed
     /// [`Input::Persisted`]. A batch that cannot be written: send nothing, feed nothing.
     Persist {
-        /// What to write.
-        batch: Persist,
+        /// What to write (boxed: a batch is large and rare, and every effect is moved a few
+        /// times on its way to the shell).
+        batch: Box<Persist>,
         /// What to send once it is written, and on which paths.
         then: Waiting,
     },

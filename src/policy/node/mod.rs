@@ -704,7 +704,10 @@ impl NodeCore {
                 .map(raft_message)
                 .map(|(to, msg)| (to, router.paths(to, &msg), msg))
                 .collect();
-            self.effects.push(Effect::Persist { batch, then });
+            self.effects.push(Effect::Persist {
+                batch: Box::new(batch),
+                then,
+            });
         }
         self.persist = persist;
         for (index, cmd) in committed.drain(..) {
