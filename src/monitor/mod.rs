@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use link::{mono_ns, Armed, Link, Received, ToCore, ToMonitor, PEER_ENV};
 
 use crate::actors::shutdown::{EXIT_CRASH, EXIT_START};
+use crate::policy::monitor::{self as rules, CoreSeen, Deadline, Verdict};
 use crate::resources::hard_stop::{self, HardStop};
 use crate::resources::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
 
@@ -51,6 +52,11 @@ pub const TICK: Duration = Duration::from_millis(5);
 pub const SILENT: Duration = Duration::from_millis(250);
 /// A core silent this long is wedged: killed and started again.
 pub const WEDGED: Duration = Duration::from_secs(2);
+/// [`SILENT`] and [`WEDGED`] for [`rules::verdict`], in ns.
+const RULES: rules::Rules = rules::Rules {
+    silent: SILENT.as_nanos() as u64,
+    wedged: WEDGED.as_nanos() as u64,
+};
 /// Core restarts allowed within [`RESTART_WINDOW`] before the monitor gives up.
 pub const RESTART_LIMIT: usize = 10;
 /// The window over which core restarts are counted.
@@ -309,14 +315,27 @@ impl Monitor {
         None
     }
 
-    /// The deadlines and the core's silence.
+    /// The deadlines and the core's silence, judged by [`rules::verdict`].
     fn check_time(&mut self) {
         let now_ns = mono_ns();
         let now = Instant::now();
-        let silent = |c: &Core, d: Duration| c.heard.is_none_or(|h| now.duration_since(h) >= d);
-        if let Some(a) = self.armed {
-            let core_absent = self.core.as_ref().is_none_or(|c| silent(c, SILENT));
-            if now_ns >= a.deadline_ns || (now_ns >= a.stop_at_ns && core_absent) {
+        let seen = match &self.core {
+            None => CoreSeen::Absent,
+            Some(c) => match c.heard {
+                None => CoreSeen::Starting,
+                // Its age, on the monitor's monotonic ns scale.
+                Some(h) => {
+                    CoreSeen::Heard(now_ns.saturating_sub(now.duration_since(h).as_nanos() as u64))
+                }
+            },
+        };
+        let armed = self.armed.map(|a| Deadline {
+            deadline: a.deadline_ns,
+            stop_at: a.stop_at_ns,
+        });
+        match (rules::verdict(armed, seen, now_ns, RULES), self.armed) {
+            (Verdict::Wait, _) | (Verdict::StopHard { .. }, None) => {}
+            (Verdict::StopHard { core_absent }, Some(a)) => {
                 tracing::error!(
                     late_ms = now_ns.saturating_sub(a.stop_at_ns) / 1_000_000,
                     core_absent,
@@ -326,13 +345,12 @@ impl Monitor {
                     signal_core(c, libc::SIGKILL);
                 }
                 self.stop_hard(a.deadline_ns.saturating_sub(now_ns));
-                return;
             }
-        }
-        if let Some(c) = &self.core {
-            if c.heard.is_some() && silent(c, WEDGED) {
-                tracing::error!(core = c.pid, "core silent for {WEDGED:?}: wedged; killed");
-                signal_core(c, libc::SIGKILL);
+            (Verdict::KillWedged, _) => {
+                if let Some(c) = &self.core {
+                    tracing::error!(core = c.pid, "core silent for {WEDGED:?}: wedged; killed");
+                    signal_core(c, libc::SIGKILL);
+                }
             }
         }
     }

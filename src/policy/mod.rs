@@ -19,6 +19,7 @@
 //! - [`coordinator`]: the leader's pass: releases, one step per group, fired schedules.
 //! - [`local`]: this node's group instances brought in line with the state and the lease.
 //! - [`timer`]: the node core's deadlines in one table.
+//! - [`monitor`]: the monitor process's rules: when to stop hard, when a core is wedged.
 //! - [`node`]: the node core that composes all of the above.
 //! - [`route`]: which paths a message to a peer takes, from the connections the shell reports.
 //! - [`rng`]: the seeded generator, the only source of randomness.
@@ -35,6 +36,7 @@ pub mod group;
 pub mod lease;
 pub mod local;
 pub mod message;
+pub mod monitor;
 pub mod node;
 pub mod placement;
 pub mod raft_log;

@@ -1,0 +1,181 @@
+//! What the monitor process decides (docs/runtime.md "The two processes"), as pure rules: the
+//! monitor in `src/monitor/` reads its clock and acts on the verdict, and the simulator's
+//! model of the monitor asks the same rules, so the two cannot drift apart.
+//!
+//! Times are in whatever unit the caller uses throughout (the monitor: monotonic ns; the
+//! simulator: a node's local µs); [`Rules`] carries the two silences in that unit.
+
+/// What the core has told the monitor: by when everything exclusive here must be down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    /// Everything exclusive must be down by then: the lease's end.
+    pub deadline: u64,
+    /// The deadline less the stop budget: a core absent by then will not stop in time.
+    pub stop_at: u64,
+}
+
+/// The core as the monitor sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoreSeen {
+    /// No core process (it died and the new one is not started yet).
+    Absent,
+    /// A core process that has not said anything yet.
+    Starting,
+    /// A core that last said something at this time.
+    Heard(u64),
+}
+
+/// The two silences, in the caller's unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// A core silent this long at its stop point will not stop in time.
+    pub silent: u64,
+    /// A core silent this long is wedged: killed and started again.
+    pub wedged: u64,
+}
+
+/// What the monitor must do now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing.
+    Wait,
+    /// Kill the core if it lives and stop every exclusive resource hard, now.
+    StopHard {
+        /// Whether the core is absent or silent (else the deadline itself passed).
+        core_absent: bool,
+    },
+    /// The core is wedged: kill it (a new one starts).
+    KillWedged,
+}
+
+impl CoreSeen {
+    /// Whether the core has been silent for at least `d` at `now` (a core not heard from yet
+    /// counts as silent: it cannot stop anything before it is up).
+    fn silent(self, now: u64, d: u64) -> bool {
+        match self {
+            CoreSeen::Absent | CoreSeen::Starting => true,
+            CoreSeen::Heard(at) => now.saturating_sub(at) >= d,
+        }
+    }
+}
+
+/// The monitor's verdict at `now`.
+///
+/// Armed, it stops hard once the stop point has passed with no core able to stop in time
+/// (absent, or silent for [`Rules::silent`]), and at the deadline itself whatever the core
+/// says: a core that lets its lease run out with resources up is broken. A core heard from
+/// once and silent for [`Rules::wedged`] is killed, armed or not.
+pub fn verdict(armed: Option<Deadline>, core: CoreSeen, now: u64, rules: Rules) -> Verdict {
+    if let Some(a) = armed {
+        let core_absent = core.silent(now, rules.silent);
+        if now >= a.deadline || (now >= a.stop_at && core_absent) {
+            return Verdict::StopHard { core_absent };
+        }
+    }
+    match core {
+        CoreSeen::Heard(at) if now.saturating_sub(at) >= rules.wedged => Verdict::KillWedged,
+        _ => Verdict::Wait,
+    }
+}
+
+/// The earliest time after which [`verdict`] can change without news from the core (for a
+/// caller that sleeps until then, as the simulator does; the monitor itself polls).
+pub fn next_check(armed: Option<Deadline>, core: CoreSeen, rules: Rules) -> Option<u64> {
+    let silent_at = match core {
+        CoreSeen::Absent | CoreSeen::Starting => None,
+        CoreSeen::Heard(at) => Some(at),
+    };
+    let armed_at = armed.map(|a| match silent_at {
+        // The stop point counts once the core is silent too.
+        Some(at) => a
+            .deadline
+            .min(a.stop_at.max(at.saturating_add(rules.silent))),
+        None => a.stop_at,
+    });
+    let wedged_at = silent_at.map(|at| at.saturating_add(rules.wedged));
+    match (armed_at, wedged_at) {
+        (Some(a), Some(w)) => Some(a.min(w)),
+        (a, w) => a.or(w),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: Rules = Rules {
+        silent: 250,
+        wedged: 2_000,
+    };
+    const ARMED: Option<Deadline> = Some(Deadline {
+        deadline: 1_000,
+        stop_at: 940,
+    });
+
+    #[test]
+    fn a_live_core_is_left_to_stop_by_itself_until_the_deadline() {
+        assert_eq!(
+            verdict(ARMED, CoreSeen::Heard(900), 990, RULES),
+            Verdict::Wait
+        );
+        assert_eq!(
+            verdict(ARMED, CoreSeen::Heard(990), 1_000, RULES),
+            Verdict::StopHard { core_absent: false }
+        );
+    }
+
+    #[test]
+    fn an_absent_or_silent_core_is_stopped_for_at_the_stop_point() {
+        for core in [CoreSeen::Absent, CoreSeen::Starting, CoreSeen::Heard(600)] {
+            assert_eq!(verdict(ARMED, core, 939, RULES), Verdict::Wait, "{core:?}");
+            assert_eq!(
+                verdict(ARMED, core, 940, RULES),
+                Verdict::StopHard { core_absent: true },
+                "{core:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unarmed_nothing_is_stopped_and_only_a_wedged_core_is_killed() {
+        for core in [CoreSeen::Absent, CoreSeen::Starting] {
+            assert_eq!(verdict(None, core, 1_000_000, RULES), Verdict::Wait);
+        }
+        assert_eq!(
+            verdict(None, CoreSeen::Heard(0), 1_999, RULES),
+            Verdict::Wait
+        );
+        assert_eq!(
+            verdict(None, CoreSeen::Heard(0), 2_000, RULES),
+            Verdict::KillWedged
+        );
+    }
+
+    #[test]
+    fn the_next_check_is_when_the_verdict_can_change() {
+        // Heard recently: the deadline comes before the silence would count.
+        assert_eq!(next_check(ARMED, CoreSeen::Heard(900), RULES), Some(1_000));
+        // Silent since 600: the stop point (940) is after 600 + 250.
+        assert_eq!(next_check(ARMED, CoreSeen::Heard(600), RULES), Some(940));
+        // Silent since 700: it counts at 950.
+        assert_eq!(next_check(ARMED, CoreSeen::Heard(700), RULES), Some(950));
+        assert_eq!(next_check(ARMED, CoreSeen::Absent, RULES), Some(940));
+        assert_eq!(next_check(None, CoreSeen::Heard(10), RULES), Some(2_010));
+        assert_eq!(next_check(None, CoreSeen::Absent, RULES), None);
+        // Whatever the times, the verdict at the next check is not Wait, or nothing changes.
+        for heard in [0, 500, 700, 900, 999] {
+            let core = CoreSeen::Heard(heard);
+            let at = next_check(ARMED, core, RULES).expect("armed");
+            assert_ne!(
+                verdict(ARMED, core, at, RULES),
+                Verdict::Wait,
+                "heard {heard}"
+            );
+            assert_eq!(
+                verdict(ARMED, core, at - 1, RULES),
+                Verdict::Wait,
+                "heard {heard}"
+            );
+        }
+    }
+}
