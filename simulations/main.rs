@@ -50,6 +50,10 @@ struct Args {
     /// Test-only: acknowledge raft log writes before they are durable (must be caught as LOG).
     #[arg(long)]
     break_ack_before_durable: bool,
+    /// Test-only: the monitor process never stops anything hard when its core died or stalled
+    /// (must be caught as S1).
+    #[arg(long)]
+    break_no_stop_hard: bool,
     /// Watch a three-node cluster fail over, in readable lines.
     #[arg(long)]
     demo: bool,
@@ -80,6 +84,7 @@ fn main() {
     let breaker = Faults {
         skip_lease_wait: args.break_skip_lease_wait,
         ack_before_durable: args.break_ack_before_durable,
+        monitor_never_stops_hard: args.break_no_stop_hard,
     };
     let code = if args.demo {
         demo()

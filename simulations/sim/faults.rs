@@ -31,11 +31,15 @@ impl Sim {
         let node = self.fault_rng.range(0, n as u64) as NodeId;
         match pick {
             0..=19 => {
-                // Half the crashes hit the node in the middle of its next raft log write, so
-                // that lost and torn writes are common, not a rare coincidence.
-                if self.fault_rng.chance(500_000) {
+                let kind = self.fault_rng.range(0, 20);
+                if kind >= 12 {
+                    // One of the node's two processes, not the machine.
+                    self.process_fault(node, kind - 12);
+                } else if self.fault_rng.chance(500_000) {
+                    // Half the crashes hit the node in the middle of its next raft log write,
+                    // so that lost and torn writes are common, not a rare coincidence.
                     self.crash_during_next_write(node);
-                } else if self.nodes[usize::from(node)].core.is_some() {
+                } else if self.machine_up(node) {
                     self.crash(node, "fault: node crash", None);
                 }
             }
@@ -178,7 +182,7 @@ impl Sim {
         self.fault_count += 1;
         match f {
             Scripted::Crash { node, down_us } => {
-                if self.nodes[usize::from(node)].core.is_some() {
+                if self.machine_up(node) {
                     self.crash(node, "fault: node crash", Some(down_us));
                 }
             }

@@ -22,7 +22,8 @@
 //! core and carries out its effects; [`scenario`] derives a run from a seed; `clock` (each
 //! node's drifting clock), `network` (delays, loss, duplication, cuts: one
 //! [`NetworkOptions`]), `agents` (the simulated resource agents), `world` (the world truth),
-//! `faults` (what is injected and healed), `checker` (the invariants above) and `trace` (the
+//! `faults` (what is injected and healed), `monitor` (each node's monitor process, and the
+//! faults of one process: a core crash or pause, a monitor crash), `checker` (the invariants above) and `trace` (the
 //! digest and the demo's narration).
 
 mod agents;
@@ -30,6 +31,7 @@ mod checker;
 mod clock;
 mod disk;
 mod faults;
+mod monitor;
 mod network;
 pub mod scenario;
 mod trace;
@@ -57,6 +59,7 @@ pub use scenario::{DiskOptions, NetworkOptions, Scenario, Scripted, Shape};
 use clock::Clock;
 use disk::Disk;
 use faults::HealKind;
+use monitor::{Paused, SimMonitor};
 use network::Network;
 use world::{Truth, World};
 
@@ -145,10 +148,26 @@ enum Ev {
         node: NodeId,
         inc: u64,
     },
-    /// The watchdog's deadline may have passed (one pending per node, see `arm_watchdog`).
-    WatchdogCheck {
+    /// The monitor's verdict may have changed (one pending per node, see `arm_monitor`);
+    /// `power` is the machine's boot count when it was armed.
+    MonitorCheck {
+        node: NodeId,
+        power: u64,
+    },
+    /// The monitor's new core (incarnation `inc` died) is up.
+    CoreRestart {
         node: NodeId,
         inc: u64,
+    },
+    /// A paused core goes on.
+    Resume {
+        node: NodeId,
+        inc: u64,
+    },
+    /// The core has started a new monitor.
+    MonitorUp {
+        node: NodeId,
+        power: u64,
     },
     Fault,
     Scripted(Scripted),
@@ -159,7 +178,19 @@ enum Ev {
 }
 
 struct SimNode {
+    /// The core process, while it steps.
     core: Option<NodeCore>,
+    /// The core process while it does not (see `monitor`).
+    paused: Option<Paused>,
+    /// The machine is off (crashed, not yet booted again).
+    machine_down: bool,
+    /// Machine boots so far (a core restart is not one).
+    power: u64,
+    /// The monitor process.
+    mon: SimMonitor,
+    /// What the current core last told its monitor must be down by when (it tells a new
+    /// monitor the same).
+    told: Option<u64>,
     /// The node's raft log disk: what its `Persist` batches wrote, and what is in flight.
     disk: Disk,
     clock: Clock,
@@ -169,9 +200,6 @@ struct SimNode {
     /// When (real time) the pending wake-up fires, and the local deadline it is for.
     wake_at: u64,
     wake_local: u64,
-    /// The armed watchdog deadline (local clock), and when its one pending check fires.
-    watchdog: Option<u64>,
-    watchdog_check: Option<u64>,
 }
 
 /// The most nodes a simulation runs (a heartbeat's receivers are a 128-bit set).
@@ -235,6 +263,11 @@ impl Sim {
         let nodes = (0..n)
             .map(|_| SimNode {
                 core: None,
+                paused: None,
+                machine_down: true,
+                power: 0,
+                mon: SimMonitor::default(),
+                told: None,
                 disk: Disk::new(&voters),
                 clock: Clock {
                     offset_us: rng.range(0, 1_000_000_000) as i64,
@@ -244,8 +277,6 @@ impl Sim {
                 boot_seq: 0,
                 wake_at: u64::MAX,
                 wake_local: u64::MAX,
-                watchdog: None,
-                watchdog_check: None,
             })
             .collect();
         let truth = spec
@@ -330,7 +361,18 @@ impl Sim {
             .push(Reverse((at_us, (self.seq << 24) | slot as u64)));
     }
 
+    /// The machine boots: a fresh monitor, and a core with nothing handed over.
     fn boot(&mut self, node: NodeId) {
+        let i = usize::from(node);
+        self.nodes[i].machine_down = false;
+        self.nodes[i].power += 1;
+        self.nodes[i].mon = SimMonitor::default();
+        self.start_core(node, None);
+    }
+
+    /// A new core process on a running machine, with the lease its monitor hands over (its
+    /// end on this node's local clock, and the index it was used at).
+    fn start_core(&mut self, node: NodeId, lease: Option<(u64, u64)>) {
         let i = usize::from(node);
         self.nodes[i].incarnation += 1;
         let inc = self.nodes[i].incarnation;
@@ -354,15 +396,12 @@ impl Sim {
         ) {
             Ok(mut core) => {
                 core.set_faults(self.breaker);
-                self.nodes[i].core = Some(core);
-                let n = self.nodes.len() as NodeId;
-                for p in 0..self.spec.paths.len() {
-                    for peer in (0..n).filter(|&peer| peer != node) {
-                        self.tell_link(node, peer, p);
-                    }
+                if let Some((until, applied)) = lease.filter(|l| l.0 > local) {
+                    core.inherit_lease(until, applied, local);
                 }
-                self.nodes[i].watchdog = None;
-                self.nodes[i].watchdog_check = None;
+                self.nodes[i].core = Some(core);
+                self.nodes[i].told = None;
+                self.tell_links(node);
                 self.nodes[i].wake_at = u64::MAX;
                 self.after_node(node);
             }
@@ -377,9 +416,11 @@ impl Sim {
     fn crash(&mut self, node: NodeId, why: &str, down_us: Option<u64>) {
         let i = usize::from(node);
         self.nodes[i].core = None;
+        self.nodes[i].paused = None;
+        self.nodes[i].machine_down = true;
+        self.nodes[i].mon = SimMonitor::default();
+        self.nodes[i].told = None;
         self.crash_disk(node);
-        self.nodes[i].watchdog = None;
-        self.nodes[i].watchdog_check = None;
         // The machine dies: every process on it dies with it.
         for g in &mut self.world.truth {
             for t in g.iter_mut() {
@@ -450,6 +491,9 @@ impl Sim {
     }
 
     fn handle(&mut self, ev: Ev) {
+        let Some(ev) = self.defer_if_paused(ev) else {
+            return;
+        };
         match ev {
             Ev::Wake(node) => {
                 let i = usize::from(node);
@@ -509,28 +553,15 @@ impl Sim {
                 outcome,
             } => self.agent_done(node, inc, op, outcome),
             Ev::Restart(node) => {
-                if self.nodes[usize::from(node)].core.is_none() {
+                if self.nodes[usize::from(node)].machine_down {
                     self.trace(format!("{} boots", self.name(node)));
                     self.boot(node);
                 }
             }
-            Ev::WatchdogCheck { node, inc } => {
-                let i = usize::from(node);
-                if self.nodes[i].incarnation == inc
-                    && self.nodes[i].core.is_some()
-                    && self.nodes[i].watchdog_check == Some(self.now_us)
-                {
-                    self.nodes[i].watchdog_check = None;
-                    if let Some(d) = self.nodes[i].watchdog {
-                        if self.nodes[i].clock.real(d) <= self.now_us {
-                            self.crash(node, "watchdog reboot", None);
-                        } else {
-                            // Re-armed later since: check again then.
-                            self.arm_watchdog(node);
-                        }
-                    }
-                }
-            }
+            Ev::MonitorCheck { node, power } => self.monitor_check(node, power),
+            Ev::CoreRestart { node, inc } => self.core_restart(node, inc),
+            Ev::Resume { node, inc } => self.resume(node, inc),
+            Ev::MonitorUp { node, power } => self.monitor_up(node, power),
             Ev::Fault => {
                 if self.faults_on {
                     self.inject_fault();
@@ -615,27 +646,8 @@ impl Sim {
             Effect::Send { to, paths, msg } => self.send_message(node, to, paths, msg),
             Effect::Persist { batch, then } => self.persist(node, *batch, then),
             Effect::Agent(op) => self.agent_op(node, op),
-            Effect::Watchdog { deadline_us } => {
-                self.nodes[usize::from(node)].watchdog = deadline_us;
-                self.arm_watchdog(node);
-            }
+            Effect::Watchdog { deadline_us } => self.tell_monitor(node, deadline_us),
             Effect::Event(ev) => self.on_event(node, ev),
-        }
-    }
-
-    /// Make sure a check is pending by the node's watchdog deadline. The deadline moves later
-    /// on every lease renewal; rather than one check per move, a single pending check looks
-    /// again when it fires and re-arms itself if the deadline has moved.
-    fn arm_watchdog(&mut self, node: NodeId) {
-        let i = usize::from(node);
-        let Some(d) = self.nodes[i].watchdog else {
-            return;
-        };
-        let at = self.nodes[i].clock.real(d).max(self.now_us);
-        if self.nodes[i].watchdog_check.is_none_or(|p| at < p) {
-            self.nodes[i].watchdog_check = Some(at);
-            let inc = self.nodes[i].incarnation;
-            self.schedule(at, Ev::WatchdogCheck { node, inc });
         }
     }
 }
@@ -676,6 +688,12 @@ pub fn replay_command(seed: u64, shape: &Shape, breaker: Faults) -> String {
     }
     if breaker.skip_lease_wait {
         cmd.push_str(" --break-skip-lease-wait");
+    }
+    if breaker.ack_before_durable {
+        cmd.push_str(" --break-ack-before-durable");
+    }
+    if breaker.monitor_never_stops_hard {
+        cmd.push_str(" --break-no-stop-hard");
     }
     cmd
 }

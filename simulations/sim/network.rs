@@ -73,6 +73,17 @@ impl Sim {
     }
 
     /// Tell `from`'s node core whether its link to `to` on `path` is up.
+    /// Tell `node`'s core the state of every link it has (a new core, or one that did not
+    /// step for a while, learns them all).
+    pub(super) fn tell_links(&mut self, node: NodeId) {
+        let n = self.nodes.len() as NodeId;
+        for p in 0..self.spec.paths.len() {
+            for peer in (0..n).filter(|&peer| peer != node) {
+                self.tell_link(node, peer, p);
+            }
+        }
+    }
+
     pub(super) fn tell_link(&mut self, from: NodeId, to: NodeId, path: usize) {
         let up = self.link_up(path, from, to);
         let local = self.nodes[usize::from(from)].clock.local(self.now_us);

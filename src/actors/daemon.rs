@@ -223,7 +223,11 @@ pub fn run(opts: Options) -> i32 {
                 .unwrap_or_default(),
         );
     }
-    let monitor = Monitor::start(link, holdings);
+    let monitor = Monitor::start(
+        link,
+        holdings,
+        crate::actors::monitor::alive_every(spec.timing.stop_budget_ms),
+    );
     let listener_path = opts.control_socket.clone();
     let tls = TlsFiles::in_dir(&opts.tls_dir, &name);
     let drain_marker = opts.state_dir.join("drained");

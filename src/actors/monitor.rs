@@ -5,7 +5,7 @@
 //! node's promise alone: how to stop each exclusive resource ([`ToMonitor::Hello`], once), by
 //! when they must be down and which lease the core holds at which applied index
 //! ([`ToMonitor::Arm`], whenever one of those changes, before the messages of that step are
-//! sent), and that it is alive (every [`ALIVE_EVERY`], from the actor thread, so a wedged actor
+//! sent), and that it is alive (every [`alive_every`], from the actor thread, so a wedged actor
 //! thread falls silent). A monitor that dies is replaced at once by the watcher thread, which
 //! tells the new one all of it again; nothing in the core changes.
 
@@ -18,8 +18,14 @@ use crate::monitor::link::{self, Armed, Link, Received, ToCore, ToMonitor, PEER_
 use crate::resources::pidfd::{pidfd_exited, pidfd_open};
 use crate::resources::HardStop;
 
-/// How often the actor thread tells the monitor it is alive.
-pub const ALIVE_EVERY: Duration = Duration::from_millis(50);
+/// How often the actor thread tells the monitor it is alive, for the cluster's stop budget
+/// ([`crate::policy::monitor::alive_every_us`]: the monitor counts a core silent after a few
+/// missed messages, and must know that before the stop point).
+pub fn alive_every(stop_budget_ms: u32) -> Duration {
+    Duration::from_micros(crate::policy::monitor::alive_every_us(
+        u64::from(stop_budget_ms) * 1000,
+    ))
+}
 /// How long a new core waits for its monitor's start message.
 const START_WAIT_MS: i32 = 5_000;
 
@@ -76,11 +82,11 @@ impl Monitor {
 
     /// Say hello on `link` with `holdings`, and start the thread that replaces a monitor
     /// that dies.
-    pub fn start(link: Link, holdings: Vec<HardStop>) -> Monitor {
+    pub fn start(link: Link, holdings: Vec<HardStop>, alive_every: Duration) -> Monitor {
         let hello = ToMonitor::Hello {
             pid: std::process::id(),
             holdings,
-            alive_every_ms: ALIVE_EVERY.as_millis() as u64,
+            alive_every_ms: alive_every.as_millis() as u64,
         };
         if let Err(e) = link.send(&hello) {
             tracing::error!(error = %e, "cannot tell the monitor hello");

@@ -522,7 +522,8 @@ impl Actor for NodeActor {
         // Mailboxes: inputs arrive in bursts (a heartbeat from every peer on every path).
         ctx.set_mailbox_capacity(4096);
         // The monitor hears from the actor thread itself: a wedged thread falls silent.
-        ctx.run_interval(super::monitor::ALIVE_EVERY, |act, _| act.monitor.alive());
+        let every = super::monitor::alive_every(self.spec.timing.stop_budget_ms);
+        ctx.run_interval(every, |act, _| act.monitor.alive());
         let me = ctx.address();
         if let Some(log) = self.log.take() {
             let to = me.clone();

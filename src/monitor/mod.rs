@@ -12,7 +12,7 @@
 //! |---|---|
 //! | the core dies or exits with a crash (SIGKILL, OOM, panic, [`EXIT_CRASH`]) | starts a new core at once, handing it the lease the old one held; the new core adopts what runs (probe, no stop, no start) |
 //! | the core is silent for [`WEDGED`] (SIGSTOP, a wedged thread) | SIGKILL, then as above |
-//! | the stop point passes (the deadline less the stop budget) while no core is up or the core is silent for [`SILENT`] | SIGKILL of the core if it lives, then every hard stop at once, before the lease ends |
+//! | the stop point passes (the deadline less the stop budget) while no core is up or the core is silent ([`rules::MISSED_ALIVE`] of its alive messages missed; [`SILENT`] until it said how often it sends them) | SIGKILL of the core if it lives, then every hard stop at once, before the lease ends |
 //! | the deadline itself passes while armed | the same, whatever the core says: a core that lets its lease run out with resources up is broken |
 //! | a hard stop fails | with a hardware watchdog: stops petting it, so the machine resets; without: logs it, and the next core fences itself on the failed stop |
 //! | the core exits on purpose (drained: 0, gave up: 1) or cannot start (bad config: 2, start: 1) | stops hard anything still armed, exits with the core's code |
@@ -48,7 +48,8 @@ use crate::resources::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
 
 /// The longest the monitor sleeps (and how often it pets a hardware watchdog).
 pub const TICK: Duration = Duration::from_millis(5);
-/// A core silent this long at its stop point will not stop in time.
+/// A core silent this long at its stop point will not stop in time, until its `Hello` said
+/// how often it says it is alive (then [`rules::MISSED_ALIVE`] of those).
 pub const SILENT: Duration = Duration::from_millis(250);
 /// A core silent this long is wedged: killed and started again.
 pub const WEDGED: Duration = Duration::from_secs(2);
@@ -80,6 +81,8 @@ struct Core {
     link: Link,
     /// When it last said anything; `None` until its `Hello`.
     heard: Option<Instant>,
+    /// The rules for this core, in ns (its silence from its `Hello`).
+    rules: rules::Rules,
     /// The code it said it exits with.
     exiting: Option<i32>,
 }
@@ -140,6 +143,8 @@ pub fn run(opts: Options) -> i32 {
                     child: None,
                     link,
                     heard: Some(Instant::now()),
+                    // Until the core's hello (it tells a new monitor everything again).
+                    rules: RULES,
                     exiting: None,
                 });
             }
@@ -196,6 +201,7 @@ impl Monitor {
             child: Some(child),
             link,
             heard: None,
+            rules: RULES,
             exiting: None,
         });
         Ok(())
@@ -267,6 +273,10 @@ impl Monitor {
                                 "core up"
                             );
                             self.holdings = holdings;
+                            if alive_every_ms > 0 {
+                                let every_ns = alive_every_ms * 1_000_000;
+                                c.rules = rules::Rules::new(every_ns, RULES.wedged);
+                            }
                         }
                         ToMonitor::Alive => {}
                         ToMonitor::Arm(a) => self.armed = a,
@@ -333,7 +343,8 @@ impl Monitor {
             deadline: a.deadline_ns,
             stop_at: a.stop_at_ns,
         });
-        match (rules::verdict(armed, seen, now_ns, RULES), self.armed) {
+        let core_rules = self.core.as_ref().map_or(RULES, |c| c.rules);
+        match (rules::verdict(armed, seen, now_ns, core_rules), self.armed) {
             (Verdict::Wait, _) | (Verdict::StopHard { .. }, None) => {}
             (Verdict::StopHard { core_absent }, Some(a)) => {
                 tracing::error!(

@@ -25,6 +25,16 @@ pub enum CoreSeen {
     Heard(u64),
 }
 
+/// How often a core says it is alive (µs), for a stop budget of `stop_budget_us`: a quarter
+/// of the budget, within 5 to 50 ms, so that a core that falls silent well before its stop
+/// point is known to be silent when the stop point comes, with the budget still ahead.
+pub fn alive_every_us(stop_budget_us: u64) -> u64 {
+    (stop_budget_us / 4).clamp(5_000, 50_000)
+}
+
+/// How many alive messages in a row a core may miss before it counts as silent.
+pub const MISSED_ALIVE: u64 = 3;
+
 /// The two silences, in the caller's unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rules {
@@ -32,6 +42,17 @@ pub struct Rules {
     pub silent: u64,
     /// A core silent this long is wedged: killed and started again.
     pub wedged: u64,
+}
+
+impl Rules {
+    /// The rules for a core that says it is alive every `alive_every`: silent after
+    /// [`MISSED_ALIVE`] missed messages; wedged after `wedged`.
+    pub fn new(alive_every: u64, wedged: u64) -> Rules {
+        Rules {
+            silent: MISSED_ALIVE * alive_every,
+            wedged,
+        }
+    }
 }
 
 /// What the monitor must do now.
@@ -111,6 +132,28 @@ mod tests {
         deadline: 1_000,
         stop_at: 940,
     });
+
+    #[test]
+    fn a_core_is_silent_after_missing_a_few_alive_messages_sent_well_inside_the_budget() {
+        // The default stop budget (60 ms): alive every 15 ms, silent after 45.
+        assert_eq!(alive_every_us(60_000), 15_000);
+        assert_eq!(Rules::new(alive_every_us(60_000), 2_000_000).silent, 45_000);
+        // Bounded both ways: a tiny budget is not polled faster than every 5 ms, a large one
+        // still hears the core every 50 ms.
+        assert_eq!(alive_every_us(8_000), 5_000);
+        assert_eq!(alive_every_us(10_000_000), 50_000);
+        // A core paused right after it renewed (deadline 150 ms on) is silent at the stop
+        // point (90 ms on), so the monitor stops hard then, not at the deadline.
+        let armed = Some(Deadline {
+            deadline: 150_000,
+            stop_at: 90_000,
+        });
+        let rules = Rules::new(alive_every_us(60_000), 2_000_000);
+        assert_eq!(
+            verdict(armed, CoreSeen::Heard(0), 90_000, rules),
+            Verdict::StopHard { core_absent: true }
+        );
+    }
 
     #[test]
     fn a_live_core_is_left_to_stop_by_itself_until_the_deadline() {

@@ -102,6 +102,11 @@ pub struct Faults {
     /// durable, as a daemon that acknowledged before its fsync would (breaks raft's
     /// persistence rule; a crash that loses the write loses a committed entry).
     pub ack_before_durable: bool,
+    /// The simulator's model of the monitor process never stops anything hard: a core that
+    /// died or stalled with exclusive resources up leaves them up past its lease (breaks the
+    /// promise of docs/runtime.md "The two processes"). Read by `simulations/sim/monitor.rs`;
+    /// the real monitor has no such switch.
+    pub monitor_never_stops_hard: bool,
 }
 
 /// The node core.
