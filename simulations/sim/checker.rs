@@ -60,6 +60,15 @@ impl Sim {
                 );
                 self.trace(line)
             }
+            Event::MultipleActive { group, placed } => {
+                let line = format!(
+                    "{}: {} was found running here while placed on {}: stopped here",
+                    self.name(node),
+                    self.spec.groups[usize::from(group)].name,
+                    self.name(placed)
+                );
+                self.trace(line)
+            }
             Event::Escalated { group } => {
                 let line = format!(
                     "{}: {} cannot run here, asks for failover",

@@ -184,7 +184,11 @@ pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Va
         ),
         Event::OrphanStopped { group } => (
             "orphan_stopped",
-            json!({"group": n.group(*group), "why": "found active here at start, not placed here"}),
+            json!({"group": n.group(*group), "why": "found active here, not placed here"}),
+        ),
+        Event::MultipleActive { group, placed } => (
+            "multiple_active",
+            json!({"group": n.group(*group), "placed": n.node(*placed), "why": "found active here while placed on another node: stopped here"}),
         ),
     };
     let map = match value {

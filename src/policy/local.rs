@@ -145,11 +145,13 @@ impl Locals {
         }
     }
 
-    /// At start, once the log this node recovered has been applied: probe every exclusive
-    /// group that may run here but is not placed here, and stop whatever is found active (an
-    /// earlier run left it: its daemon died with both processes, or its placement changed
-    /// while it was down). Until the sweep is done ([`Locals::sweeping`]) the node asks for
-    /// no lease, so what it left running is down before it may start anything.
+    /// At start, once the log this node recovered has been applied, and whenever this node
+    /// lost its lease (it comes back as a node joining): probe every exclusive group that may
+    /// run here but is not placed here, and stop whatever is found active (an earlier run
+    /// left it: its daemon died with both processes, its placement changed while it was
+    /// down, a stop claimed success and left it running). Until the sweep is done
+    /// ([`Locals::sweeping`]) the node asks for no lease, so what it left running is down
+    /// before it may start anything.
     pub fn sweep_orphans(&mut self, spec: &ClusterSpec, state: &ClusterState, me: NodeId) {
         for (g, gs) in spec.groups.iter().enumerate() {
             let gid = g as GroupId;
@@ -380,11 +382,14 @@ impl Locals {
                     l.set_want(Want::Stop);
                     if !l.holds_anything() && l.idle() {
                         *slot = inst.map(|i| LocalGroup::new(gid, gs, i.epoch, want));
-                        match std::mem::replace(&mut self.orphans[g], Orphan::No) {
-                            Orphan::Found => {
-                                effects.push(Effect::Event(Event::OrphanStopped { group: gid }))
-                            }
-                            Orphan::Looking | Orphan::No => {}
+                        let found = std::mem::replace(&mut self.orphans[g], Orphan::No);
+                        if found == Orphan::Found {
+                            effects.push(Effect::Event(match state.active_node(gid) {
+                                Some(placed) if placed != me => {
+                                    Event::MultipleActive { group: gid, placed }
+                                }
+                                _ => Event::OrphanStopped { group: gid },
+                            }));
                         }
                     }
                 }
@@ -768,6 +773,53 @@ mod tests {
             "the budget starts now"
         );
         assert!(!l.fenced(), "nothing failed");
+    }
+
+    #[test]
+    fn a_group_found_here_while_placed_elsewhere_is_stopped_here_as_multiple_active() {
+        let spec = simple_spec(3, 1);
+        let mut state = ClusterState::new(&spec);
+        state.groups[0]
+            .instances
+            .push(crate::policy::state::Instance {
+                node: 1,
+                epoch: 5,
+                phase: Phase::Active,
+                stop_cause: None,
+            });
+        let mut l = Locals::new(&spec);
+        l.sweep_orphans(&spec, &state, 0);
+        let mut effects = pass(&mut l, &spec, &state, 1_000);
+        let probe = ops(&mut effects)[0];
+        l.handle_result(
+            &spec,
+            (probe.group, probe.resource, probe.op),
+            Outcome::Ok,
+            2_000,
+            &mut effects,
+        );
+        let mut effects = pass(&mut l, &spec, &state, 2_000);
+        let stop = ops(&mut effects)[0];
+        assert_eq!(stop.action, Action::Stop, "the copy here is stopped");
+        l.handle_result(
+            &spec,
+            (stop.group, stop.resource, stop.op),
+            Outcome::Ok,
+            3_000,
+            &mut effects,
+        );
+        let effects = pass(&mut l, &spec, &state, 3_000);
+        assert!(
+            effects.iter().any(|e| matches!(
+                e,
+                Effect::Event(Event::MultipleActive {
+                    group: 0,
+                    placed: 1
+                })
+            )),
+            "{effects:?}"
+        );
+        assert!(!l.sweeping());
     }
 
     #[test]

@@ -297,4 +297,13 @@ pub enum Event {
         /// The group.
         group: GroupId,
     },
+    /// A group placed on another node was found active here too (at start, or when this node
+    /// came back after losing its lease) and has been stopped here: the placed copy is the one
+    /// that stays.
+    MultipleActive {
+        /// The group.
+        group: GroupId,
+        /// Where it is placed.
+        placed: NodeId,
+    },
 }

@@ -562,6 +562,16 @@ impl ClusterState {
         }
     }
 
+    /// The node `group` is active on, if any.
+    pub fn active_node(&self, group: GroupId) -> Option<NodeId> {
+        self.groups
+            .get(usize::from(group))?
+            .instances
+            .iter()
+            .find(|i| i.phase == Phase::Active)
+            .map(|i| i.node)
+    }
+
     /// The instance of `group` on `node`, if any.
     pub fn instance_on(&self, group: GroupId, node: NodeId) -> Option<&Instance> {
         self.groups

@@ -617,6 +617,10 @@ impl NodeCore {
                 self.locals.lease_regained();
             }
             self.locals.mark_all();
+            if !ok && self.sweep_after.is_none() {
+                // Back without a lease is a join: look again for what may run here unplaced.
+                self.locals.sweep_orphans(&self.spec, &self.state, self.me);
+            }
             self.effects.push(Effect::Event(if ok {
                 Event::LeaseAcquired
             } else {
