@@ -174,7 +174,8 @@ fn config_text() -> String {
     for n in 0..3 {
         let _ = writeln!(
             c,
-            "[[node]]\nname = \"n{}\"\naddresses = {{ lan = \"127.90.1.{}:7400\", backplane = \"127.91.1.{}:7400\" }}\n",
+            // Never `reboot`: a failed hard stop must not reboot the machine benchmarked on.
+            "[[node]]\nname = \"n{}\"\naddresses = {{ lan = \"127.90.1.{}:7400\", backplane = \"127.91.1.{}:7400\" }}\non_stop_failure = \"exit\"\n",
             n + 1,
             n + 1,
             n + 1

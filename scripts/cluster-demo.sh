@@ -56,14 +56,19 @@ misses = 4
 [[node]]
 name = "n1"
 addresses = { lan = "127.0.91.1:7400", backplane = "127.0.92.1:7400" }
+# On a real node a stop that fails even hard reboots the machine (the default); on the
+# machine you try the demo on, the daemon exits instead.
+on_stop_failure = "exit"
 
 [[node]]
 name = "n2"
 addresses = { lan = "127.0.91.2:7400", backplane = "127.0.92.2:7400" }
+on_stop_failure = "exit"
 
 [[node]]
 name = "n3"
 addresses = { lan = "127.0.91.3:7400", backplane = "127.0.92.3:7400" }
+on_stop_failure = "exit"
 
 # The demo service prefers n1, then n2, then n3; it stays where it lands after a failover
 # until an administrator moves it back (failback = "manual").

@@ -277,3 +277,118 @@ fn an_orphan_left_running_is_stopped_at_start_before_any_lease() {
     );
     assert_eq!(c.on("demo").as_deref(), Some("n2"), "demo stays on n2");
 }
+
+/// A stop that fails even hard, with `on_stop_failure = "exit"` (every test config's choice:
+/// `reboot` would reboot the machine running the tests): the owner's monitor ends with
+/// [`EXIT_STOP_FAILED`] and starts no new core, so the node is out of the cluster; what could
+/// be stopped (the application) is down.
+#[test]
+fn a_hard_stop_that_fails_ends_the_node_when_it_is_told_to_exit() {
+    if skip("a_hard_stop_that_fails_ends_the_node_when_it_is_told_to_exit") {
+        return;
+    }
+    let mut c = Cluster::loopback(
+        45,
+        &Opts {
+            stuck: true,
+            ..Opts::default()
+        },
+    );
+    c.start_all();
+    c.wait_for("demo runs", |c| c.running_on("demo").is_some());
+    let owner = c.on("demo").expect("an owner");
+    let i = c.index(&owner);
+    let app = c.app_pid(i, APP).expect("the application runs");
+    // A move asks the owner to stop the group; "stuck" will not stop.
+    let other = if i == 0 { "n2" } else { "n1" };
+    let r = c.ask(
+        i,
+        eterne::control::Request::Move {
+            group: "demo".into(),
+            node: Some(other.into()),
+        },
+    );
+    assert!(r.ok, "move refused: {r:?}");
+    let until = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        let child = c.nodes[i].child.as_mut().expect("its monitor");
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code();
+        }
+        if Instant::now() > until {
+            c.dump();
+            panic!("{owner}'s monitor is still running after its stop failed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        code,
+        Some(eterne::monitor::EXIT_STOP_FAILED),
+        "{owner}'s monitor exit code"
+    );
+    assert!(!alive(app), "the application was stopped hard");
+    let log = std::fs::read_to_string(&c.nodes[i].log).unwrap_or_default();
+    assert!(log.contains("hard stop failed"), "{log}");
+}
+
+/// `on_stop_failure = "reboot"` is a real reboot: run as PID 1 of a PID namespace of its own,
+/// [`eterne::monitor::reboot_now`] makes the kernel end that namespace, every process in it
+/// included, as it would reset the machine from the initial namespace. The test runs itself
+/// as that PID 1 (`unshare --pid --fork`); on the host it never calls it.
+#[test]
+fn the_reboot_after_a_failed_stop_is_the_kernel_s() {
+    const AS_PID1: &str = "ETERNE_TEST_REBOOT_AS_PID1";
+    const NAME: &str = "the_reboot_after_a_failed_stop_is_the_kernel_s";
+    if let Some(marker) = std::env::var_os(AS_PID1) {
+        assert_eq!(std::process::id(), 1, "not PID 1 of a namespace of its own");
+        // A process of the namespace that must end with it: it writes its pid as the host
+        // sees it (the first of its NSpid line).
+        // Never waited for: the reboot below ends it with everything else in the namespace.
+        #[allow(clippy::zombie_processes)]
+        let _sleeper = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("grep NSpid /proc/self/status > \"$0.tmp\" && mv \"$0.tmp\" \"$0\" && exec sleep 1000")
+            .arg(&marker)
+            .spawn()
+            .expect("spawn the sleeper");
+        let bound = Instant::now() + Duration::from_secs(10);
+        while !std::path::Path::new(&marker).exists() && Instant::now() < bound {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eterne::monitor::reboot_now();
+    }
+    if skip(NAME) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("eterne-reboot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let marker = dir.join("sleeper");
+    let exe = std::env::current_exe().expect("the test binary");
+    let status = std::process::Command::new("unshare")
+        .args(["--pid", "--fork"])
+        .arg(exe)
+        .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+        .env(AS_PID1, &marker)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .expect("run unshare");
+    use std::os::unix::process::ExitStatusExt;
+    // unshare ends the way its child did: a restart of a PID namespace is SIGHUP to its init.
+    assert_eq!(status.signal(), Some(libc::SIGHUP), "{status:?}");
+    let line = std::fs::read_to_string(&marker).expect("the sleeper wrote its pid");
+    let host_pid: i32 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("NSpid line");
+    let bound = Instant::now() + Duration::from_secs(5);
+    while alive(host_pid) && Instant::now() < bound {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !alive(host_pid),
+        "the namespace's other process outlived the reboot"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

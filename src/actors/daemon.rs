@@ -227,6 +227,12 @@ pub fn run(opts: Options) -> i32 {
         link,
         holdings,
         crate::actors::monitor::alive_every(spec.timing.stop_budget_ms),
+        config
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.on_stop_failure)
+            .unwrap_or_default(),
     );
     let listener_path = opts.control_socket.clone();
     let tls = TlsFiles::in_dir(&opts.tls_dir, &name);

@@ -14,7 +14,9 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::monitor::link::{self, Armed, Link, Received, ToCore, ToMonitor, PEER_ENV};
+use crate::monitor::link::{
+    self, Armed, Link, OnStopFailure, Received, ToCore, ToMonitor, PEER_ENV,
+};
 use crate::resources::pidfd::{pidfd_exited, pidfd_open};
 use crate::resources::HardStop;
 
@@ -82,11 +84,17 @@ impl Monitor {
 
     /// Say hello on `link` with `holdings`, and start the thread that replaces a monitor
     /// that dies.
-    pub fn start(link: Link, holdings: Vec<HardStop>, alive_every: Duration) -> Monitor {
+    pub fn start(
+        link: Link,
+        holdings: Vec<HardStop>,
+        alive_every: Duration,
+        on_stop_failure: OnStopFailure,
+    ) -> Monitor {
         let hello = ToMonitor::Hello {
             pid: std::process::id(),
             holdings,
             alive_every_ms: alive_every.as_millis() as u64,
+            on_stop_failure,
         };
         if let Err(e) = link.send(&hello) {
             tracing::error!(error = %e, "cannot tell the monitor hello");

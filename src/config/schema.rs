@@ -197,6 +197,26 @@ pub struct NodeConfig {
     /// One `host:port` per network path, keyed by path name. Required.
     #[serde(default)]
     pub addresses: BTreeMap<String, String>,
+    /// What the node's monitor process does when even its hard stop of an exclusive resource
+    /// fails (docs/runtime.md "The two processes"). Default: `reboot`.
+    #[serde(default)]
+    pub on_stop_failure: OnStopFailure,
+}
+
+/// What a node does when it cannot stop an exclusive resource, not even hard: it must not go
+/// on as a member that may still hold what another node is about to start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStopFailure {
+    /// Reboot the machine at once, without syncing (a hung device could hang the sync); it
+    /// stops petting a hardware watchdog too. The default, as Pacemaker fences a node whose
+    /// stop failed.
+    #[default]
+    Reboot,
+    /// Stop petting the hardware watchdog and end the daemon (exit code 71): with a watchdog
+    /// the machine resets; without one, what would not stop is left to the operator. For
+    /// test machines and for nodes that must never reboot themselves.
+    Exit,
 }
 
 /// `[witness]`: a third vote for a two-node cluster (`eterned --witness`).

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::schema::OnStopFailure;
 use crate::resources::HardStop;
 
 /// The descriptor number the link has in a child.
@@ -41,6 +42,8 @@ pub enum ToMonitor {
         holdings: Vec<HardStop>,
         /// The interval of [`ToMonitor::Alive`] (ms).
         alive_every_ms: u64,
+        /// What to do when a hard stop fails (this node's `on_stop_failure`).
+        on_stop_failure: OnStopFailure,
     },
     /// The core's actor thread stepped (sent every `alive_every_ms`).
     Alive,

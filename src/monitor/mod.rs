@@ -14,7 +14,7 @@
 //! | the core is silent for [`WEDGED`] (SIGSTOP, a wedged thread) | SIGKILL, then as above |
 //! | the stop point passes (the deadline less the stop budget) while no core is up or the core is silent ([`rules::MISSED_ALIVE`] of its alive messages missed; [`SILENT`] until it said how often it sends them) | SIGKILL of the core if it lives, then every hard stop at once, before the lease ends |
 //! | the deadline itself passes while armed | the same, whatever the core says: a core that lets its lease run out with resources up is broken |
-//! | a hard stop fails | with a hardware watchdog: stops petting it, so the machine resets; without: logs it, and the next core fences itself on the failed stop |
+//! | a hard stop fails | as the node's `on_stop_failure` says: `reboot` (the default) reboots the machine at once ([`reboot_now`]); `exit` ends the monitor with [`EXIT_STOP_FAILED`] and no new core. Either way it stops petting a hardware watchdog, which then resets the machine |
 //! | the core exits on purpose (drained: 0, gave up: 1) or cannot start (bad config: 2, start: 1) | stops hard anything still armed, exits with the core's code |
 //! | SIGTERM / SIGINT | passed to the core, which drains; then as above |
 //! | SIGHUP | logged: reloading cluster.toml is not supported yet, nothing changes |
@@ -39,12 +39,16 @@ use std::process::Child;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use link::{mono_ns, Armed, Link, Received, ToCore, ToMonitor, PEER_ENV};
+use link::{mono_ns, Armed, Link, OnStopFailure, Received, ToCore, ToMonitor, PEER_ENV};
 
 use crate::actors::shutdown::{EXIT_CRASH, EXIT_START};
 use crate::policy::monitor::{self as rules, CoreSeen, Deadline, Verdict};
 use crate::resources::hard_stop::{self, HardStop};
 use crate::resources::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
+
+/// The monitor's exit code when a hard stop failed and the node's `on_stop_failure` is
+/// `exit` (`EX_OSERR`: the system could not stop what it runs).
+pub const EXIT_STOP_FAILED: i32 = 71;
 
 /// The longest the monitor sleeps (and how often it pets a hardware watchdog).
 pub const TICK: Duration = Duration::from_millis(5);
@@ -96,6 +100,8 @@ struct Monitor {
     stopped_hard: Vec<String>,
     /// A hard stop failed: the node cannot be trusted until it is reset.
     stop_failed: bool,
+    /// What to do then (the core's `Hello` says; `reboot` until it has).
+    on_stop_failure: OnStopFailure,
     terminating: bool,
     restarts: VecDeque<Instant>,
 }
@@ -129,6 +135,7 @@ pub fn run(opts: Options) -> i32 {
         armed: None,
         stopped_hard: Vec::new(),
         stop_failed: false,
+        on_stop_failure: OnStopFailure::Reboot,
         terminating: false,
         restarts: VecDeque::new(),
     };
@@ -249,6 +256,13 @@ impl Monitor {
             }
         }
         self.check_time();
+        if self.stop_failed && self.on_stop_failure == OnStopFailure::Exit {
+            // Never a new core: the node leaves the cluster and stays out until reset.
+            if let Some(c) = &self.core {
+                signal_core(c, libc::SIGKILL);
+            }
+            return Some(self.end(EXIT_STOP_FAILED));
+        }
         self.pet();
         None
     }
@@ -265,7 +279,9 @@ impl Monitor {
                             pid,
                             holdings,
                             alive_every_ms,
+                            on_stop_failure,
                         } => {
+                            self.on_stop_failure = on_stop_failure;
                             tracing::info!(
                                 core = pid,
                                 holdings = holdings.len(),
@@ -378,13 +394,20 @@ impl Monitor {
         self.armed = None;
         if !failed.is_empty() {
             self.stop_failed = true;
-            if self.watchdog.is_some() {
-                tracing::error!(
+            let watchdog = self.watchdog.is_some();
+            match self.on_stop_failure {
+                OnStopFailure::Reboot => {
+                    tracing::error!(?failed, "hard stop failed: rebooting the machine now");
+                    reboot_now();
+                }
+                OnStopFailure::Exit if watchdog => tracing::error!(
                     ?failed,
-                    "hard stop failed: no longer petting the hardware watchdog; the machine resets"
-                );
-            } else {
-                tracing::error!(?failed, "hard stop failed and there is no hardware watchdog: the next core fences itself on the failed stop");
+                    "hard stop failed: the monitor exits and no longer pets the hardware watchdog; the machine resets"
+                ),
+                OnStopFailure::Exit => tracing::error!(
+                    ?failed,
+                    "hard stop failed: the monitor exits (on_stop_failure = \"exit\"); with no hardware watchdog, what would not stop is left running for the operator"
+                ),
             }
         }
     }
@@ -405,12 +428,32 @@ impl Monitor {
             tracing::warn!("the core ended with exclusive resources possibly up: stopping hard");
             self.stop_hard(a.deadline_ns.saturating_sub(mono_ns()));
         }
-        if let Some(f) = &mut self.watchdog {
-            // The magic close: a clean end disarms the device.
-            let _ = f.write_all(b"V").and_then(|()| f.flush());
+        match &mut self.watchdog {
+            // The magic close: a clean end disarms the device. After a failed stop the end is
+            // not clean: the device resets the machine.
+            Some(f) if !self.stop_failed => {
+                let _ = f.write_all(b"V").and_then(|()| f.flush());
+            }
+            _ => {}
+        }
+        if self.stop_failed && self.on_stop_failure == OnStopFailure::Exit {
+            return EXIT_STOP_FAILED;
         }
         code
     }
+}
+
+/// Reboots the machine at once, the way a hardware watchdog would: no sync (a device that
+/// would not let a resource stop can hang a sync too), no orderly shutdown. In a PID namespace
+/// of its own the kernel ends that namespace instead (every process in it dies), which is how
+/// the tests see it work. If the kernel refuses (no `CAP_SYS_BOOT`), the process ends with
+/// [`EXIT_STOP_FAILED`] rather than go on.
+pub fn reboot_now() -> ! {
+    // SAFETY: reboot(2) with a valid command; it returns only on failure.
+    let r = unsafe { libc::reboot(libc::RB_AUTOBOOT) };
+    let e = std::io::Error::last_os_error();
+    tracing::error!(result = r, error = %e, "reboot refused; the monitor exits instead");
+    std::process::exit(EXIT_STOP_FAILED)
 }
 
 /// How long one poll may sleep.

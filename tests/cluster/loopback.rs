@@ -27,7 +27,24 @@ pub struct Opts {
     /// Leases and failure detection long enough for a core to restart inside its lease
     /// ([`RESTART_TIMING`]).
     pub long_lease: bool,
+    /// Add to the group an OCF resource whose stop always fails ([`STUCK_AGENT`]).
+    pub stuck: bool,
 }
+
+/// An OCF agent whose stop always fails: a resource its node cannot let go of. Its state is
+/// per node (the node's name from its daemon's environment: every node runs on this machine).
+pub const STUCK_AGENT: &str = r#"#!/bin/sh
+node=$(tr '\0' '\n' < /proc/$PPID/environ | sed -n 's/^ETERNE_TEST_NODE=//p')
+state="@DIR@/stuck-$node"
+case "$1" in
+  start) : > "$state"; exit 0 ;;
+  stop) echo "this resource cannot be stopped" >&2; exit 1 ;;
+  monitor) if [ -e "$state" ]; then exit 0; else exit 7; fi ;;
+  meta-data) echo '<?xml version="1.0"?><resource-agent name="stuck" version="1.0"><version>1.0</version><parameters/><actions><action name="start" timeout="5s"/><action name="stop" timeout="5s"/><action name="monitor" timeout="5s"/><action name="meta-data" timeout="5s"/><action name="validate-all" timeout="5s"/></actions></resource-agent>'; exit 0 ;;
+  validate-all) exit 0 ;;
+  *) exit 3 ;;
+esac
+"#;
 
 /// `[timing]` for the monitor-process tests: a 1.5 s lease (a debug core restarts well inside
 /// it), failure detection of 200 ms × 10, raft ticks of 100 ms.
@@ -41,6 +58,7 @@ impl Default for Opts {
             max_restarts: 3,
             disk: false,
             long_lease: false,
+            stuck: false,
         }
     }
 }
@@ -75,7 +93,8 @@ pub fn config_text(test: u8, dir: &Path, o: &Opts) -> String {
     for n in 0..3 {
         let _ = writeln!(
             c,
-            "[[node]]\nname = \"n{}\"\naddresses = {{ lan = \"{}\", backplane = \"{}\" }}\n",
+            // Never `reboot`: a failed hard stop must not reboot the machine running the tests.
+            "[[node]]\nname = \"n{}\"\naddresses = {{ lan = \"{}\", backplane = \"{}\" }}\non_stop_failure = \"exit\"\n",
             n + 1,
             addr(test, 0, n),
             addr(test, 1, n)
@@ -86,6 +105,16 @@ pub fn config_text(test: u8, dir: &Path, o: &Opts) -> String {
         let _ = writeln!(c, "failback_window = \"{w}\"");
     }
     let _ = writeln!(c, "\n  [[group.resource]]\n  name = \"{APP}\"\n  type = \"application\"\n  params = {{ command = \"sleep 1000\" }}\n");
+    if o.stuck {
+        let agents = dir.join("ocf/resource.d/eterne-test");
+        let _ = std::fs::create_dir_all(&agents);
+        let script = STUCK_AGENT.replace("@DIR@", &dir.display().to_string());
+        let file = agents.join("stuck");
+        let _ = std::fs::write(&file, script);
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755));
+        let _ = writeln!(c, "  [[group.resource]]\n  name = \"stuck\"\n  type = \"ocf\"\n  params = {{ type = \"stuck\", provider = \"eterne-test\", ocf_root = \"{}\" }}\n", dir.join("ocf").display());
+    }
     c
 }
 

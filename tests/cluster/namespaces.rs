@@ -553,7 +553,8 @@ pub fn config_text(prefix: &str, n: usize, dir: &Path, mnt: &Path, g: &GroupOpts
     for i in 0..n {
         let _ = writeln!(
             c,
-            "[[node]]\nname = \"n{}\"\naddresses = {{ hb1 = \"{}:7400\", hb2 = \"{}:7400\" }}\n",
+            // Never `reboot`: a failed hard stop must not reboot the machine running the tests.
+            "[[node]]\nname = \"n{}\"\naddresses = {{ hb1 = \"{}:7400\", hb2 = \"{}:7400\" }}\non_stop_failure = \"exit\"\n",
             i + 1,
             Net::hb_addr(i, 1),
             Net::hb_addr(i, 2)
