@@ -127,6 +127,23 @@ fn verbosity_does_not_change_the_trace() {
     assert_eq!(quiet.trace_digest, loud.trace_digest);
 }
 
+/// The first seed of `seeds` for which `breaker` is caught breaking `rule`, with its report;
+/// fails unless that seed is clean without the breaker (the breaker, not the seed, is caught).
+fn caught(seeds: std::ops::RangeInclusive<u64>, breaker: Faults, rule: &str) -> (u64, Report) {
+    let (first, last) = (*seeds.start(), *seeds.end());
+    let (seed, r) = seeds
+        .map(|seed| (seed, run_seed(seed, Shape::default(), breaker)))
+        .find(|(_, r)| r.violation.as_ref().is_some_and(|v| v.rule == rule))
+        .unwrap_or_else(|| panic!("no seed in {first}..={last} caught {breaker:?} as {rule}"));
+    let clean = run_seed(seed, Shape::default(), Faults::default());
+    assert!(
+        clean.violation.is_none(),
+        "seed {seed} fails without the breaker too: {:?}",
+        clean.violation
+    );
+    (seed, r)
+}
+
 /// A checker that cannot fail is no checker: take over without waiting for the old owner's
 /// lease, and the simulator must report two active nodes (S1) for some seed; the same seed
 /// without the breaker is clean.
@@ -136,21 +153,9 @@ fn taking_over_before_the_lease_ran_out_is_caught_as_s1() {
         skip_lease_wait: true,
         ..Faults::default()
     };
-    let caught = (1..=300u64).find_map(|seed| {
-        let r = run_seed(seed, Shape::default(), breaker);
-        match &r.violation {
-            Some(v) if v.rule == "S1" => Some((seed, v.detail.clone())),
-            _ => None,
-        }
-    });
-    let (seed, detail) = caught.expect("no seed in 1..=300 caught the lease-skipping breaker");
+    let (_, r) = caught(1..=300, breaker, "S1");
+    let detail = r.violation.map(|v| v.detail).unwrap_or_default();
     assert!(detail.contains(" active on "), "{detail}");
-    let clean = run_seed(seed, Shape::default(), Faults::default());
-    assert!(
-        clean.violation.is_none(),
-        "seed {seed} fails without the breaker too: {:?}",
-        clean.violation
-    );
 }
 
 /// The monitor process is what keeps a node's promise when its core dies or stalls: switch its
@@ -162,24 +167,13 @@ fn a_monitor_that_never_stops_hard_is_caught_as_s1() {
         monitor_never_stops_hard: true,
         ..Faults::default()
     };
-    let caught = (1..=100u64).find_map(|seed| {
-        let r = run_seed(seed, Shape::default(), breaker);
-        match &r.violation {
-            Some(v) if v.rule == "S1" => Some((seed, r.tail.clone())),
-            _ => None,
-        }
-    });
-    let (seed, tail) = caught.expect("no seed in 1..=100 caught the monitor that stands by");
+    let (seed, r) = caught(1..=100, breaker, "S1");
     assert!(
-        tail.iter()
+        r.tail
+            .iter()
             .any(|l| l.contains("would stop everything hard")),
-        "seed {seed}: caught, but not after the monitor stood by: {tail:#?}"
-    );
-    let clean = run_seed(seed, Shape::default(), Faults::default());
-    assert!(
-        clean.violation.is_none(),
-        "seed {seed} fails without the breaker too: {:?}",
-        clean.violation
+        "seed {seed}: caught, but not after the monitor stood by: {:#?}",
+        r.tail
     );
 }
 
@@ -194,21 +188,12 @@ fn acknowledging_a_log_write_before_it_is_durable_is_caught_as_log() {
         ack_before_durable: true,
         ..Faults::default()
     };
-    let caught = (1450..=1650u64).find_map(|seed| {
-        let r = run_seed(seed, Shape::default(), breaker);
-        match &r.violation {
-            Some(v) if v.rule == "LOG" => Some((seed, r.torn_writes)),
-            _ => None,
-        }
-    });
-    let (seed, torn) = caught.expect("no seed in 1450..=1650 caught the early acknowledgement");
-    assert!(torn > 0, "seed {seed}: caught without a lost or torn write");
-    let clean = run_seed(seed, Shape::default(), Faults::default());
+    let (seed, r) = caught(1450..=1650, breaker, "LOG");
     assert!(
-        clean.violation.is_none(),
-        "seed {seed} fails without the breaker too: {:?}",
-        clean.violation
+        r.torn_writes > 0,
+        "seed {seed}: caught without a lost or torn write"
     );
+    let clean = run_seed(seed, Shape::default(), Faults::default());
     assert!(clean.torn_writes > 0, "seed {seed}: the disk fault struck");
 }
 
