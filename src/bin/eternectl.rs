@@ -362,6 +362,27 @@ fn cert_issue(dir: &std::path::Path, node: &str, force: bool) -> ExitCode {
     }
 }
 
+/// `[fencing] agent` must be found on this machine: a node that coordinates without it
+/// cannot fence, so it can take over nothing from a silent node. Exit 1 if it is not.
+fn fence_agent_check(file: &std::path::Path, config: &ClusterConfig) -> ExitCode {
+    let Some(f) = &config.fencing else {
+        return ExitCode::SUCCESS;
+    };
+    match eterne::resources::fence::locate(&f.agent) {
+        Ok(p) => {
+            println!("{}: fencing → agent: {}", file.display(), p.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "{}: fencing → agent: {e} (every node that may coordinate runs it)",
+                file.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Exit 0 and a one-line summary when the file is valid; exit 1 and every error otherwise.
 fn config_check(file: &std::path::Path) -> ExitCode {
     match ClusterConfig::load(file) {
@@ -380,7 +401,7 @@ fn config_check(file: &std::path::Path) -> ExitCode {
                 spec.groups.len(),
                 spec.digest
             );
-            ExitCode::SUCCESS
+            fence_agent_check(file, &config)
         }
         Err(errors) => {
             for e in &errors.errors {
