@@ -211,3 +211,29 @@ fn the_demo_fails_over_and_back() {
         "{text}"
     );
 }
+
+/// A third of the seeds with quorum run with a fencing device: their silent owners are
+/// fenced (the device succeeds, fails or hangs, see `simulations/sim/fence.rs`), a success
+/// power cycles the target in world truth, and every run stays safe and recovers.
+#[test]
+fn fencing_runs_in_the_mix_and_stays_safe() {
+    let (mut fenced_runs, mut power_cycles) = (0, 0);
+    for seed in 1..=60u64 {
+        let mut sim = Sim::new(
+            Scenario::from_seed(seed, Shape::default()),
+            Faults::default(),
+        );
+        sim.set_verbose(true);
+        let r = sim.run();
+        assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
+        assert!(r.recovery_us.is_some(), "seed {seed} did not recover");
+        fenced_runs += usize::from(r.tail.iter().any(|l| l.contains(" fences ")));
+        power_cycles += r
+            .tail
+            .iter()
+            .filter(|l| l.contains("fenced: power cycled"))
+            .count();
+    }
+    assert!(fenced_runs >= 3, "only {fenced_runs} of 60 seeds fenced");
+    assert!(power_cycles >= 1, "no fence ever powered a node off");
+}

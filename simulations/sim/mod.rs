@@ -30,6 +30,7 @@ mod checker;
 mod clock;
 mod disk;
 mod faults;
+mod fence;
 mod network;
 pub mod scenario;
 mod trace;
@@ -156,6 +157,8 @@ enum Ev {
     EndOfFaults,
     Minute,
     Check,
+    /// A fence request ends (see `fence`).
+    Fence(fence::FenceDone),
 }
 
 struct SimNode {
@@ -546,6 +549,7 @@ impl Sim {
             Ev::Scripted(f) => self.scripted(f),
             Ev::Heal(h) => self.heal(h),
             Ev::EndOfFaults => self.end_faults(),
+            Ev::Fence(f) => self.fence_done(f),
             Ev::Minute => {
                 // Civil time: the run starts on 2026-01-01 at an hour drawn from the seed.
                 let start_min = (self.sc.seed % 24) * 60;
@@ -619,6 +623,7 @@ impl Sim {
                 self.nodes[usize::from(node)].watchdog = deadline_us;
                 self.arm_watchdog(node);
             }
+            Effect::Fence { target, attempt } => self.fence_request(node, target, attempt),
             Effect::Event(ev) => self.on_event(node, ev),
         }
     }

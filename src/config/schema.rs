@@ -441,6 +441,10 @@ pub const EVENT_NAMES: &[&str] = &[
     "path_lost",
     "path_restored",
     "fenced",
+    "fence_started",
+    "fence_succeeded",
+    "fence_failed",
+    "node_fenced",
     "config_mismatch",
     "admin_action",
 ];
