@@ -237,6 +237,10 @@ pub struct FencingConfig {
     /// plug.
     #[serde(default)]
     pub target_arg: FenceTargetArg,
+    /// Per node: parameters for fencing that node, over `params` (an IPMI board per node:
+    /// `node_params.n1 = { ipaddr = "10.50.0.11" }`). Same rules as `params`. Default: none.
+    #[serde(default)]
+    pub node_params: BTreeMap<String, BTreeMap<String, String>>,
     /// Per node: how the device names it (the `plug`/`port` value), as Pacemaker's
     /// `pcmk_host_map`. A node not listed is named by its node name. Default: none.
     #[serde(default)]

@@ -26,7 +26,7 @@
 //! - Notifications: `command` for scripts, `url` for webhooks, known event names.
 
 use crate::policy::message::PathSet;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use super::locate::Loc;
@@ -175,30 +175,20 @@ fn check_fencing(c: &ClusterConfig, f: &FencingConfig, r: &mut Report) {
             "give how long one run of the fence agent may take, e.g. 60000",
         );
     }
-    for (k, v) in &f.params {
-        let ploc = loc.key("params").key(k);
-        if FENCE_RESERVED_KEYS.contains(&k.as_str()) {
+    check_fence_params(loc.key("params"), "params", &f.params, r);
+    let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+    for (node, params) in &f.node_params {
+        let nloc = loc.key("node_params").key(node);
+        if !names.contains(&node.as_str()) {
             r.push(
-                ploc,
-                format!("params.{k} is set by the cluster itself"),
-                "remove it: the action comes from [fencing] action, the target from \
-                 [fencing] targets (or the node name)",
+                nloc,
+                format!("node_params names unknown node {node:?}"),
+                format!("use one of: {}", list(names.iter().copied())),
             );
-        } else if !is_stdin_key(k) {
-            r.push(
-                ploc,
-                format!("params key {k:?} cannot be passed as a key=value line"),
-                "use letters, digits, '_' and '-' only",
-            );
-        } else if v.contains(['\n', '\r', '\0']) {
-            r.push(
-                ploc,
-                format!("params.{k} has a line break or NUL"),
-                "fence agents read one key=value per line: put the value on one line",
-            );
+        } else {
+            check_fence_params(nloc, &format!("node_params.{node}"), params, r);
         }
     }
-    let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
     for (node, plug) in &f.targets {
         let tloc = loc.key("targets").key(node);
         if !names.contains(&node.as_str()) {
@@ -228,6 +218,34 @@ fn check_fencing(c: &ClusterConfig, f: &FencingConfig, r: &mut Report) {
                 dloc,
                 format!("delay_ms.{node} = {ms} is above {FENCE_MS_MAX}"),
                 "a fence delay only needs to outlast the other side's fence run",
+            );
+        }
+    }
+}
+
+/// `params` or one node's `node_params`: keys the cluster does not write itself, each
+/// passable as one `key=value` line.
+fn check_fence_params(loc: Loc, what: &str, params: &BTreeMap<String, String>, r: &mut Report) {
+    for (k, v) in params {
+        let ploc = loc.key(k);
+        if FENCE_RESERVED_KEYS.contains(&k.as_str()) {
+            r.push(
+                ploc,
+                format!("{what}.{k} is set by the cluster itself"),
+                "remove it: the action comes from [fencing] action, the target from \
+                 [fencing] targets (or the node name)",
+            );
+        } else if !is_stdin_key(k) {
+            r.push(
+                ploc,
+                format!("{what} key {k:?} cannot be passed as a key=value line"),
+                "use letters, digits, '_' and '-' only",
+            );
+        } else if v.contains(['\n', '\r', '\0']) {
+            r.push(
+                ploc,
+                format!("{what}.{k} has a line break or NUL"),
+                "fence agents read one key=value per line: put the value on one line",
             );
         }
     }

@@ -6,7 +6,7 @@
 //! | what | how |
 //! |---|---|
 //! | the program | `agent` looked up on `PATH`, then `/usr/sbin` and `/sbin`, or an absolute path |
-//! | arguments | `key=value` lines on stdin, none on the command line: `action=…`, the target as `plug=` (or `port=`, `target_arg`) from `[fencing] targets` or else the node name, `nodename=` the node name, then every `params` entry |
+//! | arguments | `key=value` lines on stdin, none on the command line: `action=…`, the target as `plug=` (or `port=`, `target_arg`) from `[fencing] targets` or else the node name, `nodename=` the node name, then every `params` entry with the target's `node_params` over them |
 //! | actions | `off`, `on`, `reboot`, `status`, `monitor`, `metadata` (the last two name no target) |
 //! | verdict | the exit code: 0 done; for `status` 0 = on, 2 = off, anything else an error |
 //! | timeout | ours (`timeout_ms`): past it the agent's process group is SIGKILLed and the run failed |
@@ -123,7 +123,8 @@ impl FenceRun {
 #[derive(Clone, Debug)]
 pub struct FenceDevice {
     agent: String,
-    params: Vec<(String, String)>,
+    params: BTreeMap<String, String>,
+    node_params: BTreeMap<String, BTreeMap<String, String>>,
     action: FenceAction,
     timeout: Duration,
     target_arg: FenceTargetArg,
@@ -136,11 +137,8 @@ impl FenceDevice {
     pub fn new(c: &FencingConfig) -> FenceDevice {
         FenceDevice {
             agent: c.agent.clone(),
-            params: c
-                .params
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            params: c.params.clone(),
+            node_params: c.node_params.clone(),
             action: c.action.into(),
             timeout: Duration::from_millis(u64::from(c.timeout_ms.max(1))),
             target_arg: c.target_arg,
@@ -172,7 +170,8 @@ impl FenceDevice {
     /// The lines written on the agent's stdin for `action` on `node`.
     pub fn stdin_lines(&self, action: FenceAction, node: Option<&str>) -> String {
         let mut s = format!("action={}\n", action.as_str());
-        if let Some(node) = node.filter(|_| action.has_target()) {
+        let node = node.filter(|_| action.has_target());
+        if let Some(node) = node {
             let plug = self.targets.get(node).map_or(node, String::as_str);
             let key = match self.target_arg {
                 FenceTargetArg::Plug => "plug",
@@ -180,7 +179,11 @@ impl FenceDevice {
             };
             s.push_str(&format!("{key}={plug}\nnodename={node}\n"));
         }
-        for (k, v) in &self.params {
+        let mut params = self.params.clone();
+        if let Some(own) = node.and_then(|n| self.node_params.get(n)) {
+            params.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        for (k, v) in &params {
             s.push_str(&format!("{k}={v}\n"));
         }
         s
@@ -315,9 +318,13 @@ mod tests {
             action: FenceActionConfig::Reboot,
             timeout_ms,
             target_arg: FenceTargetArg::Plug,
+            node_params: BTreeMap::new(),
             targets: BTreeMap::new(),
             delay_ms: BTreeMap::new(),
         };
+        let mut own = BTreeMap::new();
+        own.insert("ipaddr".to_string(), "10.0.0.12".to_string());
+        c.node_params.insert("n2".into(), own);
         c.params.insert("ipaddr".into(), "10.0.0.9".into());
         c.params.insert("login".into(), "admin".into());
         c.targets.insert("n1".into(), "server-01".into());
@@ -346,9 +353,11 @@ mod tests {
             "action=reboot\nplug=server-01\nnodename=n1\nipaddr=10.0.0.9\nlogin=admin\n"
         );
         // A node not in `targets` is named by its node name; monitor names no target.
-        assert!(dev
-            .stdin_lines(FenceAction::Off, Some("n2"))
-            .starts_with("action=off\nplug=n2\nnodename=n2\n"));
+        assert_eq!(
+            dev.stdin_lines(FenceAction::Off, Some("n2")),
+            "action=off\nplug=n2\nnodename=n2\nipaddr=10.0.0.12\nlogin=admin\n",
+            "node_params.n2 over params"
+        );
         assert_eq!(
             dev.stdin_lines(FenceAction::Monitor, Some("n2")),
             "action=monitor\nipaddr=10.0.0.9\nlogin=admin\n"
