@@ -105,6 +105,13 @@ impl Sim {
         if self.nodes[i].incarnation != f.inc {
             return;
         }
+        self.trace(format!(
+            "{} hears the fence of {} (attempt {}) {}",
+            self.name(f.by),
+            self.name(f.target),
+            f.attempt,
+            if f.outcome.ok { "succeeded" } else { "failed" }
+        ));
         let local = self.nodes[i].clock.local(self.now_us);
         if let Some(core) = self.nodes[i].core.as_mut() {
             core.handle(

@@ -272,6 +272,8 @@ impl Coordinator {
                 })
             {
                 self.keeper.allow(n);
+                // The liveness view this pass was given counts `n` out: look again.
+                self.dirty = true;
             }
         }
     }
@@ -302,10 +304,11 @@ impl Coordinator {
             self.wake(v.now_us + RETRY_PROPOSAL_US);
         }
         for (n, &need) in needs.iter().enumerate() {
-            if need && self.fencer.busy(n as NodeId) {
+            if need && self.fencer.busy(n as NodeId) && !self.keeper.is_refused(n as NodeId) {
                 // No lease for a node being fenced: one that reboots fast starts nothing
                 // before the release is committed.
                 self.keeper.refuse(n as NodeId);
+                self.dirty = true;
             }
         }
     }

@@ -363,3 +363,52 @@ fn a_node_heard_but_not_alive_is_not_fenced() {
     assert_eq!(pass(&mut c, &[true, false, true]), 1, "silent: fenced");
     assert_eq!(pass(&mut c, &[true, false, true]), 0, "once per target");
 }
+
+/// A node refused while it was being fenced is allowed again once the fence is over and
+/// nothing of it waits for a release, and the coordinator looks again at once: the pass that
+/// allowed it was given a liveness view that counted it out (seed 2943 once left a group
+/// down for good that way).
+#[test]
+fn a_node_allowed_after_its_fence_gets_a_fresh_pass() {
+    let mut spec = base_spec();
+    spec.partition = PartitionPolicy::Fence;
+    let mut state = ClusterState::new(&spec);
+    state.groups[0].instances.push(Instance {
+        node: 1,
+        epoch: 1,
+        phase: Phase::Stopping,
+        stop_cause: Some(Cause::Failure),
+    });
+    state.groups[0].last_epoch = 1;
+    let mut c = Coordinator::new(&spec, 0, 0);
+    let pass = |c: &mut Coordinator, state: &ClusterState, heard: &[bool], now_us| {
+        let mut out = Vec::new();
+        let alive: Vec<bool> = (0..3)
+            .map(|n| heard[n] && !c.keeper.is_refused(n as NodeId))
+            .collect();
+        c.pass(
+            &View {
+                spec: &spec,
+                state,
+                alive: &alive,
+                heard,
+                civil: None,
+                now_us,
+                faults: Faults::default(),
+            },
+            &mut out,
+        );
+        out
+    };
+    pass(&mut c, &state, &[true, false, true], 10_000);
+    assert!(c.keeper.is_refused(1), "refused while being fenced");
+    assert!(c.dirty, "the refusal changes the liveness view");
+    pass(&mut c, &state, &[true, false, true], 20_000);
+    assert!(!c.dirty);
+    // b comes back and confirms its stop; the release commits; then the fence fails.
+    state.groups[0].instances.clear();
+    c.on_fence_result(1, 1, false, 30_000);
+    pass(&mut c, &state, &[true, true, true], 30_000);
+    assert!(!c.keeper.is_refused(1), "allowed: nothing of it waits");
+    assert!(c.dirty, "and a pass with the fresh view follows");
+}

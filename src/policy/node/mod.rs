@@ -822,7 +822,10 @@ impl NodeCore {
     /// The coordinator's pass (see [`Coordinator::pass`]); what it decides is proposed.
     fn coordinate(&mut self, now_us: u64) {
         let alive = self.alive_view();
-        let heard = self.live.alive_view();
+        let mut heard = self.live.alive_view();
+        // This node hears itself: it never fences itself (its own failed stop is the
+        // watchdog's).
+        heard[usize::from(self.me)] = true;
         let Some(c) = self.coordinator.as_mut() else {
             return;
         };
