@@ -379,3 +379,51 @@ fn fencing_fields_have_pacemakers_defaults_and_config_check_finds_the_agent() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Any node may become the coordinator, and the coordinator runs the fence agent: `eterned`
+/// refuses to start (exit 2, a config error) where it cannot find it, naming the field.
+#[test]
+fn eterned_refuses_to_start_without_its_fence_agent() {
+    let base = std::fs::read_to_string(root().join("config/three-node.toml")).unwrap();
+    let dir = std::env::temp_dir().join(format!("cc-nofence-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cluster.toml");
+    std::fs::write(
+        &file,
+        format!("{base}\n[fencing]\nagent = \"fence_surely_missing\"\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eterned"))
+        .arg("--config")
+        .arg(&file)
+        .args(["--node", "n1", "--no-realtime"])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .arg("--control-socket")
+        .arg(dir.join("control.sock"))
+        .arg("--events")
+        .arg(dir.join("events.jsonl"))
+        .arg("--tls-dir")
+        .arg(dir.join("tls"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+        panic!("eterned started without its fence agent");
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("fencing → agent") && stderr.contains("not starting"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -251,11 +251,13 @@ impl FenceDevice {
 /// [`AGENT_DIRS`].
 pub fn locate(agent: &str) -> Result<PathBuf, String> {
     let path = std::env::var("PATH").unwrap_or_default();
-    let dirs = if path.is_empty() {
-        AGENT_DIRS.to_string()
-    } else {
-        format!("{path}:{AGENT_DIRS}")
-    };
+    let mut dirs: Vec<&str> = path.split(':').filter(|d| !d.is_empty()).collect();
+    for d in AGENT_DIRS.split(':') {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    let dirs = dirs.join(":");
     find_program(agent, &dirs).map_err(|e| format!("fence agent {e}"))
 }
 
