@@ -296,13 +296,27 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    /// A directory of its own for one test's agents.
-    fn dir(name: &str) -> PathBuf {
-        let base = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
-        let d = PathBuf::from(base).join(format!("fence-{name}-{}", std::process::id()));
+    /// A directory of its own for one test's agents, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl std::ops::Deref for Dir {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("fence-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        d
+        Dir(d)
     }
 
     /// Writes an executable shell script.
