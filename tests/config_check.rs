@@ -331,3 +331,99 @@ fn eternectl_config_check_exit_codes() {
     assert!(stderr.contains("unknown node \"zz\""), "{stderr}");
     assert!(stderr.trim_end().ends_with("6 errors"), "{stderr}");
 }
+
+#[test]
+fn fencing_fields_have_pacemakers_defaults_and_config_check_finds_the_agent() {
+    use eterne::config::{FenceActionConfig, FenceTargetArg};
+    let f = load("m-to-n.toml").fencing.expect("m-to-n has [fencing]");
+    assert_eq!(f.action, FenceActionConfig::Reboot, "Pacemaker's default");
+    assert_eq!(f.timeout_ms, 60_000);
+    assert_eq!(f.target_arg, FenceTargetArg::Plug);
+
+    let base = std::fs::read_to_string(root().join("config/three-node.toml")).unwrap();
+    let dir = std::env::temp_dir().join(format!("cc-fence-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = env!("CARGO_BIN_EXE_eternectl");
+    let check = |agent: &str| {
+        let file = dir.join("cluster.toml");
+        let text = format!(
+            "{base}\n[fencing]\nagent = \"{agent}\"\naction = \"off\"\ntimeout_ms = 5000\n\
+             targets = {{ n1 = \"plug-1\" }}\ndelay_ms = {{ n1 = 2000 }}\n"
+        );
+        std::fs::write(&file, text).unwrap();
+        let config = ClusterConfig::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let f = config.fencing.clone().unwrap();
+        assert_eq!(f.action, FenceActionConfig::Off);
+        assert_eq!(f.delay_ms.get("n1"), Some(&2000));
+        let out = Command::new(exe)
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = check("/bin/true");
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = check("fence_surely_not_installed");
+    assert_eq!(
+        code,
+        Some(0),
+        "a warning: config check runs anywhere; {stderr}"
+    );
+    assert!(
+        stderr.contains("warning: fencing → agent") && stderr.contains("not found"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Any node may become the coordinator, and the coordinator runs the fence agent: `eterned`
+/// refuses to start (exit 2, a config error) where it cannot find it, naming the field.
+#[test]
+fn eterned_refuses_to_start_without_its_fence_agent() {
+    let base = std::fs::read_to_string(root().join("config/three-node.toml")).unwrap();
+    let dir = std::env::temp_dir().join(format!("cc-nofence-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cluster.toml");
+    std::fs::write(
+        &file,
+        format!("{base}\n[fencing]\nagent = \"fence_surely_missing\"\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eterned"))
+        .arg("--config")
+        .arg(&file)
+        .args(["--node", "n1", "--no-realtime"])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .arg("--control-socket")
+        .arg(dir.join("control.sock"))
+        .arg("--events")
+        .arg(dir.join("events.jsonl"))
+        .arg("--tls-dir")
+        .arg(dir.join("tls"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+        panic!("eterned started without its fence agent");
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("fencing → agent") && stderr.contains("not starting"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -179,8 +179,8 @@ fn a_monitor_that_never_stops_hard_is_caught_as_s1() {
 
 /// The disk fault is a real one: acknowledge raft log writes before they are durable, and a
 /// crash that loses or tears a write must lose a committed entry for some seed (LOG); the same
-/// seed with acknowledgements after the write is clean. Such seeds are rare (about 3 in 1,000,
-/// found with `eterne-sim --seeds 3000 --break-ack-before-durable`); the range searched holds
+/// seed with acknowledgements after the write is clean. Such seeds are rare (1 in 5,000 since
+/// fencing joined the mix, found with `eterne-sim --seeds 5000 --break-ack-before-durable`); the range searched holds
 /// one for the simulator as it is, and must be moved if a change moves it.
 #[test]
 fn acknowledging_a_log_write_before_it_is_durable_is_caught_as_log() {
@@ -188,13 +188,13 @@ fn acknowledging_a_log_write_before_it_is_durable_is_caught_as_log() {
         ack_before_durable: true,
         ..Faults::default()
     };
-    let (seed, r) = caught(1450..=1650, breaker, "LOG");
+    let (seed, r) = caught(250..=450, breaker, "LOG");
     assert!(
         r.torn_writes > 0,
         "seed {seed}: caught without a lost or torn write"
     );
-    let clean = run_seed(seed, Shape::default(), Faults::default());
-    assert!(clean.torn_writes > 0, "seed {seed}: the disk fault struck");
+    // `caught` checked the seed clean without the breaker (whose run need not tear a write:
+    // acknowledging later moves the network's draws).
 }
 
 /// Seeds that once broke a rule, kept as regressions (the fix is named beside each).
@@ -204,6 +204,13 @@ fn seeds_that_once_failed() {
     // started again) as confirmation of a later stop. Fixed: only a report made after the
     // owner applied the stop confirms it.
     let seed = 1647;
+    let r = run_seed(seed, Shape::default(), Faults::default());
+    assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
+    // L1 (with fencing): a node refused leases while it was fenced was allowed again inside a
+    // pass whose liveness view still counted it out, and nothing asked for another pass, so
+    // a group that could only run there stayed down. Fixed: allowing a node marks the
+    // coordinator dirty.
+    let seed = 2943;
     let r = run_seed(seed, Shape::default(), Faults::default());
     assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
 }
@@ -225,4 +232,30 @@ fn the_demo_fails_over_and_back() {
         text.contains("activate web on n1") && text.contains("Failback"),
         "{text}"
     );
+}
+
+/// A third of the seeds with quorum run with a fencing device: their silent owners are
+/// fenced (the device succeeds, fails or hangs, see `simulations/sim/fence.rs`), a success
+/// power cycles the target in world truth, and every run stays safe and recovers.
+#[test]
+fn fencing_runs_in_the_mix_and_stays_safe() {
+    let (mut fenced_runs, mut power_cycles) = (0, 0);
+    for seed in 1..=60u64 {
+        let mut sim = Sim::new(
+            Scenario::from_seed(seed, Shape::default()),
+            Faults::default(),
+        );
+        sim.set_verbose(true);
+        let r = sim.run();
+        assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
+        assert!(r.recovery_us.is_some(), "seed {seed} did not recover");
+        fenced_runs += usize::from(r.tail.iter().any(|l| l.contains(" fences ")));
+        power_cycles += r
+            .tail
+            .iter()
+            .filter(|l| l.contains("fenced: power cycled"))
+            .count();
+    }
+    assert!(fenced_runs >= 3, "only {fenced_runs} of 60 seeds fenced");
+    assert!(power_cycles >= 1, "no fence ever powered a node off");
 }

@@ -31,6 +31,7 @@ mod checker;
 mod clock;
 mod disk;
 mod faults;
+mod fence;
 mod monitor;
 mod network;
 pub mod scenario;
@@ -175,6 +176,8 @@ enum Ev {
     EndOfFaults,
     Minute,
     Check,
+    /// A fence request ends (see `fence`).
+    Fence(fence::FenceDone),
 }
 
 struct SimNode {
@@ -577,6 +580,7 @@ impl Sim {
             Ev::Scripted(f) => self.scripted(f),
             Ev::Heal(h) => self.heal(h),
             Ev::EndOfFaults => self.end_faults(),
+            Ev::Fence(f) => self.fence_done(f),
             Ev::Minute => {
                 // Civil time: the run starts on 2026-01-01 at an hour drawn from the seed.
                 let start_min = (self.sc.seed % 24) * 60;
@@ -647,6 +651,7 @@ impl Sim {
             Effect::Persist { batch, then } => self.persist(node, *batch, then),
             Effect::Agent(op) => self.agent_op(node, op),
             Effect::Watchdog { deadline_us } => self.tell_monitor(node, deadline_us),
+            Effect::Fence { target, attempt } => self.fence_request(node, target, attempt),
             Effect::Event(ev) => self.on_event(node, ev),
         }
     }

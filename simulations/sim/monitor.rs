@@ -55,7 +55,7 @@ pub(super) struct SimMonitor {
 pub(super) struct Paused {
     core: NodeCore,
     since_local: u64,
-    deferred: Vec<Ev>,
+    pub(super) deferred: Vec<Ev>,
 }
 
 impl Sim {

@@ -294,6 +294,7 @@ impl Scenario {
         } else {
             PartitionPolicy::NoAutoFailover
         };
+        let partition = super::fence::with_fencing(seed, partition);
         let spec = ClusterSpec {
             name: format!("sim-{seed}"),
             nodes: node_specs,

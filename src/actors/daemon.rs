@@ -22,6 +22,7 @@ use crate::control;
 use crate::monitor::link::mono_ns;
 use crate::policy::node::NodeCore;
 use crate::policy::spec::{NodeId, PathKind};
+use crate::resources::fence::FenceDevice;
 use crate::resources::{build, AgentContext};
 use crate::storage::FileLog;
 use crate::transport::disk::{DiskPath, DiskPathConfig};
@@ -94,6 +95,16 @@ pub fn run(opts: Options) -> i32 {
         );
         return EXIT_CONFIG;
     };
+    // Any node may become the coordinator, and the coordinator runs the fence agent: a node
+    // that cannot run it would leave every silent owner's groups where they are.
+    let fence = config.fencing.as_ref().map(FenceDevice::new);
+    if let Some(Err(e)) = fence.as_ref().map(FenceDevice::locate) {
+        eprintln!(
+            "eterned: {}: fencing → agent: {e}; not starting",
+            opts.config.display()
+        );
+        return EXIT_CONFIG;
+    }
     let config_witness = spec.nodes[usize::from(me)].witness;
     if opts.witness && !config_witness && spec.groups.iter().any(|g| g.nodes.contains(&me)) {
         eprintln!(
@@ -278,6 +289,7 @@ pub fn run(opts: Options) -> i32 {
             drain_marker,
             test_faults,
             groups: agent_setups,
+            fence,
         });
         let addr = actix::Actor::start(node);
         pump(addr.clone(), n, me, in_rx);

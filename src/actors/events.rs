@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::control::snake;
 use crate::policy::detector::LivenessEvent;
-use crate::policy::message::Event;
+use crate::policy::message::{Event, FenceOutcome};
 use crate::policy::spec::{ClusterSpec, GroupId, NodeId, PathId, ResourceId};
 use crate::policy::state::{AdminCommand, Cause, Command};
 
@@ -182,6 +182,20 @@ pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Va
             "fenced",
             json!({"why": "a stop failed; waiting for the watchdog"}),
         ),
+        Event::FenceStarted { target, attempt } => (
+            "fence_started",
+            json!({"target": n.node(*target), "attempt": attempt}),
+        ),
+        Event::FenceSucceeded {
+            target,
+            attempt,
+            outcome,
+        } => ("fence_succeeded", fence(&n, *target, *attempt, outcome)),
+        Event::FenceFailed {
+            target,
+            attempt,
+            outcome,
+        } => ("fence_failed", fence(&n, *target, *attempt, outcome)),
         Event::OrphanStopped { group } => (
             "orphan_stopped",
             json!({"group": n.group(*group), "why": "found active here, not placed here"}),
@@ -196,6 +210,19 @@ pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Va
         _ => Map::new(),
     };
     (name, map)
+}
+
+/// The fields of `fence_succeeded` and `fence_failed`.
+fn fence(n: &Names<'_>, target: NodeId, attempt: u32, o: &FenceOutcome) -> Value {
+    json!({
+        "target": n.node(target),
+        "attempt": attempt,
+        "action": o.action,
+        "exit_code": o.exit_code,
+        "duration_ms": o.duration_ms,
+        "reason": o.reason,
+        "output": o.output,
+    })
 }
 
 fn committed(n: &Names<'_>, index: u64, cmd: &Command) -> (&'static str, Value) {
@@ -233,6 +260,10 @@ fn committed(n: &Names<'_>, index: u64, cmd: &Command) -> (&'static str, Value) 
         Command::Failed { group, node, epoch } => (
             "group_failed",
             json!({"index": index, "group": n.group(group), "on": n.node(node), "epoch": epoch}),
+        ),
+        Command::Fenced { node, through } => (
+            "node_fenced",
+            json!({"index": index, "node": n.node(node), "through": through}),
         ),
         Command::Admin(ref a) => (
             "admin_committed",

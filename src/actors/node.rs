@@ -38,11 +38,12 @@ use crate::control::{Request, Response, Status};
 use crate::monitor::link::{mono_ns, Armed, Inherited};
 use crate::policy::admin::AdminRequest;
 use crate::policy::drain::{Drain, DrainStep, Undrain};
-use crate::policy::message::{Effect, Event, Input, Message, PathSet};
+use crate::policy::message::{Effect, Event, FenceOutcome, Input, Message, PathSet};
 use crate::policy::node::NodeCore;
 use crate::policy::schedule::CivilTime;
 use crate::policy::spec::{ClusterSpec, GroupId, NodeId, PathId, PathKind};
 use crate::policy::state::{AdminCommand, Command};
+use crate::resources::fence::{FenceDevice, Verdict};
 use crate::storage::FileLog;
 use crate::transport::disk::DiskPath;
 use crate::transport::Transport;
@@ -82,6 +83,8 @@ pub struct NodeSetup {
     pub test_faults: bool,
     /// Per group: its resources' agents if this node may run the group.
     pub groups: Vec<Option<Vec<super::group::ResourceSetup>>>,
+    /// `[fencing]`: the fence device this node runs when, as the coordinator, it fences.
+    pub fence: Option<FenceDevice>,
 }
 
 struct Pending {
@@ -113,6 +116,7 @@ pub struct NodeActor {
     drain_marker: PathBuf,
     test_faults: bool,
     setups: Vec<Option<Vec<super::group::ResourceSetup>>>,
+    fence: Option<Arc<FenceDevice>>,
     groups: Vec<Option<Addr<GroupActor>>>,
     /// The PeerActors, by node id (None for this node); the inbound pumps route to them.
     peers: Vec<Option<Addr<PeerActor>>>,
@@ -148,6 +152,7 @@ impl NodeActor {
             drain_marker: s.drain_marker,
             test_faults: s.test_faults,
             setups: s.groups,
+            fence: s.fence.map(Arc::new),
             timer: None,
             pending: Vec::new(),
             drain: None,
@@ -198,10 +203,49 @@ impl NodeActor {
                     }
                 },
                 Effect::Watchdog { deadline_us } => tracing::debug!(deadline_us, "watchdog"),
+                Effect::Fence { target, attempt } => self.fence(target, attempt, ctx),
                 Effect::Event(ev) => self.event(ev),
             }
         }
         self.arm_timer(ctx);
+    }
+
+    /// Runs the fence agent against `target` on a worker thread (never this one: a fence may
+    /// take a minute, heartbeats may not wait) and feeds its outcome back, exactly once: a
+    /// panic in the run is a failed fence.
+    fn fence(&self, target: NodeId, attempt: u32, ctx: &mut Context<Self>) {
+        let addr = ctx.address();
+        let name = Names(&self.spec).node(target);
+        let feed = move |outcome| {
+            addr.do_send(Feed(Input::FenceResult {
+                target,
+                attempt,
+                outcome,
+            }))
+        };
+        let Some(dev) = self.fence.clone() else {
+            feed(failed_fence("", "this node has no [fencing] device".into()));
+            return;
+        };
+        let action = dev.action().as_str();
+        let run = tokio::spawn(async move { dev.fence(&name).await });
+        tokio::spawn(async move {
+            let outcome = match run.await {
+                Ok(run) => FenceOutcome {
+                    ok: run.ok(),
+                    action: run.action.as_str().into(),
+                    exit_code: run.exit_code,
+                    duration_ms: run.duration.as_millis() as u64,
+                    reason: match run.verdict {
+                        Verdict::Failed(why) => why,
+                        _ => String::new(),
+                    },
+                    output: run.output,
+                },
+                Err(e) => failed_fence(action, format!("the fence task ended: {e}")),
+            };
+            feed(outcome);
+        });
     }
 
     /// Before anything of this step goes out: the monitor learns by when exclusive resources
@@ -712,6 +756,18 @@ impl Handler<Terminate> for NodeActor {
             bound.as_micros() as u64,
         ));
         self.drain_tick(ctx);
+    }
+}
+
+/// A fence that failed before or around the agent's run.
+fn failed_fence(action: &str, reason: String) -> FenceOutcome {
+    FenceOutcome {
+        ok: false,
+        action: action.into(),
+        exit_code: None,
+        duration_ms: 0,
+        reason,
+        output: String::new(),
     }
 }
 

@@ -362,6 +362,24 @@ fn cert_issue(dir: &std::path::Path, node: &str, force: bool) -> ExitCode {
     }
 }
 
+/// `[fencing] agent` should be found on this machine: a node that coordinates without it
+/// cannot fence, so it takes over nothing from a silent node, and `eterned` refuses to start
+/// without it. `config check` runs anywhere (a workstation, a build host), so here a missing
+/// agent is a warning on stderr, not an error.
+fn fence_agent_check(file: &std::path::Path, config: &ClusterConfig) -> ExitCode {
+    if let Some(f) = &config.fencing {
+        match eterne::resources::fence::locate(&f.agent) {
+            Ok(p) => println!("{}: fencing → agent: {}", file.display(), p.display()),
+            Err(e) => eprintln!(
+                "{}: warning: fencing → agent: {e}; eterned will not start on a node without \
+                 it (any node may coordinate, and the coordinator fences)",
+                file.display()
+            ),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// Exit 0 and a one-line summary when the file is valid; exit 1 and every error otherwise.
 fn config_check(file: &std::path::Path) -> ExitCode {
     match ClusterConfig::load(file) {
@@ -380,7 +398,7 @@ fn config_check(file: &std::path::Path) -> ExitCode {
                 spec.groups.len(),
                 spec.digest
             );
-            ExitCode::SUCCESS
+            fence_agent_check(file, &config)
         }
         Err(errors) => {
             for e in &errors.errors {

@@ -231,14 +231,71 @@ pub struct WitnessConfig {
 }
 
 /// `[fencing]`: a device that powers a lost node off before its groups are taken over.
+///
+/// The agent is run as Pacemaker runs fence-agents (`src/resources/fence.rs`): its arguments
+/// as `key=value` lines on stdin, its exit code as the verdict, killed at `timeout_ms`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FencingConfig {
-    /// The fence agent, e.g. `fence_ipmilan`. Required.
+    /// The fence agent, e.g. `fence_ipmilan`: a name looked up on `PATH`, then in `/usr/sbin`
+    /// and `/sbin`, or an absolute path. Required.
     pub agent: String,
-    /// The agent's parameters, passed as given. Default: none.
+    /// The agent's parameters, one `key=value` line each on its stdin, as given. The keys
+    /// this product writes itself (`action`, `plug`, `port`, `nodename`) are refused here.
+    /// Default: none.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// What fencing a node does: `reboot` (power cycle) or `off`. Default: reboot, as
+    /// Pacemaker's `stonith-action`.
+    #[serde(default)]
+    pub action: FenceActionConfig,
+    /// How long one run of the agent may take, in ms; past it the agent's process group is
+    /// killed and the fence counts as failed. Default: 60000.
+    #[serde(default = "default_fence_timeout_ms")]
+    pub timeout_ms: u32,
+    /// The agent argument that names the target: `plug` or `port` (older agents). Default:
+    /// plug.
+    #[serde(default)]
+    pub target_arg: FenceTargetArg,
+    /// Per node: parameters for fencing that node, over `params` (an IPMI board per node:
+    /// `node_params.n1 = { ipaddr = "10.50.0.11" }`). Same rules as `params`. Default: none.
+    #[serde(default)]
+    pub node_params: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per node: how the device names it (the `plug`/`port` value), as Pacemaker's
+    /// `pcmk_host_map`. A node not listed is named by its node name. Default: none.
+    #[serde(default)]
+    pub targets: BTreeMap<String, String>,
+    /// Per node: how long to wait before fencing it, in ms, as Pacemaker's
+    /// `pcmk_delay_base`. In a two-node cluster where both sides may fence each other at
+    /// once, a delay on one node lets that node shoot first and survive. Default: none (0).
+    #[serde(default)]
+    pub delay_ms: BTreeMap<String, u32>,
+}
+
+fn default_fence_timeout_ms() -> u32 {
+    60_000
+}
+
+/// `[fencing] action`: what fencing a node does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FenceActionConfig {
+    /// Power cycle the node (the default).
+    #[default]
+    Reboot,
+    /// Power the node off; it stays off until someone powers it on.
+    Off,
+}
+
+/// `[fencing] target_arg`: which agent argument carries the target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FenceTargetArg {
+    /// `plug=` (current fence-agents; the default).
+    #[default]
+    Plug,
+    /// `port=` (older agents).
+    Port,
 }
 
 /// How many nodes run a group at once.
@@ -408,6 +465,10 @@ pub const EVENT_NAMES: &[&str] = &[
     "path_lost",
     "path_restored",
     "fenced",
+    "fence_started",
+    "fence_succeeded",
+    "fence_failed",
+    "node_fenced",
     "config_mismatch",
     "admin_action",
 ];

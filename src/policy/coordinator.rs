@@ -5,7 +5,9 @@
 //! group's target placement:
 //!
 //! 1. release instances on their way down, once their stop is confirmed or their owner's
-//!    lease has certainly run out (rule 4b), and fence an owner that does neither;
+//!    lease has certainly run out (rule 4b), and fence an owner that does neither; with
+//!    `[fencing]`, a silent owner is fenced by the fence agent first and its instances are
+//!    released only once the fence is confirmed (rule 4c, [`super::fencing`]);
 //! 2. for an exclusive group: mark a failed owner, stop an owner that is not the target, or
 //!    activate the target (in the batch that releases the old owner, when that was the last);
 //! 3. for a clone group: the same per copy;
@@ -14,12 +16,13 @@
 //! A pass is pure: the node core hands it the applied state, its liveness view, civil time and
 //! `now_us`, and proposes what comes out. Cases in `testdata/coordinator.txt`.
 
+use super::fencing::Fencer;
 use super::group::GroupStatus;
 use super::lease::LeaseKeeper;
 use super::node::Faults;
 use super::placement::{place, Target};
 use super::schedule::CivilTime;
-use super::spec::{ClusterSpec, GroupId, NodeId};
+use super::spec::{ClusterSpec, GroupId, NodeId, PartitionPolicy};
 use super::state::{Cause, ClusterState, Command, GroupState, Instance, Phase, Release};
 
 /// How long the coordinator waits for a proposal to commit before it proposes again.
@@ -140,6 +143,9 @@ pub struct View<'a> {
     pub state: &'a ClusterState,
     /// The node core's one liveness view (`NodeCore::alive_view`).
     pub alive: &'a [bool],
+    /// Per node: heard on some heartbeat path (the detectors alone). A node not heard is
+    /// silent: with `[fencing]` it is fenced before its groups are taken over.
+    pub heard: &'a [bool],
     /// Civil time and its minute stamp, once the shell has told us.
     pub civil: Option<(CivilTime, u64)>,
     /// Now, on the shell's monotonic clock.
@@ -154,6 +160,8 @@ pub struct Coordinator {
     pub keeper: LeaseKeeper,
     /// What every node last reported.
     pub reports: Reports,
+    /// The fencing of silent owners (`[fencing]` only).
+    pub fencer: Fencer,
     /// Per group: the last proposal, so as not to propose twice.
     proposed: Vec<Option<Proposed>>,
     /// Per group: since when its stopping instance waits for a confirmation.
@@ -176,6 +184,7 @@ impl Coordinator {
         Coordinator {
             keeper: LeaseKeeper::new(me, n, spec.quorum(), &spec.timing, now_us),
             reports: Reports::new(groups, n),
+            fencer: Fencer::new(n),
             proposed: vec![None; groups],
             stopping_since: vec![None; groups],
             dirty: true,
@@ -199,10 +208,21 @@ impl Coordinator {
         }
     }
 
-    /// A peer restarted: it ran its fencing course and may hold leases again.
+    /// A peer restarted: it ran its fencing course and may hold leases again, unless a
+    /// fence of it is still running or not yet committed.
     pub fn on_restart(&mut self, peer: NodeId) {
-        self.keeper.allow(peer);
+        self.fencer.on_restart(peer);
+        if !self.fencer.busy(peer) {
+            self.keeper.allow(peer);
+        }
         self.reports.forget_node(peer);
+    }
+
+    /// The outcome of a fence this coordinator asked for.
+    pub fn on_fence_result(&mut self, target: NodeId, attempt: u32, ok: bool, now_us: u64) {
+        if self.fencer.on_result(target, attempt, ok, now_us) {
+            self.dirty = true;
+        }
     }
 
     /// One pass: placement, then at most one step per group toward its target, then the
@@ -212,6 +232,9 @@ impl Coordinator {
         self.wake_us = None;
         if v.state.maintenance {
             return;
+        }
+        if v.spec.partition == PartitionPolicy::Fence {
+            self.fence_silent_owners(v, out);
         }
         self.allow_drained(v);
         let civil = v.civil.map(|(t, _)| t);
@@ -240,6 +263,7 @@ impl Coordinator {
     fn allow_drained(&mut self, v: &View<'_>) {
         for n in 0..v.spec.nodes.len() as NodeId {
             if self.keeper.is_refused(n)
+                && !self.fencer.busy(n)
                 && !self.reports.any_from(n, GroupStatus::StopFailed)
                 && !v.state.groups.iter().any(|g| {
                     g.instances
@@ -248,6 +272,43 @@ impl Coordinator {
                 })
             {
                 self.keeper.allow(n);
+                // The liveness view this pass was given counts `n` out: look again.
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Rule 4c: ask for a fence of every silent node whose exclusive instance waits to be
+    /// released, once per node; propose [`Command::Fenced`] for fences that succeeded (first
+    /// in the batch, so a group it releases is activated elsewhere in the same batch).
+    fn fence_silent_owners(&mut self, v: &View<'_>, out: &mut Vec<Command>) {
+        let mut needs = vec![false; v.spec.nodes.len()];
+        for (g, gs) in v.state.groups.iter().enumerate() {
+            if !v.spec.groups[g].is_exclusive() {
+                continue;
+            }
+            for i in gs.instances.iter().filter(|i| i.phase == Phase::Stopping) {
+                let n = usize::from(i.node);
+                if !v.heard.get(n).copied().unwrap_or(true)
+                    && !self.reports.confirms_stop(g as GroupId, i.node, i.epoch)
+                {
+                    needs[n] = true;
+                }
+            }
+        }
+        let before = out.len();
+        if let Some(w) = self.fencer.step(&needs, v.state, v.now_us, out) {
+            self.wake(w);
+        }
+        if out.len() > before {
+            self.wake(v.now_us + RETRY_PROPOSAL_US);
+        }
+        for (n, &need) in needs.iter().enumerate() {
+            if need && self.fencer.busy(n as NodeId) && !self.keeper.is_refused(n as NodeId) {
+                // No lease for a node being fenced: one that reboots fast starts nothing
+                // before the release is committed.
+                self.keeper.refuse(n as NodeId);
+                self.dirty = true;
             }
         }
     }
@@ -263,18 +324,25 @@ impl Coordinator {
         }
         let exclusive = v.spec.groups[g].is_exclusive();
         let before = out.len();
+        let mut released = 0;
         for inst in gstate
             .instances
             .iter()
             .filter(|i| i.phase == Phase::Stopping)
         {
-            if let Some(how) = self.release(v, gid, inst, exclusive) {
-                out.push(Command::Released {
-                    group: gid,
-                    node: inst.node,
-                    epoch: inst.epoch,
-                    how,
-                });
+            match self.release(v, gid, inst, exclusive) {
+                // The batch's `Fenced` (first in it) releases this one.
+                Some(Release::Fenced) => released += 1,
+                Some(how) => {
+                    released += 1;
+                    out.push(Command::Released {
+                        group: gid,
+                        node: inst.node,
+                        epoch: inst.epoch,
+                        how,
+                    });
+                }
+                None => {}
             }
         }
         // An exclusive group whose every instance is released above may be activated in the
@@ -288,8 +356,8 @@ impl Coordinator {
             .filter(|i| i.phase == Phase::Stopping)
             .count();
         let all_released =
-            stopping > 0 && out.len() - before == stopping && gstate.instances.len() == stopping;
-        if out.len() == before || !exclusive || all_released {
+            stopping > 0 && released == stopping && gstate.instances.len() == stopping;
+        if released == 0 || !exclusive || all_released {
             match target {
                 Target::Exclusive(t) => {
                     if stopping == 0 || all_released {
@@ -327,6 +395,15 @@ impl Coordinator {
             return Some(Release::LeaseExpired);
         }
         let skip = v.faults.skip_lease_wait;
+        let silent = !v.heard.get(usize::from(inst.node)).copied().unwrap_or(true);
+        if exclusive && silent && !skip && v.spec.partition == PartitionPolicy::Fence {
+            // Rule 4c: a silent owner is released only by a confirmed fence, never by the
+            // lease alone; a failed fence means no takeover (`fence_silent_owners` retries).
+            return self
+                .fencer
+                .covers(inst.node, inst.epoch)
+                .then_some(Release::Fenced);
+        }
         if exclusive
             && (self.keeper.lease_expired(inst.node, v.now_us) || skip)
             && (!owner_alive || skip || self.keeper.is_refused(inst.node))

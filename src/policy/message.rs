@@ -168,6 +168,34 @@ pub enum Input {
         /// The last batch written.
         number: u64,
     },
+    /// A fence the core asked for ([`Effect::Fence`]) ended: the agent's verdict, or a
+    /// failure at the timeout the shell enforces. Always fed, exactly once per request.
+    FenceResult {
+        /// The node fenced.
+        target: NodeId,
+        /// The request's attempt number, from the effect.
+        attempt: u32,
+        /// How it went.
+        outcome: FenceOutcome,
+    },
+}
+
+/// How one run of the fence agent went, as the shell saw it (for the events, and `ok` for the
+/// coordinator's decision).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceOutcome {
+    /// The agent confirmed the action (exit 0).
+    pub ok: bool,
+    /// The action run (`reboot`, `off`).
+    pub action: String,
+    /// The agent's exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// How long the agent ran, in ms (the delay before it not counted).
+    pub duration_ms: u64,
+    /// Why it failed, or empty.
+    pub reason: String,
+    /// The tail of the agent's output.
+    pub output: String,
 }
 
 /// Something a node core asks its shell to do.
@@ -207,6 +235,15 @@ pub enum Effect {
     Watchdog {
         /// When to reboot.
         deadline_us: Option<u64>,
+    },
+    /// Run the fence agent against `target` (after its configured delay, bounded by the
+    /// configured timeout), off the core's thread, and feed [`Input::FenceResult`] with the
+    /// same `attempt`. Asked by the coordinator once per target, not per group.
+    Fence {
+        /// The node to fence.
+        target: NodeId,
+        /// Counts the coordinator's requests for this target (1 = first).
+        attempt: u32,
     },
     /// Something happened worth a log line or notification.
     Event(Event),
@@ -291,6 +328,31 @@ pub enum Event {
     },
     /// This node's stop failed: it gives up its lease and waits for the watchdog.
     SelfFence,
+    /// The coordinator asked for a fence of `target` (its groups wait for it).
+    FenceStarted {
+        /// The node to fence.
+        target: NodeId,
+        /// The attempt (1 = first).
+        attempt: u32,
+    },
+    /// The fence agent confirmed `target` is fenced: its stopping instances are released.
+    FenceSucceeded {
+        /// The node fenced.
+        target: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// The agent's verdict.
+        outcome: FenceOutcome,
+    },
+    /// The fence of `target` failed: nothing of it is taken over; tried again later.
+    FenceFailed {
+        /// The node not fenced.
+        target: NodeId,
+        /// The attempt.
+        attempt: u32,
+        /// The agent's verdict.
+        outcome: FenceOutcome,
+    },
     /// A group not placed here was found active here at start (an earlier run of the daemon
     /// left it) and has been stopped, before this node asked for a lease.
     OrphanStopped {

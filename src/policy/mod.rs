@@ -32,6 +32,7 @@ pub mod consensus;
 pub mod coordinator;
 pub mod detector;
 pub mod drain;
+pub mod fencing;
 pub mod group;
 pub mod lease;
 pub mod local;

@@ -126,6 +126,16 @@ pub enum Command {
         /// The instance's epoch.
         epoch: u64,
     },
+    /// A fencing device confirmed `node` was fenced (rule 4c) after the state had applied
+    /// index `through`: every stopping instance of `node` with an epoch up to `through` ran
+    /// before the fence and is gone; it is released. Instances placed later, and active
+    /// ones (the node may have rebooted and started them again), are untouched.
+    Fenced {
+        /// The node fenced.
+        node: NodeId,
+        /// The applied index when the fence was asked for.
+        through: u64,
+    },
     /// An administrator's command, already checked by [`ClusterState::check_admin`].
     Admin(AdminCommand),
     /// Scheduled move `index` fired at civil minute `stamp` (minutes since the epoch).
@@ -149,7 +159,8 @@ impl Command {
             | Command::Admin(AdminCommand::Move { group, .. })
             | Command::Admin(AdminCommand::FailbackNow { group })
             | Command::Admin(AdminCommand::ClearFailures { group, .. }) => Some(group),
-            Command::Admin(AdminCommand::Standby { .. } | AdminCommand::Maintenance { .. }) => None,
+            Command::Admin(AdminCommand::Standby { .. } | AdminCommand::Maintenance { .. })
+            | Command::Fenced { .. } => None,
             Command::ScheduleFired { index, .. } => {
                 spec.schedules.get(usize::from(index)).map(|s| s.group)
             }
@@ -314,6 +325,7 @@ impl ClusterState {
                 }
                 released
             }
+            Command::Fenced { node, through } => self.release_fenced(node, through),
             Command::Failed { group, node, epoch } => {
                 let hit = self.with_instance(group, node, epoch, |i| {
                     i.phase = Phase::Stopping;
@@ -394,6 +406,31 @@ impl ClusterState {
         }
         g.version += 1;
         true
+    }
+
+    /// [`Command::Fenced`]: release every stopping instance of `node` up to `through`.
+    fn release_fenced(&mut self, node: NodeId, through: u64) -> bool {
+        let mut any = false;
+        for g in &mut self.groups {
+            let before = g.instances.len();
+            g.instances
+                .retain(|i| !(i.node == node && i.phase == Phase::Stopping && i.epoch <= through));
+            if g.instances.len() != before {
+                g.version += 1;
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Whether `node` has a stopping instance a [`Command::Fenced`] up to `through` would
+    /// release.
+    pub fn fence_would_release(&self, node: NodeId, through: u64) -> bool {
+        self.groups.iter().any(|g| {
+            g.instances
+                .iter()
+                .any(|i| i.node == node && i.phase == Phase::Stopping && i.epoch <= through)
+        })
     }
 
     fn with_instance(
@@ -898,6 +935,58 @@ mod tests {
         assert!(st
             .check_admin(&spec, &alive, &AdminCommand::Move { group: 9, to: None })
             .is_err());
+    }
+
+    /// A fence releases the node's stopping instances placed up to the index it was asked
+    /// at, and nothing else: not an active instance (the machine may have rebooted and
+    /// started it under a new lease), not a later one, not another node's.
+    #[test]
+    fn a_fence_releases_only_what_ran_before_it() {
+        let spec = simple_spec(3, 3);
+        let mut st = ClusterState::new(&spec);
+        let act = |group, node| Command::Activate {
+            group,
+            node,
+            cause: Cause::Initial,
+        };
+        let stop = |group, node, epoch| Command::Stop {
+            group,
+            node,
+            epoch,
+            cause: Cause::Failure,
+        };
+        for (i, c) in [
+            act(0, 1),
+            act(1, 1),
+            act(2, 2),
+            stop(0, 1, 1),
+            stop(2, 2, 3),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_eq!(st.apply(&spec, i as u64 + 1, c), Applied::Changed);
+        }
+        assert!(st.fence_would_release(1, 5));
+        assert!(
+            !st.fence_would_release(1, 0),
+            "placed after the fence was asked"
+        );
+        let v = st.groups[1].version;
+        let fenced = Command::Fenced {
+            node: 1,
+            through: 5,
+        };
+        assert_eq!(fenced.group(&spec), None, "it may touch every group");
+        assert_eq!(st.apply(&spec, 6, &fenced), Applied::Changed);
+        assert!(
+            st.groups[0].instances.is_empty(),
+            "stopping on the fenced node"
+        );
+        assert_eq!(st.groups[1].instances.len(), 1, "active: untouched");
+        assert_eq!(st.groups[1].version, v);
+        assert_eq!(st.groups[2].instances.len(), 1, "another node's");
+        assert_eq!(st.apply(&spec, 7, &fenced), Applied::Ignored);
     }
 
     #[test]

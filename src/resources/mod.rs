@@ -39,6 +39,7 @@
 
 pub mod application;
 pub mod disk_lock;
+pub mod fence;
 pub mod filesystem;
 pub mod hard_stop;
 pub mod ip;

@@ -603,7 +603,7 @@ fn describe_code(status: ExitStatus) -> String {
 }
 
 /// `": <the last lines>"` of an action's output, or nothing if it printed nothing.
-fn last_words(output: &str) -> String {
+pub(crate) fn last_words(output: &str) -> String {
     let t = output.trim();
     if t.is_empty() {
         return String::new();
@@ -745,7 +745,7 @@ pub(crate) fn prepare_child(cmd: &mut tokio::process::Command) {
 }
 
 /// A pipe whose both ends are close-on-exec (no other child inherits them).
-fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 writes two descriptors into the array it is given.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {

@@ -156,7 +156,15 @@ pub struct Net {
 impl Net {
     /// `n` nodes; node 1 gets a second public NIC `pub1` when `second_nic`.
     pub fn new(test: &str, n: usize, second_nic: bool) -> Net {
-        let prefix = format!("et{}-{test}", std::process::id() % 1000);
+        Net::with_prefix(
+            format!("et{}-{test}", std::process::id() % 1000),
+            n,
+            second_nic,
+        )
+    }
+
+    /// As [`Net::new`], every namespace named `{prefix}-…`.
+    pub fn with_prefix(prefix: String, n: usize, second_nic: bool) -> Net {
         let mut net = Net {
             switch: format!("{prefix}-sw"),
             nodes: (1..=n).map(|i| format!("{prefix}-n{i}")).collect(),
@@ -455,9 +463,22 @@ impl Cluster {
     /// the bench can run a release build) with one group "web" as `g` says: writes the config,
     /// the certificates and the test application; starts nothing.
     pub fn namespaces(eterned: PathBuf, net: Net, g: &GroupOpts) -> Cluster {
+        Cluster::namespaces_with(eterned, net, g, |_| String::new())
+    }
+
+    /// As [`Cluster::namespaces`], with `extra(dir)` appended to the config (a `[fencing]`
+    /// section, say; it may write files into the scratch directory `dir`).
+    pub fn namespaces_with(
+        eterned: PathBuf,
+        net: Net,
+        g: &GroupOpts,
+        extra: impl FnOnce(&Path) -> String,
+    ) -> Cluster {
         let (prefix, n) = (net.prefix.clone(), net.nodes.len());
         let mut c = Cluster::create(&prefix, n, eterned, Network::Namespaces(net), |dir| {
-            config_text(&prefix, n, dir, &dir.join("mnt"), g)
+            let mut text = config_text(&prefix, n, dir, &dir.join("mnt"), g);
+            text.push_str(&extra(dir));
+            text
         });
         std::fs::write(c.dir.join("answer.py"), ANSWER_PY).expect("answer.py");
         let _ = std::fs::create_dir_all("/run/resource-agents");

@@ -378,6 +378,11 @@ impl NodeCore {
             ),
             Input::Admin(cmd) => self.on_admin(cmd, self.me),
             Input::Persisted { number } => self.consensus.on_persisted(number),
+            Input::FenceResult {
+                target,
+                attempt,
+                outcome,
+            } => self.on_fence_result(target, attempt, outcome, now_us),
             Input::Connection { peer, path, up } => {
                 // Only the paths of later messages change: no pass.
                 self.router.set(peer, path, up);
@@ -546,6 +551,37 @@ impl NodeCore {
             ),
             Message::Admin(cmd) => self.on_admin(cmd, from),
         }
+    }
+
+    /// A fence this node asked for as the coordinator ended: an event either way; the
+    /// coordinator (if this node still is it) decides what follows.
+    fn on_fence_result(
+        &mut self,
+        target: NodeId,
+        attempt: u32,
+        outcome: super::message::FenceOutcome,
+        now_us: u64,
+    ) {
+        if usize::from(target) >= self.spec.nodes.len() {
+            return;
+        }
+        let ok = outcome.ok;
+        if let Some(c) = &mut self.coordinator {
+            c.on_fence_result(target, attempt, ok, now_us);
+        }
+        self.effects.push(Effect::Event(if ok {
+            Event::FenceSucceeded {
+                target,
+                attempt,
+                outcome,
+            }
+        } else {
+            Event::FenceFailed {
+                target,
+                attempt,
+                outcome,
+            }
+        }));
     }
 
     fn on_grant(&mut self, grant: Grant, now_us: u64) {
@@ -795,6 +831,10 @@ impl NodeCore {
     /// The coordinator's pass (see [`Coordinator::pass`]); what it decides is proposed.
     fn coordinate(&mut self, now_us: u64) {
         let alive = self.alive_view();
+        let mut heard = self.live.alive_view();
+        // This node hears itself: it never fences itself (its own failed stop is the
+        // watchdog's).
+        heard[usize::from(self.me)] = true;
         let Some(c) = self.coordinator.as_mut() else {
             return;
         };
@@ -802,12 +842,23 @@ impl NodeCore {
             spec: &self.spec,
             state: &self.state,
             alive: &alive,
+            heard: &heard,
             civil: self.civil,
             now_us,
             faults: self.faults,
         };
         let mut proposals = Vec::new();
         c.pass(&view, &mut proposals);
+        for r in c.fencer.take_requests() {
+            self.effects.push(Effect::Fence {
+                target: r.target,
+                attempt: r.attempt,
+            });
+            self.effects.push(Effect::Event(Event::FenceStarted {
+                target: r.target,
+                attempt: r.attempt,
+            }));
+        }
         self.consensus.propose_all(&proposals);
     }
 

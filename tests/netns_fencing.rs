@@ -1,0 +1,280 @@
+//! Fencing in network namespaces (design.md §5, rule 4c; issue 9 part 4): three `eterned`
+//! with `[fencing]`, the owner of the group partitioned from its peers, and a fence agent of
+//! the tests that speaks the fence-agents contract (`key=value` lines on stdin, the exit code
+//! as the verdict) and powers a node namespace off: it kills every process in it, sets its
+//! links down and forgets its addresses, as a power switch would.
+//!
+//! - The agent succeeds: the partitioned owner is fenced (its processes are gone), the group
+//!   runs on the next node, never two holders of the floating address; the fenced node,
+//!   powered on and started again, rejoins the cluster.
+//! - The agent fails: no takeover (the group runs nowhere while the owner is silent),
+//!   `fence_failed` events, retried; once the partition heals the owner confirms its stop and
+//!   the group runs again.
+//!
+//! Root only; without root (or a tool) each test prints one line and returns. Namespaces are
+//! named `hf-…`.
+
+mod cluster;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cluster::namespaces::{
+    self as netns, max_holders, sh, AddrWatch, GroupOpts, Net, Probe, FLOATING,
+};
+use cluster::{one_at_a_time, Cluster};
+
+/// The probe's period.
+const EVERY: Duration = Duration::from_millis(5);
+/// The most any probe or watch runs.
+const OBSERVE_MAX: Duration = Duration::from_secs(90);
+/// How long "no takeover" is watched for while the fence keeps failing.
+const NO_TAKEOVER: Duration = Duration::from_secs(4);
+
+/// The test fence agent: the fence-agents contract over a network namespace (`plug` names
+/// it). `fail=yes` makes it fail as a switch that cannot be reached; `log=FILE` appends one
+/// line per run.
+const FENCE_NETNS: &str = r#"#!/bin/sh
+# fence_netns: a fence agent for the namespace tests. Arguments as key=value lines on stdin.
+action=""; plug=""; log=""; fail=""; nodename=""
+while IFS= read -r line; do
+  key=${line%%=*}; val=${line#*=}
+  case $key in
+    action) action=$val ;;
+    plug|port) plug=$val ;;
+    nodename) nodename=$val ;;
+    log) log=$val ;;
+    fail) fail=$val ;;
+  esac
+done
+[ -n "$log" ] && echo "action=$action plug=$plug nodename=$nodename" >> "$log"
+case $action in
+  metadata)
+    echo '<?xml version="1.0" ?><resource-agent name="fence_netns" shortdesc="Powers off a network namespace"><parameters><parameter name="plug" unique="1" required="1"/></parameters><actions><action name="on"/><action name="off"/><action name="reboot"/><action name="status"/><action name="monitor"/><action name="metadata"/></actions></resource-agent>'
+    exit 0 ;;
+  monitor) exit 0 ;;
+esac
+[ -n "$plug" ] || { echo "Failed: no plug given" >&2; exit 1; }
+[ -e "/run/netns/$plug" ] || { echo "Failed: no namespace $plug" >&2; exit 1; }
+[ "$fail" = yes ] && { echo "Failed: Unable to connect/login to fencing device" >&2; exit 1; }
+links() { ip -n "$plug" -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -vx lo; }
+case $action in
+  off|reboot)
+    for l in $(links); do ip -n "$plug" link set "$l" down; done
+    ip -n "$plug" addr flush scope global
+    # All at once, as a power cut: again until nothing is left (a process that was about
+    # to start another, say the monitor restarting its core, is caught the next round).
+    i=0
+    while [ -n "$(ip netns pids "$plug")" ] && [ $i -lt 100 ]; do
+      for p in $(ip netns pids "$plug"); do kill -9 "$p" 2>/dev/null; done
+      sleep 0.02; i=$((i+1))
+    done
+    [ -z "$(ip netns pids "$plug")" ] || { echo "Failed: processes survive in $plug" >&2; exit 1; }
+    echo "Success: Powered OFF"
+    exit 0 ;;
+  on)
+    for l in $(links); do ip -n "$plug" link set "$l" up; done
+    echo "Success: Powered ON"; exit 0 ;;
+  status)
+    [ -n "$(ip netns pids "$plug")" ] && { echo "Status: ON"; exit 0; }
+    echo "Status: OFF"; exit 2 ;;
+  *) echo "Failed: unknown action $action" >&2; exit 1 ;;
+esac
+"#;
+
+fn skip(test: &str) -> bool {
+    match netns::unavailable() {
+        Some(why) => {
+            println!("SKIPPED {test}: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
+fn eterned() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_eterned"))
+}
+
+/// Three nodes whose namespaces are `hf-…`, with `[fencing]` by the test agent (`fail`: it
+/// always fails). The agent logs to `<dir>/fence.log`.
+fn fenced_cluster(test: &str, fail: bool) -> Cluster {
+    let prefix = format!("hf{}-{test}", std::process::id() % 1000);
+    let net = Net::with_prefix(prefix, 3, false);
+    let targets: Vec<String> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| format!("n{} = \"{ns}\"", i + 1))
+        .collect();
+    Cluster::namespaces_with(eterned(), net, &GroupOpts::default(), |dir| {
+        let agent = write_agent(dir);
+        let log = dir.join("fence.log");
+        let fail = if fail { ", fail = \"yes\"" } else { "" };
+        format!(
+            "\n[fencing]\nagent = \"{}\"\naction = \"off\"\ntimeout_ms = 10000\n\
+             targets = {{ {} }}\nparams = {{ log = \"{}\"{fail} }}\n",
+            agent.display(),
+            targets.join(", "),
+            log.display()
+        )
+    })
+}
+
+fn write_agent(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("fence_netns");
+    std::fs::write(&p, FENCE_NETNS).expect("write the fence agent");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    p
+}
+
+/// Starts every node; waits for the group on n1.
+fn up(c: &mut Cluster) {
+    c.start_all();
+    c.wait_for("the cluster forms", |c| c.formed());
+    c.wait_for("web runs on its preferred node n1", |c| {
+        c.on("web").as_deref() == Some("n1")
+    });
+}
+
+/// Events named `name` on any node.
+fn events_anywhere(c: &Cluster, name: &str) -> Vec<serde_json::Value> {
+    (0..c.nodes.len())
+        .flat_map(|i| c.events_named(i, name))
+        .collect()
+}
+
+/// Whether some node other than n1 runs web.
+fn taken_over(c: &Cluster) -> bool {
+    c.on("web").is_some_and(|n| n != "n1")
+}
+
+#[test]
+fn a_partitioned_owner_is_fenced_and_its_group_runs_on_the_next_node() {
+    if skip("a_partitioned_owner_is_fenced_and_its_group_runs_on_the_next_node") {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let mut c = fenced_cluster("ok", false);
+    up(&mut c);
+    let probe = Probe::start(&c.net().client, EVERY, OBSERVE_MAX);
+    let watch = AddrWatch::start(&c.net().nodes, probe.t0, OBSERVE_MAX);
+    std::thread::sleep(Duration::from_millis(300));
+    c.net().partition(0, 100).expect("partition n1");
+    c.wait_for("n1 is fenced: no process left in its namespace", |c| {
+        c.net().pids(0).is_empty()
+    });
+    c.wait_for("web runs on n2", |c| c.on("web").as_deref() == Some("n2"));
+    c.wait_for("the client is answered by n2", |_| {
+        probe
+            .samples()
+            .last()
+            .is_some_and(|(_, w)| w.as_deref() == Some("n2"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let _samples = probe.stop();
+    let holders = watch.stop();
+    if max_holders(&holders) > 1 {
+        c.dump();
+        panic!("two nodes held {FLOATING} at once: {holders:?}");
+    }
+    let succeeded = events_anywhere(&c, "fence_succeeded");
+    let ok = succeeded
+        .iter()
+        .find(|e| e["target"] == "n1")
+        .unwrap_or_else(|| {
+            c.dump();
+            panic!("no fence_succeeded for n1");
+        });
+    assert_eq!(ok["action"], "off", "{ok}");
+    assert_eq!(ok["exit_code"], 0, "{ok}");
+    assert!(
+        ok["output"].as_str().unwrap_or("").contains("Powered OFF"),
+        "{ok}"
+    );
+    assert!(
+        !events_anywhere(&c, "fence_started").is_empty(),
+        "a fence_started event"
+    );
+    assert!(
+        (1..3).any(|i| !c.events_named(i, "node_fenced").is_empty()),
+        "the fence was committed"
+    );
+    let log = std::fs::read_to_string(c.dir.join("fence.log")).unwrap_or_default();
+    let ns1 = c.net().nodes[0].clone();
+    assert!(
+        log.lines()
+            .any(|l| l == format!("action=off plug={ns1} nodename=n1")),
+        "the agent read its arguments on stdin: {log}"
+    );
+    assert_eq!(log.lines().count(), 1, "one fence: {log}");
+
+    // Powered on again and started: it rejoins, and the group stays where it is.
+    c.kill_daemon(0);
+    c.net().heal(0);
+    let ns = c.net().nodes[0].clone();
+    for (nic, cidr) in [
+        ("pub0", "192.0.2.11/24"),
+        ("hb1", "198.51.100.11/24"),
+        ("hb2", "203.0.113.11/24"),
+    ] {
+        let _ = sh(&["ip", "-n", &ns, "addr", "add", cidr, "dev", nic]);
+        let _ = c.net().link(0, nic, true);
+    }
+    c.start(0);
+    c.wait_for("the fenced node rejoins", |c| c.formed());
+    assert_eq!(
+        c.on("web").as_deref(),
+        Some("n2"),
+        "manual failback: web stays"
+    );
+}
+
+#[test]
+fn a_failed_fence_means_no_takeover() {
+    if skip("a_failed_fence_means_no_takeover") {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let mut c = fenced_cluster("fail", true);
+    up(&mut c);
+    let watch = AddrWatch::start(&c.net().nodes, std::time::Instant::now(), OBSERVE_MAX);
+    c.net().partition(0, 100).expect("partition n1");
+    c.wait_for("a fence of n1 fails, twice (it is retried)", |c| {
+        events_anywhere(c, "fence_failed")
+            .iter()
+            .filter(|e| e["target"] == "n1")
+            .count()
+            >= 2
+    });
+    // Watch: n1 stops web itself (its lease ran out), and nobody else starts it.
+    let until = std::time::Instant::now() + NO_TAKEOVER;
+    while std::time::Instant::now() < until {
+        if taken_over(&c) {
+            c.dump();
+            panic!("web was taken over from n1 without a fence");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let failed = events_anywhere(&c, "fence_failed");
+    let first = &failed[0];
+    assert_eq!(first["exit_code"], 1, "{first}");
+    assert!(
+        first["output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Unable to connect"),
+        "{first}"
+    );
+    assert!(events_anywhere(&c, "node_fenced").is_empty());
+    assert!(!c.net().pids(0).is_empty(), "n1 was never powered off");
+    // The partition heals: n1 confirms its stop, and the group runs again.
+    c.net().heal(0);
+    c.wait_for("web runs again", |c| c.on("web").is_some());
+    let holders = watch.stop();
+    if max_holders(&holders) > 1 {
+        c.dump();
+        panic!("two nodes held {FLOATING} at once: {holders:?}");
+    }
+}
