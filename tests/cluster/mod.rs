@@ -317,6 +317,13 @@ impl Cluster {
         (unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
     }
 
+    /// The pid of resource `res` on node `i` if it really runs: its pidfile names a live
+    /// process (not a zombie) whose start time is the one the agent recorded, so a recycled
+    /// pid or a stale pidfile does not count.
+    pub fn app_running(&self, i: usize, res: &str) -> Option<i32> {
+        running(&self.app_pidfile(i, res))
+    }
+
     /// The pids of node `i`'s resources that have a pidfile and are alive.
     pub fn app_pids(&self, i: usize) -> Vec<i32> {
         let Ok(dir) = std::fs::read_dir(&self.nodes[i].run) else {
@@ -418,4 +425,27 @@ pub fn core_of(monitor: i32) -> Option<i32> {
                 .and_then(|p| p.parse::<i32>().ok());
             ppid == Some(monitor) && head.contains("(eterned")
         })
+}
+
+/// The process a pidfile names, if it runs as recorded there (see [`Cluster::app_running`]).
+pub fn running(pidfile: &Path) -> Option<i32> {
+    let (pid, start) = eterne::resources::pidfile::read(pidfile)?;
+    (eterne::resources::pidfile::start_time(pid).ok() == Some(start) && alive(pid as i32))
+        .then_some(pid as i32)
+}
+
+/// Whether `pid` runs (a zombie does not: an orphan's reaper may be slow or absent).
+pub fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// Sends `sig` to `pid` (a process of the test's cluster).
+pub fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) of a pid the caller took from its own cluster.
+    unsafe {
+        libc::kill(pid, sig);
+    }
 }
