@@ -30,7 +30,6 @@ use cluster::namespaces::{
     answer_runs, max_holders, skip, AddrWatch, GroupOpts, Net, OwnerRecord, OwnerWatch, Probe,
 };
 use cluster::{alive, core_of, one_at_a_time, signal, Cluster};
-use eterne::control::Request;
 
 /// The group's application resource.
 const APP: &str = "web-app";
@@ -60,29 +59,10 @@ fn cluster(test: &str) -> Cluster {
 fn up(c: &mut Cluster) -> usize {
     c.start_all();
     c.wait_for("the cluster forms", |c| c.formed());
-    c.wait_for("web runs", |c| c.running_on("web").is_some());
-    let coordinator = (0..3)
-        .find_map(|i| c.status(i).and_then(|s| s.coordinator))
-        .expect("a coordinator");
-    let (mut owner, _) = c.running_on("web").expect("web runs");
-    if owner == coordinator {
-        let to = (1..=3)
-            .map(|k| format!("n{k}"))
-            .find(|n| *n != coordinator)
-            .expect("another node");
-        let r = c.ask(
-            c.index(&coordinator),
-            Request::Move {
-                group: "web".into(),
-                node: Some(to.clone()),
-            },
-        );
-        assert!(r.ok, "move web to {to}: {}", r.message);
-        c.wait_for(&format!("web runs on {to}"), |c| {
-            c.on("web").as_deref() == Some(to.as_str())
-        });
-        owner = to;
-    }
+    let owner = c.owner_off_the_coordinator("web").unwrap_or_else(|e| {
+        c.dump();
+        panic!("{e}")
+    });
     let oi = c.index(&owner);
     c.wait_for("the owner runs the application", |c| {
         c.app_running(oi, APP).is_some()

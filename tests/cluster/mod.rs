@@ -278,6 +278,42 @@ impl Cluster {
         (0..self.nodes.len()).find_map(|i| support::running_here(&self.status(i)?, group))
     }
 
+    /// Where `group` runs once it runs, after moving it off the coordinator if it ran there:
+    /// a coordinator's death costs an election, which what looks at one node's own processes
+    /// does not want to measure. The owner's name.
+    pub fn owner_off_the_coordinator(&self, group: &str) -> Result<String, String> {
+        self.wait_until(&format!("{group} runs"), |c| c.running_on(group).is_some())?;
+        let coordinator = (0..self.nodes.len())
+            .find_map(|i| self.status(i).and_then(|s| s.coordinator))
+            .ok_or("no coordinator")?;
+        let (owner, _) = self
+            .running_on(group)
+            .ok_or(format!("{group} stopped running"))?;
+        if owner != coordinator {
+            return Ok(owner);
+        }
+        let to = self
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .find(|n| *n != coordinator)
+            .ok_or("no other node")?;
+        let r = self.ask(
+            self.index(&coordinator),
+            Request::Move {
+                group: group.into(),
+                node: Some(to.clone()),
+            },
+        );
+        if !r.ok {
+            return Err(format!("move {group} to {to}: {}", r.message));
+        }
+        self.wait_until(&format!("{group} runs on {to}"), |c| {
+            c.on(group).as_deref() == Some(to.as_str())
+        })?;
+        Ok(to)
+    }
+
     /// The name of the node running `group`.
     pub fn on(&self, group: &str) -> Option<String> {
         self.running_on(group).map(|(n, _)| n)
