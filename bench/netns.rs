@@ -94,8 +94,15 @@ struct CoreFigures {
     kept: usize,
     /// Trials after which the owner's next core logged `stopped_hard`.
     stopped_hard: usize,
-    /// Trials after which the group ran on another node.
+    /// Trials in which another node held the address or ran the application at some sample
+    /// (the group may come back: an admin move made to leave the coordinator pins it).
     moved: usize,
+    /// Per trial in which the owner was emptied: from the fault to the first sample in which
+    /// the owner held neither the address nor the application (µs).
+    emptied: Vec<u64>,
+    /// Per trial in which another node took over: from the owner's emptying to the first
+    /// sample in which another node held the address or ran the application (µs).
+    margins: Vec<u64>,
 }
 
 /// Set by SIGINT or SIGTERM: the current trial ends, and the namespaces, processes and files
@@ -161,11 +168,11 @@ pub fn run(trials: Option<usize>, faults: &[String], long_lease: bool) -> Result
             ),
             &mut m.outages,
         );
-        if let Some(f) = m.core {
+        if let Some(mut f) = m.core {
             println!(
                 "  {fault}: {} samples every {} ms of all 3 nodes: {} with two nodes holding {}, \
                  {} with two running the application; nothing stopped or moved in {} of {} \
-                 trials (stopped hard after {}, ran on another node after {})",
+                 trials (stopped hard in {}, another node held or ran them in {})",
                 f.samples,
                 OWNER_EVERY.as_millis(),
                 f.two_addresses,
@@ -175,6 +182,11 @@ pub fn run(trials: Option<usize>, faults: &[String], long_lease: bool) -> Result
                 f.trials,
                 f.stopped_hard,
                 f.moved
+            );
+            report(&format!("  {fault}: fault → owner emptied"), &mut f.emptied);
+            report(
+                &format!("  {fault}: owner emptied → another node holds or runs"),
+                &mut f.margins,
             );
         }
     }
@@ -345,16 +357,47 @@ fn bench_core(c: &Cluster, fault: &str, trials: usize) -> Result<Measured, Strin
             && !seen.elsewhere_than(oi);
         let hard = c.events_named(oi, "stopped_hard").len() > hard_before;
         let now_on = after.map_or_else(|| "?".to_string(), |(n, _)| n);
+        let emptied = seen
+            .changes
+            .iter()
+            .find(|(t, o)| {
+                *t > at && !o.address.contains(&oi) && o.app.iter().all(|&(j, _)| j != oi)
+            })
+            .map(|(t, _)| *t);
+        let elsewhere = seen
+            .changes
+            .iter()
+            .find(|(t, o)| {
+                *t > at
+                    && (o.address.iter().any(|&j| j != oi) || o.app.iter().any(|&(j, _)| j != oi))
+            })
+            .map(|(t, _)| *t);
+        f.moved += usize::from(elsewhere.is_some());
+        let unanswered = samples
+            .iter()
+            .filter(|(t, w)| *t > at && w.is_none())
+            .count();
+        let mut timeline = format!(", {unanswered} probes unanswered");
+        if let Some(e) = emptied {
+            f.emptied.push((e - at).as_micros() as u64);
+            timeline += &format!(
+                ", owner emptied at +{:.1} ms",
+                (e - at).as_secs_f64() * 1000.0
+            );
+            if let Some(x) = elsewhere {
+                f.margins.push(x.saturating_sub(e).as_micros() as u64);
+                timeline += &format!(", elsewhere at +{:.1} ms", (x - at).as_secs_f64() * 1000.0);
+            }
+        }
         f.trials += 1;
         f.samples += seen.samples;
         f.two_addresses += seen.two_addresses;
         f.two_apps += seen.two_apps;
         f.kept += usize::from(kept);
         f.stopped_hard += usize::from(hard);
-        f.moved += usize::from(now_on != owner);
         println!(
             "{fault} trial {:>3}: {owner} → web on {now_on}, {}, {} samples, two holders {}, \
-             two runners {}, outage {:>7.1} ms",
+             two runners {}, outage {:>7.1} ms{timeline}",
             trial + 1,
             if kept {
                 "nothing moved"
