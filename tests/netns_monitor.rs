@@ -10,6 +10,8 @@
 //!   application down here before any other node holds the one or runs the other (or this
 //!   node runs them again); the group then runs again on one node, and the paused core's
 //!   SIGCONT leaves one holder.
+//! - The owner's core paused and the owner cut off from its peers: its next core gets no
+//!   lease, another node takes the group over, and only after the monitor emptied the owner.
 //! - The owner's monitor killed: the core starts a new one; nothing moves.
 //!
 //! Who holds the address is read through netlink in every node namespace ([`AddrWatch`],
@@ -27,7 +29,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cluster::namespaces::{
-    answer_runs, max_holders, skip, AddrWatch, GroupOpts, Net, OwnerRecord, OwnerWatch, Probe,
+    answer_runs, max_holders, sh, skip, AddrWatch, GroupOpts, Net, OwnerRecord, OwnerWatch, Probe,
+    FLOATING,
 };
 use cluster::{alive, core_of, one_at_a_time, signal, Cluster};
 
@@ -226,44 +229,16 @@ fn the_owners_core_paused_past_its_lease_is_emptied_before_the_group_runs_again(
     signal(core, libc::SIGCONT);
     std::thread::sleep(Duration::from_secs(1));
     let (_, addrs, owners) = obs.stop();
-    if max_holders(&addrs) > 1 || owners.two_addresses > 0 || owners.two_apps > 0 {
-        c.dump();
-        panic!(
-            "two nodes held the address or ran the application at once: {addrs:?} {:?}",
-            owners.changes
-        );
-    }
-    // Everything was down here before anything came up elsewhere (or here again).
-    let gone_here = owners
-        .changes
-        .iter()
-        .find(|(t, o)| {
-            *t > paused && !o.address.contains(&oi) && o.app.iter().all(|&(j, _)| j != oi)
-        })
-        .map(|(t, _)| *t);
-    let back = owners
-        .changes
-        .iter()
-        .find(|(t, o)| {
-            *t > paused
-                && (o.address.iter().any(|&j| j != oi)
-                    || o.app.iter().any(|&(j, p)| j != oi || p != app))
-        })
-        .map(|(t, o)| (*t, o.clone()));
-    match (gone_here, back) {
-        (Some(g), Some((b, o))) if g < b => println!(
-            "core paused: the owner n{} was emptied {:?} after the pause; {:?} later the \
-             application ran again on n{}",
-            oi + 1,
-            g - paused,
-            b - g,
-            o.app.first().map_or(0, |&(j, _)| j + 1)
-        ),
-        other => {
-            c.dump();
-            panic!("the owner is emptied before the group runs again: {other:?}");
-        }
-    }
+    no_overlap(&c, &addrs, &owners);
+    let (gone, back, node) = emptied_then_back(&c, oi, app, paused, &owners);
+    println!(
+        "core paused: the owner n{} was emptied {:?} after the pause; {:?} later the \
+         application ran again on n{}",
+        oi + 1,
+        gone - paused,
+        back - gone,
+        node + 1
+    );
     // Where it runs again is the cluster's choice: the owner's next core is up and
     // heartbeating well before failure detection (2 s) would declare the owner lost, so the
     // group usually starts again on the owner itself, under a new lease.
@@ -273,21 +248,129 @@ fn the_owners_core_paused_past_its_lease_is_emptied_before_the_group_runs_again(
         "the owner's next core records what the monitor stopped",
         |c| !c.events_named(oi, "stopped_hard").is_empty(),
     );
-    // Sane afterwards: one node holds the address, and it is the one that runs web.
-    let last = AddrWatch::start(&c.net().nodes, Instant::now(), Duration::from_millis(300));
-    std::thread::sleep(Duration::from_millis(200));
-    let holders: Vec<usize> = last
-        .stop()
-        .iter()
-        .filter(|(_, _, h)| *h)
-        .map(|(_, i, _)| *i)
-        .collect();
-    let on = c.on("web").map(|n| c.index(&n));
-    assert_eq!(
-        (holders.len(), on),
-        (1, holders.first().copied()),
-        "one holder, the node that runs web"
+    c.wait_for("one node holds the address, the one that runs web", |c| {
+        one_holder_runs_web(c)
+    });
+}
+
+/// The owner's core paused and the owner cut off from its peers at once (nftables on both
+/// private paths): its next core gets no lease, so the cluster takes the group over, and the
+/// monitor must have emptied the owner before another node holds the address or runs the
+/// application.
+#[test]
+fn the_owners_core_paused_and_cut_off_is_emptied_before_another_node_starts() {
+    if skip("the_owners_core_paused_and_cut_off_is_emptied_before_another_node_starts") {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let mut c = cluster("mcut");
+    let oi = up(&mut c);
+    let app = c
+        .app_running(oi, APP)
+        .expect("the owner runs the application");
+    let core = c.core_pid(oi).expect("the owner has a core");
+    let obs = Observers::start(&c);
+    let paused = obs.probe.t0.elapsed();
+    signal(core, libc::SIGSTOP);
+    c.net().partition(oi, 100).expect("cut the owner off");
+    c.wait_for("the monitor takes the application down here", |_| {
+        !alive(app)
+    });
+    c.wait_for("web runs on another node, which holds the address", |_| {
+        obs.owners.record().changes.last().is_some_and(|(_, o)| {
+            o.app.len() == 1 && o.app[0].0 != oi && o.address == vec![o.app[0].0]
+        })
+    });
+    signal(core, libc::SIGCONT);
+    c.net().heal(oi);
+    c.wait_for("the cluster forms again", |c| c.formed());
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, addrs, owners) = obs.stop();
+    no_overlap(&c, &addrs, &owners);
+    let (gone, back, node) = emptied_then_back(&c, oi, app, paused, &owners);
+    println!(
+        "core paused and cut off: the owner n{} was emptied {:?} after the pause; {:?} later \
+         n{} ran the application",
+        oi + 1,
+        gone - paused,
+        back - gone,
+        node + 1
     );
+    assert_ne!(node, oi, "another node took the group over");
+    assert!(!alive(core), "the paused core was killed by its monitor");
+    c.wait_for("one node holds the address, the one that runs web", |c| {
+        one_holder_runs_web(c)
+    });
+}
+
+/// Fails if two nodes ever held the address at once (either watch) or ran the application
+/// in one sample.
+fn no_overlap(c: &Cluster, addrs: &[(Duration, usize, bool)], owners: &OwnerRecord) {
+    if max_holders(addrs) > 1 || owners.two_addresses > 0 || owners.two_apps > 0 {
+        c.dump();
+        panic!(
+            "two nodes held the address or ran the application at once: {addrs:?} {:?}",
+            owners.changes
+        );
+    }
+}
+
+/// After a fault at `fault` on owner `oi` (application `app`): when the owner first held
+/// neither the address nor the application, when anything came back (another node holding
+/// or running either, or the owner running another application process), and where. Fails
+/// unless the owner was emptied first.
+fn emptied_then_back(
+    c: &Cluster,
+    oi: usize,
+    app: i32,
+    fault: Duration,
+    owners: &OwnerRecord,
+) -> (Duration, Duration, usize) {
+    let gone = owners
+        .changes
+        .iter()
+        .find(|(t, o)| {
+            *t > fault && !o.address.contains(&oi) && o.app.iter().all(|&(j, _)| j != oi)
+        })
+        .map(|(t, _)| *t);
+    let back = owners
+        .changes
+        .iter()
+        .find(|(t, o)| {
+            *t > fault
+                && (o.address.iter().any(|&j| j != oi)
+                    || o.app.iter().any(|&(j, p)| j != oi || p != app))
+        })
+        .and_then(|(t, o)| {
+            let node = o
+                .app
+                .first()
+                .map(|&(j, _)| j)
+                .or(o.address.first().copied())?;
+            Some((*t, node))
+        });
+    match (gone, back) {
+        (Some(g), Some((b, node))) if g < b => (g, b, node),
+        other => {
+            c.dump();
+            panic!(
+                "the owner is emptied before the group runs again: {other:?} in {:?}",
+                owners.changes
+            );
+        }
+    }
+}
+
+/// Exactly one node namespace has the floating address, and it is the node that says it
+/// runs web.
+fn one_holder_runs_web(c: &Cluster) -> bool {
+    let holders: Vec<usize> = (0..c.nodes.len())
+        .filter(|&i| {
+            sh(&["ip", "-n", &c.net().nodes[i], "-o", "-4", "addr", "show"])
+                .is_ok_and(|out| out.contains(&format!(" {FLOATING}/")))
+        })
+        .collect();
+    holders.len() == 1 && c.on("web").map(|n| c.index(&n)) == Some(holders[0])
 }
 
 #[test]
