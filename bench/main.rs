@@ -1,7 +1,8 @@
 //! `eterne-bench loopback --trials N`: failover on loopback, measured (on the cluster harness
 //! of `tests/cluster`).
-//! `eterne-bench netns --trials N`: the outage a client sees per fault kind, in network
-//! namespaces (see `netns.rs`).
+//! `eterne-bench netns [--trials N] [--faults …] [--long-lease]`: the outage a client sees per
+//! fault kind, in network namespaces, and for faults of the owner's core whether two nodes
+//! ever held the address or ran the application (see `netns.rs`).
 //!
 //! Starts three `eterned` processes (the binary next to this one) on 127.90.x.y with real
 //! QUIC, one group of one application (`sleep 1000`), then per trial `kill -9`s the daemon and
@@ -37,23 +38,25 @@ fn main() {
         .iter()
         .position(|a| a == "--trials")
         .and_then(|i| args.get(i + 1))
-        .and_then(|t| t.parse::<usize>().ok())
-        .unwrap_or(20);
+        .and_then(|t| t.parse::<usize>().ok());
     let result = match args.first().map(String::as_str) {
-        Some("loopback") => run(trials),
+        Some("loopback") => run(trials.unwrap_or(20)),
         Some("netns") => {
             let faults: Vec<String> = args
                 .iter()
                 .position(|a| a == "--faults")
                 .and_then(|i| args.get(i + 1))
-                .map_or("crash,nic,partition,app", String::as_str)
+                .map_or(
+                    "crash,nic,partition,app,core-kill,core-stop",
+                    String::as_str,
+                )
                 .split(',')
                 .map(str::to_string)
                 .collect();
-            netns::run(trials, &faults)
+            netns::run(trials, &faults, args.iter().any(|a| a == "--long-lease"))
         }
         _ => {
-            eprintln!("usage: eterne-bench loopback [--trials N]\n       eterne-bench netns [--trials N] [--faults crash,nic,partition,app]   (root)");
+            eprintln!("usage: eterne-bench loopback [--trials N]\n       eterne-bench netns [--trials N] [--faults crash,nic,partition,app,core-kill,core-stop] [--long-lease]   (root)\n       (netns without --trials: 100 trials of core-kill, 20 of every other kind)");
             std::process::exit(2);
         }
     };

@@ -22,8 +22,8 @@ use eterne::policy::spec::MonitorSpec;
 use eterne::resources::build;
 
 use cluster::namespaces::{
-    self as netns, answer_runs, max_holders, outage_after, sh, AddrWatch, GroupOpts, LoopDisk, Net,
-    Probe, FLOATING,
+    self as netns, answer_runs, max_holders, outage_after, sh, skip, AddrWatch, GroupOpts,
+    LoopDisk, Net, Probe, FLOATING,
 };
 use cluster::support::{self, agent::Timings};
 use cluster::{one_at_a_time, Cluster};
@@ -34,16 +34,6 @@ const QUIET: Duration = Duration::from_secs(3);
 const EVERY: Duration = Duration::from_millis(5);
 /// The most any probe or watch runs.
 const OBSERVE_MAX: Duration = Duration::from_secs(90);
-
-fn skip(test: &str) -> bool {
-    match netns::unavailable() {
-        Some(why) => {
-            println!("SKIPPED {test}: {why}");
-            true
-        }
-        None => false,
-    }
-}
 
 fn eterned() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_eterned"))

@@ -180,16 +180,17 @@ fn peer_pid() -> Option<u32> {
 }
 
 impl Monitor {
-    /// Start a new core, handing it the lease the last one held.
+    /// Start a new core, handing it the lease the last one held if it may still use it
+    /// ([`rules::next_core`]).
     fn start_core(&mut self) -> std::io::Result<()> {
         let (link, child_end) = Link::pair()?;
         let child = link::spawn_role("core", child_end)?;
         let pid = child.id();
         let pidfd = pidfd_open(pid)?;
-        let lease = self
-            .armed
-            .and_then(|a| a.lease)
-            .filter(|l| l.until_ns > mono_ns());
+        let now_ns = mono_ns();
+        let lease = self.armed.and_then(|a| a.lease).filter(|l| {
+            rules::next_core(self.deadline(), Some(l.until_ns), now_ns, RULES).hand_lease
+        });
         let start = ToCore::Start {
             lease,
             stopped_hard: std::mem::take(&mut self.stopped_hard),
@@ -334,11 +335,33 @@ impl Monitor {
             return Some(self.end(EXIT_CRASH));
         }
         self.restarts.push_back(now);
+        // Dead at or past its stop point: no one else will stop what runs, and a new core
+        // handed that lease would be killed for it at once. Stop hard now, with no core up;
+        // the next core starts without a lease and is told what was stopped.
+        let now_ns = mono_ns();
+        let lease_until = self.armed.and_then(|a| a.lease).map(|l| l.until_ns);
+        if rules::next_core(self.deadline(), lease_until, now_ns, RULES).stop_hard_first {
+            if let Some(a) = self.armed {
+                tracing::error!(
+                    late_ms = now_ns.saturating_sub(a.stop_at_ns) / 1_000_000,
+                    "the core died past its stop point: stopping hard before the next core starts"
+                );
+                self.stop_hard(a.deadline_ns.saturating_sub(now_ns));
+            }
+        }
         if let Err(e) = self.start_core() {
             tracing::error!(error = %e, "cannot start a new core");
             return Some(self.end(EXIT_CRASH));
         }
         None
+    }
+
+    /// What the core armed, as the rules see it.
+    fn deadline(&self) -> Option<Deadline> {
+        self.armed.map(|a| Deadline {
+            deadline: a.deadline_ns,
+            stop_at: a.stop_at_ns,
+        })
     }
 
     /// The deadlines and the core's silence, judged by [`rules::verdict`].
@@ -355,12 +378,11 @@ impl Monitor {
                 }
             },
         };
-        let armed = self.armed.map(|a| Deadline {
-            deadline: a.deadline_ns,
-            stop_at: a.stop_at_ns,
-        });
         let core_rules = self.core.as_ref().map_or(RULES, |c| c.rules);
-        match (rules::verdict(armed, seen, now_ns, core_rules), self.armed) {
+        match (
+            rules::verdict(self.deadline(), seen, now_ns, core_rules),
+            self.armed,
+        ) {
             (Verdict::Wait, _) | (Verdict::StopHard { .. }, None) => {}
             (Verdict::StopHard { core_absent }, Some(a)) => {
                 tracing::error!(

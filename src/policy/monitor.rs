@@ -99,6 +99,40 @@ pub fn verdict(armed: Option<Deadline>, core: CoreSeen, now: u64, rules: Rules) 
     }
 }
 
+/// What the monitor does when its core has ended and it starts the next one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextCore {
+    /// Stop every exclusive resource hard first, while no core is up.
+    pub stop_hard_first: bool,
+    /// Hand the next core the lease the old one held (it ends at `lease_until`).
+    pub hand_lease: bool,
+}
+
+/// When the core has ended at `now` and another is about to start: whether to stop hard first
+/// and whether the next core gets the old lease (which ends at `lease_until`, if there is one).
+///
+/// A core that died at or past its stop point (or its deadline) left no one to stop what
+/// runs: the monitor stops hard at once, with no core up, and the next core starts without a
+/// lease. Handing that core the lease instead would get it killed the moment it started (a
+/// core not heard from yet counts as absent), so one death would cost two restarts toward
+/// the crash-loop limit, and the hard stop would wait for the new process to be spawned.
+/// Otherwise the next core inherits a lease that has not ended.
+pub fn next_core(
+    armed: Option<Deadline>,
+    lease_until: Option<u64>,
+    now: u64,
+    rules: Rules,
+) -> NextCore {
+    let stop_hard_first = matches!(
+        verdict(armed, CoreSeen::Absent, now, rules),
+        Verdict::StopHard { .. }
+    );
+    NextCore {
+        stop_hard_first,
+        hand_lease: !stop_hard_first && lease_until.is_some_and(|until| until > now),
+    }
+}
+
 /// The earliest time after which [`verdict`] can change without news from the core (for a
 /// caller that sleeps until then, as the simulator does; the monitor itself polls).
 pub fn next_check(armed: Option<Deadline>, core: CoreSeen, rules: Rules) -> Option<u64> {
@@ -191,6 +225,38 @@ mod tests {
         assert_eq!(
             verdict(None, CoreSeen::Heard(0), 2_000, RULES),
             Verdict::KillWedged
+        );
+    }
+
+    #[test]
+    fn a_core_dead_past_its_stop_point_is_stopped_for_before_the_next_core_starts() {
+        // Died before the stop point: the next core inherits the lease and may renew it.
+        assert_eq!(
+            next_core(ARMED, Some(1_000), 900, RULES),
+            NextCore {
+                stop_hard_first: false,
+                hand_lease: true
+            }
+        );
+        // Died at or past it, the lease not over yet: stopped hard now, no lease handed (the
+        // monitor used to hand it and then kill the new core for it at its first check).
+        for now in [940, 999, 1_000] {
+            assert_eq!(
+                next_core(ARMED, Some(1_000), now, RULES),
+                NextCore {
+                    stop_hard_first: true,
+                    hand_lease: false
+                },
+                "at {now}"
+            );
+        }
+        // Nothing armed: nothing to stop; an ended lease is never handed on.
+        assert_eq!(
+            next_core(None, Some(1_000), 1_001, RULES),
+            NextCore {
+                stop_hard_first: false,
+                hand_lease: false
+            }
         );
     }
 

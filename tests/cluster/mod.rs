@@ -278,6 +278,42 @@ impl Cluster {
         (0..self.nodes.len()).find_map(|i| support::running_here(&self.status(i)?, group))
     }
 
+    /// Where `group` runs once it runs, after moving it off the coordinator if it ran there:
+    /// a coordinator's death costs an election, which what looks at one node's own processes
+    /// does not want to measure. The owner's name.
+    pub fn owner_off_the_coordinator(&self, group: &str) -> Result<String, String> {
+        self.wait_until(&format!("{group} runs"), |c| c.running_on(group).is_some())?;
+        let coordinator = (0..self.nodes.len())
+            .find_map(|i| self.status(i).and_then(|s| s.coordinator))
+            .ok_or("no coordinator")?;
+        let (owner, _) = self
+            .running_on(group)
+            .ok_or(format!("{group} stopped running"))?;
+        if owner != coordinator {
+            return Ok(owner);
+        }
+        let to = self
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .find(|n| *n != coordinator)
+            .ok_or("no other node")?;
+        let r = self.ask(
+            self.index(&coordinator),
+            Request::Move {
+                group: group.into(),
+                node: Some(to.clone()),
+            },
+        );
+        if !r.ok {
+            return Err(format!("move {group} to {to}: {}", r.message));
+        }
+        self.wait_until(&format!("{group} runs on {to}"), |c| {
+            c.on(group).as_deref() == Some(to.as_str())
+        })?;
+        Ok(to)
+    }
+
     /// The name of the node running `group`.
     pub fn on(&self, group: &str) -> Option<String> {
         self.running_on(group).map(|(n, _)| n)
@@ -315,6 +351,13 @@ impl Cluster {
         let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
         // SAFETY: signal 0 only checks.
         (unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+    }
+
+    /// The pid of resource `res` on node `i` if it really runs: its pidfile names a live
+    /// process (not a zombie) whose start time is the one the agent recorded, so a recycled
+    /// pid or a stale pidfile does not count.
+    pub fn app_running(&self, i: usize, res: &str) -> Option<i32> {
+        running(&self.app_pidfile(i, res))
     }
 
     /// The pids of node `i`'s resources that have a pidfile and are alive.
@@ -418,4 +461,27 @@ pub fn core_of(monitor: i32) -> Option<i32> {
                 .and_then(|p| p.parse::<i32>().ok());
             ppid == Some(monitor) && head.contains("(eterned")
         })
+}
+
+/// The process a pidfile names, if it runs as recorded there (see [`Cluster::app_running`]).
+pub fn running(pidfile: &Path) -> Option<i32> {
+    let (pid, start) = eterne::resources::pidfile::read(pidfile)?;
+    (eterne::resources::pidfile::start_time(pid).ok() == Some(start) && alive(pid as i32))
+        .then_some(pid as i32)
+}
+
+/// Whether `pid` runs (a zombie does not: an orphan's reaper may be slow or absent).
+pub fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// Sends `sig` to `pid` (a process of the test's cluster).
+pub fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) of a pid the caller took from its own cluster.
+    unsafe {
+        libc::kill(pid, sig);
+    }
 }

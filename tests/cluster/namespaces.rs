@@ -24,8 +24,9 @@
 //!
 //! Observers: a [`Probe`] in the client namespace connects to the floating address every few
 //! milliseconds and records who answered; an [`AddrWatch`] reads every node's addresses through
-//! netlink in a loop and records who held the floating address when; [`Cluster::mounted`] reads a
-//! daemon's mountinfo.
+//! netlink in a loop and records who held the floating address when; an [`OwnerWatch`] takes
+//! one sample of every node at a time (who holds the address, who runs the application) and
+//! counts the samples in which two nodes do; [`Cluster::mounted`] reads a daemon's mountinfo.
 //!
 //! Everything is undone in `Drop` (processes, namespaces — which take their veths and bridges
 //! with them — loop devices), also when a test panics. Every loop is bounded in count and time.
@@ -41,7 +42,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{is_root, Cluster, Network};
+use super::loopback::RESTART_TIMING;
+use super::{is_root, running, Cluster, Network};
 
 /// The bound of every wait: generous, so that only a hang fails a test.
 pub const WAIT: Duration = Duration::from_secs(40);
@@ -75,6 +77,18 @@ pub fn unavailable() -> Option<String> {
         return Some(format!("{PYTHON} not found (the test application)"));
     }
     None
+}
+
+/// Whether namespace test `test` must skip: true, after printing one line saying why, when
+/// [`unavailable`] says it cannot run here.
+pub fn skip(test: &str) -> bool {
+    match unavailable() {
+        Some(why) => {
+            println!("SKIPPED {test}: {why}");
+            true
+        }
+        None => false,
+    }
 }
 
 /// The interpreter of the test application (the system one: fast to start).
@@ -434,6 +448,11 @@ pub struct GroupOpts {
     /// Timing for agents whose stop takes longer than the default `stop_budget_ms` (60 ms):
     /// an OCF `IPaddr2` stop is a shell script of about 90 ms. See [`SLOW_TIMING`].
     pub slow_timing: bool,
+    /// A lease long enough for a core to restart inside it, with failure detection longer
+    /// than the lease (the loopback harness's [`RESTART_TIMING`], heartbeats 200 ms × 10):
+    /// for the tests of the monitor process, whose debug core must come back before its
+    /// lease's stop point. Takes precedence over `slow_timing`.
+    pub long_lease: bool,
 }
 
 /// `[timing]` and heartbeats for slow agents: a stop budget of 300 ms needs a lease above it,
@@ -559,7 +578,10 @@ pub fn config_text(prefix: &str, n: usize, dir: &Path, mnt: &Path, g: &GroupOpts
     let mut c = String::new();
     let _ = writeln!(c, "[cluster]\nname = \"{prefix}\"\n");
     let _ = writeln!(c, "[monitor]\nquick_interval_ms = 500\nquick_timeout_ms = 400\nstart_timeout_ms = 8000\nstop_timeout_ms = 4000\n");
-    let (interval_ms, misses) = if g.slow_timing {
+    let (interval_ms, misses) = if g.long_lease {
+        let _ = writeln!(c, "{RESTART_TIMING}");
+        (200, 10)
+    } else if g.slow_timing {
         let _ = writeln!(c, "{SLOW_TIMING}");
         (100, 6)
     } else {
@@ -831,4 +853,144 @@ pub fn max_holders(changes: &[(Duration, usize, bool)]) -> usize {
         max = max.max(held.len());
     }
     max
+}
+
+/// One sample of an [`OwnerWatch`]: the nodes (indices) holding the floating address and the
+/// nodes running the watched resource, with its pid there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owners {
+    /// Nodes whose namespace has the floating address.
+    pub address: Vec<usize>,
+    /// Nodes where the resource runs (its pidfile names a live process with its start time).
+    pub app: Vec<(usize, i32)>,
+}
+
+/// What an [`OwnerWatch`] saw.
+#[derive(Clone, Debug, Default)]
+pub struct OwnerRecord {
+    /// Samples taken.
+    pub samples: usize,
+    /// Samples in which more than one node held the address.
+    pub two_addresses: usize,
+    /// Samples in which more than one node ran the resource.
+    pub two_apps: usize,
+    /// The first sample and every sample that differed from the one before: (since `t0`,
+    /// what it saw).
+    pub changes: Vec<(Duration, Owners)>,
+}
+
+impl OwnerRecord {
+    /// Whether node `i` held the address and ran the resource as `pid` in every sample.
+    pub fn kept_by(&self, i: usize, pid: i32) -> bool {
+        !self.changes.is_empty()
+            && self
+                .changes
+                .iter()
+                .all(|(_, o)| o.address.contains(&i) && o.app.contains(&(i, pid)))
+    }
+
+    /// Whether any sample saw a node other than `i` hold the address or run the resource.
+    pub fn elsewhere_than(&self, i: usize) -> bool {
+        self.changes
+            .iter()
+            .any(|(_, o)| o.address.iter().any(|&j| j != i) || o.app.iter().any(|&(j, _)| j != i))
+    }
+}
+
+/// Samples every `every`, from one thread, every node at once: who holds the floating address
+/// (a netlink socket opened in each node namespace) and who runs resource `res` (its pidfile
+/// in each node's run dir), so that one sample is one instant for all nodes. Counts the
+/// samples with two holders or two runners; keeps the changes. Bounded by a count and `max`.
+pub struct OwnerWatch {
+    stop: Arc<AtomicBool>,
+    record: Arc<Mutex<OwnerRecord>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl OwnerWatch {
+    /// Starts watching the nodes of `c` for resource `res`, times since `t0`.
+    pub fn start(c: &Cluster, res: &str, t0: Instant, every: Duration, max: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let record = Arc::new(Mutex::new(OwnerRecord::default()));
+        let namespaces = c.net().nodes.clone();
+        let pidfiles: Vec<PathBuf> = (0..c.nodes.len()).map(|i| c.app_pidfile(i, res)).collect();
+        let want: std::net::IpAddr = FLOATING.parse().expect("addr");
+        let (stop2, record2) = (stop.clone(), record.clone());
+        let thread = std::thread::spawn(move || {
+            // A socket is bound to the namespace it was opened in: one per node, opened from
+            // inside each in turn.
+            let mut sockets = Vec::new();
+            for ns in &namespaces {
+                let nl =
+                    enter_netns(ns).and_then(|()| eterne::resources::ip::netlink::Netlink::open());
+                match nl {
+                    Ok(nl) => sockets.push(nl),
+                    Err(e) => {
+                        eprintln!("owner watch: no netlink in {ns}: {e}");
+                        return;
+                    }
+                }
+            }
+            let mut held = vec![false; sockets.len()];
+            let count = (max.as_millis() / every.as_millis().max(1)) as usize + 1;
+            for _ in 0..count {
+                if stop2.load(Ordering::Relaxed) || t0.elapsed() > max {
+                    break;
+                }
+                let at = t0.elapsed();
+                for (k, nl) in sockets.iter().enumerate() {
+                    // A failed read keeps the last answer.
+                    if let Ok(v) = nl.addrs(libc::AF_INET) {
+                        held[k] = v.iter().any(|a| a.addr == want);
+                    }
+                }
+                let now = Owners {
+                    address: (0..held.len()).filter(|&k| held[k]).collect(),
+                    app: pidfiles
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, p)| running(p).map(|pid| (k, pid)))
+                        .collect(),
+                };
+                if let Ok(mut r) = record2.lock() {
+                    r.samples += 1;
+                    r.two_addresses += usize::from(now.address.len() > 1);
+                    r.two_apps += usize::from(now.app.len() > 1);
+                    if r.changes.last().is_none_or(|(_, o)| *o != now) {
+                        r.changes.push((at, now));
+                    }
+                }
+                std::thread::sleep(every);
+            }
+        });
+        OwnerWatch {
+            stop,
+            record,
+            thread: Some(thread),
+        }
+    }
+
+    /// What it saw so far.
+    pub fn record(&self) -> OwnerRecord {
+        self.record.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Stops; what it saw.
+    pub fn stop(mut self) -> OwnerRecord {
+        self.halt();
+        self.record()
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for OwnerWatch {
+    fn drop(&mut self) {
+        self.halt();
+    }
 }
