@@ -25,7 +25,7 @@
 
 use super::*;
 use crate::policy::monitor::{
-    alive_every_us, next_check, verdict, CoreSeen, Deadline, Rules, Verdict,
+    alive_every_us, next_check, next_core, verdict, CoreSeen, Deadline, Rules, Verdict,
 };
 /// A core silent this long is killed as wedged.
 const WEDGED_US: u64 = 2_000_000;
@@ -164,7 +164,23 @@ impl Sim {
             // Not modelled (see the module doc); never happens, as faults do not overlap.
             return;
         }
-        let lease = self.nodes[i].mon.lease.take();
+        // The monitor's own rule: a core that died past its stop point is stopped for first,
+        // and its successor gets no lease.
+        let local = self.nodes[i].clock.local(self.now_us);
+        let mon = &self.nodes[i].mon;
+        let next = next_core(
+            mon.armed,
+            mon.lease.map(|l| l.0),
+            local,
+            self.monitor_rules(),
+        );
+        if next.stop_hard_first {
+            self.stop_hard(node, true);
+            if !self.breaker.monitor_never_stops_hard {
+                return; // it starts the next core once done
+            }
+        }
+        let lease = self.nodes[i].mon.lease.take().filter(|_| next.hand_lease);
         self.trace(format!(
             "{}'s monitor starts a new core{}",
             self.name(node),
