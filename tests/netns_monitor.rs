@@ -59,7 +59,7 @@ fn cluster(test: &str) -> Cluster {
 /// coordinator's death costs an election, which is not what these tests look at: web is
 /// moved off it if it started there) and for that node to answer the client. Returns the
 /// owner's index.
-fn up(c: &mut Cluster) -> usize {
+fn up(c: &mut Cluster) -> Owner {
     c.start_all();
     c.wait_for("the cluster forms", |c| c.formed());
     let owner = c.owner_off_the_coordinator("web").unwrap_or_else(|e| {
@@ -77,7 +77,32 @@ fn up(c: &mut Cluster) -> usize {
             .last()
             .is_some_and(|(_, w)| w.as_deref() == Some(owner.as_str()))
     });
-    oi
+    let before = c.running_on("web").expect("web runs");
+    let app = c
+        .app_running(oi, APP)
+        .expect("the owner runs the application");
+    let monitor = c.daemon_pid(oi).expect("the owner runs");
+    let core = c.core_pid(oi).expect("the owner has a core");
+    Owner {
+        oi,
+        before,
+        app,
+        monitor,
+        core,
+    }
+}
+
+/// The node that runs web, as the faults find it.
+struct Owner {
+    /// Its index.
+    oi: usize,
+    /// Where web runs (node, epoch).
+    before: (String, u64),
+    /// The application's pid.
+    app: i32,
+    /// Its monitor's pid and its core's.
+    monitor: i32,
+    core: i32,
 }
 
 /// What the observers saw: who answered the client (runs), the address changes, the owner
@@ -166,13 +191,13 @@ fn the_owners_core_killed_alone_keeps_the_address_and_the_application_in_place()
     }
     let _turn = one_at_a_time();
     let mut c = cluster("mcore");
-    let oi = up(&mut c);
-    let before = c.running_on("web").expect("web runs");
-    let app = c
-        .app_running(oi, APP)
-        .expect("the owner runs the application");
-    let monitor = c.daemon_pid(oi).expect("the owner runs");
-    let core = c.core_pid(oi).expect("the owner has a core");
+    let Owner {
+        oi,
+        before,
+        app,
+        monitor,
+        core,
+    } = up(&mut c);
     let obs = Observers::start(&c);
     signal(core, libc::SIGKILL);
     c.wait_for("the monitor starts a new core", |c| {
@@ -205,11 +230,7 @@ fn the_owners_core_paused_past_its_lease_is_emptied_before_the_group_runs_again(
     }
     let _turn = one_at_a_time();
     let mut c = cluster("mstop");
-    let oi = up(&mut c);
-    let app = c
-        .app_running(oi, APP)
-        .expect("the owner runs the application");
-    let core = c.core_pid(oi).expect("the owner has a core");
+    let Owner { oi, app, core, .. } = up(&mut c);
     let obs = Observers::start(&c);
     let paused = obs.probe.t0.elapsed();
     signal(core, libc::SIGSTOP);
@@ -264,11 +285,7 @@ fn the_owners_core_paused_and_cut_off_is_emptied_before_another_node_starts() {
     }
     let _turn = one_at_a_time();
     let mut c = cluster("mcut");
-    let oi = up(&mut c);
-    let app = c
-        .app_running(oi, APP)
-        .expect("the owner runs the application");
-    let core = c.core_pid(oi).expect("the owner has a core");
+    let Owner { oi, app, core, .. } = up(&mut c);
     let obs = Observers::start(&c);
     let paused = obs.probe.t0.elapsed();
     signal(core, libc::SIGSTOP);
@@ -380,13 +397,13 @@ fn the_owners_monitor_killed_is_replaced_and_nothing_moves() {
     }
     let _turn = one_at_a_time();
     let mut c = cluster("mmon");
-    let oi = up(&mut c);
-    let before = c.running_on("web").expect("web runs");
-    let app = c
-        .app_running(oi, APP)
-        .expect("the owner runs the application");
-    let monitor = c.daemon_pid(oi).expect("the owner runs");
-    let core = c.core_pid(oi).expect("the owner has a core");
+    let Owner {
+        oi,
+        before,
+        app,
+        monitor,
+        core,
+    } = up(&mut c);
     let obs = Observers::start(&c);
     signal(monitor, libc::SIGKILL);
     c.wait_for("the core starts a new monitor", |_| core_of(core).is_some());

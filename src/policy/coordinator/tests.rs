@@ -328,10 +328,8 @@ fn only_a_stopped_report_made_after_the_stop_confirms_it() {
     assert!(!r.confirms_stop(0, 1, 8), "another epoch");
 }
 
-/// Only a silent node is fenced: one that is heard but may not host (its config differs, or
-/// it is refused a lease) stops its groups itself and confirms, as without fencing.
-#[test]
-fn a_node_heard_but_not_alive_is_not_fenced() {
+/// A cluster with `[fencing]` whose g0 is on its way down on node 1 (epoch 1).
+fn fenced_cluster_with_g0_stopping_on_n1() -> (ClusterSpec, ClusterState) {
     let mut spec = base_spec();
     spec.partition = PartitionPolicy::Fence;
     let mut state = ClusterState::new(&spec);
@@ -342,6 +340,14 @@ fn a_node_heard_but_not_alive_is_not_fenced() {
         stop_cause: Some(Cause::Failure),
     });
     state.groups[0].last_epoch = 1;
+    (spec, state)
+}
+
+/// Only a silent node is fenced: one that is heard but may not host (its config differs, or
+/// it is refused a lease) stops its groups itself and confirms, as without fencing.
+#[test]
+fn a_node_heard_but_not_alive_is_not_fenced() {
+    let (spec, state) = fenced_cluster_with_g0_stopping_on_n1();
     let mut c = Coordinator::new(&spec, 0, 0);
     let pass = |c: &mut Coordinator, heard: &[bool]| {
         let mut out = Vec::new();
@@ -370,16 +376,7 @@ fn a_node_heard_but_not_alive_is_not_fenced() {
 /// down for good that way).
 #[test]
 fn a_node_allowed_after_its_fence_gets_a_fresh_pass() {
-    let mut spec = base_spec();
-    spec.partition = PartitionPolicy::Fence;
-    let mut state = ClusterState::new(&spec);
-    state.groups[0].instances.push(Instance {
-        node: 1,
-        epoch: 1,
-        phase: Phase::Stopping,
-        stop_cause: Some(Cause::Failure),
-    });
-    state.groups[0].last_epoch = 1;
+    let (spec, mut state) = fenced_cluster_with_g0_stopping_on_n1();
     let mut c = Coordinator::new(&spec, 0, 0);
     let pass = |c: &mut Coordinator, state: &ClusterState, heard: &[bool], now_us| {
         let mut out = Vec::new();
