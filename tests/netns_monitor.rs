@@ -92,6 +92,16 @@ fn up(c: &mut Cluster) -> Owner {
     }
 }
 
+/// After a fault that must move nothing: quiet for a while, then what the observers saw
+/// shows the owner alone holding and running web throughout, at the same node and epoch.
+fn stays_in_place(c: &Cluster, o: Owner, obs: Observers) -> Seen {
+    nothing_moves(c, &o.before, o.oi, o.app);
+    let seen = obs.stop();
+    kept_in_place(c, o.oi, o.app, &seen);
+    assert_eq!(c.running_on("web"), Some(o.before), "same node, same epoch");
+    seen
+}
+
 /// The node that runs web, as the faults find it.
 struct Owner {
     /// Its index.
@@ -191,22 +201,14 @@ fn the_owners_core_killed_alone_keeps_the_address_and_the_application_in_place()
     }
     let _turn = one_at_a_time();
     let mut c = cluster("mcore");
-    let Owner {
-        oi,
-        before,
-        app,
-        monitor,
-        core,
-    } = up(&mut c);
+    let o = up(&mut c);
+    let (oi, monitor, core) = (o.oi, o.monitor, o.core);
     let obs = Observers::start(&c);
     signal(core, libc::SIGKILL);
     c.wait_for("the monitor starts a new core", |c| {
         c.core_pid(oi).is_some_and(|p| p != core) && c.status(oi).is_some()
     });
-    nothing_moves(&c, &before, oi, app);
-    let seen = obs.stop();
-    kept_in_place(&c, oi, app, &seen);
-    assert_eq!(c.running_on("web"), Some(before), "same node, same epoch");
+    let seen = stays_in_place(&c, o, obs);
     assert!(alive(monitor), "the monitor lives on");
     assert_eq!(
         c.events_named(oi, "daemon_started").len(),
@@ -397,20 +399,12 @@ fn the_owners_monitor_killed_is_replaced_and_nothing_moves() {
     }
     let _turn = one_at_a_time();
     let mut c = cluster("mmon");
-    let Owner {
-        oi,
-        before,
-        app,
-        monitor,
-        core,
-    } = up(&mut c);
+    let o = up(&mut c);
+    let (oi, monitor, core) = (o.oi, o.monitor, o.core);
     let obs = Observers::start(&c);
     signal(monitor, libc::SIGKILL);
     c.wait_for("the core starts a new monitor", |_| core_of(core).is_some());
-    nothing_moves(&c, &before, oi, app);
-    let seen = obs.stop();
-    kept_in_place(&c, oi, app, &seen);
-    assert_eq!(c.running_on("web"), Some(before), "same node, same epoch");
+    stays_in_place(&c, o, obs);
     assert!(alive(core), "the core lives on");
     assert!(core_of(core).is_some_and(alive), "the new monitor lives on");
     assert!(
