@@ -128,6 +128,12 @@ impl Consensus {
         }
     }
 
+    /// As leader, a heartbeat to every follower now rather than at the next heartbeat tick
+    /// (nothing otherwise).
+    pub fn ping(&mut self) {
+        self.raw.ping();
+    }
+
     /// One raft tick.
     pub fn tick(&mut self) {
         self.raw.tick();

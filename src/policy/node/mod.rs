@@ -384,9 +384,15 @@ impl NodeCore {
                 outcome,
             } => self.on_fence_result(target, attempt, outcome, now_us),
             Input::Connection { peer, path, up } => {
-                // Only the paths of later messages change: no pass.
                 self.router.set(peer, path, up);
-                return;
+                if !(up && self.consensus.is_leader()) {
+                    // Only the paths of later messages change: no pass.
+                    return;
+                }
+                // A peer reached again (a new core after a restart, above all) learns who
+                // coordinates and what is committed now, not at the next heartbeat tick: its
+                // lease request, and so its lease, need both.
+                self.consensus.ping();
             }
         }
         self.after(now_us);
@@ -513,17 +519,25 @@ impl NodeCore {
             return;
         }
         match msg {
-            Message::Raft { msg, stamp_us } => match self.consensus.step(from, *msg, stamp_us) {
-                Ok(Some(echo)) => {
-                    if let Some(c) = &mut self.coordinator {
-                        c.keeper.handle_echo(from, echo);
+            Message::Raft { msg, stamp_us } => {
+                let leader = self.consensus.leader();
+                match self.consensus.step(from, *msg, stamp_us) {
+                    Ok(Some(echo)) => {
+                        if let Some(c) = &mut self.coordinator {
+                            c.keeper.handle_echo(from, echo);
+                        }
                     }
+                    Ok(None) => {}
+                    Err(why) => self
+                        .effects
+                        .push(Effect::Event(Event::Dropped { from, why })),
                 }
-                Ok(None) => {}
-                Err(why) => self
-                    .effects
-                    .push(Effect::Event(Event::Dropped { from, why })),
-            },
+                if self.consensus.leader() != leader {
+                    // A coordinator just learnt of: ask it for a lease now, not at the next
+                    // renewal tick.
+                    self.renew_lease(now_us);
+                }
+            }
             Message::LeaseRequest { stamp_us } => {
                 let term = self.consensus.term();
                 let commit = self.consensus.commit();
