@@ -12,7 +12,7 @@
 //! | timeout | ours (`timeout_ms`): past it the agent's process group is SIGKILLed and the run failed |
 //! | output | stdout and stderr share one pipe; its tail goes into the fence events (for `metadata`, stdout is kept whole) |
 //!
-//! The child runs as an OCF agent does ([`super::ocf`]'s `prepare_child`): a session of its
+//! The child runs as an OCF agent does (`captured::prepare_child`): a session of its
 //! own, signals at their defaults, no descriptor inherited past stderr. A fence of a node
 //! waits that node's `delay_ms` first (Pacemaker's `pcmk_delay_base`), so two nodes that
 //! shoot each other at once do not both die.
@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::ocf::{cloexec_pipe, last_words, prepare_child, run_captured};
+use super::captured::{cloexec_pipe, last_words, prepare_child, run_captured};
 use super::process::find_program;
 use crate::config::{FenceActionConfig, FenceTargetArg, FencingConfig};
 

@@ -53,7 +53,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::ocf::{prepare_child, run_captured};
+use super::captured::{prepare_child, run_captured};
 use super::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
 use super::process;
 use super::{known_params, lookup, param_err};

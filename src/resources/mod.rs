@@ -38,6 +38,7 @@
 //! one name in [`AGENT_TYPES`].
 
 pub mod application;
+pub(crate) mod captured;
 pub mod disk_lock;
 pub mod fence;
 pub mod filesystem;
