@@ -5,9 +5,7 @@
 //!   and resources across the whole cluster.
 //! - Partition safety: two nodes need a witness, fencing, or
 //!   `no_automatic_failover_across_partition = true` (design.md §5, rule 5).
-//! - Fencing: a non-empty agent (a name or an absolute path), `timeout_ms` in 1..=600000,
-//!   `params` without the keys the cluster writes itself and on one line each, `targets` and
-//!   `delay_ms` keyed by known nodes.
+//! - Fencing: the agent, its timeout, its parameters and per-node maps ([`fencing`]).
 //! - Timing: nothing that must be positive is 0; `lease_renew_ms < lease_ms / 2`;
 //!   `stop_budget_ms < lease_ms`; `heartbeat_ticks < election_ticks`; the lease fits in the
 //!   leader's authority window ([`crate::policy::spec::TimingSpec::vote_guard_us`]) and is
@@ -26,7 +24,7 @@
 //! - Notifications: `command` for scripts, `url` for webhooks, known event names.
 
 use crate::policy::message::PathSet;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use super::locate::Loc;
@@ -34,6 +32,9 @@ use super::resolve;
 use super::schema::*;
 use super::Issue;
 use crate::policy::schedule::{CronExpr, DailyWindow};
+
+mod fencing;
+use fencing::check_fencing;
 
 /// Collects issues.
 #[derive(Default)]
@@ -133,129 +134,6 @@ fn check_cluster(c: &ClusterConfig, r: &mut Report) {
     if let Some(f) = &c.fencing {
         check_fencing(c, f, r);
     }
-}
-
-/// The longest a fence agent may run, or a fence wait before it: ten minutes.
-const FENCE_MS_MAX: u32 = 600_000;
-
-/// The keys this product writes on a fence agent's stdin itself.
-pub(crate) const FENCE_RESERVED_KEYS: &[&str] = &["action", "plug", "port", "nodename"];
-
-fn check_fencing(c: &ClusterConfig, f: &FencingConfig, r: &mut Report) {
-    let loc = Loc::root().key("fencing");
-    if f.agent.trim().is_empty() {
-        r.push(
-            loc.key("agent"),
-            "the fencing agent is empty",
-            "name a fence agent, e.g. agent = \"fence_ipmilan\"",
-        );
-    } else if f.agent.trim() != f.agent || f.agent.contains('\0') {
-        r.push(
-            loc.key("agent"),
-            format!(
-                "the fencing agent {:?} has surrounding spaces or a NUL",
-                f.agent
-            ),
-            "give the agent's name or absolute path exactly",
-        );
-    } else if f.agent.contains('/') && !f.agent.starts_with('/') {
-        r.push(
-            loc.key("agent"),
-            format!("the fencing agent {:?} is a relative path", f.agent),
-            "give a name looked up on PATH (e.g. fence_ipmilan) or an absolute path",
-        );
-    }
-    if f.timeout_ms == 0 || f.timeout_ms > FENCE_MS_MAX {
-        r.push(
-            loc.key("timeout_ms"),
-            format!(
-                "timeout_ms = {} is outside 1 to {FENCE_MS_MAX}",
-                f.timeout_ms
-            ),
-            "give how long one run of the fence agent may take, e.g. 60000",
-        );
-    }
-    check_fence_params(loc.key("params"), "params", &f.params, r);
-    let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
-    for (node, params) in &f.node_params {
-        let nloc = loc.key("node_params").key(node);
-        if !names.contains(&node.as_str()) {
-            r.push(
-                nloc,
-                format!("node_params names unknown node {node:?}"),
-                format!("use one of: {}", list(names.iter().copied())),
-            );
-        } else {
-            check_fence_params(nloc, &format!("node_params.{node}"), params, r);
-        }
-    }
-    for (node, plug) in &f.targets {
-        let tloc = loc.key("targets").key(node);
-        if !names.contains(&node.as_str()) {
-            r.push(
-                tloc,
-                format!("targets names unknown node {node:?}"),
-                format!("use one of: {}", list(names.iter().copied())),
-            );
-        } else if plug.trim().is_empty() || plug.contains(['\n', '\r', '\0']) {
-            r.push(
-                tloc,
-                format!("targets.{node} is empty or has a line break"),
-                "give the name the fence device knows this node by, on one line",
-            );
-        }
-    }
-    for (node, &ms) in &f.delay_ms {
-        let dloc = loc.key("delay_ms").key(node);
-        if !names.contains(&node.as_str()) {
-            r.push(
-                dloc,
-                format!("delay_ms names unknown node {node:?}"),
-                format!("use one of: {}", list(names.iter().copied())),
-            );
-        } else if ms > FENCE_MS_MAX {
-            r.push(
-                dloc,
-                format!("delay_ms.{node} = {ms} is above {FENCE_MS_MAX}"),
-                "a fence delay only needs to outlast the other side's fence run",
-            );
-        }
-    }
-}
-
-/// `params` or one node's `node_params`: keys the cluster does not write itself, each
-/// passable as one `key=value` line.
-fn check_fence_params(loc: Loc, what: &str, params: &BTreeMap<String, String>, r: &mut Report) {
-    for (k, v) in params {
-        let ploc = loc.key(k);
-        if FENCE_RESERVED_KEYS.contains(&k.as_str()) {
-            r.push(
-                ploc,
-                format!("{what}.{k} is set by the cluster itself"),
-                "remove it: the action comes from [fencing] action, the target from \
-                 [fencing] targets (or the node name)",
-            );
-        } else if !is_stdin_key(k) {
-            r.push(
-                ploc,
-                format!("{what} key {k:?} cannot be passed as a key=value line"),
-                "use letters, digits, '_' and '-' only",
-            );
-        } else if v.contains(['\n', '\r', '\0']) {
-            r.push(
-                ploc,
-                format!("{what}.{k} has a line break or NUL"),
-                "fence agents read one key=value per line: put the value on one line",
-            );
-        }
-    }
-}
-
-/// A key a fence agent can read from a `key=value` line.
-fn is_stdin_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
 }
 
 fn check_timing(c: &ClusterConfig, r: &mut Report) {
