@@ -43,7 +43,7 @@ use crate::policy::node::NodeCore;
 use crate::policy::schedule::CivilTime;
 use crate::policy::spec::{ClusterSpec, GroupId, NodeId, PathId, PathKind};
 use crate::policy::state::{AdminCommand, Command};
-use crate::resources::fence::{FenceDevice, Verdict};
+use crate::resources::fence::FenceDevice;
 use crate::storage::FileLog;
 use crate::transport::disk::DiskPath;
 use crate::transport::Transport;
@@ -224,25 +224,18 @@ impl NodeActor {
             }))
         };
         let Some(dev) = self.fence.clone() else {
-            feed(failed_fence("", "this node has no [fencing] device".into()));
+            feed(FenceOutcome::failed(
+                "",
+                "this node has no [fencing] device".into(),
+            ));
             return;
         };
         let action = dev.action().as_str();
         let run = tokio::spawn(async move { dev.fence(&name).await });
         tokio::spawn(async move {
             let outcome = match run.await {
-                Ok(run) => FenceOutcome {
-                    ok: run.ok(),
-                    action: run.action.as_str().into(),
-                    exit_code: run.exit_code,
-                    duration_ms: run.duration.as_millis() as u64,
-                    reason: match run.verdict {
-                        Verdict::Failed(why) => why,
-                        _ => String::new(),
-                    },
-                    output: run.output,
-                },
-                Err(e) => failed_fence(action, format!("the fence task ended: {e}")),
+                Ok(run) => FenceOutcome::from(run),
+                Err(e) => FenceOutcome::failed(action, format!("the fence task ended: {e}")),
             };
             feed(outcome);
         });
@@ -756,18 +749,6 @@ impl Handler<Terminate> for NodeActor {
             bound.as_micros() as u64,
         ));
         self.drain_tick(ctx);
-    }
-}
-
-/// A fence that failed before or around the agent's run.
-fn failed_fence(action: &str, reason: String) -> FenceOutcome {
-    FenceOutcome {
-        ok: false,
-        action: action.into(),
-        exit_code: None,
-        duration_ms: 0,
-        reason,
-        output: String::new(),
     }
 }
 

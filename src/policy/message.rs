@@ -198,6 +198,20 @@ pub struct FenceOutcome {
     pub output: String,
 }
 
+impl FenceOutcome {
+    /// A fence of `action` that failed before or around the agent's run, for `reason`.
+    pub fn failed(action: &str, reason: String) -> FenceOutcome {
+        FenceOutcome {
+            ok: false,
+            action: action.into(),
+            exit_code: None,
+            duration_ms: 0,
+            reason,
+            output: String::new(),
+        }
+    }
+}
+
 /// Something a node core asks its shell to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {

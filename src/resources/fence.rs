@@ -95,6 +95,22 @@ pub enum Verdict {
     Failed(String),
 }
 
+impl From<FenceRun> for crate::policy::message::FenceOutcome {
+    fn from(run: FenceRun) -> Self {
+        crate::policy::message::FenceOutcome {
+            ok: run.ok(),
+            action: run.action.as_str().into(),
+            exit_code: run.exit_code,
+            duration_ms: run.duration.as_millis() as u64,
+            reason: match run.verdict {
+                Verdict::Failed(why) => why,
+                _ => String::new(),
+            },
+            output: run.output,
+        }
+    }
+}
+
 /// One run of a fence agent.
 #[derive(Clone, Debug)]
 pub struct FenceRun {
