@@ -338,6 +338,10 @@ fn fencing_fields_have_pacemakers_defaults_and_config_check_finds_the_agent() {
     let f = load("m-to-n.toml").fencing.expect("m-to-n has [fencing]");
     assert_eq!(f.action, FenceActionConfig::Reboot, "Pacemaker's default");
     assert_eq!(f.timeout_ms, 60_000);
+    assert_eq!(
+        f.monitor_interval_ms, 60_000,
+        "the device is checked every minute"
+    );
     assert_eq!(f.target_arg, FenceTargetArg::Plug);
 
     let base = std::fs::read_to_string(root().join("config/three-node.toml")).unwrap();

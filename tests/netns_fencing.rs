@@ -33,10 +33,11 @@ const NO_TAKEOVER: Duration = Duration::from_secs(4);
 
 /// The test fence agent: the fence-agents contract over a network namespace (`plug` names
 /// it). `fail=yes` makes it fail as a switch that cannot be reached; `log=FILE` appends one
-/// line per run.
+/// line per run; while the file `down=FILE` exists, its `monitor` fails as a device that
+/// cannot be reached.
 const FENCE_NETNS: &str = r#"#!/bin/sh
 # fence_netns: a fence agent for the namespace tests. Arguments as key=value lines on stdin.
-action=""; plug=""; log=""; fail=""; nodename=""
+action=""; plug=""; log=""; fail=""; nodename=""; down=""
 while IFS= read -r line; do
   key=${line%%=*}; val=${line#*=}
   case $key in
@@ -45,6 +46,7 @@ while IFS= read -r line; do
     nodename) nodename=$val ;;
     log) log=$val ;;
     fail) fail=$val ;;
+    down) down=$val ;;
   esac
 done
 [ -n "$log" ] && echo "action=$action plug=$plug nodename=$nodename" >> "$log"
@@ -52,7 +54,9 @@ case $action in
   metadata)
     echo '<?xml version="1.0" ?><resource-agent name="fence_netns" shortdesc="Powers off a network namespace"><parameters><parameter name="plug" unique="1" required="1"/></parameters><actions><action name="on"/><action name="off"/><action name="reboot"/><action name="status"/><action name="monitor"/><action name="metadata"/></actions></resource-agent>'
     exit 0 ;;
-  monitor) exit 0 ;;
+  monitor)
+    [ -n "$down" ] && [ -e "$down" ] && { echo "Failed: Unable to connect/login to fencing device" >&2; exit 1; }
+    exit 0 ;;
 esac
 [ -n "$plug" ] || { echo "Failed: no plug given" >&2; exit 1; }
 [ -e "/run/netns/$plug" ] || { echo "Failed: no namespace $plug" >&2; exit 1; }
@@ -97,8 +101,15 @@ fn eterned() -> PathBuf {
 }
 
 /// Three nodes whose namespaces are `hf-…`, with `[fencing]` by the test agent (`fail`: it
-/// always fails). The agent logs to `<dir>/fence.log`.
+/// always fails). The agent logs to `<dir>/fence.log`; its device is monitored at the
+/// default interval (one check at each start, then every minute).
 fn fenced_cluster(test: &str, fail: bool) -> Cluster {
+    fenced_cluster_with(test, fail, "")
+}
+
+/// [`fenced_cluster`] with more lines of `[fencing]` (`@DIR@` is the cluster's directory)
+/// and more agent `params` (`, key = "value"` pairs).
+fn fenced_cluster_with(test: &str, fail: bool, extra: &str) -> Cluster {
     let prefix = format!("hf{}-{test}", std::process::id() % 1000);
     let net = Net::with_prefix(prefix, 3, false);
     let targets: Vec<String> = net
@@ -111,12 +122,16 @@ fn fenced_cluster(test: &str, fail: bool) -> Cluster {
         let agent = write_agent(dir);
         let log = dir.join("fence.log");
         let fail = if fail { ", fail = \"yes\"" } else { "" };
+        let (lines, params) = extra.split_once('|').unwrap_or((extra, ""));
+        let at = |t: &str| t.replace("@DIR@", &dir.display().to_string());
         format!(
-            "\n[fencing]\nagent = \"{}\"\naction = \"off\"\ntimeout_ms = 10000\n\
-             targets = {{ {} }}\nparams = {{ log = \"{}\"{fail} }}\n",
+            "\n[fencing]\nagent = \"{}\"\naction = \"off\"\ntimeout_ms = 10000\n{}\
+             targets = {{ {} }}\nparams = {{ log = \"{}\"{fail}{} }}\n",
             agent.display(),
+            at(lines),
             targets.join(", "),
-            log.display()
+            log.display(),
+            at(params)
         )
     })
 }
@@ -208,7 +223,12 @@ fn a_partitioned_owner_is_fenced_and_its_group_runs_on_the_next_node() {
             .any(|l| l == format!("action=off plug={ns1} nodename=n1")),
         "the agent read its arguments on stdin: {log}"
     );
-    assert_eq!(log.lines().count(), 1, "one fence: {log}");
+    let fences = log.lines().filter(|l| !l.starts_with("action=monitor"));
+    assert_eq!(fences.count(), 1, "one fence: {log}");
+    assert!(
+        log.lines().any(|l| l.starts_with("action=monitor plug= ")),
+        "each node checked the device at its start, with no target: {log}"
+    );
 
     // Powered on again and started: it rejoins, and the group stays where it is.
     c.kill_daemon(0);
@@ -277,4 +297,63 @@ fn a_failed_fence_means_no_takeover() {
         c.dump();
         panic!("two nodes held {FLOATING} at once: {holders:?}");
     }
+}
+
+#[test]
+fn a_fence_device_that_stops_answering_is_told_before_a_fence_needs_it() {
+    let test = "a_fence_device_that_stops_answering_is_told_before_a_fence_needs_it";
+    if skip(test) {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let mut c = fenced_cluster_with(
+        "mon",
+        false,
+        "monitor_interval_ms = 1000\n|, down = \"@DIR@/device-down\"",
+    );
+    up(&mut c);
+    let device = |c: &Cluster, i: usize| c.status(i).and_then(|s| s.fence_device);
+    c.wait_for("every node's device check answers", |c| {
+        (0..3).all(|i| device(c, i).is_some_and(|d| d.state == "answers"))
+    });
+    assert!(
+        events_anywhere(&c, "fence_device_failed").is_empty(),
+        "a device that answers is no news"
+    );
+
+    std::fs::write(c.dir.join("device-down"), "").expect("take the device away");
+    c.wait_for("every node tells that its device fails", |c| {
+        (0..3).all(|i| !c.events_named(i, "fence_device_failed").is_empty())
+    });
+    for i in 0..3 {
+        let failed = c.events_named(i, "fence_device_failed");
+        assert_eq!(failed.len(), 1, "told once, not at every check: {failed:?}");
+        let e = &failed[0];
+        assert_eq!(e["action"], "monitor", "{e}");
+        assert_eq!(e["exit_code"], 1, "{e}");
+        assert!(
+            e["output"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Unable to connect"),
+            "the agent's own words: {e}"
+        );
+        let d = device(&c, i).expect("a status with the device");
+        assert_eq!(d.state, "fails", "{d:?}");
+        assert!(!d.reason.is_empty(), "status says why: {d:?}");
+    }
+    assert_eq!(
+        c.on("web").as_deref(),
+        Some("n1"),
+        "a device check moves nothing"
+    );
+
+    std::fs::remove_file(c.dir.join("device-down")).expect("bring the device back");
+    c.wait_for("every node tells that its device answers again", |c| {
+        (0..3).all(|i| !c.events_named(i, "fence_device_recovered").is_empty())
+    });
+    assert!(
+        (0..3).all(|i| device(&c, i).is_some_and(|d| d.state == "answers")),
+        "status follows"
+    );
 }

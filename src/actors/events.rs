@@ -196,6 +196,8 @@ pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Va
             attempt,
             outcome,
         } => ("fence_failed", fence(&n, *target, *attempt, outcome)),
+        Event::FenceDeviceFailed { outcome } => ("fence_device_failed", device(outcome)),
+        Event::FenceDeviceRecovered { outcome } => ("fence_device_recovered", device(outcome)),
         Event::OrphanStopped { group } => (
             "orphan_stopped",
             json!({"group": n.group(*group), "why": "found active here, not placed here"}),
@@ -217,6 +219,17 @@ fn fence(n: &Names<'_>, target: NodeId, attempt: u32, o: &FenceOutcome) -> Value
     json!({
         "target": n.node(target),
         "attempt": attempt,
+        "action": o.action,
+        "exit_code": o.exit_code,
+        "duration_ms": o.duration_ms,
+        "reason": o.reason,
+        "output": o.output,
+    })
+}
+
+/// The fields of `fence_device_failed` and `fence_device_recovered`.
+fn device(o: &FenceOutcome) -> Value {
+    json!({
         "action": o.action,
         "exit_code": o.exit_code,
         "duration_ms": o.duration_ms,

@@ -241,6 +241,25 @@ impl NodeActor {
         });
     }
 
+    /// Runs the fence device's `monitor` action now and then every `monitor_interval_ms`,
+    /// one run at a time, off this thread, feeding each outcome to the core; ends with the
+    /// actor.
+    fn watch_fence_device(&self, addr: Addr<NodeActor>) {
+        let Some(dev) = self.fence.clone() else {
+            return;
+        };
+        let Some(every) = dev.monitor_every() else {
+            return;
+        };
+        tokio::spawn(async move {
+            while addr.connected() {
+                let outcome = FenceOutcome::from(dev.monitor().await);
+                addr.do_send(Feed(Input::FenceDeviceChecked { outcome }));
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+
     /// Before anything of this step goes out: the monitor learns by when exclusive resources
     /// must be down, and the lease with the index it was used at (a report sent after a stop
     /// must never leave the monitor with an older index to hand to the next core).
@@ -562,6 +581,7 @@ impl Actor for NodeActor {
         let every = super::monitor::alive_every(self.spec.timing.stop_budget_ms);
         ctx.run_interval(every, |act, _| act.monitor.alive());
         let me = ctx.address();
+        self.watch_fence_device(me.clone());
         if let Some(log) = self.log.take() {
             let to = me.clone();
             match Writer::start(log, move |w| to.do_send(w)) {

@@ -252,6 +252,14 @@ fn table(s: &Status) -> String {
         if s.draining { "  DRAINING" } else { "" },
         s.digest
     );
+    if let Some(d) = &s.fence_device {
+        let why = if d.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", d.reason)
+        };
+        let _ = writeln!(o, "fence device {}{why}", d.state);
+    }
     let _ = writeln!(o, "\nNODE          STATE      PATHS");
     for n in &s.nodes {
         let state = if !n.alive {

@@ -270,9 +270,20 @@ pub struct FencingConfig {
     /// once, a delay on one node lets that node shoot first and survive. Default: none (0).
     #[serde(default)]
     pub delay_ms: BTreeMap<String, u32>,
+    /// How often every node runs the agent's `monitor` action, in ms, to find out that the
+    /// device cannot be reached before a fence needs it (Pacemaker monitors a stonith device
+    /// the same way). A failure and the recovery are events (`fence_device_failed`,
+    /// `fence_device_recovered`) and `eternectl status` shows the device's state. 0 turns
+    /// it off. Default: 60000.
+    #[serde(default = "default_fence_monitor_interval_ms")]
+    pub monitor_interval_ms: u32,
 }
 
 fn default_fence_timeout_ms() -> u32 {
+    60_000
+}
+
+fn default_fence_monitor_interval_ms() -> u32 {
     60_000
 }
 

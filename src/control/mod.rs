@@ -151,6 +151,20 @@ pub struct Status {
     pub nodes: Vec<NodeView>,
     /// Every group.
     pub groups: Vec<GroupView>,
+    /// With `[fencing]`: what this node's fence device last answered to its `monitor`
+    /// action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_device: Option<FenceDeviceView>,
+}
+
+/// This node's fence device, as its last `monitor` check found it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FenceDeviceView {
+    /// `unknown` (not checked yet, or monitoring off), `answers` or `fails`.
+    pub state: String,
+    /// Why the last check failed (empty unless `fails`).
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// One node as this node sees it.

@@ -3,10 +3,13 @@
 //! actors so that every front end (the control socket, `eternectl status`, a REST API or the
 //! web console) shows the same thing.
 
-use super::{snake, GroupView, InstanceView, NodeView, PathView, ResourceView, Status};
+use super::{
+    snake, FenceDeviceView, GroupView, InstanceView, NodeView, PathView, ResourceView, Status,
+};
 use crate::policy::detector::PathState;
+use crate::policy::fencing::DeviceHealth;
 use crate::policy::node::NodeCore;
-use crate::policy::spec::{GroupId, NodeId, PathId, PathKind};
+use crate::policy::spec::{GroupId, NodeId, PartitionPolicy, PathId, PathKind};
 use crate::policy::state::Phase;
 
 /// What the shell adds to the core's view.
@@ -136,5 +139,16 @@ pub fn build(core: &NodeCore, shell: &Shell) -> Status {
         draining: shell.draining,
         nodes,
         groups,
+        fence_device: (spec.partition == PartitionPolicy::Fence).then(|| {
+            let (state, reason) = match core.fence_device() {
+                DeviceHealth::Unknown => ("unknown", ""),
+                DeviceHealth::Answers { .. } => ("answers", ""),
+                DeviceHealth::Fails { reason, .. } => ("fails", reason.as_str()),
+            };
+            FenceDeviceView {
+                state: state.into(),
+                reason: reason.into(),
+            }
+        }),
     }
 }

@@ -20,6 +20,11 @@
 //! node is refused leases, so a machine that reboots fast cannot start anything before the
 //! release is committed (its next grant carries a commit index past it).
 //!
+//! Every node also watches the device itself ([`DeviceWatch`]): the shell runs the agent's
+//! `monitor` action every `monitor_interval_ms` and feeds the outcome in; a change between
+//! answering and not answering is an event, so an operator learns of an unreachable device
+//! before a fence needs it, not when it fails.
+//!
 //! Pure: time comes in as `now_us`; the shell runs the agent and feeds the outcome back.
 
 use super::spec::NodeId;
@@ -226,9 +231,103 @@ impl Fencer {
     }
 }
 
+/// What this node last learnt of its fence device from the agent's `monitor` action.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum DeviceHealth {
+    /// Not checked yet (or monitoring is off).
+    #[default]
+    Unknown,
+    /// The last check answered, at `since_us` (the first of the run of good checks).
+    Answers {
+        /// When it first answered after a failure (or the first check).
+        since_us: u64,
+    },
+    /// The last check failed.
+    Fails {
+        /// Why, from the agent's verdict.
+        reason: String,
+        /// When it first failed in this run of failures.
+        since_us: u64,
+    },
+}
+
+/// A change in [`DeviceHealth`] worth telling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChange {
+    /// The device stopped answering (or failed its first check).
+    Failed,
+    /// It answers again after a failure.
+    Recovered,
+}
+
+/// The health of this node's fence device, from the checks the shell runs.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceWatch {
+    health: DeviceHealth,
+}
+
+impl DeviceWatch {
+    /// The state.
+    pub fn health(&self) -> &DeviceHealth {
+        &self.health
+    }
+
+    /// A check ended: `ok`, or failed for `reason`. What changed, if anything: a failure is
+    /// told once per run of failures, a recovery once, a first good check not at all.
+    pub fn on_check(&mut self, ok: bool, reason: &str, now_us: u64) -> Option<DeviceChange> {
+        let (next, change) = match (&self.health, ok) {
+            (DeviceHealth::Answers { .. }, true) => return None,
+            (DeviceHealth::Fails { .. }, false) => return None,
+            (DeviceHealth::Unknown, true) => (DeviceHealth::Answers { since_us: now_us }, None),
+            (DeviceHealth::Fails { .. }, true) => (
+                DeviceHealth::Answers { since_us: now_us },
+                Some(DeviceChange::Recovered),
+            ),
+            (_, false) => (
+                DeviceHealth::Fails {
+                    reason: reason.to_string(),
+                    since_us: now_us,
+                },
+                Some(DeviceChange::Failed),
+            ),
+        };
+        self.health = next;
+        change
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_failure_and_its_recovery_are_told_once_each() {
+        let mut w = DeviceWatch::default();
+        assert_eq!(
+            w.on_check(true, "", 1),
+            None,
+            "a first good check is no news"
+        );
+        assert_eq!(w.on_check(true, "", 2), None);
+        assert_eq!(w.on_check(false, "no route", 3), Some(DeviceChange::Failed));
+        assert_eq!(w.on_check(false, "still no route", 4), None);
+        assert_eq!(
+            w.health(),
+            &DeviceHealth::Fails {
+                reason: "no route".into(),
+                since_us: 3
+            },
+            "the first failure of the run is kept"
+        );
+        assert_eq!(w.on_check(true, "", 5), Some(DeviceChange::Recovered));
+        assert_eq!(w.health(), &DeviceHealth::Answers { since_us: 5 });
+        let mut fresh = DeviceWatch::default();
+        assert_eq!(
+            fresh.on_check(false, "agent not found", 9),
+            Some(DeviceChange::Failed),
+            "a device that never answered is told at its first check"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {

@@ -178,6 +178,11 @@ pub enum Input {
         /// How it went.
         outcome: FenceOutcome,
     },
+    /// The shell ran the fence device's `monitor` action (every `monitor_interval_ms`).
+    FenceDeviceChecked {
+        /// How it went (`ok`: the device answers).
+        outcome: FenceOutcome,
+    },
 }
 
 /// How one run of the fence agent went, as the shell saw it (for the events, and `ok` for the
@@ -365,6 +370,17 @@ pub enum Event {
         /// The attempt.
         attempt: u32,
         /// The agent's verdict.
+        outcome: FenceOutcome,
+    },
+    /// This node's fence device stopped answering its `monitor` action: a fence asked of
+    /// this node now would fail.
+    FenceDeviceFailed {
+        /// The failed check.
+        outcome: FenceOutcome,
+    },
+    /// This node's fence device answers again.
+    FenceDeviceRecovered {
+        /// The good check.
         outcome: FenceOutcome,
     },
     /// A group not placed here was found active here at start (an earlier run of the daemon

@@ -146,6 +146,7 @@ pub struct FenceDevice {
     target_arg: FenceTargetArg,
     targets: BTreeMap<String, String>,
     delays_ms: BTreeMap<String, u32>,
+    monitor_every: Option<Duration>,
 }
 
 impl FenceDevice {
@@ -160,7 +161,19 @@ impl FenceDevice {
             target_arg: c.target_arg,
             targets: c.targets.clone(),
             delays_ms: c.delay_ms.clone(),
+            monitor_every: (c.monitor_interval_ms > 0)
+                .then(|| Duration::from_millis(u64::from(c.monitor_interval_ms))),
         }
+    }
+
+    /// How often to run the device's `monitor` action (`monitor_interval_ms`), if at all.
+    pub fn monitor_every(&self) -> Option<Duration> {
+        self.monitor_every
+    }
+
+    /// Whether the device answers: its `monitor` action, bounded by the timeout.
+    pub async fn monitor(&self) -> FenceRun {
+        self.run(FenceAction::Monitor, None).await
     }
 
     /// The configured fencing action (`reboot` or `off`).
@@ -353,6 +366,7 @@ mod tests {
             node_params: BTreeMap::new(),
             targets: BTreeMap::new(),
             delay_ms: BTreeMap::new(),
+            monitor_interval_ms: 0,
         };
         let mut own = BTreeMap::new();
         own.insert("ipaddr".to_string(), "10.0.0.12".to_string());

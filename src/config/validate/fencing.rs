@@ -1,5 +1,5 @@
 //! The rules of `[fencing]`: a non-empty agent (a name or an absolute path), `timeout_ms` in
-//! 1..=600000, `params` and `node_params` without the keys the cluster writes on the agent's
+//! 1..=600000, `monitor_interval_ms` 0 (off) or 1000..=86400000, `params` and `node_params` without the keys the cluster writes on the agent's
 //! stdin itself and on one line each, `targets`, `node_params` and `delay_ms` keyed by known
 //! nodes.
 
@@ -11,6 +11,11 @@ use super::{list, Report};
 
 /// The longest a fence agent may run, or a fence wait before it: ten minutes.
 const FENCE_MS_MAX: u32 = 600_000;
+
+/// The most often a fence device is monitored: once a second.
+const FENCE_MONITOR_MS_MIN: u32 = 1_000;
+/// The least often, when on: once a day.
+const FENCE_MONITOR_MS_MAX: u32 = 86_400_000;
 
 /// The keys this product writes on a fence agent's stdin itself.
 const FENCE_RESERVED_KEYS: &[&str] = &["action", "plug", "port", "nodename"];
@@ -47,6 +52,17 @@ pub(super) fn check_fencing(c: &ClusterConfig, f: &FencingConfig, r: &mut Report
                 f.timeout_ms
             ),
             "give how long one run of the fence agent may take, e.g. 60000",
+        );
+    }
+    let every = f.monitor_interval_ms;
+    if every != 0 && !(FENCE_MONITOR_MS_MIN..=FENCE_MONITOR_MS_MAX).contains(&every) {
+        r.push(
+            loc.key("monitor_interval_ms"),
+            format!(
+                "monitor_interval_ms = {every} is outside {FENCE_MONITOR_MS_MIN} to \
+                 {FENCE_MONITOR_MS_MAX} (or 0, off)"
+            ),
+            "give how often to check the fence device, e.g. 60000",
         );
     }
     check_fence_params(loc.key("params"), "params", &f.params, r);

@@ -79,6 +79,7 @@ use super::consensus::{Consensus, Outgoing};
 use super::coordinator::{Coordinator, Reported, View};
 use super::detector::{Liveness, LivenessEvent};
 use super::drain::DrainView;
+use super::fencing::{DeviceChange, DeviceHealth, DeviceWatch};
 use super::group::LocalGroup;
 use super::lease::{Grant, LeaseHolder};
 use super::local::{Context, Locals, ReportTo};
@@ -121,6 +122,8 @@ pub struct NodeCore {
     lease: LeaseHolder,
     lease_ok: bool,
     coordinator: Option<Coordinator>,
+    /// What the fence device's `monitor` action last said, here.
+    device: DeviceWatch,
     locals: Locals,
     router: Router,
     civil: Option<(CivilTime, u64)>,
@@ -174,6 +177,7 @@ impl NodeCore {
             lease: LeaseHolder::default(),
             lease_ok: false,
             coordinator: None,
+            device: DeviceWatch::default(),
             locals: Locals::new(&spec),
             router: Router::new(&spec),
             civil: None,
@@ -226,6 +230,11 @@ impl NodeCore {
     /// Whether this node is the coordinator.
     pub fn is_coordinator(&self) -> bool {
         self.consensus.is_leader()
+    }
+
+    /// What this node's fence device last answered to its `monitor` action.
+    pub fn fence_device(&self) -> &DeviceHealth {
+        self.device.health()
     }
 
     /// The consensus term.
@@ -383,6 +392,16 @@ impl NodeCore {
                 attempt,
                 outcome,
             } => self.on_fence_result(target, attempt, outcome, now_us),
+            Input::FenceDeviceChecked { outcome } => {
+                let change = self.device.on_check(outcome.ok, &outcome.reason, now_us);
+                self.effects.push(Effect::Event(match change {
+                    None => return,
+                    Some(DeviceChange::Failed) => Event::FenceDeviceFailed { outcome },
+                    Some(DeviceChange::Recovered) => Event::FenceDeviceRecovered { outcome },
+                }));
+                // Nothing else depends on it: no pass.
+                return;
+            }
             Input::Connection { peer, path, up } => {
                 self.router.set(peer, path, up);
                 if !(up && self.consensus.is_leader()) {
