@@ -14,7 +14,9 @@
 //!   each `MsgHeartbeat` with its clock; a follower that accepted it echoes the stamp on its
 //!   `MsgHeartbeatResponse`; [`Consensus::step`] hands the echoes back to the caller.
 
-use raft::eraftpb::{Entry, EntryType, Message as RaftMessage, MessageType};
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, Entry, EntryType, Message as RaftMessage, MessageType,
+};
 use raft::{Config, RawNode, StateRole};
 
 use super::raft_log::{MemLog, Persist, StoreError};
@@ -132,6 +134,59 @@ impl Consensus {
     /// (nothing otherwise).
     pub fn ping(&mut self) {
         self.raw.ping();
+    }
+
+    /// Two nodes, the peer fenced (docs/architecture.md §6, "Two nodes with a fencing
+    /// device"): go on as the only voter. `peer` becomes a learner in this node's
+    /// configuration alone, with no log entry (there is no quorum to commit one), and this node
+    /// campaigns, which a single voter wins at once. Only for a peer a fencing device
+    /// confirmed off, and only from a node whose log holds every committed entry: the caller
+    /// decides both.
+    pub fn go_alone(&mut self, peer: NodeId) -> Result<(), ConsensusError> {
+        self.change_locally(peer, ConfChangeType::AddLearnerNode)?;
+        self.raw.campaign()?;
+        self.reseed_timeout();
+        Ok(())
+    }
+
+    /// The learner `peer` of [`Consensus::go_alone`] is a voter again (the caller checked it
+    /// holds everything this node's log holds): from now on every commit needs its
+    /// acknowledgement too.
+    pub fn take_back(&mut self, peer: NodeId) -> Result<(), ConsensusError> {
+        self.change_locally(peer, ConfChangeType::AddNode)
+    }
+
+    fn change_locally(&mut self, peer: NodeId, ty: ConfChangeType) -> Result<(), ConsensusError> {
+        let mut cc = ConfChange {
+            node_id: raft_id(peer),
+            ..ConfChange::default()
+        };
+        cc.set_change_type(ty);
+        let cs = self.raw.apply_conf_change(&cc)?;
+        self.raw.mut_store().set_conf_state(cs);
+        Ok(())
+    }
+
+    /// Whether `node` votes in this node's configuration.
+    pub fn is_voter(&self, node: NodeId) -> bool {
+        self.raw
+            .store()
+            .conf_state()
+            .voters
+            .contains(&raft_id(node))
+    }
+
+    /// As leader: the highest index known to be in `node`'s log.
+    pub fn matched(&self, node: NodeId) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        self.raw.raft.prs().get(raft_id(node)).map(|p| p.matched)
+    }
+
+    /// The index of the last entry in this node's log.
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
     }
 
     /// One raft tick.
@@ -509,5 +564,140 @@ mod tests {
         // A heartbeat within our log is taken.
         let fine = from_node_1(MessageType::MsgHeartbeat, &|m| m.commit = 0);
         assert!(c.step(1, fine, 5).is_ok());
+    }
+
+    /// Two cores and the wire between them: every batch durable at once, messages delivered
+    /// while `linked`.
+    struct Pair {
+        c: [Consensus; 2],
+        linked: bool,
+        committed: [Vec<(u64, Command)>; 2],
+        now: u64,
+    }
+
+    impl Pair {
+        fn new() -> Pair {
+            let logger = slog::Logger::root(slog::Discard, slog::o!());
+            let mk = |me: NodeId, seed| {
+                let store = MemLog::new_with_conf_state(&[1, 2]);
+                Consensus::new(me, 2, &default_timing(), store, seed, &logger).unwrap()
+            };
+            Pair {
+                c: [mk(0, 1), mk(1, 2)],
+                linked: true,
+                committed: [Vec::new(), Vec::new()],
+                now: 1,
+            }
+        }
+
+        /// One round: drain both, deliver what may go; ticks too when `tick`.
+        fn round(&mut self, tick: bool) {
+            self.now += 10_000;
+            let mut wire = Vec::new();
+            for i in 0..2 {
+                if tick {
+                    self.c[i].tick();
+                }
+                let (mut out, mut persist) = (Vec::new(), Vec::new());
+                self.c[i]
+                    .drain(self.now, &mut out, &mut self.committed[i], &mut persist)
+                    .unwrap();
+                for (batch, then) in persist {
+                    self.c[i].on_persisted(batch.number);
+                    out.extend(then);
+                }
+                wire.extend(out.into_iter().map(|o| (i as NodeId, o)));
+            }
+            if self.linked {
+                for (from, o) in wire {
+                    let _ = self.c[usize::from(o.to)].step(from, *o.msg, o.stamp_us);
+                }
+            }
+        }
+
+        fn rounds(&mut self, n: usize) {
+            for _ in 0..n {
+                self.round(true);
+            }
+        }
+
+        fn leader(&self) -> Option<usize> {
+            (0..2).find(|&i| self.c[i].is_leader())
+        }
+
+        fn cmd(group: u16) -> Command {
+            Command::Activate {
+                group,
+                node: 0,
+                cause: Cause::Initial,
+            }
+        }
+
+        fn has(&self, i: usize, cmd: &Command) -> bool {
+            self.committed[i].iter().any(|(_, c)| c == cmd)
+        }
+    }
+
+    /// The raft half of going on alone in a two-node cluster (architecture.md §6): the
+    /// survivor commits alone once it made its fenced peer a learner; the peer, back with its
+    /// old two-voter configuration, cannot elect itself and catches up as a learner; taken
+    /// back as a voter, nothing commits without it again.
+    #[test]
+    fn a_two_node_survivor_goes_on_alone_and_takes_its_peer_back() {
+        let mut p = Pair::new();
+        p.rounds(200);
+        let a = p.leader().expect("two voters elect a leader");
+        let b = 1 - a;
+        assert!(p.c[a].propose(&Pair::cmd(1)));
+        p.rounds(5);
+        assert!(p.has(a, &Pair::cmd(1)) && p.has(b, &Pair::cmd(1)));
+
+        // The peer is cut off: one voter of two commits nothing, and steps down.
+        p.linked = false;
+        assert!(p.c[a].propose(&Pair::cmd(2)));
+        p.rounds(200);
+        assert!(
+            !p.has(a, &Pair::cmd(2)),
+            "one of two voters committed alone"
+        );
+        assert!(
+            p.leader().is_none(),
+            "check_quorum: no leader without its peer"
+        );
+
+        // Fenced: the survivor goes on alone, and what waited commits.
+        p.c[a].go_alone(b as NodeId).unwrap();
+        p.rounds(3);
+        assert!(p.c[a].is_leader(), "a single voter elects itself");
+        assert!(!p.c[a].is_voter(b as NodeId));
+        assert!(p.c[a].propose(&Pair::cmd(3)));
+        p.rounds(3);
+        assert!(p.has(a, &Pair::cmd(2)) && p.has(a, &Pair::cmd(3)));
+
+        // The peer is back with its old configuration: it never leads, it catches up.
+        p.linked = true;
+        p.rounds(300);
+        assert_eq!(p.leader(), Some(a), "the peer cannot elect itself");
+        assert!(p.c[b].is_voter(a as NodeId) && p.c[b].is_voter(b as NodeId));
+        assert_eq!(p.c[a].matched(b as NodeId), Some(p.c[a].last_index()));
+        assert!(
+            p.has(b, &Pair::cmd(3)),
+            "the learner applies what the survivor committed"
+        );
+
+        // Taken back: a commit needs the peer again.
+        p.c[a].take_back(b as NodeId).unwrap();
+        assert!(p.c[a].is_voter(b as NodeId));
+        p.linked = false;
+        assert!(p.c[a].propose(&Pair::cmd(4)));
+        p.rounds(3);
+        assert!(
+            !p.has(a, &Pair::cmd(4)),
+            "committed without the voter taken back"
+        );
+        p.linked = true;
+        p.rounds(20);
+        assert!(p.has(a, &Pair::cmd(4)) && p.has(b, &Pair::cmd(4)));
+        assert_eq!(p.leader(), Some(a));
     }
 }
