@@ -71,6 +71,8 @@ pub struct Consensus {
     /// the shell reported durable: while they differ, batches are in flight.
     emitted: u64,
     persisted: u64,
+    /// [`Consensus::go_alone`] waits for the log to be durable before it campaigns.
+    campaign_waits: bool,
 }
 
 impl Consensus {
@@ -113,6 +115,7 @@ impl Consensus {
             leader_stamp: None,
             emitted: 0,
             persisted: 0,
+            campaign_waits: false,
         };
         c.reseed_timeout();
         Ok(c)
@@ -142,11 +145,38 @@ impl Consensus {
     /// campaigns, which a single voter wins at once. Only for a peer a fencing device
     /// confirmed off, and only from a node whose log holds every committed entry: the caller
     /// decides both.
+    ///
+    /// A single voter wins its campaign at once, and raft-rs then asserts that its whole log
+    /// is durable; while a batch is in flight the campaign waits for
+    /// [`Consensus::on_persisted`] (and so does the election timer, see [`Consensus::tick`]).
     pub fn go_alone(&mut self, peer: NodeId) -> Result<(), ConsensusError> {
         self.change_locally(peer, ConfChangeType::AddLearnerNode)?;
-        self.raw.campaign()?;
-        self.reseed_timeout();
+        self.campaign_alone()
+    }
+
+    /// Campaign as the only voter if the log is durable; otherwise remember to.
+    fn campaign_alone(&mut self) -> Result<(), ConsensusError> {
+        if self.is_leader() {
+            self.campaign_waits = false;
+        } else if self.durable() {
+            self.campaign_waits = false;
+            self.raw.campaign()?;
+            self.reseed_timeout();
+        } else {
+            self.campaign_waits = true;
+        }
         Ok(())
+    }
+
+    /// Whether every entry of the log is durable.
+    fn durable(&self) -> bool {
+        self.raw.raft.raft_log.persisted == self.raw.raft.raft_log.last_index()
+    }
+
+    /// Whether this node is the only voter of its configuration.
+    fn alone(&self) -> bool {
+        let voters = &self.raw.store().conf_state().voters;
+        voters.len() == 1 && voters[0] == self.raw.raft.id
     }
 
     /// The learner `peer` of [`Consensus::go_alone`] is a voter again (the caller checked it
@@ -191,6 +221,11 @@ impl Consensus {
 
     /// One raft tick.
     pub fn tick(&mut self) {
+        if self.alone() && !self.is_leader() && !self.durable() {
+            // An election would be won at once, over a log not yet durable (raft-rs asserts
+            // it is): wait for the batch in flight.
+            return;
+        }
         self.raw.tick();
         self.reseed_timeout();
     }
@@ -366,6 +401,11 @@ impl Consensus {
         if number > self.persisted && number <= self.emitted {
             self.persisted = number;
             self.raw.on_persist_ready(number);
+        }
+        if self.campaign_waits {
+            // An error here is raft refusing to campaign (a pending configuration change);
+            // the election timer tries again.
+            let _ = self.campaign_alone();
         }
     }
 
