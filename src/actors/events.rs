@@ -278,6 +278,18 @@ fn committed(n: &Names<'_>, index: u64, cmd: &Command) -> (&'static str, Value) 
             "node_fenced",
             json!({"index": index, "node": n.node(node), "through": through}),
         ),
+        Command::Solo {
+            node,
+            peer,
+            through,
+        } => (
+            "going_alone",
+            json!({"index": index, "node": n.node(node), "fenced": n.node(peer), "through": through}),
+        ),
+        Command::Joined { node, incarnation } => (
+            "joined_committed",
+            json!({"index": index, "node": n.node(node), "incarnation": incarnation}),
+        ),
         Command::Admin(ref a) => (
             "admin_committed",
             json!({"index": index, "command": n.admin(a)}),

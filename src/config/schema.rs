@@ -480,6 +480,10 @@ pub const EVENT_NAMES: &[&str] = &[
     "fence_succeeded",
     "fence_failed",
     "node_fenced",
+    "fence_device_failed",
+    "fence_device_recovered",
+    "going_alone",
+    "joined_committed",
     "config_mismatch",
     "admin_action",
 ];

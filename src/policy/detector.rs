@@ -239,6 +239,14 @@ impl Liveness {
             .unwrap_or(true)
     }
 
+    /// The incarnation `peer`'s heartbeats carry (0: not heard yet).
+    pub fn incarnation(&self, peer: NodeId) -> u64 {
+        self.incarnation
+            .get(usize::from(peer))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The state of one path to one peer.
     pub fn path_state(&self, peer: NodeId, path: PathId) -> PathState {
         if usize::from(peer) >= self.suspected.len() || usize::from(path) >= self.path_count {

@@ -125,6 +125,13 @@ impl LeaseKeeper {
         }
     }
 
+    /// How many voters (the leader included) make a majority now: a two-node survivor going
+    /// on alone is a majority of one (docs/architecture.md §6), and two again once it took
+    /// its peer back.
+    pub fn set_quorum(&mut self, quorum: usize) {
+        self.quorum = quorum.max(1);
+    }
+
     /// A follower echoed our heartbeat stamp `stamp_us`.
     pub fn handle_echo(&mut self, node: NodeId, stamp_us: u64) {
         if let Some(e) = self.echoes.get_mut(usize::from(node)) {

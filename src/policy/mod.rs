@@ -48,6 +48,7 @@ pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod timer;
+pub mod two_node;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -136,6 +136,31 @@ pub enum Command {
         /// The applied index when the fence was asked for.
         through: u64,
     },
+    /// Two nodes with a fencing device (docs/architecture.md §6): `node` fenced `peer`, its
+    /// only peer, and goes on as the only voter. Every instance of `peer` placed up to
+    /// `through` (the last index of `node`'s log when the fence succeeded: the peer could
+    /// commit nothing without `node`) ran on the machine the device powered off and is
+    /// released, active or stopping. The cluster is solo until a [`Command::Joined`] of the
+    /// peer.
+    Solo {
+        /// The survivor.
+        node: NodeId,
+        /// The node fenced.
+        peer: NodeId,
+        /// The survivor's last log index when the fence succeeded.
+        through: u64,
+    },
+    /// Two nodes with a fencing device: `node`'s daemon of `incarnation` took part in this
+    /// commit. Proposed for a peer only while it is a voter, so the entry commits only with
+    /// its acknowledgement: a node that applied its own `Joined` holds every committed entry,
+    /// and may go on alone later ([`ClusterState::may_go_alone`]). A `Joined` of the peer of
+    /// a solo survivor ends the solo state.
+    Joined {
+        /// The node.
+        node: NodeId,
+        /// Its daemon's incarnation.
+        incarnation: u64,
+    },
     /// An administrator's command, already checked by [`ClusterState::check_admin`].
     Admin(AdminCommand),
     /// Scheduled move `index` fired at civil minute `stamp` (minutes since the epoch).
@@ -160,7 +185,9 @@ impl Command {
             | Command::Admin(AdminCommand::FailbackNow { group })
             | Command::Admin(AdminCommand::ClearFailures { group, .. }) => Some(group),
             Command::Admin(AdminCommand::Standby { .. } | AdminCommand::Maintenance { .. })
-            | Command::Fenced { .. } => None,
+            | Command::Fenced { .. }
+            | Command::Solo { .. }
+            | Command::Joined { .. } => None,
             Command::ScheduleFired { index, .. } => {
                 spec.schedules.get(usize::from(index)).map(|s| s.group)
             }
@@ -225,6 +252,10 @@ pub struct ClusterState {
     pub maintenance: bool,
     /// Per scheduled move: the civil minute it last fired for.
     pub schedule_fired: Vec<u64>,
+    /// Two nodes with fencing: the survivor going on alone since its [`Command::Solo`].
+    pub solo: Option<NodeId>,
+    /// Per node: the incarnation of its last [`Command::Joined`] (0: none).
+    pub joined: Vec<u64>,
     /// The index of the last applied entry.
     pub applied: u64,
 }
@@ -273,8 +304,20 @@ impl ClusterState {
             standby: vec![false; n],
             maintenance: false,
             schedule_fired: vec![0; spec.schedules.len()],
+            solo: None,
+            joined: vec![0; n],
             applied: 0,
         }
+    }
+
+    /// Two nodes with fencing: whether `me`, whose daemon is `incarnation`, may fence its peer
+    /// and go on alone. Only if this daemon's own [`Command::Joined`] is applied (its log
+    /// then holds every committed entry, and every later commit needs it) and the peer is not
+    /// going on alone (a peer that fenced us committed entries we do not have).
+    pub fn may_go_alone(&self, me: NodeId, incarnation: u64) -> bool {
+        self.joined.get(usize::from(me)) == Some(&incarnation)
+            && incarnation != 0
+            && self.solo.is_none_or(|s| s == me)
     }
 
     /// Apply the committed entry at `index`.
@@ -326,6 +369,38 @@ impl ClusterState {
                 released
             }
             Command::Fenced { node, through } => self.release_fenced(node, through),
+            Command::Solo {
+                node,
+                peer,
+                through,
+            } => {
+                if usize::from(node) >= self.joined.len()
+                    || usize::from(peer) >= self.joined.len()
+                    || node == peer
+                {
+                    return Applied::Ignored;
+                }
+                self.solo = Some(node);
+                for g in &mut self.groups {
+                    let before = g.instances.len();
+                    g.instances
+                        .retain(|i| !(i.node == peer && i.epoch <= through));
+                    if g.instances.len() != before {
+                        g.version += 1;
+                    }
+                }
+                true
+            }
+            Command::Joined { node, incarnation } => {
+                let Some(j) = self.joined.get_mut(usize::from(node)) else {
+                    return Applied::Ignored;
+                };
+                *j = incarnation;
+                if self.solo.is_some_and(|s| s != node) {
+                    self.solo = None;
+                }
+                true
+            }
             Command::Failed { group, node, epoch } => {
                 let hit = self.with_instance(group, node, epoch, |i| {
                     i.phase = Phase::Stopping;

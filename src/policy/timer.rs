@@ -27,10 +27,12 @@ pub enum Timer {
     LocalGroups,
     /// The coordinator must run a pass (a retry, a lease that runs out, patience that ends).
     CoordinatorWake,
+    /// Two nodes with fencing: a fence to retry, a `Solo` or `Joined` to propose again.
+    TwoNode,
 }
 
 /// The timers that are not per path, in table order.
-const FIXED: usize = 7;
+const FIXED: usize = 8;
 
 impl Timer {
     fn slot(self) -> usize {
@@ -42,6 +44,7 @@ impl Timer {
             Timer::LeaseStop => 4,
             Timer::LocalGroups => 5,
             Timer::CoordinatorWake => 6,
+            Timer::TwoNode => 7,
             Timer::Heartbeat(p) => FIXED + usize::from(p),
         }
     }

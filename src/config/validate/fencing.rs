@@ -1,7 +1,8 @@
 //! The rules of `[fencing]`: a non-empty agent (a name or an absolute path), `timeout_ms` in
-//! 1..=600000, `monitor_interval_ms` 0 (off) or 1000..=86400000, `params` and `node_params` without the keys the cluster writes on the agent's
-//! stdin itself and on one line each, `targets`, `node_params` and `delay_ms` keyed by known
-//! nodes.
+//! 1..=600000, `monitor_interval_ms` 0 (off) or 1000..=86400000, `params` and `node_params`
+//! without the keys the cluster writes on the agent's stdin itself and on one line each,
+//! `targets`, `node_params` and `delay_ms` keyed by known nodes; in a two-node cluster
+//! without witness, different `delay_ms` on the two nodes.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +65,27 @@ pub(super) fn check_fencing(c: &ClusterConfig, f: &FencingConfig, r: &mut Report
             ),
             "give how often to check the fence device, e.g. 60000",
         );
+    }
+    if c.nodes.len() == 2 && c.witness.is_none() {
+        let delay = |n: &NodeConfig| f.delay_ms.get(&n.name).copied().unwrap_or(0);
+        let (a, b) = (&c.nodes[0], &c.nodes[1]);
+        if delay(a) == delay(b) {
+            r.push(
+                loc.key("delay_ms"),
+                format!(
+                    "a two-node cluster without witness gives {} and {} the same fencing delay \
+                     ({} ms): in a partition both fence at once and both may go down",
+                    a.name,
+                    b.name,
+                    delay(a)
+                ),
+                format!(
+                    "delay the fencing of the node that should survive a partition, e.g. \
+                     delay_ms = {{ {} = 5000 }}",
+                    a.name
+                ),
+            );
+        }
     }
     check_fence_params(loc.key("params"), "params", &f.params, r);
     let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();

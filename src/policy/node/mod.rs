@@ -87,9 +87,10 @@ use super::message::{Effect, Event, Heartbeat, Input, Message};
 use super::raft_log::{MemLog, Persist};
 use super::route::Router;
 use super::schedule::CivilTime;
-use super::spec::{ClusterSpec, GroupId, NodeId, PathId, ResourceId};
+use super::spec::{ClusterSpec, GroupId, NodeId, PartitionPolicy, PathId, ResourceId};
 use super::state::{AdminCommand, Applied, ClusterState, Command, Phase};
 use super::timer::{Timer, TimerTable};
+use super::two_node::{Facts, TwoNode};
 
 pub use super::consensus::ConsensusError;
 
@@ -108,6 +109,10 @@ pub struct Faults {
     /// promise of docs/runtime.md "The two processes"). Read by `simulations/sim/monitor.rs`;
     /// the real monitor has no such switch.
     pub monitor_never_stops_hard: bool,
+    /// Two nodes with fencing: go on alone when the peer falls silent, as if its fence had
+    /// succeeded, without running one (breaks "only a fenced peer is left out",
+    /// `policy/two_node.rs`).
+    pub alone_unfenced: bool,
 }
 
 /// The node core.
@@ -124,6 +129,9 @@ pub struct NodeCore {
     coordinator: Option<Coordinator>,
     /// What the fence device's `monitor` action last said, here.
     device: DeviceWatch,
+    /// Two nodes with a fencing device and no witness: going on alone after fencing the peer.
+    two_node: Option<TwoNode>,
+    two_node_wake: Option<u64>,
     locals: Locals,
     router: Router,
     civil: Option<(CivilTime, u64)>,
@@ -178,6 +186,9 @@ impl NodeCore {
             lease_ok: false,
             coordinator: None,
             device: DeviceWatch::default(),
+            two_node: (spec.nodes.len() == 2 && spec.partition == PartitionPolicy::Fence)
+                .then(|| TwoNode::new(me, 1 - me)),
+            two_node_wake: None,
             locals: Locals::new(&spec),
             router: Router::new(&spec),
             civil: None,
@@ -599,7 +610,12 @@ impl NodeCore {
             return;
         }
         let ok = outcome.ok;
-        if let Some(c) = &mut self.coordinator {
+        if TwoNode::owns(attempt) {
+            let last = self.consensus.last_index();
+            if let Some(t) = &mut self.two_node {
+                t.on_result(attempt, ok, last, now_us);
+            }
+        } else if let Some(c) = &mut self.coordinator {
             c.on_fence_result(target, attempt, ok, now_us);
         }
         self.effects.push(Effect::Event(if ok {
@@ -714,6 +730,13 @@ impl NodeCore {
                 }
             }
         }
+        if let Some(t) = &self.two_node {
+            // A peer left out after its fence hosts nothing until it is a voter again: it
+            // may have booted with a stale log, and nothing commits with it yet.
+            if !self.consensus.is_voter(t.peer()) {
+                alive[usize::from(t.peer())] = false;
+            }
+        }
         alive[usize::from(self.me)] = !self.locals.fenced();
         alive
     }
@@ -732,6 +755,9 @@ impl NodeCore {
                 self.locals.sweep_orphans(&self.spec, &self.state, self.me);
             }
             self.check_lease(now_us);
+            if self.two_node.is_some() {
+                worked |= self.step_two_node(now_us);
+            }
             let reconciled = self.locals.dirty;
             if self.locals.dirty {
                 self.reconcile(now_us);
@@ -753,6 +779,78 @@ impl NodeCore {
         self.locals
             .arm_watchdog(&self.spec, self.lease.until_us(), now_us, &mut self.effects);
         self.next_timeout_us = self.next_timeout();
+    }
+
+    /// Two nodes with fencing (`policy/two_node.rs`): fence a silent peer, go alone once it
+    /// is off, take it back once it caught up. Whether it proposed or changed anything.
+    fn step_two_node(&mut self, now_us: u64) -> bool {
+        let Some(t) = self.two_node.as_mut() else {
+            return false;
+        };
+        let peer = t.peer();
+        let facts = Facts {
+            peer_votes: self.consensus.is_voter(peer),
+            // Lost after it was heard: at a start every peer counts as suspected until its
+            // first heartbeat, and a node must never shoot a peer it simply has not heard yet.
+            peer_silent: self.live.is_suspected(peer) && self.live.incarnation(peer) != 0,
+            leader: self.consensus.is_leader(),
+            last_index: self.consensus.last_index(),
+            incarnation: self.incarnation,
+            peer_incarnation: self.live.incarnation(peer),
+            peer_matched: self.consensus.matched(peer),
+            now_us,
+        };
+        let todo = t.step(&self.state, facts);
+        self.two_node_wake = todo.wake_us;
+        let mut worked = false;
+        if let Some(r) = todo.fence.filter(|_| self.faults.alone_unfenced) {
+            let last = self.consensus.last_index();
+            t.on_result(r.attempt, true, last, now_us);
+            self.two_node_wake = Some(now_us);
+        } else if let Some(r) = todo.fence {
+            self.effects.push(Effect::Fence {
+                target: r.target,
+                attempt: r.attempt,
+            });
+            self.effects.push(Effect::Event(Event::FenceStarted {
+                target: r.target,
+                attempt: r.attempt,
+            }));
+        }
+        let change = if todo.go_alone {
+            Some(self.consensus.go_alone(peer))
+        } else if todo.take_back {
+            Some(self.consensus.take_back(peer))
+        } else {
+            None
+        };
+        if let Some(result) = change {
+            worked = true;
+            if let Err(e) = result {
+                self.effects.push(Effect::Event(Event::Dropped {
+                    from: self.me,
+                    why: format!("consensus: a two-node configuration change failed: {e}"),
+                }));
+            }
+            let quorum = self.quorum();
+            if let Some(c) = &mut self.coordinator {
+                c.keeper.set_quorum(quorum);
+                c.dirty = true;
+            }
+        }
+        if !todo.propose.is_empty() {
+            self.consensus.propose_all(&todo.propose);
+            worked = true;
+        }
+        worked
+    }
+
+    /// The voters that make a majority in this node's raft configuration now.
+    fn quorum(&self) -> usize {
+        match &self.two_node {
+            Some(t) if !self.consensus.is_voter(t.peer()) => 1,
+            _ => self.spec.quorum(),
+        }
     }
 
     fn run_consensus(&mut self, now_us: u64) {
@@ -814,7 +912,9 @@ impl NodeCore {
         // Role changes.
         let coordinating = self.consensus.is_leader();
         if coordinating && self.coordinator.is_none() {
-            self.coordinator = Some(Coordinator::new(&self.spec, self.me, now_us));
+            let mut c = Coordinator::new(&self.spec, self.me, now_us);
+            c.keeper.set_quorum(self.quorum());
+            self.coordinator = Some(c);
             self.effects.push(Effect::Event(Event::BecameCoordinator {
                 term: self.consensus.term(),
             }));
@@ -909,6 +1009,7 @@ impl NodeCore {
             .set(Timer::LocalGroups, self.locals.next_timeout_us());
         let wake = self.coordinator.as_ref().and_then(|c| c.wake_us);
         self.timers.set(Timer::CoordinatorWake, wake);
+        self.timers.set(Timer::TwoNode, self.two_node_wake);
         self.timers.next_timeout().unwrap_or(u64::MAX)
     }
 }
