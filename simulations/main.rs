@@ -54,6 +54,10 @@ struct Args {
     /// (must be caught as S1).
     #[arg(long)]
     break_no_stop_hard: bool,
+    /// Test-only: a two-node survivor goes on alone without fencing its silent peer (must be
+    /// caught; with `--nodes 2 --witness false`, as S2: two diverged logs place one epoch).
+    #[arg(long)]
+    break_alone_unfenced: bool,
     /// Watch a three-node cluster fail over, in readable lines.
     #[arg(long)]
     demo: bool,
@@ -85,6 +89,7 @@ fn main() {
         skip_lease_wait: args.break_skip_lease_wait,
         ack_before_durable: args.break_ack_before_durable,
         monitor_never_stops_hard: args.break_no_stop_hard,
+        alone_unfenced: args.break_alone_unfenced,
     };
     let code = if args.demo {
         demo()

@@ -65,9 +65,48 @@ fn two_nodes_with_witness() {
     sweep(1_000, 60, shape(2, true));
 }
 
+/// Two nodes without a witness: without fencing they never fail over across a partition
+/// (no quorum); with a fencing device (half of the seeds, `simulations/sim/fence.rs`) the
+/// survivor fences its peer and goes on alone. Every run stays safe and recovers.
 #[test]
-fn two_nodes_without_witness_never_fail_over_across_a_partition() {
-    sweep(2_000, 40, shape(2, false));
+fn two_nodes_without_witness_fail_over_only_by_fencing() {
+    sweep(2_000, 60, shape(2, false));
+}
+
+/// Two nodes with a fencing device and no witness: in some seeds a survivor fences its
+/// silent peer, commits `Solo` and runs the peer's groups (docs/architecture.md §6).
+#[test]
+fn a_two_node_survivor_fences_its_peer_and_goes_on_alone() {
+    let (mut alone, mut taken_over) = (0, 0);
+    for seed in 2_000..2_060u64 {
+        let mut sim = Sim::new(
+            Scenario::from_seed(seed, shape(2, false)),
+            Faults::default(),
+        );
+        sim.set_verbose(true);
+        let r = sim.run();
+        assert!(r.violation.is_none(), "seed {seed}: {:?}", r.violation);
+        let solo = r.tail.iter().position(|l| l.contains(" Solo {"));
+        alone += usize::from(solo.is_some());
+        taken_over += usize::from(solo.is_some_and(|i| {
+            r.tail[i..]
+                .iter()
+                .any(|l| l.contains("activate") && l.contains("Failure"))
+        }));
+    }
+    assert!(alone >= 3, "only {alone} of 60 seeds went on alone");
+    assert!(taken_over >= 1, "no survivor ever took a group over");
+}
+
+/// Go on alone without fencing the peer first, and both nodes of a partition run the same
+/// groups: the checker must catch it for some seed, and the same seed is clean with fencing.
+#[test]
+fn going_alone_without_a_fence_is_caught() {
+    let breaker = Faults {
+        alone_unfenced: true,
+        ..Faults::default()
+    };
+    caught_in(2_000..=2_300, shape(2, false), breaker, "S2");
 }
 
 #[test]
@@ -130,12 +169,22 @@ fn verbosity_does_not_change_the_trace() {
 /// The first seed of `seeds` for which `breaker` is caught breaking `rule`, with its report;
 /// fails unless that seed is clean without the breaker (the breaker, not the seed, is caught).
 fn caught(seeds: std::ops::RangeInclusive<u64>, breaker: Faults, rule: &str) -> (u64, Report) {
+    caught_in(seeds, Shape::default(), breaker, rule)
+}
+
+/// [`caught`] for scenarios of `shape`.
+fn caught_in(
+    seeds: std::ops::RangeInclusive<u64>,
+    shape: Shape,
+    breaker: Faults,
+    rule: &str,
+) -> (u64, Report) {
     let (first, last) = (*seeds.start(), *seeds.end());
     let (seed, r) = seeds
-        .map(|seed| (seed, run_seed(seed, Shape::default(), breaker)))
+        .map(|seed| (seed, run_seed(seed, shape, breaker)))
         .find(|(_, r)| r.violation.as_ref().is_some_and(|v| v.rule == rule))
         .unwrap_or_else(|| panic!("no seed in {first}..={last} caught {breaker:?} as {rule}"));
-    let clean = run_seed(seed, Shape::default(), Faults::default());
+    let clean = run_seed(seed, shape, Faults::default());
     assert!(
         clean.violation.is_none(),
         "seed {seed} fails without the breaker too: {:?}",

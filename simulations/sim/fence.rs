@@ -8,9 +8,15 @@
 //! | failure | 20 % | after 50–500 ms the coordinator hears a failure (exit 1); the target is untouched |
 //! | hang | 10 % | the agent never answers; at [`FENCE_TIMEOUT_US`] the shell's timeout kills it and the coordinator hears a failure; the target is untouched |
 //!
-//! The outcome reaches the coordinator only if it has not crashed since it asked (a new core
-//! asks again if it needs to). Some scenarios run with fencing ([`with_fencing`]): chosen from
-//! the seed by a generator of their own, so scenarios without fencing stay as they were.
+//! The outcome reaches the node that asked only if its core has not crashed since (a new core
+//! asks again if it needs to), and the device acts only if the asking machine is still up: an
+//! agent dies with its machine. Some scenarios run with fencing ([`with_fencing`]), some
+//! two-node clusters with a fencing device and no witness ([`two_node_fencing`]): chosen from
+//! the seed by generators of their own, so scenarios without fencing stay as they were.
+//!
+//! Two nodes fence each other at once in a partition; as `delay_ms = { n1 = … }` would, the
+//! fencing of the first node waits [`TWO_NODE_DELAY_US`] more, so that it shoots first and
+//! survives.
 
 use super::*;
 use crate::policy::message::FenceOutcome;
@@ -21,11 +27,15 @@ pub const FENCE_TIMEOUT_US: u64 = 2_000_000;
 /// How long a fence agent that answers takes.
 const FENCE_RUN_US: (u64, u64) = (50_000, 500_000);
 
+/// In a two-node cluster with fencing: how much longer fencing the first node waits.
+pub const TWO_NODE_DELAY_US: u64 = 1_000_000;
+
 /// The end of a fence: delivered at the time it happens.
 pub(super) struct FenceDone {
-    /// The coordinator that asked, and its incarnation then.
+    /// The node that asked, its incarnation and its machine's boots then.
     by: NodeId,
     inc: u64,
+    power: u64,
     target: NodeId,
     attempt: u32,
     /// The device powers the target off (a success).
@@ -42,6 +52,13 @@ pub fn with_fencing(seed: u64, partition: PartitionPolicy) -> PartitionPolicy {
     } else {
         partition
     }
+}
+
+/// Whether the two-node scenario of `seed` has a fencing device instead of a witness: half
+/// of them.
+pub fn two_node_fencing(seed: u64, nodes: usize) -> bool {
+    let mut rng = Rng::new(seed ^ 0x2_40DE_FE4C);
+    nodes == 2 && rng.chance(500_000)
 }
 
 impl Sim {
@@ -78,11 +95,18 @@ impl Sim {
             }
         ));
         let inc = self.nodes[usize::from(by)].incarnation;
+        let power = self.nodes[usize::from(by)].power;
+        let delay_us = if self.spec.nodes.len() == 2 && target == 0 {
+            TWO_NODE_DELAY_US
+        } else {
+            0
+        };
         self.schedule(
-            self.now_us + after_us,
+            self.now_us + delay_us + after_us,
             Ev::Fence(FenceDone {
                 by,
                 inc,
+                power,
                 target,
                 attempt,
                 power_cycle,
@@ -93,6 +117,15 @@ impl Sim {
 
     /// The device acted (or gave up): power cycle the target, then tell the coordinator.
     pub(super) fn fence_done(&mut self, f: FenceDone) {
+        let asker_up = self.machine_up(f.by) && self.nodes[usize::from(f.by)].power == f.power;
+        if !asker_up {
+            self.trace(format!(
+                "the fence of {} by {} died with its machine",
+                self.name(f.target),
+                self.name(f.by)
+            ));
+            return;
+        }
         if f.power_cycle {
             // The machine, whatever its core does (paused, restarting): what it runs dies.
             if self.machine_up(f.target) {

@@ -700,6 +700,9 @@ pub fn replay_command(seed: u64, shape: &Shape, breaker: Faults) -> String {
     if breaker.monitor_never_stops_hard {
         cmd.push_str(" --break-no-stop-hard");
     }
+    if breaker.alone_unfenced {
+        cmd.push_str(" --break-alone-unfenced");
+    }
     cmd
 }
 

@@ -138,6 +138,11 @@ impl Scenario {
         let witness = shape
             .witness
             .unwrap_or(nodes % 2 == 0 || rng.chance(200_000));
+        // Some two-node clusters have a fencing device instead of their witness (a generator
+        // of its own, so that the other scenarios stay as they were).
+        let two_node_fencing =
+            shape.witness != Some(true) && super::fence::two_node_fencing(seed, nodes);
+        let witness = witness && !two_node_fencing;
         let total = nodes + usize::from(witness);
         let mut paths = vec![
             PathSpec {
@@ -294,7 +299,11 @@ impl Scenario {
         } else {
             PartitionPolicy::NoAutoFailover
         };
-        let partition = super::fence::with_fencing(seed, partition);
+        let partition = if two_node_fencing {
+            PartitionPolicy::Fence
+        } else {
+            super::fence::with_fencing(seed, partition)
+        };
         let spec = ClusterSpec {
             name: format!("sim-{seed}"),
             nodes: node_specs,
