@@ -11,6 +11,10 @@
 //!   `fence_failed` events, retried; once the partition heals the owner confirms its stop and
 //!   the group runs again.
 //!
+//! - Two nodes and no witness: the survivor of a dead peer fences it and goes on alone, with
+//!   the group; the peer, started again, rejoins. A partition of the two leaves exactly one
+//!   of them powered on and serving: the one whose fencing is delayed (`delay_ms`).
+//!
 //! Root only; without root (or a tool) each test prints one line and returns. Namespaces are
 //! named `hf-…`.
 
@@ -19,9 +23,7 @@ mod cluster;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cluster::namespaces::{
-    self as netns, max_holders, sh, AddrWatch, GroupOpts, Net, Probe, FLOATING,
-};
+use cluster::namespaces::{self as netns, max_holders, AddrWatch, GroupOpts, Net, Probe, FLOATING};
 use cluster::{one_at_a_time, Cluster};
 
 /// The probe's period.
@@ -110,8 +112,13 @@ fn fenced_cluster(test: &str, fail: bool) -> Cluster {
 /// [`fenced_cluster`] with more lines of `[fencing]` (`@DIR@` is the cluster's directory)
 /// and more agent `params` (`, key = "value"` pairs).
 fn fenced_cluster_with(test: &str, fail: bool, extra: &str) -> Cluster {
+    fenced_nodes(test, 3, fail, extra)
+}
+
+/// [`fenced_cluster_with`] of `n` nodes (no witness).
+fn fenced_nodes(test: &str, n: usize, fail: bool, extra: &str) -> Cluster {
     let prefix = format!("hf{}-{test}", std::process::id() % 1000);
-    let net = Net::with_prefix(prefix, 3, false);
+    let net = Net::with_prefix(prefix, n, false);
     let targets: Vec<String> = net
         .nodes
         .iter()
@@ -231,18 +238,7 @@ fn a_partitioned_owner_is_fenced_and_its_group_runs_on_the_next_node() {
     );
 
     // Powered on again and started: it rejoins, and the group stays where it is.
-    c.kill_daemon(0);
-    c.net().heal(0);
-    let ns = c.net().nodes[0].clone();
-    for (nic, cidr) in [
-        ("pub0", "192.0.2.11/24"),
-        ("hb1", "198.51.100.11/24"),
-        ("hb2", "203.0.113.11/24"),
-    ] {
-        let _ = sh(&["ip", "-n", &ns, "addr", "add", cidr, "dev", nic]);
-        let _ = c.net().link(0, nic, true);
-    }
-    c.start(0);
+    c.power_on(0);
     c.wait_for("the fenced node rejoins", |c| c.formed());
     assert_eq!(
         c.on("web").as_deref(),
@@ -355,5 +351,136 @@ fn a_fence_device_that_stops_answering_is_told_before_a_fence_needs_it() {
     assert!(
         (0..3).all(|i| device(&c, i).is_some_and(|d| d.state == "answers")),
         "status follows"
+    );
+}
+
+/// Two nodes, no witness, a fencing device; fencing n1 waits 2 s (`delay_ms`), so n1 is the
+/// one that survives a partition.
+fn two_nodes(test: &str) -> Cluster {
+    fenced_nodes(test, 2, false, "delay_ms = { n1 = 2000 }\n")
+}
+
+#[test]
+fn a_two_node_survivor_fences_its_dead_peer_and_goes_on_alone() {
+    let test = "a_two_node_survivor_fences_its_dead_peer_and_goes_on_alone";
+    if skip(test) {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let mut c = two_nodes("two");
+    up(&mut c);
+    let watch = AddrWatch::start(&c.net().nodes, std::time::Instant::now(), OBSERVE_MAX);
+    c.crash(0);
+    c.wait_for("web runs on n2, alone", |c| {
+        c.on("web").as_deref() == Some("n2")
+    });
+    let alone = c.events_named(1, "going_alone");
+    assert!(
+        alone
+            .iter()
+            .any(|e| e["node"] == "n2" && e["fenced"] == "n1"),
+        "n2 committed that it goes on alone: {alone:?}"
+    );
+    let ok = c.events_named(1, "fence_succeeded");
+    assert!(
+        ok.iter().any(|e| e["target"] == "n1"),
+        "n2 fenced n1 first: {ok:?}"
+    );
+    let log = std::fs::read_to_string(c.dir.join("fence.log")).unwrap_or_default();
+    let ns1 = c.net().nodes[0].clone();
+    assert!(
+        log.lines()
+            .any(|l| l == format!("action=off plug={ns1} nodename=n1")),
+        "{log}"
+    );
+
+    // n1 powered on again: it rejoins as a voter, and web stays (manual failback).
+    c.power_on(0);
+    c.wait_for("n1 rejoins: both see both alive", |c| c.formed());
+    c.wait_for("n1's return is committed", |c| {
+        c.events_named(1, "joined_committed")
+            .iter()
+            .any(|e| e["node"] == "n1")
+    });
+    assert_eq!(
+        c.on("web").as_deref(),
+        Some("n2"),
+        "manual failback: web stays"
+    );
+    let holders = watch.stop();
+    if max_holders(&holders) > 1 {
+        c.dump();
+        panic!("two nodes held {FLOATING} at once: {holders:?}");
+    }
+
+    // Together again, the two are a majority of two: n2 dies now, and n1 goes on alone.
+    c.crash(1);
+    c.wait_for("web runs on n1, alone", |c| {
+        c.on("web").as_deref() == Some("n1")
+    });
+    assert!(
+        c.events_named(0, "going_alone")
+            .iter()
+            .any(|e| e["node"] == "n1" && e["fenced"] == "n2"),
+        "n1 went on alone"
+    );
+}
+
+#[test]
+fn a_partition_of_two_nodes_leaves_exactly_one_serving() {
+    let test = "a_partition_of_two_nodes_leaves_exactly_one_serving";
+    if skip(test) {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let mut c = two_nodes("split");
+    up(&mut c);
+    let probe = Probe::start(&c.net().client, EVERY, OBSERVE_MAX);
+    let watch = AddrWatch::start(&c.net().nodes, probe.t0, OBSERVE_MAX);
+    std::thread::sleep(Duration::from_millis(300));
+    // Both private paths cut: each node hears nothing of the other, and both fence.
+    c.net().partition(0, 100).expect("partition n1 from n2");
+    c.wait_for("n2 is powered off by n1's fence", |c| {
+        c.net().pids(1).is_empty()
+    });
+    c.wait_for("web runs on n1, alone", |c| {
+        c.on("web").as_deref() == Some("n1")
+    });
+    c.wait_for("the client is answered by n1", |_| {
+        probe
+            .samples()
+            .last()
+            .is_some_and(|(_, w)| w.as_deref() == Some("n1"))
+    });
+    // Long past n2's delayed fence of n1: n1 still runs (n2's fence died with its machine).
+    std::thread::sleep(Duration::from_millis(3000));
+    let samples = probe.stop();
+    let holders = watch.stop();
+    if max_holders(&holders) > 1 {
+        c.dump();
+        panic!("two nodes held {FLOATING} at once: {holders:?}");
+    }
+    assert!(!c.net().pids(0).is_empty(), "n1 survives");
+    assert_eq!(c.on("web").as_deref(), Some("n1"));
+    assert!(
+        samples.iter().all(|(_, w)| w.as_deref() != Some("n2")),
+        "n2 never answered"
+    );
+    let log = std::fs::read_to_string(c.dir.join("fence.log")).unwrap_or_default();
+    let fences: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.starts_with("action=monitor"))
+        .collect();
+    let ns2 = c.net().nodes[1].clone();
+    assert_eq!(
+        fences,
+        vec![format!("action=off plug={ns2} nodename=n2").as_str()],
+        "one fence, of n2; n2's fence of n1 never ran: {log}"
+    );
+    assert!(
+        c.events_named(0, "going_alone")
+            .iter()
+            .any(|e| e["node"] == "n1" && e["fenced"] == "n2"),
+        "n1 went on alone"
     );
 }

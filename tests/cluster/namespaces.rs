@@ -530,6 +530,28 @@ impl Cluster {
         self.start(i);
     }
 
+    /// After a fence agent powered node `i` off (links down, addresses flushed, every
+    /// process killed): what a boot does — faults healed, the static addresses of its NICs
+    /// configured again, links up — then the daemon started.
+    pub fn power_on(&mut self, i: usize) {
+        self.kill_daemon(i);
+        self.net().heal(i);
+        let k = i + 1;
+        let ns = self.net().nodes[i].clone();
+        for nic in self.nics(i) {
+            let cidr = match nic.as_str() {
+                "pub0" => format!("192.0.2.1{k}/24"),
+                "pub1" => format!("192.0.2.2{k}/24"),
+                "hb1" => format!("{}/24", Net::hb_addr(i, 1)),
+                _ => format!("{}/24", Net::hb_addr(i, 2)),
+            };
+            // Already there (a node that was never flushed) is fine.
+            let _ = sh(&["ip", "-n", &ns, "addr", "add", &cidr, "dev", &nic]);
+            let _ = self.net().link(i, &nic, true);
+        }
+        self.start(i);
+    }
+
     /// Removes the floating address from node `i`, wherever it is.
     fn forget_floating(&self, i: usize) {
         for nic in self.nics(i) {
