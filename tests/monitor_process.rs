@@ -268,9 +268,16 @@ fn an_orphan_left_running_is_stopped_at_start_before_any_lease() {
         .iter()
         .filter_map(|e| e["event"].as_str().map(str::to_string))
         .collect();
-    let stopped = names.iter().position(|n| n == "orphan_stopped");
+    // `orphan_stopped` if the stop ended before n1 learnt that demo is placed on n2,
+    // `multiple_active` if after (then two nodes had it active): which one is timing.
+    let stopped = names
+        .iter()
+        .position(|n| n == "orphan_stopped" || n == "multiple_active");
     let lease = names.iter().position(|n| n == "lease_acquired");
-    assert!(stopped.is_some(), "an orphan_stopped event: {names:?}");
+    assert!(
+        stopped.is_some(),
+        "an orphan_stopped or multiple_active event: {names:?}"
+    );
     assert!(
         lease.is_none_or(|l| stopped < Some(l)),
         "the orphan was stopped before n1 took a lease: {names:?}"
