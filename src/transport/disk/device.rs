@@ -142,9 +142,11 @@ impl Device {
         }
         self.check_size(nodes, slot_bytes)?;
         let oom = || self.io_err("allocate", io::ErrorKind::OutOfMemory.into());
-        let slots = AlignedBuf::new(nodes * slot_bytes as usize).ok_or_else(oom)?;
+        // Both ends are multiples of ALIGN: the pill area starts aligned and has whole blocks.
+        let zeroes = (device_bytes(nodes, slot_bytes) - HEADER_BYTES) as usize;
+        let slots = AlignedBuf::new(zeroes).ok_or_else(oom)?;
         self.write_at(&slots, HEADER_BYTES)
-            .map_err(|e| self.io_err("zeroing the slots", e))?;
+            .map_err(|e| self.io_err("zeroing the slots and the pill area", e))?;
         let mut head = AlignedBuf::new(HEADER_BYTES as usize).ok_or_else(oom)?;
         Header::encode(head.as_mut_slice(), cluster, nodes, slot_bytes);
         self.write_at(&head, 0)

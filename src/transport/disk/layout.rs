@@ -14,7 +14,7 @@ use crate::policy::spec::NodeId;
 use super::{DiskError, DiskPathConfig};
 
 /// The version of the on-disk layout this code reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// The length of the header block; the slots start at this offset.
 pub const HEADER_BYTES: u64 = 4096;
 /// The alignment of every IO buffer (and of the slot area), as `O_DIRECT` requires.
@@ -41,9 +41,29 @@ pub fn record_bytes(nodes: usize) -> usize {
     RECORD_FIXED_BYTES + GRANT_BYTES * nodes + 4
 }
 
-/// The bytes a device must have for `nodes` slots of `slot_bytes`.
+/// The bytes a device must have for `nodes` slots of `slot_bytes` and the pill area after
+/// them.
 pub fn device_bytes(nodes: usize, slot_bytes: u32) -> u64 {
-    HEADER_BYTES + nodes as u64 * u64::from(slot_bytes)
+    pill_area_offset(nodes, slot_bytes) + nodes as u64 * 2 * PILL_BLOCK_BYTES
+}
+
+/// The length of one block of the pill area: a pill, or an acknowledgement.
+pub const PILL_BLOCK_BYTES: u64 = ALIGN as u64;
+
+/// Where the pill area starts: after the slots, rounded up to [`ALIGN`].
+pub fn pill_area_offset(nodes: usize, slot_bytes: u32) -> u64 {
+    let end = HEADER_BYTES + nodes as u64 * u64::from(slot_bytes);
+    end.div_ceil(ALIGN as u64) * ALIGN as u64
+}
+
+/// The byte offset of the block fencers write a pill for `node` into.
+pub fn pill_offset(node: NodeId, nodes: usize, slot_bytes: u32) -> u64 {
+    pill_area_offset(nodes, slot_bytes) + u64::from(node) * 2 * PILL_BLOCK_BYTES
+}
+
+/// The byte offset of the block `node`'s monitor acknowledges pills in.
+pub fn ack_offset(node: NodeId, nodes: usize, slot_bytes: u32) -> u64 {
+    pill_offset(node, nodes, slot_bytes) + PILL_BLOCK_BYTES
 }
 
 /// The slot of `node` within `slots`, the slot area as read from [`HEADER_BYTES`] on; `None`
@@ -113,10 +133,20 @@ impl Header {
 
     /// Whether this header fits the config; the first difference is the error.
     pub(super) fn check(&self, cfg: &DiskPathConfig) -> Result<(), DiskError> {
-        let cluster = cfg.cluster.as_str();
+        self.check_shape(&cfg.device, &cfg.cluster, cfg.nodes, cfg.slot_bytes)
+    }
+
+    /// Whether this header is of `cluster` with `nodes` slots of `slot_bytes`.
+    pub(super) fn check_shape(
+        &self,
+        device: &Path,
+        cluster: &str,
+        nodes: usize,
+        slot_bytes: u32,
+    ) -> Result<(), DiskError> {
         let mismatch = |field, found: String, expected: String| {
             Err(DiskError::Mismatch {
-                device: cfg.device.clone(),
+                device: device.to_path_buf(),
                 field,
                 found,
                 expected,
@@ -136,15 +166,15 @@ impl Header {
                 format!("{cluster:?}"),
             );
         }
-        if self.slot_bytes != cfg.slot_bytes {
+        if self.slot_bytes != slot_bytes {
             return mismatch(
                 "slot_bytes",
                 self.slot_bytes.to_string(),
-                cfg.slot_bytes.to_string(),
+                slot_bytes.to_string(),
             );
         }
-        if self.nodes as usize != cfg.nodes {
-            return mismatch("node count", self.nodes.to_string(), cfg.nodes.to_string());
+        if self.nodes as usize != nodes {
+            return mismatch("node count", self.nodes.to_string(), nodes.to_string());
         }
         Ok(())
     }

@@ -34,7 +34,13 @@
 //!  64   lease request stamp     u64   (0 = none)
 //!  72   grants, one per node    32 bytes each: term, echo_us, valid_us, commit (all 0 = none)
 //!  72 + 32 × nodes: CRC-32 of everything before it, u32; the rest of the slot is zero
+//! after the slots, rounded up to ALIGN: the pill area, two blocks of 4096 bytes per node
+//!   the node's pill (written by a node that fences it), then its acknowledgement (written
+//!   by its own monitor); the records are in the `pill` module
 //! ```
+//!
+//! Version 2 added the pill area; a device formatted by version 1 is refused with the
+//! layout-version mismatch (format it again with every daemon stopped).
 //!
 //! # Sequence and beats
 //!
@@ -74,11 +80,14 @@
 //! - `reader`: what counts as news: the rules above as a pure function of the bytes read and
 //!   what was seen before, tested without a device.
 //! - `worker`: the IO thread, its outbox, and the channel to the daemon.
+//! - [`pill`]: the poison pill's records in the pill area, read and written one block at a
+//!   time (by a fencer, and by the target's monitor; never by the IO thread).
 //! - here: [`DiskPath`], its config and its errors, and the checks made before the device is
 //!   touched.
 
 mod device;
 mod layout;
+pub mod pill;
 mod reader;
 mod worker;
 
@@ -98,8 +107,8 @@ use worker::IoThread;
 
 pub use crate::directio::IoMode;
 pub use layout::{
-    device_bytes, record_bytes, slot_offset, ALIGN, HEADER_BYTES, LAYOUT_VERSION,
-    SLOT_AREA_BYTES_MAX,
+    ack_offset, device_bytes, pill_area_offset, pill_offset, record_bytes, slot_offset, ALIGN,
+    HEADER_BYTES, LAYOUT_VERSION, PILL_BLOCK_BYTES, SLOT_AREA_BYTES_MAX,
 };
 
 /// What a disk path needs to know; the daemon fills it from the resolved config.
