@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
@@ -23,8 +23,10 @@ use crate::monitor::link::mono_ns;
 use crate::policy::node::NodeCore;
 use crate::policy::spec::{NodeId, PathKind};
 use crate::resources::fence::FenceDevice;
+use crate::resources::fence_pill::PillFence;
 use crate::resources::{build, AgentContext};
 use crate::storage::FileLog;
+use crate::transport::disk::pill::PillPlace;
 use crate::transport::disk::{DiskPath, DiskPathConfig};
 use crate::transport::{Inbound, TlsFiles, Transport, TransportConfig};
 
@@ -97,7 +99,10 @@ pub fn run(opts: Options) -> i32 {
     };
     // Any node may become the coordinator, and the coordinator runs the fence agent: a node
     // that cannot run it would leave every silent owner's groups where they are.
-    let fence = config.fencing.as_ref().map(FenceDevice::new);
+    let fence = config
+        .fencing
+        .as_ref()
+        .map(|f| fence_device(&config, &spec, me, f));
     if let Some(Err(e)) = fence.as_ref().map(FenceDevice::locate) {
         eprintln!(
             "eterned: {}: fencing → agent: {e}; not starting",
@@ -244,6 +249,7 @@ pub fn run(opts: Options) -> i32 {
             .find(|n| n.name == name)
             .map(|n| n.on_stop_failure)
             .unwrap_or_default(),
+        pill_watch(&config, &spec, me),
     );
     let listener_path = opts.control_socket.clone();
     let tls = TlsFiles::in_dir(&opts.tls_dir, &name);
@@ -371,6 +377,68 @@ fn pump(
             }
         }
     });
+}
+
+/// `[fencing]` as this node runs it: an agent, or pills on the disk path `path` names.
+fn fence_device(
+    config: &ClusterConfig,
+    spec: &crate::policy::spec::ClusterSpec,
+    me: NodeId,
+    f: &crate::config::FencingConfig,
+) -> FenceDevice {
+    if f.method != crate::config::FenceMethod::PoisonPill {
+        return FenceDevice::new(f);
+    }
+    FenceDevice::poison_pill(f, pill_fence(config, spec, me, f.pill_timeout_ms))
+}
+
+/// With `[fencing] method = "poison_pill"`: what the monitor needs to obey a pill for `me`.
+fn pill_watch(
+    config: &ClusterConfig,
+    spec: &crate::policy::spec::ClusterSpec,
+    me: NodeId,
+) -> Option<crate::monitor::link::PillWatch> {
+    let f = config.fencing.as_ref()?;
+    if f.method != crate::config::FenceMethod::PoisonPill {
+        return None;
+    }
+    let p = pill_fence(config, spec, me, f.pill_timeout_ms);
+    Some(crate::monitor::link::PillWatch {
+        place: p.place,
+        me,
+        every_ms: p.poll.as_millis() as u64,
+        action: f.action,
+    })
+}
+
+/// Where this cluster's pills go: the disk path `[fencing] path` names (validated to exist).
+fn pill_fence(
+    config: &ClusterConfig,
+    spec: &crate::policy::spec::ClusterSpec,
+    me: NodeId,
+    bound_ms: u32,
+) -> PillFence {
+    let name = config
+        .fencing
+        .as_ref()
+        .and_then(|f| f.path.clone())
+        .unwrap_or_default();
+    let pc = config
+        .paths
+        .iter()
+        .find(|p| p.kind == PathKindConfig::Disk && p.name == name);
+    PillFence {
+        place: PillPlace {
+            device: PathBuf::from(pc.and_then(|p| p.device.clone()).unwrap_or_default()),
+            cluster: spec.name.clone(),
+            nodes: spec.nodes.len(),
+            slot_bytes: pc.map_or(4096, |p| p.slot_bytes()),
+        },
+        me,
+        names: spec.nodes.iter().map(|n| n.name.clone()).collect(),
+        bound: Duration::from_millis(u64::from(bound_ms)),
+        poll: Duration::from_millis(u64::from(pc.map_or(200, |p| p.interval_ms()))),
+    }
 }
 
 fn disk_path(

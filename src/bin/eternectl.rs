@@ -376,6 +376,14 @@ fn cert_issue(dir: &std::path::Path, node: &str, force: bool) -> ExitCode {
 /// agent is a warning on stderr, not an error.
 fn fence_agent_check(file: &std::path::Path, config: &ClusterConfig) -> ExitCode {
     if let Some(f) = &config.fencing {
+        if f.method == eterne::config::FenceMethod::PoisonPill {
+            println!(
+                "{}: fencing → poison pill on disk path {:?}",
+                file.display(),
+                f.path.as_deref().unwrap_or("")
+            );
+            return ExitCode::SUCCESS;
+        }
         match eterne::resources::fence::locate(&f.agent) {
             Ok(p) => println!("{}: fencing → agent: {}", file.display(), p.display()),
             Err(e) => eprintln!(

@@ -237,9 +237,26 @@ pub struct WitnessConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FencingConfig {
+    /// How a node is fenced: `agent` (a fence agent powers it off; the default) or
+    /// `poison_pill` (a pill written on the disk path makes its monitor stop everything and
+    /// reboot or exit, as SBD does; for clusters with a shared disk and no power switch).
+    #[serde(default)]
+    pub method: FenceMethod,
     /// The fence agent, e.g. `fence_ipmilan`: a name looked up on `PATH`, then in `/usr/sbin`
-    /// and `/sbin`, or an absolute path. Required.
+    /// and `/sbin`, or an absolute path. Required with `method = "agent"`; refused with
+    /// `poison_pill`.
+    #[serde(default)]
     pub agent: String,
+    /// `poison_pill`: the disk heartbeat path (`[[path]] kind = "disk"`) whose device carries
+    /// the pills. Required with `poison_pill`, refused otherwise.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `poison_pill`: how long a fencer waits for the target to acknowledge its pill, in ms;
+    /// past it the fence counts as done (a node that never read the pill has lost its lease
+    /// by then), so it must be longer than `[timing] lease_ms` plus `takeover_margin_ms`.
+    /// Default: 10000.
+    #[serde(default = "default_pill_timeout_ms")]
+    pub pill_timeout_ms: u32,
     /// The agent's parameters, one `key=value` line each on its stdin, as given. The keys
     /// this product writes itself (`action`, `plug`, `port`, `nodename`) are refused here.
     /// Default: none.
@@ -285,6 +302,21 @@ fn default_fence_timeout_ms() -> u32 {
 
 fn default_fence_monitor_interval_ms() -> u32 {
     60_000
+}
+
+fn default_pill_timeout_ms() -> u32 {
+    10_000
+}
+
+/// `[fencing] method`: how a node is fenced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FenceMethod {
+    /// A fence agent (`agent`), run as Pacemaker runs fence-agents (the default).
+    #[default]
+    Agent,
+    /// A pill on the disk path (`path`), read by the target's monitor.
+    PoisonPill,
 }
 
 /// `[fencing] action`: what fencing a node does.

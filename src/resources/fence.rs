@@ -19,6 +19,10 @@
 //!
 //! The runner is async and runs on a worker thread, never the node core's: a fence agent
 //! that takes a minute delays no heartbeat.
+//!
+//! With `method = "poison_pill"` the same device runs no agent: a fence writes a pill on the
+//! disk path and waits for the target's acknowledgement or the bound
+//! ([`super::fence_pill`]); its `monitor` reads the pill area.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -27,6 +31,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::captured::{cloexec_pipe, last_words, prepare_child, run_captured};
+use super::fence_pill::{PillFence, PillResult};
 use super::process::find_program;
 use crate::config::{FenceActionConfig, FenceTargetArg, FencingConfig};
 
@@ -147,6 +152,8 @@ pub struct FenceDevice {
     targets: BTreeMap<String, String>,
     delays_ms: BTreeMap<String, u32>,
     monitor_every: Option<Duration>,
+    /// `method = "poison_pill"`: pills on the disk path instead of an agent.
+    pill: Option<PillFence>,
 }
 
 impl FenceDevice {
@@ -163,6 +170,48 @@ impl FenceDevice {
             delays_ms: c.delay_ms.clone(),
             monitor_every: (c.monitor_interval_ms > 0)
                 .then(|| Duration::from_millis(u64::from(c.monitor_interval_ms))),
+            pill: None,
+        }
+    }
+
+    /// The device `[fencing]` with `method = "poison_pill"` describes: `pill` says where the
+    /// pills go. The action (`reboot` or `off`) is what the target's monitor does after it
+    /// stopped everything.
+    pub fn poison_pill(c: &FencingConfig, pill: PillFence) -> FenceDevice {
+        FenceDevice {
+            pill: Some(pill),
+            ..FenceDevice::new(c)
+        }
+    }
+
+    /// A run of `action` by pill: `f` blocking on a worker thread.
+    async fn run_pill(
+        &self,
+        action: FenceAction,
+        f: impl FnOnce(&PillFence) -> PillResult + Send + 'static,
+    ) -> FenceRun {
+        let started = Instant::now();
+        let pill = self.pill.clone();
+        let result = match pill {
+            Some(p) => tokio::task::spawn_blocking(move || f(&p))
+                .await
+                .unwrap_or_else(|e| Err(format!("the pill task ended: {e}"))),
+            None => Err("no poison pill configured".into()),
+        };
+        let (verdict, output) = match result {
+            Ok(words) => (Verdict::Done, words),
+            Err(why) => (
+                Verdict::Failed(format!("poison pill: {why}")),
+                String::new(),
+            ),
+        };
+        FenceRun {
+            action,
+            verdict,
+            exit_code: None,
+            duration: started.elapsed(),
+            output,
+            stdout: String::new(),
         }
     }
 
@@ -173,6 +222,9 @@ impl FenceDevice {
 
     /// Whether the device answers: its `monitor` action, bounded by the timeout.
     pub async fn monitor(&self) -> FenceRun {
+        if self.pill.is_some() {
+            return self.run_pill(FenceAction::Monitor, |p| p.check()).await;
+        }
         self.run(FenceAction::Monitor, None).await
     }
 
@@ -193,7 +245,14 @@ impl FenceDevice {
 
     /// The agent's program on this machine, or what to fix.
     pub fn locate(&self) -> Result<PathBuf, String> {
-        locate(&self.agent)
+        match &self.pill {
+            Some(p) if p.place.device.exists() => Ok(p.place.device.clone()),
+            Some(p) => Err(format!(
+                "the poison pill's device {} does not exist on this node",
+                p.place.device.display()
+            )),
+            None => locate(&self.agent),
+        }
     }
 
     /// The lines written on the agent's stdin for `action` on `node`.
@@ -223,6 +282,10 @@ impl FenceDevice {
         let delay = self.delay(node);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
+        }
+        if self.pill.is_some() {
+            let node = node.to_string();
+            return self.run_pill(self.action, move |p| p.fence(&node)).await;
         }
         self.run(self.action, Some(node)).await
     }
@@ -358,7 +421,10 @@ mod tests {
 
     fn device(agent: String, timeout_ms: u32) -> FenceDevice {
         let mut c = FencingConfig {
+            method: crate::config::FenceMethod::Agent,
             agent,
+            path: None,
+            pill_timeout_ms: 10_000,
             params: BTreeMap::new(),
             action: FenceActionConfig::Reboot,
             timeout_ms,

@@ -41,6 +41,7 @@ pub mod application;
 pub(crate) mod captured;
 pub mod disk_lock;
 pub mod fence;
+pub mod fence_pill;
 pub mod filesystem;
 pub mod hard_stop;
 pub mod ip;
