@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::monitor::link::{
-    self, Armed, Link, OnStopFailure, Received, ToCore, ToMonitor, PEER_ENV,
+    self, Armed, Link, OnStopFailure, PillWatch, Received, ToCore, ToMonitor, PEER_ENV,
 };
 use crate::resources::pidfd::{pidfd_exited, pidfd_open};
 use crate::resources::HardStop;
@@ -89,12 +89,14 @@ impl Monitor {
         holdings: Vec<HardStop>,
         alive_every: Duration,
         on_stop_failure: OnStopFailure,
+        pill: Option<PillWatch>,
     ) -> Monitor {
         let hello = ToMonitor::Hello {
             pid: std::process::id(),
             holdings,
             alive_every_ms: alive_every.as_millis() as u64,
             on_stop_failure,
+            pill,
         };
         if let Err(e) = link.send(&hello) {
             tracing::error!(error = %e, "cannot tell the monitor hello");

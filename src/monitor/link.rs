@@ -19,8 +19,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::schema::FenceActionConfig;
 pub use crate::config::schema::OnStopFailure;
+use crate::policy::spec::NodeId;
 use crate::resources::HardStop;
+use crate::transport::disk::pill::PillPlace;
 
 /// The descriptor number the link has in a child.
 pub const LINK_FD: RawFd = 3;
@@ -44,6 +47,9 @@ pub enum ToMonitor {
         alive_every_ms: u64,
         /// What to do when a hard stop fails (this node's `on_stop_failure`).
         on_stop_failure: OnStopFailure,
+        /// `[fencing] method = "poison_pill"`: where this node's pills are.
+        #[serde(default)]
+        pill: Option<PillWatch>,
     },
     /// The core's actor thread stepped (sent every `alive_every_ms`).
     Alive,
@@ -55,6 +61,20 @@ pub enum ToMonitor {
         /// The exit code.
         code: i32,
     },
+}
+
+/// Where the monitor reads this node's poison pills, and what it does after one.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PillWatch {
+    /// The disk path's device and shape.
+    pub place: PillPlace,
+    /// This node's id (its pill block).
+    pub me: NodeId,
+    /// How often to read it (the disk path's `interval_ms`).
+    pub every_ms: u64,
+    /// After everything stopped: `reboot` the machine, or `off` (the monitor exits and the
+    /// node stays out until started again).
+    pub action: FenceActionConfig,
 }
 
 /// An armed deadline (monotonic ns).

@@ -18,6 +18,7 @@
 //! | the core exits on purpose (drained: 0, gave up: 1) or cannot start (bad config: 2, start: 1) | stops hard anything still armed, exits with the core's code |
 //! | SIGTERM / SIGINT | passed to the core, which drains; then as above |
 //! | SIGHUP | logged: reloading cluster.toml is not supported yet, nothing changes |
+//! | a poison pill for this node on the disk path (`[fencing] method = "poison_pill"`; [`pill`]) | SIGKILL of the core, every hard stop, the acknowledgement, then a reboot (`action = "reboot"`) or exit with [`EXIT_POISONED`] (`off`); never a new core |
 //! | the monitor dies | the core starts a new one and tells it everything again (`actors::monitor`) |
 //!
 //! Neither restart moves or restarts a resource: the cluster sees the node's lease, not its
@@ -29,6 +30,7 @@
 //! paths: nothing of the actor tree, the transports or consensus runs in it.
 
 pub mod link;
+pub mod pill;
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -40,6 +42,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use link::{mono_ns, Armed, Link, OnStopFailure, Received, ToCore, ToMonitor, PEER_ENV};
+use pill::PillWatcher;
+
+use crate::config::schema::FenceActionConfig;
+use crate::transport::disk::pill::Pill;
 
 use crate::actors::shutdown::{EXIT_CRASH, EXIT_START};
 use crate::policy::monitor::{self as rules, CoreSeen, Deadline, Verdict};
@@ -49,6 +55,12 @@ use crate::resources::pidfd::{pidfd_exited, pidfd_open, pidfd_send_signal};
 /// The monitor's exit code when a hard stop failed and the node's `on_stop_failure` is
 /// `exit` (`EX_OSERR`: the system could not stop what it runs).
 pub const EXIT_STOP_FAILED: i32 = 71;
+/// The monitor's exit code after it obeyed a poison pill with `[fencing] action = "off"`:
+/// everything stopped and the node left the cluster until it is started again.
+pub const EXIT_POISONED: i32 = 72;
+/// The longest the hard stops after a poison pill may take (less if the pill's bound is
+/// shorter: half of it).
+const PILL_STOP_MAX: Duration = Duration::from_secs(10);
 
 /// The longest the monitor sleeps (and how often it pets a hardware watchdog).
 pub const TICK: Duration = Duration::from_millis(5);
@@ -104,6 +116,8 @@ struct Monitor {
     on_stop_failure: OnStopFailure,
     terminating: bool,
     restarts: VecDeque<Instant>,
+    /// `[fencing] method = "poison_pill"`: the thread reading this node's pill block.
+    pills: Option<PillWatcher>,
 }
 
 /// Run the monitor until the node's daemon ends; the exit code.
@@ -138,6 +152,7 @@ pub fn run(opts: Options) -> i32 {
         on_stop_failure: OnStopFailure::Reboot,
         terminating: false,
         restarts: VecDeque::new(),
+        pills: None,
     };
     // Started by a core whose monitor died: watch that core. Otherwise start one.
     match (Link::inherited(), peer_pid()) {
@@ -250,6 +265,9 @@ impl Monitor {
             }
         }
         self.read_link();
+        if let Some(pill) = self.pills.as_ref().and_then(PillWatcher::take) {
+            return Some(self.obey(pill));
+        }
         let gone = self.core.as_ref().is_some_and(|c| pidfd_exited(&c.pidfd));
         if gone {
             if let Some(code) = self.core_gone() {
@@ -281,8 +299,20 @@ impl Monitor {
                             holdings,
                             alive_every_ms,
                             on_stop_failure,
+                            pill,
                         } => {
                             self.on_stop_failure = on_stop_failure;
+                            let same = self.pills.as_ref().map(PillWatcher::watch) == pill.as_ref();
+                            if !same {
+                                self.pills = pill.and_then(|w| {
+                                    PillWatcher::start(w)
+                                        .map_err(|e| {
+                                            tracing::error!(error = %e,
+                                                "cannot start reading the poison pill block")
+                                        })
+                                        .ok()
+                                });
+                            }
                             tracing::info!(
                                 core = pid,
                                 holdings = holdings.len(),
@@ -432,6 +462,38 @@ impl Monitor {
                 ),
             }
         }
+    }
+
+    /// A poison pill for this node: kill the core, stop every exclusive resource hard,
+    /// acknowledge, then reboot or leave (`[fencing] action`). Never a new core.
+    fn obey(&mut self, pill: Pill) -> i32 {
+        tracing::error!(
+            from = pill.from,
+            nonce = pill.nonce,
+            bound_ms = pill.bound_ms,
+            "poison pill: this node was fenced; stopping everything and leaving the cluster"
+        );
+        if let Some(c) = &self.core {
+            signal_core(c, libc::SIGKILL);
+        }
+        let bound = Duration::from_millis(u64::from(pill.bound_ms) / 2).min(PILL_STOP_MAX);
+        // A failed stop with on_stop_failure = "reboot" reboots here, before any
+        // acknowledgement: the fencer then counts on the bound.
+        self.stop_hard(bound.as_nanos() as u64);
+        let stopped = !self.stop_failed;
+        let Some(w) = self.pills.take() else {
+            return self.end(EXIT_POISONED);
+        };
+        match w.acknowledge(&pill, stopped) {
+            Ok(()) => tracing::warn!(nonce = pill.nonce, stopped, "poison pill acknowledged"),
+            Err(e) => tracing::error!(error = %e,
+                "cannot acknowledge the poison pill; the fencer waits for its bound"),
+        }
+        if w.watch().action == FenceActionConfig::Reboot {
+            tracing::error!("poison pill: rebooting the machine");
+            reboot_now();
+        }
+        self.end(EXIT_POISONED)
     }
 
     /// Pet the hardware watchdog unless a hard stop failed.
