@@ -484,3 +484,111 @@ fn a_partition_of_two_nodes_leaves_exactly_one_serving() {
         "n1 went on alone"
     );
 }
+
+/// `n` nodes with a disk path on a file every namespace sees, fenced by poison pill
+/// (`action = "off"`: a node that obeys leaves the cluster) with a bound of `bound_ms`, and
+/// `extra` lines of `[fencing]`.
+fn pill_cluster(test: &str, n: usize, bound_ms: u32, extra: &str) -> Cluster {
+    let prefix = format!("hp{}-{test}", std::process::id() % 1000);
+    let net = Net::with_prefix(prefix, n, false);
+    Cluster::namespaces_with(eterned(), net, &GroupOpts::default(), |dir| {
+        let disk = dir.join("disk.img");
+        std::fs::File::create(&disk).expect("the shared disk's file");
+        format!(
+            "\n[[path]]\nname = \"shared\"\nkind = \"disk\"\ndevice = \"{}\"\ninterval_ms = 50\n\
+             misses = 6\n\n[fencing]\nmethod = \"poison_pill\"\npath = \"shared\"\n\
+             action = \"off\"\npill_timeout_ms = {bound_ms}\n{extra}",
+            disk.display()
+        )
+    })
+}
+
+/// The `fence_succeeded` events of fences of `target`, on any node.
+fn fences_of(c: &Cluster, target: &str) -> Vec<serde_json::Value> {
+    events_anywhere(c, "fence_succeeded")
+        .into_iter()
+        .filter(|e| e["target"] == target)
+        .collect()
+}
+
+#[test]
+fn a_poison_pill_empties_its_target_within_the_bound() {
+    let test = "a_poison_pill_empties_its_target_within_the_bound";
+    if skip(test) {
+        return;
+    }
+    let _turn = one_at_a_time();
+    // Two nodes, no witness: a silent peer is fenced whatever it runs. Shots at n1 wait.
+    let mut c = pill_cluster("obey", 2, 8000, "delay_ms = { n1 = 2000 }\n");
+    up(&mut c);
+    let watch = AddrWatch::start(&c.net().nodes, std::time::Instant::now(), OBSERVE_MAX);
+    // n2's core stops (a paused process): silent on both networks and on the disk, whose
+    // beats only its core gives. Its monitor lives and reads the pill block; n2 holds no
+    // lease, so nothing makes the monitor act before its 2 s wedge limit — the pill does.
+    let core = c.core_pid(1).expect("n2's core");
+    cluster::signal(core, libc::SIGSTOP);
+    c.wait_for("n2 is fenced by pill", |c| !fences_of(c, "n2").is_empty());
+    let fence = fences_of(&c, "n2").remove(0);
+    println!("the pill's fence: {fence}");
+    let said = fence["output"].as_str().unwrap_or("").to_string();
+    assert!(
+        said.contains("acknowledged the poison pill") && said.contains("everything stopped"),
+        "n2's monitor acknowledged, the bound did not pass: {fence}"
+    );
+    assert!(
+        fence["duration_ms"].as_u64().is_some_and(|d| d < 8000),
+        "within the bound: {fence}"
+    );
+    assert_eq!(
+        c.exit_code(1, Duration::from_secs(5)),
+        Some(72),
+        "n2's monitor left (EXIT_POISONED)"
+    );
+    c.wait_for("nothing is left running in n2's namespace", |c| {
+        c.net().pids(1).is_empty()
+    });
+    let log = std::fs::read_to_string(&c.nodes[1].log).unwrap_or_default();
+    assert!(
+        log.contains("poison pill acknowledged"),
+        "n2's monitor tells what it did"
+    );
+    c.wait_for("n1 goes on alone", |c| {
+        c.events_named(0, "going_alone")
+            .iter()
+            .any(|e| e["node"] == "n1" && e["fenced"] == "n2")
+    });
+    c.wait_for("web runs on n1", |c| c.on("web").as_deref() == Some("n1"));
+    let holders = watch.stop();
+    if max_holders(&holders) > 1 {
+        c.dump();
+        panic!("two nodes held {FLOATING} at once: {holders:?}");
+    }
+    // Started again, n2 finds its pill acknowledged, obeys nothing and rejoins.
+    c.start(1);
+    c.wait_for("n2 rejoins", |c| c.formed());
+    assert_eq!(c.on("web").as_deref(), Some("n1"));
+}
+
+#[test]
+fn a_dead_target_of_a_poison_pill_is_counted_fenced_once_the_bound_passed() {
+    let test = "a_dead_target_of_a_poison_pill_is_counted_fenced_once_the_bound_passed";
+    if skip(test) {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let mut c = pill_cluster("bound", 3, 2000, "");
+    up(&mut c);
+    c.crash(0);
+    c.wait_for("web runs on n2", |c| c.on("web").as_deref() == Some("n2"));
+    let fence = fences_of(&c, "n1").remove(0);
+    println!("the pill's fence: {fence}");
+    let said = fence["output"].as_str().unwrap_or("");
+    assert!(
+        said.contains("did not acknowledge the poison pill"),
+        "no monitor read it: {fence}"
+    );
+    assert!(
+        fence["duration_ms"].as_u64().is_some_and(|d| d >= 2000),
+        "the fencer waited the whole bound: {fence}"
+    );
+}

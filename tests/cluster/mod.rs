@@ -414,6 +414,21 @@ impl Cluster {
         let _ = c.wait();
         None
     }
+
+    /// Node `i`'s eterned's exit code once it ended by itself (waits up to `bound`; `None`
+    /// if it still runs then, or ended by a signal).
+    pub fn exit_code(&mut self, i: usize, bound: Duration) -> Option<i32> {
+        let until = Instant::now() + bound;
+        while Instant::now() < until {
+            let c = self.nodes[i].child.as_mut()?;
+            if let Ok(Some(st)) = c.try_wait() {
+                self.nodes[i].child = None;
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
 }
 
 impl Drop for Cluster {
