@@ -160,6 +160,14 @@ fn up(c: &mut Cluster) {
     });
 }
 
+/// Fails, with the cluster's logs, if two nodes ever held the floating address at once.
+fn never_two_holders(c: &Cluster, holders: &[(Duration, usize, bool)]) {
+    if max_holders(holders) > 1 {
+        c.dump();
+        panic!("two nodes held {FLOATING} at once: {holders:?}");
+    }
+}
+
 /// Events named `name` on any node.
 fn events_anywhere(c: &Cluster, name: &str) -> Vec<serde_json::Value> {
     (0..c.nodes.len())
@@ -197,10 +205,7 @@ fn a_partitioned_owner_is_fenced_and_its_group_runs_on_the_next_node() {
     std::thread::sleep(Duration::from_millis(500));
     let _samples = probe.stop();
     let holders = watch.stop();
-    if max_holders(&holders) > 1 {
-        c.dump();
-        panic!("two nodes held {FLOATING} at once: {holders:?}");
-    }
+    never_two_holders(&c, &holders);
     let succeeded = events_anywhere(&c, "fence_succeeded");
     let ok = succeeded
         .iter()
@@ -289,10 +294,7 @@ fn a_failed_fence_means_no_takeover() {
     c.net().heal(0);
     c.wait_for("web runs again", |c| c.on("web").is_some());
     let holders = watch.stop();
-    if max_holders(&holders) > 1 {
-        c.dump();
-        panic!("two nodes held {FLOATING} at once: {holders:?}");
-    }
+    never_two_holders(&c, &holders);
 }
 
 #[test]
@@ -408,10 +410,7 @@ fn a_two_node_survivor_fences_its_dead_peer_and_goes_on_alone() {
         "manual failback: web stays"
     );
     let holders = watch.stop();
-    if max_holders(&holders) > 1 {
-        c.dump();
-        panic!("two nodes held {FLOATING} at once: {holders:?}");
-    }
+    never_two_holders(&c, &holders);
 
     // Together again, the two are a majority of two: n2 dies now, and n1 goes on alone.
     c.crash(1);
@@ -456,10 +455,7 @@ fn a_partition_of_two_nodes_leaves_exactly_one_serving() {
     std::thread::sleep(Duration::from_millis(3000));
     let samples = probe.stop();
     let holders = watch.stop();
-    if max_holders(&holders) > 1 {
-        c.dump();
-        panic!("two nodes held {FLOATING} at once: {holders:?}");
-    }
+    never_two_holders(&c, &holders);
     assert!(!c.net().pids(0).is_empty(), "n1 survives");
     assert_eq!(c.on("web").as_deref(), Some("n1"));
     assert!(
@@ -559,10 +555,7 @@ fn a_poison_pill_empties_its_target_within_the_bound() {
     });
     c.wait_for("web runs on n1", |c| c.on("web").as_deref() == Some("n1"));
     let holders = watch.stop();
-    if max_holders(&holders) > 1 {
-        c.dump();
-        panic!("two nodes held {FLOATING} at once: {holders:?}");
-    }
+    never_two_holders(&c, &holders);
     // Started again, n2 finds its pill acknowledged, obeys nothing and rejoins.
     c.start(1);
     c.wait_for("n2 rejoins", |c| c.formed());

@@ -310,6 +310,16 @@ mod tests {
         }
     }
 
+    /// Node 0's `Solo` (through 44) applied at index 46.
+    fn solo(spec: &crate::policy::spec::ClusterSpec, s: &mut ClusterState) {
+        let cmd = Command::Solo {
+            node: 0,
+            peer: 1,
+            through: 44,
+        };
+        s.apply(spec, 46, &cmd);
+    }
+
     /// Node 0's state with its own `Joined` applied.
     fn joined_state() -> ClusterState {
         let spec = simple_spec(2, 1);
@@ -436,15 +446,7 @@ mod tests {
             t.step(&s, leader).propose.is_empty(),
             "not proposed twice at once"
         );
-        s.apply(
-            &spec,
-            46,
-            &Command::Solo {
-                node: 0,
-                peer: 1,
-                through: 44,
-            },
-        );
+        solo(&spec, &mut s);
         let todo = t.step(&s, leader);
         assert_eq!(t.stage(), Stage::Idle);
         assert!(todo.fence.is_none() && !todo.go_alone && !todo.take_back);
@@ -469,15 +471,7 @@ mod tests {
     fn alone_the_survivor_takes_its_peer_back_once_it_holds_the_whole_log() {
         let spec = simple_spec(2, 1);
         let mut s = joined_state();
-        s.apply(
-            &spec,
-            46,
-            &Command::Solo {
-                node: 0,
-                peer: 1,
-                through: 44,
-            },
-        );
+        solo(&spec, &mut s);
         let mut t = TwoNode::new(0, 1);
         // A restart replays Solo: the configuration is left alone again at once.
         assert!(t.step(&s, facts(1)).go_alone);

@@ -808,14 +808,7 @@ impl NodeCore {
             t.on_result(r.attempt, true, last, now_us);
             self.two_node_wake = Some(now_us);
         } else if let Some(r) = todo.fence {
-            self.effects.push(Effect::Fence {
-                target: r.target,
-                attempt: r.attempt,
-            });
-            self.effects.push(Effect::Event(Event::FenceStarted {
-                target: r.target,
-                attempt: r.attempt,
-            }));
+            ask_fence(&mut self.effects, r);
         }
         let change = if todo.go_alone {
             Some(self.consensus.go_alone(peer))
@@ -983,14 +976,7 @@ impl NodeCore {
         let mut proposals = Vec::new();
         c.pass(&view, &mut proposals);
         for r in c.fencer.take_requests() {
-            self.effects.push(Effect::Fence {
-                target: r.target,
-                attempt: r.attempt,
-            });
-            self.effects.push(Effect::Event(Event::FenceStarted {
-                target: r.target,
-                attempt: r.attempt,
-            }));
+            ask_fence(&mut self.effects, r);
         }
         self.consensus.propose_all(&proposals);
     }
@@ -1023,4 +1009,16 @@ fn raft_message(o: Outgoing) -> (NodeId, Message) {
             stamp_us: o.stamp_us,
         },
     )
+}
+
+/// Asks the shell to run fence `r` and tells that it started.
+fn ask_fence(effects: &mut Vec<Effect>, r: super::fencing::FenceRequest) {
+    effects.push(Effect::Fence {
+        target: r.target,
+        attempt: r.attempt,
+    });
+    effects.push(Effect::Event(Event::FenceStarted {
+        target: r.target,
+        attempt: r.attempt,
+    }));
 }
