@@ -182,6 +182,11 @@ pub fn run(opts: Options) -> i32 {
         .clone()
         .unwrap_or_else(|| opts.state_dir.join("events.jsonl"));
     let mut events = EventLog::open(&events_path, &name);
+    if !config.notifications.is_empty() {
+        events.notify_to(crate::actors::notify::Notifier::start(
+            &config.notifications,
+        ));
+    }
     events.write(
         "daemon_started",
         serde_json::json!({"incarnation": incarnation, "witness": witness, "digest": format!("{:#018x}", spec.digest), "pid": std::process::id()})

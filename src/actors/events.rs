@@ -27,6 +27,8 @@ pub struct EventLog {
     path: PathBuf,
     out: Option<BufWriter<File>>,
     node: String,
+    /// `[[notification]]`: where each event goes besides this file.
+    notify: Option<super::notify::Notifier>,
 }
 
 impl EventLog {
@@ -47,7 +49,13 @@ impl EventLog {
             path: path.to_path_buf(),
             out,
             node: node.to_string(),
+            notify: None,
         }
+    }
+
+    /// From now on every event also goes to these notifications.
+    pub fn notify_to(&mut self, notifier: super::notify::Notifier) {
+        self.notify = Some(notifier);
     }
 
     /// Writes one event line: `event` is its name, `fields` its fields.
@@ -58,8 +66,12 @@ impl EventLog {
         line.insert("node".into(), Value::String(self.node.clone()));
         line.insert("event".into(), Value::String(event.to_string()));
         line.extend(fields);
-        let text = Value::Object(line).to_string();
+        let line = Value::Object(line);
+        let text = line.to_string();
         tracing::info!(target: "eterne::event", event, line = %text, "event");
+        if let (Some(n), Value::Object(fields)) = (&self.notify, &line) {
+            n.send(event, &text, fields);
+        }
         if let Some(out) = &mut self.out {
             let r = writeln!(out, "{text}").and_then(|()| out.flush());
             if let Err(e) = r {

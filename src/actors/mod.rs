@@ -52,6 +52,7 @@ pub mod group;
 pub mod messages;
 pub mod monitor;
 pub mod node;
+pub mod notify;
 pub mod peer;
 pub mod shutdown;
 pub mod writer;

@@ -486,7 +486,7 @@ pub struct ScheduleConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
-    /// A line in the system log.
+    /// A line in the system log (RFC 5424 to `socket`).
     Log,
     /// Runs `command` with the event in environment variables.
     Script,
@@ -535,4 +535,19 @@ pub struct NotificationConfig {
     /// Only these events, from [`EVENT_NAMES`]. Default: all events.
     #[serde(default)]
     pub events: Vec<String>,
+    /// `script`: how long the program may run, `webhook`: how long one try may take, in ms;
+    /// past it the program's process group is killed, the try failed. Default: 5000.
+    #[serde(default = "default_notification_timeout_ms")]
+    pub timeout_ms: u32,
+    /// `log`: the system log's datagram socket. Default: `/dev/log` (journald and rsyslog).
+    #[serde(default)]
+    pub socket: Option<String>,
+    /// `webhook` with `https://`: the PEM bundle of the CAs to trust. Default: the system's,
+    /// `/etc/ssl/certs/ca-certificates.crt`.
+    #[serde(default)]
+    pub ca: Option<String>,
+}
+
+fn default_notification_timeout_ms() -> u32 {
+    5_000
 }

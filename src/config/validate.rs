@@ -898,6 +898,40 @@ fn check_notifications(c: &ClusterConfig, r: &mut Report) {
             ),
             _ => {}
         }
+        if n.timeout_ms == 0 || n.timeout_ms > 600_000 {
+            r.push(
+                loc.key("timeout_ms"),
+                format!("timeout_ms = {} is outside 1 to 600000", n.timeout_ms),
+                "give how long one delivery may take, e.g. 5000",
+            );
+        }
+        match (&n.socket, n.kind == NotificationKind::Log) {
+            (Some(_), false) => r.push(
+                loc.key("socket"),
+                "socket is only for kind = \"log\"",
+                "remove it, or set kind = \"log\"",
+            ),
+            (Some(p), true) if !p.starts_with('/') => r.push(
+                loc.key("socket"),
+                format!("socket \"{p}\" is not an absolute path"),
+                "give the system log's socket, e.g. /dev/log",
+            ),
+            _ => {}
+        }
+        let https = n.url.as_deref().is_some_and(|u| u.starts_with("https://"));
+        match (&n.ca, https) {
+            (Some(_), false) => r.push(
+                loc.key("ca"),
+                "ca is only for a webhook with an https:// url",
+                "remove it, or give an https:// url",
+            ),
+            (Some(p), true) if !p.starts_with('/') => r.push(
+                loc.key("ca"),
+                format!("ca \"{p}\" is not an absolute path"),
+                "give the PEM bundle's full path",
+            ),
+            _ => {}
+        }
         for e in &n.events {
             if !EVENT_NAMES.contains(&e.as_str()) {
                 r.push(
