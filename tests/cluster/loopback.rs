@@ -29,6 +29,8 @@ pub struct Opts {
     pub long_lease: bool,
     /// Add to the group an OCF resource whose stop always fails ([`STUCK_AGENT`]).
     pub stuck: bool,
+    /// Appended to the config (`@DIR@`: the cluster's directory).
+    pub extra: String,
 }
 
 /// An OCF agent whose stop always fails: a resource its node cannot let go of. Its state is
@@ -59,6 +61,7 @@ impl Default for Opts {
             disk: false,
             long_lease: false,
             stuck: false,
+            extra: String::new(),
         }
     }
 }
@@ -115,6 +118,7 @@ pub fn config_text(test: u8, dir: &Path, o: &Opts) -> String {
         let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755));
         let _ = writeln!(c, "  [[group.resource]]\n  name = \"stuck\"\n  type = \"ocf\"\n  params = {{ type = \"stuck\", provider = \"eterne-test\", ocf_root = \"{}\" }}\n", dir.join("ocf").display());
     }
+    c.push_str(&o.extra.replace("@DIR@", &dir.display().to_string()));
     c
 }
 
