@@ -306,6 +306,20 @@ fn a_hard_stop_that_fails_ends_the_node_when_it_is_told_to_exit() {
     let owner = c.on("demo").expect("an owner");
     let i = c.index(&owner);
     let app = c.app_pid(i, APP).expect("the application runs");
+    // The readable status names the OCF agent in full, in columns that fit.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eternectl"))
+        .args(["status", "--socket"])
+        .arg(&c.nodes[i].socket)
+        .output()
+        .expect("eternectl status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["demo", "stuck", "ocf:eterne-test:stuck", "active", "0"]),
+        "{text}"
+    );
     // A move asks the owner to stop the group; "stuck" will not stop.
     let other = if i == 0 { "n2" } else { "n1" };
     let r = c.ask(

@@ -126,7 +126,7 @@ fn hooks_webhooks_and_the_system_log_hear_a_failover_within_a_second() {
         log_sock.display()
     );
     let mut c = Cluster::loopback(
-        45,
+        46,
         &Opts {
             extra,
             ..Opts::default()

@@ -260,7 +260,7 @@ fn table(s: &Status) -> String {
         };
         let _ = writeln!(o, "fence device {}{why}", d.state);
     }
-    let _ = writeln!(o, "\nNODE          STATE      PATHS");
+    let mut nodes = vec![cells(&["NODE", "STATE", "PATHS"])];
     for n in &s.nodes {
         let state = if !n.alive {
             "suspected"
@@ -271,7 +271,7 @@ fn table(s: &Status) -> String {
         } else {
             "alive"
         };
-        let paths = if n.me {
+        let mut paths = if n.me {
             "(this node)".to_string()
         } else {
             n.paths
@@ -280,17 +280,17 @@ fn table(s: &Status) -> String {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let mismatch = if n.config_mismatch {
-            "  CONFIG DIFFERS"
-        } else {
-            ""
-        };
-        let _ = writeln!(o, "{:<13} {:<10} {paths}{mismatch}", n.name, state);
+        if n.config_mismatch {
+            paths.push_str("  CONFIG DIFFERS");
+        }
+        nodes.push(vec![n.name.clone(), state.into(), paths]);
     }
-    let _ = writeln!(
-        o,
-        "\nGROUP         NODE          EPOCH  PHASE     STATUS      FAILURES"
-    );
+    o.push('\n');
+    o.push_str(&columns(&nodes, ""));
+    let mut groups = vec![cells(&[
+        "GROUP", "NODE", "EPOCH", "PHASE", "STATUS", "FAILURES",
+    ])];
+    let mut resources = Vec::new();
     for g in &s.groups {
         let failures = g
             .failures
@@ -299,33 +299,79 @@ fn table(s: &Status) -> String {
             .collect::<Vec<_>>()
             .join(",");
         if g.instances.is_empty() {
-            let _ = writeln!(
-                o,
-                "{:<13} {:<13} {:>5}  {:<9} {:<11} {failures}",
-                g.name, "-", "-", "stopped", "-"
-            );
+            groups.push(vec![
+                g.name.clone(),
+                "-".into(),
+                "-".into(),
+                "stopped".into(),
+                "-".into(),
+                failures.clone(),
+            ]);
         }
         for i in &g.instances {
-            let _ = writeln!(
-                o,
-                "{:<13} {:<13} {:>5}  {:<9} {:<11} {failures}",
-                g.name,
-                i.node,
-                i.epoch,
-                i.phase,
-                i.status.as_deref().unwrap_or("-")
-            );
+            groups.push(vec![
+                g.name.clone(),
+                i.node.clone(),
+                i.epoch.to_string(),
+                i.phase.clone(),
+                i.status.clone().unwrap_or_else(|| "-".into()),
+                failures.clone(),
+            ]);
         }
         for r in &g.resources {
-            let _ = writeln!(
-                o,
-                "  {:<24} {:<12} {:<10} failures here: {}",
-                r.name,
-                r.kind,
-                r.state.as_deref().unwrap_or("-"),
-                r.failures
-            );
+            resources.push(vec![
+                g.name.clone(),
+                r.name.clone(),
+                r.kind.clone(),
+                r.state.clone().unwrap_or_else(|| "-".into()),
+                r.failures.to_string(),
+            ]);
         }
+    }
+    o.push('\n');
+    o.push_str(&columns(&groups, ""));
+    if !resources.is_empty() {
+        resources.insert(
+            0,
+            cells(&["GROUP", "RESOURCE", "AGENT", "STATE", "FAILURES HERE"]),
+        );
+        o.push('\n');
+        o.push_str(&columns(&resources, "  "));
+    }
+    o
+}
+
+fn cells(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// Rows as columns as wide as their widest cell, two spaces apart, each line after `indent`;
+/// the last column is not padded.
+fn columns(rows: &[Vec<String>], indent: &str) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            let w = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(max) => *max = (*max).max(w),
+                None => widths.push(w),
+            }
+        }
+    }
+    let mut o = String::new();
+    for row in rows {
+        let mut line = indent.to_string();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        o.push_str(line.trim_end());
+        o.push('\n');
     }
     o
 }
@@ -428,5 +474,33 @@ fn config_check(file: &std::path::Path) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_as_wide_as_their_widest_cell() {
+        let rows = vec![
+            cells(&["GROUP", "NODE", "STATUS"]),
+            cells(&["a-group-name-longer-than-thirteen", "n1", "running"]),
+            cells(&["web", "node-with-a-long-name", "-"]),
+        ];
+        let text = columns(&rows, "  ");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "  GROUP                              NODE                   STATUS"
+        );
+        assert_eq!(
+            lines[1],
+            "  a-group-name-longer-than-thirteen  n1                     running"
+        );
+        assert_eq!(
+            lines[2],
+            "  web                                node-with-a-long-name  -"
+        );
     }
 }

@@ -119,7 +119,7 @@ pub fn build(core: &NodeCore, shell: &Shell) -> Status {
                     .enumerate()
                     .map(|(r, rs)| ResourceView {
                         name: rs.name.clone(),
-                        kind: rs.agent.clone(),
+                        kind: agent_name(rs),
                         state: states.get(r).cloned(),
                         failures: core.resource_failures(gid, r as u16),
                     })
@@ -150,5 +150,42 @@ pub fn build(core: &NodeCore, shell: &Shell) -> Status {
                 reason: reason.into(),
             }
         }),
+    }
+}
+
+/// A resource's agent as an operator names it: `ocf:<provider>:<type>` for an OCF agent (as
+/// Pacemaker shows it), the agent type otherwise.
+fn agent_name(rs: &crate::policy::spec::ResourceSpec) -> String {
+    if rs.agent != "ocf" {
+        return rs.agent.clone();
+    }
+    let param = |k: &str| {
+        rs.params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    format!(
+        "ocf:{}:{}",
+        param("provider").unwrap_or(crate::resources::ocf::DEFAULT_PROVIDER),
+        param("type").unwrap_or("?")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ocf_resource_is_shown_with_its_provider_and_type() {
+        let spec = crate::policy::testutil::simple_spec(2, 1);
+        let mut rs = spec.groups[0].resources[0].clone();
+        rs.agent = "ocf".into();
+        rs.params = vec![("type".into(), "IPaddr2".into())];
+        assert_eq!(agent_name(&rs), "ocf:heartbeat:IPaddr2");
+        rs.params.push(("provider".into(), "acme".into()));
+        assert_eq!(agent_name(&rs), "ocf:acme:IPaddr2");
+        rs.agent = "ip".into();
+        assert_eq!(agent_name(&rs), "ip");
     }
 }
