@@ -320,6 +320,30 @@ fn a_hard_stop_that_fails_ends_the_node_when_it_is_told_to_exit() {
                 == ["demo", "stuck", "ocf:eterne-test:stuck", "active", "0"]),
         "{text}"
     );
+    // `--watch` on a terminal (script(1) gives it one) redraws in place; into a pipe it
+    // appends.
+    let eternectl = env!("CARGO_BIN_EXE_eternectl");
+    let sock = c.nodes[i].socket.display().to_string();
+    let tty = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "timeout 1.5 {eternectl} status --watch --socket {sock}"
+        ))
+        .arg("/dev/null")
+        .output()
+        .expect("script(1)");
+    let tty = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        tty.matches("\x1b[H\x1b[2J").count() >= 2,
+        "redrawn at least twice in 1.5 s: {tty:?}"
+    );
+    let piped = std::process::Command::new("timeout")
+        .args(["1.5", eternectl, "status", "--watch", "--socket", &sock])
+        .output()
+        .expect("eternectl status --watch");
+    let piped = String::from_utf8_lossy(&piped.stdout);
+    assert!(!piped.contains('\x1b'), "no escapes into a pipe");
+    assert!(piped.matches("cluster loop45").count() >= 2, "{piped}");
     // A move asks the owner to stop the group; "stuck" will not stop.
     let other = if i == 0 { "n2" } else { "n1" };
     let r = c.ask(

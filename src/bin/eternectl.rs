@@ -214,8 +214,16 @@ fn status(socket: &Path, json: bool, watch: bool) -> ExitCode {
         } else {
             Request::Status
         })?;
+        // On a terminal `--watch` redraws in place; into a pipe or file it appends, one
+        // snapshot after another, so a log of it stays readable.
+        // SAFETY: isatty(2) on our own stdout.
+        let redraw = watch && !json && unsafe { libc::isatty(1) } == 1;
         loop {
             let r = c.read()?;
+            if redraw {
+                // Cursor home, then clear the screen.
+                print!("\x1b[H\x1b[2J");
+            }
             match &r.status {
                 Some(s) => print(s),
                 None => eprintln!("refused: {}", r.message),
@@ -223,7 +231,10 @@ fn status(socket: &Path, json: bool, watch: bool) -> ExitCode {
             if !watch {
                 return Ok(());
             }
-            println!();
+            if !redraw {
+                println!();
+            }
+            let _ = std::io::Write::flush(&mut std::io::stdout());
         }
     };
     match run() {
