@@ -59,6 +59,14 @@ pub enum Message {
     },
     /// An admin command forwarded to the coordinator.
     Admin(AdminCommand),
+    /// The coordinator's answer to a forwarded [`Message::Admin`] it refused: the node that
+    /// asked tells its operator why, rather than waiting for a commit that never comes.
+    AdminRefused {
+        /// The command, as forwarded.
+        cmd: AdminCommand,
+        /// Why (the check's words).
+        why: String,
+    },
 }
 
 impl Message {

@@ -594,6 +594,16 @@ impl NodeCore {
                 },
             ),
             Message::Admin(cmd) => self.on_admin(cmd, from),
+            // Only the coordinator answers for the cluster: from anyone else it is dropped.
+            Message::AdminRefused { cmd, why } if self.consensus.leader() == Some(from) => {
+                let name = self.spec.nodes.get(usize::from(from));
+                let by = name.map_or("?", |n| n.name.as_str());
+                self.effects.push(Effect::Event(Event::AdminRefused {
+                    cmd,
+                    why: format!("{why} (said the coordinator, {by})"),
+                }));
+            }
+            Message::AdminRefused { .. } => {}
         }
     }
 
@@ -650,17 +660,26 @@ impl NodeCore {
         }
     }
 
-    fn on_admin(&mut self, cmd: super::state::AdminCommand, _from: NodeId) {
+    fn on_admin(&mut self, cmd: super::state::AdminCommand, from: NodeId) {
         if self.consensus.is_leader() {
             let alive = self.alive_view();
             match self.state.check_admin(&self.spec, &alive, &cmd) {
                 Ok(()) => {
                     self.consensus.propose(&Command::Admin(cmd));
                 }
-                Err(e) => self.effects.push(Effect::Event(Event::AdminRefused {
-                    cmd,
-                    why: e.to_string(),
-                })),
+                Err(e) => {
+                    let why = e.to_string();
+                    if from != self.me {
+                        // Forwarded: the asking node's operator waits for the answer.
+                        let back = Message::AdminRefused {
+                            cmd: cmd.clone(),
+                            why: why.clone(),
+                        };
+                        self.effects.push(self.router.send(from, back));
+                    }
+                    self.effects
+                        .push(Effect::Event(Event::AdminRefused { cmd, why }));
+                }
             }
         } else if let Some(l) = self.consensus.leader() {
             self.effects.push(self.router.send(l, Message::Admin(cmd)));

@@ -322,7 +322,10 @@ impl DiskPath {
         match msg {
             Message::LeaseRequest { stamp_us } => self.io.request(to, *stamp_us),
             Message::LeaseGrant(grant) => self.io.grant(to, *grant),
-            Message::Raft { .. } | Message::Report { .. } | Message::Admin(_) => {}
+            Message::Raft { .. }
+            | Message::Report { .. }
+            | Message::Admin(_)
+            | Message::AdminRefused { .. } => {}
         }
     }
 
