@@ -58,6 +58,10 @@ struct Args {
     /// caught; with `--nodes 2 --witness false`, as S2: two diverged logs place one epoch).
     #[arg(long)]
     break_alone_unfenced: bool,
+    /// Test-only: vote for a candidate whatever its cluster.toml (must be caught as CFG: a
+    /// node whose file differs becomes coordinator).
+    #[arg(long)]
+    break_vote_any_config: bool,
     /// Watch a three-node cluster fail over, in readable lines.
     #[arg(long)]
     demo: bool,
@@ -90,6 +94,7 @@ fn main() {
         ack_before_durable: args.break_ack_before_durable,
         monitor_never_stops_hard: args.break_no_stop_hard,
         alone_unfenced: args.break_alone_unfenced,
+        vote_any_config: args.break_vote_any_config,
     };
     let code = if args.demo {
         demo()

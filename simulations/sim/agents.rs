@@ -35,6 +35,15 @@ impl Sim {
                     1_000,
                 )
             }
+            Action::Start if self.nodes[usize::from(node)].differs => {
+                let detail = format!(
+                    "{}, whose cluster.toml differs from every other node's, starts {}",
+                    self.name(node),
+                    self.spec.groups[g].resources[r].name
+                );
+                self.violate("CFG", detail);
+                (Outcome::Ok, 1_000)
+            }
             Action::Start => {
                 // S2: never start under an epoch lower than one already used for the group.
                 // (Clone copies each carry their own epoch and may run side by side.)

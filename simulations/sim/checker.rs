@@ -42,7 +42,14 @@ impl Sim {
                 }
             }
             Event::BecameCoordinator { term } => {
-                self.trace(format!("{} is coordinator (term {term})", self.name(node)))
+                self.trace(format!("{} is coordinator (term {term})", self.name(node)));
+                if self.nodes[usize::from(node)].differs {
+                    let detail = format!(
+                        "{}, whose cluster.toml differs from every other node's, became coordinator",
+                        self.name(node)
+                    );
+                    self.violate("CFG", detail);
+                }
             }
             Event::Liveness(LivenessEvent::PeerSuspected { peer }) => {
                 let line = format!("{} suspects {}", self.name(node), self.name(peer));
@@ -75,6 +82,13 @@ impl Sim {
                     self.name(node),
                     self.spec.groups[usize::from(group)].name
                 );
+                self.trace(line)
+            }
+            Event::ConfigDiffers { why } => {
+                let line = match why {
+                    Some(why) => format!("{}: acts on nothing: {why}", self.name(node)),
+                    None => format!("{}: its config is the committed one again", self.name(node)),
+                };
                 self.trace(line)
             }
             Event::LocalRestart {

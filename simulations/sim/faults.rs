@@ -199,6 +199,44 @@ impl Sim {
         }
     }
 
+    /// One seed in four, one node restarts with a `cluster.toml` of its own for 2–8 s of the
+    /// faults, then with the agreed one again. Drawn from a stream of its own when the run is
+    /// built, so the seeds without it run as they did before it existed. Needs three voters:
+    /// two cannot elect anybody while one of them differs, and the point is that the others
+    /// go on without it.
+    pub(super) fn plan_own_config(&mut self) {
+        let n = self.nodes.len();
+        let mut rng = Rng::new(self.sc.seed ^ 0xC0F1_6D1F);
+        if !self.sc.faults || n < 3 || !rng.chance(250_000) {
+            return;
+        }
+        let node = rng.range(0, n as u64) as NodeId;
+        let last = self.sc.faults_until_us.saturating_sub(8_000_000);
+        if last <= 2_000_000 {
+            return;
+        }
+        let from = rng.range(2_000_000, last);
+        let until = from + rng.range(2_000_000, 8_000_000);
+        self.schedule(from, Ev::OwnConfig { node, on: true });
+        self.schedule(until, Ev::OwnConfig { node, on: false });
+    }
+
+    /// The node restarts with a differing file (`on`) or with the agreed one: a daemon
+    /// restart after an edit, modelled as the machine's (what it ran is gone either way).
+    pub(super) fn own_config(&mut self, node: NodeId, on: bool) {
+        self.nodes[usize::from(node)].differs = on;
+        let why = if on {
+            "fault: restarts with a cluster.toml that differs from the others'"
+        } else {
+            "heal: restarts with the agreed cluster.toml"
+        };
+        if self.machine_up(node) {
+            self.crash(node, why, Some(100_000));
+        } else {
+            self.trace(format!("{} (while down) {why}", self.name(node)));
+        }
+    }
+
     pub(super) fn admin_fault(&mut self) {
         let n = self.spec.nodes.len();
         let groups = self.spec.groups.len();

@@ -74,7 +74,7 @@ const REBOOT_US: (u64, u64) = (500_000, 4_000_000);
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// Which rule: "S1", "S2", "L1", "L2" or "LOG".
+    /// Which rule: "S1", "S2", "L1", "L2", "LOG" or "CFG" (a node whose file differs coordinated or started a resource).
     pub rule: &'static str,
     /// What exactly.
     pub detail: String,
@@ -178,6 +178,12 @@ enum Ev {
     Check,
     /// A fence request ends (see `fence`).
     Fence(fence::FenceDone),
+    /// A fault: the node restarts with a `cluster.toml` that differs from the others' (`on`),
+    /// or with theirs again.
+    OwnConfig {
+        node: NodeId,
+        on: bool,
+    },
 }
 
 struct SimNode {
@@ -203,6 +209,8 @@ struct SimNode {
     /// When (real time) the pending wake-up fires, and the local deadline it is for.
     wake_at: u64,
     wake_local: u64,
+    /// It runs with `Sim::other_spec`, a file that differs from every other node's.
+    differs: bool,
 }
 
 /// The most nodes a simulation runs (a heartbeat's receivers are a 128-bit set).
@@ -212,6 +220,9 @@ pub const MAX_NODES: usize = 128;
 pub struct Sim {
     sc: Scenario,
     spec: Arc<ClusterSpec>,
+    /// The file a node with a differing config runs: the first group's order of preference
+    /// reversed (same groups at the same places, so world truth reads the same).
+    other_spec: Arc<ClusterSpec>,
     /// Network delays, losses and agent outcomes.
     rng: Rng,
     /// What fault comes when, from a stream of its own: a change in how the cores behave
@@ -280,6 +291,7 @@ impl Sim {
                 boot_seq: 0,
                 wake_at: u64::MAX,
                 wake_local: u64::MAX,
+                differs: false,
             })
             .collect();
         let truth = spec
@@ -287,7 +299,13 @@ impl Sim {
             .iter()
             .map(|g| vec![Truth::default(); g.resources.len()])
             .collect();
+        let mut other = (*spec).clone();
+        if let Some(g) = other.groups.first_mut() {
+            g.nodes.reverse();
+        }
+        other.digest ^= 0xD1FF_C0F1;
         let mut sim = Sim {
+            other_spec: Arc::new(other),
             spec: spec.clone(),
             rng,
             fault_rng: Rng::new(sc.seed ^ 0xFA17_5EED),
@@ -338,6 +356,7 @@ impl Sim {
         for (at, f) in sim.sc.script.clone() {
             sim.schedule(at, Ev::Scripted(f));
         }
+        sim.plan_own_config();
         sim.schedule(0, Ev::Minute);
         sim
     }
@@ -388,15 +407,12 @@ impl Sim {
             .seed
             .wrapping_mul(31)
             .wrapping_add(u64::from(node) * 1_000_003 + inc);
-        match NodeCore::new(
-            self.spec.clone(),
-            node,
-            store,
-            inc,
-            seed,
-            local,
-            &self.logger,
-        ) {
+        let spec = if self.nodes[i].differs {
+            self.other_spec.clone()
+        } else {
+            self.spec.clone()
+        };
+        match NodeCore::new(spec, node, store, inc, seed, local, &self.logger) {
             Ok(mut core) => {
                 core.set_faults(self.breaker);
                 if let Some((until, applied)) = lease.filter(|l| l.0 > local) {
@@ -581,6 +597,7 @@ impl Sim {
             Ev::Heal(h) => self.heal(h),
             Ev::EndOfFaults => self.end_faults(),
             Ev::Fence(f) => self.fence_done(f),
+            Ev::OwnConfig { node, on } => self.own_config(node, on),
             Ev::Minute => {
                 // Civil time: the run starts on 2026-01-01 at an hour drawn from the seed.
                 let start_min = (self.sc.seed % 24) * 60;
@@ -702,6 +719,9 @@ pub fn replay_command(seed: u64, shape: &Shape, breaker: Faults) -> String {
     }
     if breaker.alone_unfenced {
         cmd.push_str(" --break-alone-unfenced");
+    }
+    if breaker.vote_any_config {
+        cmd.push_str(" --break-vote-any-config");
     }
     cmd
 }

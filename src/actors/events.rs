@@ -185,6 +185,14 @@ pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Va
             "config_mismatch",
             json!({"peer": n.node(*peer), "digest": format!("{digest:#018x}"), "ours": format!("{:#018x}", spec.digest)}),
         ),
+        Event::ConfigDiffers { why: Some(why) } => (
+            "config_differs",
+            json!({"why": why, "ours": format!("{:#018x}", spec.digest)}),
+        ),
+        Event::ConfigDiffers { why: None } => (
+            "config_agrees",
+            json!({"ours": format!("{:#018x}", spec.digest)}),
+        ),
         Event::Dropped { from, why } => ("dropped", json!({"from": n.node(*from), "why": why})),
         Event::AdminRefused { cmd, why } => (
             "admin_refused",
@@ -305,6 +313,10 @@ fn committed(n: &Names<'_>, index: u64, cmd: &Command) -> (&'static str, Value) 
         Command::Admin(ref a) => (
             "admin_committed",
             json!({"index": index, "command": n.admin(a)}),
+        ),
+        Command::Config { digest } => (
+            "config_committed",
+            json!({"index": index, "digest": format!("{digest:#018x}"), "ours": format!("{:#018x}", n.0.digest)}),
         ),
         Command::ScheduleFired { index: s, stamp } => (
             "schedule_fired",

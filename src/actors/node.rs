@@ -340,6 +340,9 @@ impl NodeActor {
             Event::ConfigMismatch { peer, digest } => {
                 tracing::warn!(peer = %Names(&self.spec).node(*peer), digest = %format!("{digest:#018x}"), ours = %format!("{:#018x}", self.spec.digest), "config digest differs: that node takes over nothing until the files agree");
             }
+            Event::ConfigDiffers { why: Some(why) } => {
+                tracing::error!(%why, "this node takes nothing over and runs no group until its cluster.toml is the committed one");
+            }
             Event::Committed {
                 index,
                 cmd: Command::Admin(a),

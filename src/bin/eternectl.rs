@@ -271,6 +271,12 @@ fn table(s: &Status) -> String {
         };
         let _ = writeln!(o, "fence device {}{why}", d.state);
     }
+    if let Some(why) = &s.config_differs {
+        let _ = writeln!(
+            o,
+            "CONFIG DIFFERS: {why}; this node runs nothing until its cluster.toml matches"
+        );
+    }
     let mut nodes = vec![cells(&["NODE", "STATE", "PATHS"])];
     for n in &s.nodes {
         let state = if !n.alive {

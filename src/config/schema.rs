@@ -517,6 +517,7 @@ pub const EVENT_NAMES: &[&str] = &[
     "going_alone",
     "joined_committed",
     "config_mismatch",
+    "config_differs",
     "admin_action",
 ];
 

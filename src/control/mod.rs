@@ -145,6 +145,10 @@ pub struct Status {
     pub maintenance: bool,
     /// This node's config digest, hex.
     pub digest: String,
+    /// Why this node acts on nothing, if it does not: its file is not the config the log was
+    /// committed under (it runs no group and coordinates nothing until the files agree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_differs: Option<String>,
     /// This daemon is draining (SIGTERM) and exits once its groups have moved.
     pub draining: bool,
     /// Every node, the witness included.

@@ -45,7 +45,11 @@ pub fn build(core: &NodeCore, shell: &Shell) -> Status {
                 witness: n.witness,
                 alive: here || !live.is_suspected(id),
                 standby: state.standby.get(i).copied().unwrap_or(false),
-                config_mismatch: !core.config_agrees(id),
+                config_mismatch: if here {
+                    core.config_differs().is_some()
+                } else {
+                    !core.config_agrees(id)
+                },
                 paths: if here {
                     Vec::new()
                 } else {
@@ -136,6 +140,7 @@ pub fn build(core: &NodeCore, shell: &Shell) -> Status {
         holds_lease: core.holds_lease(),
         maintenance: state.maintenance,
         digest: format!("{:#018x}", spec.digest),
+        config_differs: core.config_differs(),
         draining: shell.draining,
         nodes,
         groups,

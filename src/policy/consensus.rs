@@ -19,10 +19,11 @@ use raft::eraftpb::{
 };
 use raft::{Config, RawNode, StateRole};
 
+use super::entry::{EntryError, Keys};
 use super::raft_log::{MemLog, Persist, StoreError};
 use super::raft_wire::WireMessage;
 use super::rng::Rng;
-use super::spec::{NodeId, TimingSpec};
+use super::spec::{ClusterSpec, NodeId};
 use super::state::Command;
 
 /// Raft ids are 1-based (0 means "none").
@@ -73,19 +74,26 @@ pub struct Consensus {
     persisted: u64,
     /// [`Consensus::go_alone`] waits for the log to be durable before it campaigns.
     campaign_waits: bool,
+    /// How this node's config names groups and nodes in the log.
+    keys: Keys,
+    /// Committed entries this node could not read, since the last
+    /// [`Consensus::take_unreadable`]: (index, why).
+    unreadable: Vec<(u64, EntryError)>,
 }
 
 impl Consensus {
     /// A consensus core over `store`, the raft log as the shell recovered it from durable
-    /// storage (empty on a first start). `nodes` are the voters.
+    /// storage (empty on a first start). Every node of `spec` votes; entries name what they
+    /// concern as `spec` names it ([`Keys`]).
     pub fn new(
         me: NodeId,
-        nodes: usize,
-        timing: &TimingSpec,
+        spec: &ClusterSpec,
         store: MemLog,
         seed: u64,
         logger: &slog::Logger,
     ) -> Result<Self, ConsensusError> {
+        let nodes = spec.nodes.len();
+        let timing = &spec.timing;
         let min_election = timing.election_ticks.max(2) as usize;
         let cfg = Config {
             id: raft_id(me),
@@ -116,6 +124,8 @@ impl Consensus {
             emitted: 0,
             persisted: 0,
             campaign_waits: false,
+            keys: Keys::new(spec),
+            unreadable: Vec::new(),
         };
         c.reseed_timeout();
         Ok(c)
@@ -326,7 +336,7 @@ impl Consensus {
         }
         let mut entries = Vec::with_capacity(cmds.len());
         for cmd in cmds {
-            let Ok(data) = rmp_serde::to_vec_named(cmd) else {
+            let Ok(data) = self.keys.encode(cmd) else {
                 return false;
             };
             entries.push(Entry {
@@ -430,16 +440,23 @@ impl Consensus {
         }
     }
 
-    fn collect(&self, entries: Vec<Entry>, committed: &mut Vec<(u64, Command)>) {
+    fn collect(&mut self, entries: Vec<Entry>, committed: &mut Vec<(u64, Command)>) {
         for e in entries {
             if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
                 continue;
             }
-            // Our own log: a command that does not decode was written by a newer version.
-            if let Ok(cmd) = rmp_serde::from_slice::<Command>(&e.data) {
-                committed.push((e.index, cmd));
+            match self.keys.decode(&e.data) {
+                Ok(cmd) => committed.push((e.index, cmd)),
+                // Never skipped silently: the node's state no longer follows the log.
+                Err(why) => self.unreadable.push((e.index, why)),
             }
         }
+    }
+
+    /// Committed entries this node could not read since the last call: they name what its
+    /// config does not have, or come from another version. Its state misses them.
+    pub fn take_unreadable(&mut self) -> Vec<(u64, EntryError)> {
+        std::mem::take(&mut self.unreadable)
     }
 
     /// Whether this node is the raft leader (the coordinator).
@@ -478,7 +495,7 @@ mod tests {
     use super::*;
     use crate::policy::raft_log::MemLog;
     use crate::policy::state::Cause;
-    use crate::policy::testutil::default_timing;
+    use crate::policy::testutil::simple_spec;
     use raft::Storage;
 
     /// A one-voter core elects itself; a batch of proposals commits whole, in order, at
@@ -487,7 +504,7 @@ mod tests {
     fn a_batch_of_proposals_commits_in_order() {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let store = MemLog::new_with_conf_state(&[1]);
-        let mut c = Consensus::new(0, 1, &default_timing(), store, 7, &logger).unwrap();
+        let mut c = Consensus::new(0, &simple_spec(1, 5), store, 7, &logger).unwrap();
         let (mut out, mut committed) = (Vec::new(), Vec::new());
         // The shell's side: every batch is durable at once, in order.
         let mut disk = MemLog::new_with_conf_state(&[1]);
@@ -538,7 +555,7 @@ mod tests {
     fn a_leader_commits_nothing_before_its_own_copy_is_durable() {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let store = MemLog::new_with_conf_state(&[1]);
-        let mut c = Consensus::new(0, 1, &default_timing(), store, 7, &logger).unwrap();
+        let mut c = Consensus::new(0, &simple_spec(1, 5), store, 7, &logger).unwrap();
         let (mut out, mut committed, mut persist) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..100 {
             if c.is_leader() {
@@ -577,7 +594,7 @@ mod tests {
     fn messages_raft_would_panic_on_are_refused() {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let store = MemLog::new_with_conf_state(&[1, 2, 3]);
-        let mut c = Consensus::new(0, 3, &default_timing(), store, 7, &logger).unwrap();
+        let mut c = Consensus::new(0, &simple_spec(3, 5), store, 7, &logger).unwrap();
         let from_node_1 = |t: MessageType, f: &dyn Fn(&mut RaftMessage)| {
             let mut m = RaftMessage::default();
             m.set_msg_type(t);
@@ -620,7 +637,7 @@ mod tests {
             let logger = slog::Logger::root(slog::Discard, slog::o!());
             let mk = |me: NodeId, seed| {
                 let store = MemLog::new_with_conf_state(&[1, 2]);
-                Consensus::new(me, 2, &default_timing(), store, seed, &logger).unwrap()
+                Consensus::new(me, &simple_spec(2, 5), store, seed, &logger).unwrap()
             };
             Pair {
                 c: [mk(0, 1), mk(1, 2)],

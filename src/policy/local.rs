@@ -25,6 +25,9 @@ pub struct Context<'a> {
     pub me: NodeId,
     /// Whether we hold a lease that lets us run exclusive groups now.
     pub lease_ok: bool,
+    /// Whether this node's config is the committed one: a node whose file differs runs no
+    /// group at all, clones included ([`super::node::NodeCore::config_differs`]).
+    pub config_ok: bool,
     /// When our lease ends (0 without one).
     pub lease_until_us: u64,
     /// Now, on the shell's monotonic clock.
@@ -371,6 +374,7 @@ impl Locals {
             let exclusive = gs.is_exclusive();
             let run = inst.is_some_and(|i| i.phase == Phase::Active)
                 && (!exclusive || lease_ok)
+                && cx.config_ok
                 && !self.fenced;
             let want = if run { Want::Run } else { Want::Stop };
             let slot = &mut self.groups[g];
@@ -673,6 +677,7 @@ mod tests {
             state,
             me: 0,
             lease_ok: false,
+            config_ok: true,
             lease_until_us: 0,
             now_us,
         };

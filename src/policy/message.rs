@@ -38,6 +38,16 @@ pub enum Message {
         /// Stamp or echo.
         stamp_us: u64,
     },
+    /// A raft request for a vote or a pre-vote, with the candidate's config digest: only a
+    /// voter with the same `cluster.toml` passes it to raft (docs/architecture.md, "Agreement
+    /// by content"). Carried with the request, not taken from the candidate's last heartbeat,
+    /// which may be older than the file it restarted with.
+    Vote {
+        /// The raft message (a vote or pre-vote request).
+        msg: Box<WireMessage>,
+        /// The candidate's [`super::spec::ClusterSpec::digest`].
+        digest: u64,
+    },
     /// Please renew my lease; `stamp_us` is my clock when I sent this.
     LeaseRequest {
         /// The requester's clock.
@@ -338,6 +348,12 @@ pub enum Event {
         peer: NodeId,
         /// Its digest.
         digest: u64,
+    },
+    /// This node stopped acting on the cluster's state, or acts again: its config is not the
+    /// committed one, or it could not read a committed entry (`why`); `None` once it agrees.
+    ConfigDiffers {
+        /// Why, or `None`: the files agree again.
+        why: Option<String>,
     },
     /// A message from a peer could not be used and was dropped.
     Dropped {

@@ -13,6 +13,7 @@
 //! - [`state`]: the cluster state machine applied from the replicated log.
 //! - [`placement`]: the target placement of every group.
 //! - [`consensus`]: raft-rs driven through tick/step/ready, with seeded elections.
+//! - [`entry`]: a command's bytes in the log, naming groups and nodes by name, not position.
 //! - [`message`]: heartbeats, messages, inputs, effects and events.
 //! - [`admin`]: admin requests by name, resolved and checked against the liveness view.
 //! - [`drain`]: the drain on SIGTERM and the undrain on the next start.
@@ -32,6 +33,7 @@ pub mod consensus;
 pub mod coordinator;
 pub mod detector;
 pub mod drain;
+pub mod entry;
 pub mod fencing;
 pub mod group;
 pub mod lease;

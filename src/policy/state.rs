@@ -170,9 +170,73 @@ pub enum Command {
         /// The civil minute it fired for (so that it fires once).
         stamp: u64,
     },
+    /// The config every later entry is proposed under: the digest of the coordinator's
+    /// `cluster.toml` ([`ClusterSpec::digest`]). A coordinator commits it before it proposes
+    /// anything else; it was elected by voters that all have the same file
+    /// (docs/architecture.md, "Agreement by content"). A node whose digest differs from the
+    /// committed one takes nothing over and votes for no coordinator of the others.
+    Config {
+        /// The digest.
+        digest: u64,
+    },
+}
+
+/// What an id in a [`Command`] indexes (see [`Command::ids_mut`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    /// [`ClusterSpec::groups`].
+    Group,
+    /// [`ClusterSpec::nodes`].
+    Node,
+    /// [`ClusterSpec::schedules`].
+    Schedule,
+}
+
+impl std::fmt::Display for IdKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IdKind::Group => "group",
+            IdKind::Node => "node",
+            IdKind::Schedule => "scheduled move",
+        })
+    }
 }
 
 impl Command {
+    /// Visits every id the command holds, in a fixed order, with what it indexes: the log
+    /// writes these by name (`policy/entry.rs`), since positions differ between files.
+    pub fn ids_mut(&mut self, f: &mut impl FnMut(IdKind, &mut u16)) {
+        match self {
+            Command::Activate { group, node, .. }
+            | Command::Stop { group, node, .. }
+            | Command::Released { group, node, .. }
+            | Command::Failed { group, node, .. }
+            | Command::Admin(AdminCommand::Move {
+                group,
+                to: Some(node),
+            })
+            | Command::Admin(AdminCommand::ClearFailures {
+                group,
+                node: Some(node),
+            }) => {
+                f(IdKind::Group, group);
+                f(IdKind::Node, node);
+            }
+            Command::Admin(AdminCommand::Move { group, to: None })
+            | Command::Admin(AdminCommand::ClearFailures { group, node: None })
+            | Command::Admin(AdminCommand::FailbackNow { group }) => f(IdKind::Group, group),
+            Command::Fenced { node, .. }
+            | Command::Joined { node, .. }
+            | Command::Admin(AdminCommand::Standby { node, .. }) => f(IdKind::Node, node),
+            Command::Solo { node, peer, .. } => {
+                f(IdKind::Node, node);
+                f(IdKind::Node, peer);
+            }
+            Command::ScheduleFired { index, .. } => f(IdKind::Schedule, index),
+            Command::Admin(AdminCommand::Maintenance { .. }) | Command::Config { .. } => {}
+        }
+    }
+
     /// The one group this command can change, or `None` when it can change every group
     /// (standby, maintenance). Lets a node reconcile only what a commit touched.
     pub fn group(&self, spec: &ClusterSpec) -> Option<GroupId> {
@@ -187,7 +251,8 @@ impl Command {
             Command::Admin(AdminCommand::Standby { .. } | AdminCommand::Maintenance { .. })
             | Command::Fenced { .. }
             | Command::Solo { .. }
-            | Command::Joined { .. } => None,
+            | Command::Joined { .. }
+            | Command::Config { .. } => None,
             Command::ScheduleFired { index, .. } => {
                 spec.schedules.get(usize::from(index)).map(|s| s.group)
             }
@@ -256,6 +321,9 @@ pub struct ClusterState {
     pub solo: Option<NodeId>,
     /// Per node: the incarnation of its last [`Command::Joined`] (0: none).
     pub joined: Vec<u64>,
+    /// The digest of the config the log is proposed under (0: none committed yet), from the
+    /// last [`Command::Config`].
+    pub config: u64,
     /// The index of the last applied entry.
     pub applied: u64,
 }
@@ -306,6 +374,7 @@ impl ClusterState {
             schedule_fired: vec![0; spec.schedules.len()],
             solo: None,
             joined: vec![0; n],
+            config: 0,
             applied: 0,
         }
     }
@@ -420,6 +489,7 @@ impl ClusterState {
                 hit
             }
             Command::Admin(ref a) => self.apply_admin(spec, a),
+            Command::Config { digest } => std::mem::replace(&mut self.config, digest) != digest,
             Command::ScheduleFired { index: s, stamp } => {
                 let Some(sched) = spec.schedules.get(usize::from(s)) else {
                     return Applied::Ignored;
@@ -841,6 +911,8 @@ mod tests {
             (admin(AdminCommand::Maintenance { on: true }), None),
             // No such schedule: nothing to name, so every group is looked at.
             (Command::ScheduleFired { index: 9, stamp: 1 }, None),
+            // The config under which the log goes on: every group may be affected.
+            (Command::Config { digest: 7 }, None),
         ];
         for (cmd, group) in table {
             assert_eq!(cmd.group(&spec), group, "{cmd:?}");

@@ -79,12 +79,14 @@ use super::consensus::{Consensus, Outgoing};
 use super::coordinator::{Coordinator, Reported, View};
 use super::detector::{Liveness, LivenessEvent};
 use super::drain::DrainView;
+use super::entry::EntryError;
 use super::fencing::{DeviceChange, DeviceHealth, DeviceWatch};
 use super::group::LocalGroup;
 use super::lease::{Grant, LeaseHolder};
 use super::local::{Context, Locals, ReportTo};
 use super::message::{Effect, Event, Heartbeat, Input, Message};
 use super::raft_log::{MemLog, Persist};
+use super::raft_wire::WireMessage;
 use super::route::Router;
 use super::schedule::CivilTime;
 use super::spec::{ClusterSpec, GroupId, NodeId, PartitionPolicy, PathId, ResourceId};
@@ -113,6 +115,9 @@ pub struct Faults {
     /// succeeded, without running one (breaks "only a fenced peer is left out",
     /// `policy/two_node.rs`).
     pub alone_unfenced: bool,
+    /// Vote for a candidate whatever its config digest (breaks "a coordinator is elected by
+    /// voters with its own file", docs/architecture.md "Agreement by content").
+    pub vote_any_config: bool,
 }
 
 /// The node core.
@@ -123,7 +128,17 @@ pub struct NodeCore {
     consensus: Consensus,
     state: ClusterState,
     live: Liveness,
-    digest_ok: Vec<bool>,
+    /// Per peer: the config digest its last heartbeat carried (`None`: not heard yet).
+    peer_digest: Vec<Option<u64>>,
+    /// The first committed entry this node could not read since the last [`Command::Config`]
+    /// of its own digest (see [`NodeCore::config_differs`]).
+    unreadable: Option<(u64, EntryError)>,
+    /// Whether [`NodeCore::config_ok`] held after the last pass (to tell its changes).
+    config_was_ok: bool,
+    /// The index of the last applied [`Command::Config`] of this node's own digest.
+    own_config_at: u64,
+    /// As coordinator: the term and time of our last proposal of [`Command::Config`].
+    config_asked: Option<(u64, u64)>,
     lease: LeaseHolder,
     lease_ok: bool,
     coordinator: Option<Coordinator>,
@@ -151,6 +166,9 @@ pub struct NodeCore {
 /// How often the reports the coordinator still waits for are repeated.
 const REPORT_EVERY_US: u64 = 100_000;
 
+/// How long a coordinator waits for its [`Command::Config`] to commit before asking again.
+const CONFIG_RETRY_US: u64 = 200_000;
+
 impl NodeCore {
     /// A node core for node `me`, starting at `now_us`, over `store`: the raft log as the
     /// shell recovered it from its durable store (empty on a first start). `incarnation` must differ on every daemon start (the shell uses its
@@ -165,7 +183,7 @@ impl NodeCore {
         logger: &slog::Logger,
     ) -> Result<Self, ConsensusError> {
         let n = spec.nodes.len();
-        let consensus = Consensus::new(me, n, &spec.timing, store, seed, logger)?;
+        let consensus = Consensus::new(me, &spec, store, seed, logger)?;
         let sweep_after = Some(consensus.commit());
         let tick_us = u64::from(spec.timing.raft_tick_ms) * 1000;
         let mut timers = TimerTable::new(spec.paths.len());
@@ -181,7 +199,11 @@ impl NodeCore {
             consensus,
             state: ClusterState::new(&spec),
             live: Liveness::new(&spec, me, now_us),
-            digest_ok: vec![true; n],
+            peer_digest: vec![None; n],
+            unreadable: None,
+            config_was_ok: true,
+            own_config_at: 0,
+            config_asked: None,
             lease: LeaseHolder::default(),
             lease_ok: false,
             coordinator: None,
@@ -299,12 +321,39 @@ impl NodeCore {
         self.router.is_up(peer, path)
     }
 
-    /// Whether `peer`'s last heartbeat carried our config digest (this node: always).
+    /// Whether `peer`'s last heartbeat carried our config digest (this node, and a peer not
+    /// heard yet: yes).
     pub fn config_agrees(&self, peer: NodeId) -> bool {
-        self.digest_ok
+        self.peer_digest
             .get(usize::from(peer))
-            .copied()
-            .unwrap_or(true)
+            .is_none_or(|d| d.is_none_or(|d| d == self.spec.digest))
+    }
+
+    /// Why this node must not act on the cluster's state, if it must not: the config
+    /// committed in the log ([`Command::Config`]) is not this node's file, or a committed
+    /// entry names what this file does not have (`policy/entry.rs`). Such a node runs no
+    /// group, asks for no lease and, as coordinator, proposes only its own config; its votes
+    /// go only to candidates with its own file (docs/architecture.md, "Agreement by content").
+    /// Across restarts too: the log it replays says so again.
+    pub fn config_differs(&self) -> Option<String> {
+        if self.config_ok() {
+            return None;
+        }
+        if let Some((index, why)) = &self.unreadable {
+            return Some(format!(
+                "committed entry {index} cannot be applied here: {why}; the files differ"
+            ));
+        }
+        Some(format!(
+            "the committed config is {:#018x}, this node's file is {:#018x}",
+            self.state.config, self.spec.digest
+        ))
+    }
+
+    /// [`NodeCore::config_differs`] is `None` (cheap: asked on every pass).
+    fn config_ok(&self) -> bool {
+        self.unreadable.is_none()
+            && (self.state.config == 0 || self.state.config == self.spec.digest)
     }
 
     /// The failures of resource `r` of group `g` seen on this node since the daemon started
@@ -500,19 +549,18 @@ impl NodeCore {
 
     /// A heartbeat arrived; whether it changed anything beyond a detector deadline.
     fn on_heartbeat(&mut self, from: NodeId, path: u8, hb: Heartbeat, now_us: u64) -> bool {
-        if usize::from(from) >= self.digest_ok.len() || from == self.me {
+        if usize::from(from) >= self.peer_digest.len() || from == self.me {
             return false;
         }
         let ok = hb.digest == self.spec.digest;
-        if ok == self.digest_ok[usize::from(from)]
-            && self.live.renew(from, path, hb.incarnation, now_us)
-        {
+        let known = self.peer_digest[usize::from(from)];
+        if known == Some(hb.digest) && self.live.renew(from, path, hb.incarnation, now_us) {
             // Nearly every heartbeat: a later deadline on a path that is up, nothing else.
             return false;
         }
-        let mut changed = ok != self.digest_ok[usize::from(from)];
+        let mut changed = known != Some(hb.digest);
         if changed {
-            self.digest_ok[usize::from(from)] = ok;
+            self.peer_digest[usize::from(from)] = Some(hb.digest);
             if !ok {
                 self.effects.push(Effect::Event(Event::ConfigMismatch {
                     peer: from,
@@ -549,29 +597,25 @@ impl NodeCore {
             return;
         }
         match msg {
-            Message::Raft { msg, stamp_us } => {
-                let leader = self.consensus.leader();
-                match self.consensus.step(from, *msg, stamp_us) {
-                    Ok(Some(echo)) => {
-                        if let Some(c) = &mut self.coordinator {
-                            c.keeper.handle_echo(from, echo);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(why) => self
-                        .effects
-                        .push(Effect::Event(Event::Dropped { from, why })),
+            // Only a candidate with our own file gets our vote: a coordinator is elected by
+            // voters that agree on the config. A vote request with another digest, or without
+            // one, is dropped (the candidate's next election asks again).
+            Message::Vote { msg, digest } => {
+                let agrees = digest == self.spec.digest || self.faults.vote_any_config;
+                if agrees && is_vote_request(&msg) {
+                    self.on_raft(from, *msg, 0, now_us);
                 }
-                if self.consensus.leader() != leader {
-                    // A coordinator just learnt of: ask it for a lease now, not at the next
-                    // renewal tick.
-                    self.renew_lease(now_us);
+            }
+            Message::Raft { msg, stamp_us } => {
+                if !is_vote_request(&msg) {
+                    self.on_raft(from, *msg, stamp_us, now_us);
                 }
             }
             Message::LeaseRequest { stamp_us } => {
                 let term = self.consensus.term();
                 let commit = self.consensus.commit();
-                if let Some(c) = &mut self.coordinator {
+                let agrees = self.peer_digest[usize::from(from)] == Some(self.spec.digest);
+                if let Some(c) = self.coordinator.as_mut().filter(|_| agrees) {
                     if let Some(grant) = c.keeper.grant(from, term, stamp_us, commit, now_us) {
                         self.effects
                             .push(self.router.send(from, Message::LeaseGrant(grant)));
@@ -604,6 +648,27 @@ impl NodeCore {
                 }));
             }
             Message::AdminRefused { .. } => {}
+        }
+    }
+
+    /// A raft message from `from`, stepped into consensus.
+    fn on_raft(&mut self, from: NodeId, msg: WireMessage, stamp_us: u64, now_us: u64) {
+        let leader = self.consensus.leader();
+        match self.consensus.step(from, msg, stamp_us) {
+            Ok(Some(echo)) => {
+                if let Some(c) = &mut self.coordinator {
+                    c.keeper.handle_echo(from, echo);
+                }
+            }
+            Ok(None) => {}
+            Err(why) => self
+                .effects
+                .push(Effect::Event(Event::Dropped { from, why })),
+        }
+        if self.consensus.leader() != leader {
+            // A coordinator just learnt of: ask it for a lease now, not at the next renewal
+            // tick.
+            self.renew_lease(now_us);
         }
     }
 
@@ -663,7 +728,15 @@ impl NodeCore {
     fn on_admin(&mut self, cmd: super::state::AdminCommand, from: NodeId) {
         if self.consensus.is_leader() {
             let alive = self.alive_view();
-            match self.state.check_admin(&self.spec, &alive, &cmd) {
+            let checked = if self.state.config != self.spec.digest {
+                Err(super::state::AdminError::Refused(
+                    "the coordinator has not yet committed its config (cluster.toml); try again"
+                        .into(),
+                ))
+            } else {
+                self.state.check_admin(&self.spec, &alive, &cmd)
+            };
+            match checked {
                 Ok(()) => {
                     self.consensus.propose(&Command::Admin(cmd));
                 }
@@ -692,8 +765,13 @@ impl NodeCore {
     }
 
     fn renew_lease(&mut self, now_us: u64) {
-        // No lease while the start's sweep may still find something left running here.
-        if self.locals.fenced() || self.sweep_after.is_some() || self.locals.sweeping() {
+        // No lease while the start's sweep may still find something left running here, nor
+        // while this node's config is not the committed one.
+        if self.locals.fenced()
+            || self.sweep_after.is_some()
+            || self.locals.sweeping()
+            || !self.config_ok()
+        {
             return;
         }
         if let Some(c) = &mut self.coordinator {
@@ -714,7 +792,7 @@ impl NodeCore {
 
     fn check_lease(&mut self, now_us: u64) {
         let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
-        let ok = !self.locals.fenced() && self.lease.holds(now_us + budget_us);
+        let ok = !self.locals.fenced() && self.config_ok() && self.lease.holds(now_us + budget_us);
         if ok != self.lease_ok {
             self.lease_ok = ok;
             if ok {
@@ -739,8 +817,9 @@ impl NodeCore {
     pub fn alive_view(&self) -> Vec<bool> {
         let mut alive = self.live.alive_view();
         for (i, a) in alive.iter_mut().enumerate() {
-            *a = *a && self.digest_ok[i];
+            *a = *a && self.config_agrees(i as NodeId);
         }
+
         if let Some(c) = &self.coordinator {
             for (i, a) in alive.iter_mut().enumerate() {
                 // A node being fenced (its stop failed) can host nothing until it reboots.
@@ -756,7 +835,7 @@ impl NodeCore {
                 alive[usize::from(t.peer())] = false;
             }
         }
-        alive[usize::from(self.me)] = !self.locals.fenced();
+        alive[usize::from(self.me)] = !self.locals.fenced() && self.config_differs().is_none();
         alive
     }
 
@@ -879,8 +958,9 @@ impl NodeCore {
                 why: format!("consensus: {e}"),
             }));
         }
+        let digest = self.spec.digest;
         for o in out.drain(..) {
-            let (to, msg) = raft_message(o);
+            let (to, msg) = raft_message(o, digest);
             self.effects.push(self.router.send(to, msg));
         }
         // After the messages that may go at once: the shell writes the batch and only then
@@ -889,7 +969,7 @@ impl NodeCore {
             let router = &self.router;
             let then = then
                 .into_iter()
-                .map(raft_message)
+                .map(|o| raft_message(o, digest))
                 .map(|(to, msg)| (to, router.paths(to, &msg), msg))
                 .collect();
             self.effects.push(Effect::Persist {
@@ -899,6 +979,13 @@ impl NodeCore {
         }
         self.persist = persist;
         for (index, cmd) in committed.drain(..) {
+            if cmd
+                == (Command::Config {
+                    digest: self.spec.digest,
+                })
+            {
+                self.own_config_at = index;
+            }
             if self.state.apply(&self.spec, index, &cmd) == Applied::Changed {
                 // Only the group the command touched needs a local pass; a large cluster
                 // commits many times a second and most commits concern another node's group.
@@ -916,6 +1003,7 @@ impl NodeCore {
             self.effects
                 .push(Effect::Event(Event::Committed { index, cmd }));
         }
+        self.note_unreadable();
         // Raft's applied index, not the last command's: elections append empty entries that
         // carry no command, and a pending grant waits for the log to reach its commit index.
         self.lease.handle_applied(self.consensus.applied());
@@ -940,6 +1028,34 @@ impl NodeCore {
         }
     }
 
+    /// Keeps the first committed entry this node could not read, until the cluster commits
+    /// this node's own config after it: an entry naming a group or node the agreed file no
+    /// longer has is history then (a group removed from every file). An entry of another
+    /// format is never forgiven. Tells when this node starts or stops acting on the state.
+    fn note_unreadable(&mut self) {
+        for (index, why) in self.consensus.take_unreadable() {
+            if self.unreadable.is_none() && index > self.own_config_at {
+                self.unreadable = Some((index, why));
+            }
+        }
+        if let Some((index, EntryError::Unknown { .. })) = self.unreadable {
+            if index < self.own_config_at {
+                self.unreadable = None;
+            }
+        }
+        let ok = self.config_ok();
+        if ok != self.config_was_ok {
+            self.config_was_ok = ok;
+            self.effects.push(Effect::Event(Event::ConfigDiffers {
+                why: self.config_differs(),
+            }));
+            self.locals.mark_all();
+            if let Some(c) = &mut self.coordinator {
+                c.dirty = true;
+            }
+        }
+    }
+
     /// Bring local group instances in line with the replicated state and our lease; a stop
     /// that failed costs us the lease (see [`Locals::reconcile`]).
     fn reconcile(&mut self, now_us: u64) {
@@ -948,6 +1064,7 @@ impl NodeCore {
             state: &self.state,
             me: self.me,
             lease_ok: self.lease_ok,
+            config_ok: self.config_ok(),
             lease_until_us: self.lease.until_us(),
             now_us,
         };
@@ -975,6 +1092,10 @@ impl NodeCore {
 
     /// The coordinator's pass (see [`Coordinator::pass`]); what it decides is proposed.
     fn coordinate(&mut self, now_us: u64) {
+        if self.state.config != self.spec.digest || self.unreadable.is_some() {
+            self.agree_config(now_us);
+            return;
+        }
         let alive = self.alive_view();
         let mut heard = self.live.alive_view();
         // This node hears itself: it never fences itself (its own failed stop is the
@@ -1000,6 +1121,35 @@ impl NodeCore {
         self.consensus.propose_all(&proposals);
     }
 
+    /// A coordinator whose config is not the committed one proposes it, and nothing else
+    /// until it is applied: every later entry is then read under the config it was proposed
+    /// under. Its voters had its file, so a majority agrees on it. Asked again every
+    /// [`CONFIG_RETRY_US`] while it does not commit. A coordinator that cannot read its own
+    /// log (an entry of another format) proposes nothing at all.
+    fn agree_config(&mut self, now_us: u64) {
+        let term = self.consensus.term();
+        let Some(c) = self.coordinator.as_mut() else {
+            return;
+        };
+        c.dirty = false;
+        if matches!(self.unreadable, Some((_, EntryError::Malformed(_)))) {
+            c.wake_us = None;
+            return;
+        }
+        let due = match self.config_asked {
+            Some((t, at)) if t == term => now_us >= at + CONFIG_RETRY_US,
+            _ => true,
+        };
+        if due {
+            self.config_asked = Some((term, now_us));
+            self.consensus.propose(&Command::Config {
+                digest: self.spec.digest,
+            });
+        }
+        let at = self.config_asked.map_or(now_us, |(_, at)| at);
+        c.wake_us = Some(at + CONFIG_RETRY_US);
+    }
+
     /// Copy the deadlines owned by the parts into the timer table; its earliest is next.
     fn next_timeout(&mut self) -> u64 {
         self.timers
@@ -1019,15 +1169,27 @@ impl NodeCore {
     }
 }
 
-/// A raft message for a peer, as a [`Message`].
-fn raft_message(o: Outgoing) -> (NodeId, Message) {
-    (
-        o.to,
+/// A request for a vote or a pre-vote: what only a candidate with our file may have.
+fn is_vote_request(msg: &WireMessage) -> bool {
+    use raft::eraftpb::MessageType as T;
+    matches!(
+        super::raft_wire::message_type_from_code(msg.msg_type),
+        Ok(T::MsgRequestVote | T::MsgRequestPreVote)
+    )
+}
+
+/// A raft message for a peer, as a [`Message`]: a vote request as a [`Message::Vote`] with
+/// our config's `digest`.
+fn raft_message(o: Outgoing, digest: u64) -> (NodeId, Message) {
+    let msg = if is_vote_request(&o.msg) {
+        Message::Vote { msg: o.msg, digest }
+    } else {
         Message::Raft {
             msg: o.msg,
             stamp_us: o.stamp_us,
-        },
-    )
+        }
+    };
+    (o.to, msg)
 }
 
 /// Asks the shell to run fence `r` and tells that it started.

@@ -323,6 +323,7 @@ impl DiskPath {
             Message::LeaseRequest { stamp_us } => self.io.request(to, *stamp_us),
             Message::LeaseGrant(grant) => self.io.grant(to, *grant),
             Message::Raft { .. }
+            | Message::Vote { .. }
             | Message::Report { .. }
             | Message::Admin(_)
             | Message::AdminRefused { .. } => {}
