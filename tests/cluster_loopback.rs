@@ -313,3 +313,85 @@ fn sigterm_hands_the_groups_over_cleanly() {
             .is_some_and(|s| !s.nodes[0].standby && s.nodes[0].alive)
     });
 }
+
+/// Agreement by content, on real daemons: n3's `cluster.toml` has one more group, before
+/// `demo` (the case where reading entries by position made n3 take the wrong group). n3 knows
+/// its file is not the committed one, the others see it differ, and it never coordinates,
+/// holds a lease or runs anything: not while n1 is killed (whatever the election does), and
+/// not after its own restart, when it says so again at once and the others still see it.
+#[test]
+fn a_node_whose_file_differs_never_coordinates_or_runs_anything() {
+    if skip("a_node_whose_file_differs_never_coordinates_or_runs_anything") {
+        return;
+    }
+    let mut c = Cluster::loopback(8, &Opts::default());
+    let agreed = std::fs::read_to_string(&c.config).expect("the config");
+    let before = "[[group]]\nname = \"demo\"";
+    let extra = "[[group]]\nname = \"extra\"\nnodes = [\"n3\", \"n1\", \"n2\"]\n\n  [[group.resource]]\n  name = \"extra-app\"\n  type = \"application\"\n  params = { command = \"sleep 1000\" }\n\n";
+    let own = agreed.replacen(before, &format!("{extra}{before}"), 1);
+    assert_ne!(own, agreed, "the group went in before demo");
+    let file = c.dir.join("n3-cluster.toml");
+    std::fs::write(&file, own).expect("n3's file");
+    c.nodes[2].config = Some(file);
+    up(&mut c);
+    c.wait_for("n3 knows its file is not the committed one", |c| {
+        c.status(2).is_some_and(|s| s.config_differs.is_some())
+    });
+    c.wait_for("n1 sees n3's file differ", |c| {
+        c.status(0).is_some_and(|s| s.nodes[2].config_mismatch)
+    });
+    let n3_stays_out = |c: &Cluster| {
+        if let Some(s) = c.status(2) {
+            assert_ne!(s.coordinator.as_deref(), Some("n3"), "n3 coordinates");
+            assert!(!s.holds_lease, "n3 holds a lease");
+        }
+        let pids = c.app_pids(2);
+        if !pids.is_empty() {
+            c.dump();
+            panic!("n3 runs something: {pids:?}");
+        }
+    };
+    let watch = |c: &Cluster, what: &dyn Fn(&Cluster)| {
+        let until = Instant::now() + QUIET;
+        while Instant::now() < until {
+            what(c);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    watch(&c, &n3_stays_out);
+
+    // The owner dies: n2 may go on as coordinator or nobody may be elected (n3 votes for no
+    // candidate of the other file); demo never comes to n3.
+    c.kill_daemon(0);
+    assert!(c.kill_app(0, APP).is_some(), "n1 ran the application");
+    watch(&c, &n3_stays_out);
+    c.start(0);
+    c.wait_for("n1 rejoins", |c| c.formed());
+    c.wait_for("demo runs, on n1 or n2", |c| {
+        matches!(c.on("demo").as_deref(), Some("n1" | "n2"))
+    });
+
+    // n3 restarts: its own log tells it again, and the others still see it differ.
+    c.kill_daemon(2);
+    c.start(2);
+    c.wait_for("n3 flagged again after its restart", |c| {
+        c.status(2).is_some_and(|s| s.config_differs.is_some())
+    });
+    c.wait_for("n1 hears the restarted n3 and sees its file differ", |c| {
+        c.status(0)
+            .is_some_and(|s| s.nodes[2].alive && s.nodes[2].config_mismatch)
+    });
+    watch(&c, &|c: &Cluster| {
+        n3_stays_out(c);
+        if let Some(s) = c.status(0) {
+            if !s.nodes[2].config_mismatch {
+                c.dump();
+                panic!("n1 forgot that n3 differs: {:?}", s.nodes[2]);
+            }
+        }
+    });
+    assert!(
+        !c.events_named(2, "config_differs").is_empty(),
+        "n3 told why it acts on nothing"
+    );
+}

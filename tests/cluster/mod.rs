@@ -63,6 +63,9 @@ pub struct Node {
     pub child: Option<Child>,
     /// Extra flags for `eterned`.
     pub extra: Vec<String>,
+    /// A `cluster.toml` of this node's own instead of the cluster's (a node whose file
+    /// differs).
+    pub config: Option<PathBuf>,
     /// The node name passed with --node (normally `name`).
     pub as_name: String,
     /// The TLS dir (normally the cluster's).
@@ -136,6 +139,7 @@ impl Cluster {
                 dir: base,
                 child: None,
                 extra: Vec::new(),
+                config: None,
                 as_name: name.clone(),
                 tls: tls.clone(),
                 name,
@@ -184,7 +188,7 @@ impl Cluster {
             }
         };
         cmd.arg("--config")
-            .arg(&self.config)
+            .arg(n.config.as_ref().unwrap_or(&self.config))
             .arg("--node")
             .arg(&n.as_name)
             .arg("--state-dir")

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod cores;
 pub mod wait;
 
 use std::path::Path;
