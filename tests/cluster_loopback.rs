@@ -395,3 +395,46 @@ fn a_node_whose_file_differs_never_coordinates_or_runs_anything() {
         "n3 told why it acts on nothing"
     );
 }
+
+/// One identity, one node: a second `eterned` started on a running node's state directory
+/// (its own socket and run directory, the same `--state-dir`) is refused before it starts
+/// anything (exit 2, naming the directory and the holder), and the node goes on unaffected.
+#[test]
+fn a_second_daemon_on_a_nodes_state_directory_is_refused() {
+    if skip("a_second_daemon_on_a_nodes_state_directory_is_refused") {
+        return;
+    }
+    let mut c = Cluster::loopback(9, &Opts::default());
+    up(&mut c);
+    let n = &c.nodes[0];
+    let twin = n.dir.join("twin");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eterned"))
+        .arg("--config")
+        .arg(&c.config)
+        .args(["--node", "n1", "--state-dir"])
+        .arg(&n.state)
+        .arg("--tls-dir")
+        .arg(&n.tls)
+        .arg("--run-dir")
+        .arg(twin.join("run"))
+        .arg("--control-socket")
+        .arg(twin.join("control.sock"))
+        .arg("--events")
+        .arg(twin.join("events.jsonl"))
+        .arg("--no-realtime")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second eterned");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "refused as a bad start: {stderr}"
+    );
+    assert!(
+        stderr.contains(&n.state.display().to_string()) && stderr.contains("in use by eterned pid"),
+        "names the directory and its holder: {stderr}"
+    );
+    stays(&c, "demo", "n1");
+    assert!(c.formed(), "the cluster is as it was");
+}

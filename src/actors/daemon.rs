@@ -126,6 +126,15 @@ pub fn run(opts: Options) -> i32 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(1);
+    // Held until this function returns: the core's whole life. A core the monitor restarts
+    // takes it again once the old one is gone.
+    let _state_lock = match lock_state_dir(&opts.state_dir) {
+        Ok(f) => f,
+        Err(why) => {
+            eprintln!("eterned: --state-dir {}: {why}", opts.state_dir.display());
+            return EXIT_CONFIG;
+        }
+    };
     let voters: Vec<u64> = (1..=spec.nodes.len() as u64).collect();
     let store = match FileLog::open(opts.state_dir.join("raft"), &voters) {
         Ok(s) => s,
@@ -502,6 +511,50 @@ fn hostname() -> Option<String> {
     Some(name.split('.').next().unwrap_or(&name).to_string()).filter(|n| !n.is_empty())
 }
 
+/// Takes `dir/lock` (an exclusive `flock`, released when the file is closed or the process
+/// ends) and writes our pid into it: two daemons sharing one node's state (a second start by
+/// mistake, two units pointing at one directory) would write one raft log from two
+/// processes. Refused with the holder's pid when another process has it.
+pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}"))?;
+    let path = dir.join("lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(format!("cannot lock {}: {err}", path.display()));
+        }
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let who = if holder.is_empty() {
+            "another process".to_string()
+        } else {
+            format!("eterned pid {holder}")
+        };
+        return Err(format!(
+            "in use by {who} ({} is locked); two daemons must never share a node's state: stop that one, or give this one a --state-dir of its own",
+            path.display()
+        ));
+    }
+    let pid = std::process::id();
+    let wrote = f
+        .set_len(0)
+        .and_then(|()| f.rewind())
+        .and_then(|()| writeln!(f, "{pid}"));
+    wrote.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(f)
+}
+
 /// The default paths, as documented for `eterned --help`.
 pub fn default_state_dir() -> &'static Path {
     Path::new(crate::storage::DEFAULT_STATE_DIR)
@@ -523,12 +576,38 @@ fn with_default_node_slot(
 
 #[cfg(test)]
 mod tests {
-    use super::with_default_node_slot;
+    use super::{lock_state_dir, with_default_node_slot};
     use crate::policy::spec::ResourceSpec;
     use crate::policy::testutil::agent_resource;
 
     fn res(agent: &str, params: &[(&str, &str)]) -> ResourceSpec {
         agent_resource("r", agent, params)
+    }
+
+    /// A second taker of a state directory is refused and told who holds it; once the
+    /// holder lets go (closes it, or its process ends), it may be taken again.
+    #[test]
+    fn a_state_directory_is_taken_by_one_daemon_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("eterne-state-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = lock_state_dir(&dir).expect("the first takes it");
+        let pid = std::process::id().to_string();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("lock")).unwrap().trim(),
+            pid
+        );
+        let why = lock_state_dir(&dir).expect_err("a second is refused");
+        assert!(why.contains(&format!("eterned pid {pid}")), "{why}");
+        assert!(why.contains("--state-dir"), "{why}");
+        drop(first);
+        // Another test's child between its fork and its exec holds a copy of every
+        // descriptor for a moment (ours are close-on-exec): give it a second.
+        let free = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            lock_state_dir(&dir).is_ok()
+        });
+        assert!(free, "free again once the holder let go");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
