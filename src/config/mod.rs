@@ -15,6 +15,7 @@
 //! cluster.toml:42: group "db" → resource "app" → depends_on: unknown resource "dbfs"; name a resource of group "db" (db-ip, db-fs)
 //! ```
 
+pub mod limits;
 mod locate;
 mod resolve;
 pub mod schema;
@@ -118,6 +119,21 @@ impl ClusterConfig {
             message,
             fix: fix.to_string(),
         };
+        if text.len() > limits::MAX_FILE_BYTES {
+            return Err(ConfigErrors {
+                errors: vec![error(
+                    String::new(),
+                    None,
+                    format!(
+                        "the file is {} bytes; a config may have at most {} (1 MiB)",
+                        text.len(),
+                        limits::MAX_FILE_BYTES
+                    ),
+                    "a cluster at every count limit fits in far less: look for a section \
+                     repeated by a script",
+                )],
+            });
+        }
         let source = Source::parse(text).map_err(|(message, line)| ConfigErrors {
             errors: vec![error(
                 String::new(),

@@ -1,18 +1,22 @@
 //! Every rule a `cluster.toml` must satisfy beyond its types. All violations are collected:
 //! a user fixes a file in one pass, not one error per run.
 //!
+//! - Sizes first ([`limits`]): nodes with the witness, paths, groups, resources per group and
+//!   in all, schedules, notifications. A config over a count gets only those errors.
+//! - Numbers: every one within its range of [`limits::RANGES`], named with the range.
 //! - Names: not empty, plain characters; unique among nodes (and the witness), paths, groups,
 //!   and resources across the whole cluster.
 //! - Partition safety: two nodes need a witness, fencing, or
 //!   `no_automatic_failover_across_partition = true` (design.md §5, rule 5).
 //! - Fencing: the agent, its timeout, its parameters and per-node maps ([`fencing`]).
-//! - Timing: nothing that must be positive is 0; `lease_renew_ms < lease_ms / 2`;
+//! - Timing: `lease_renew_ms < lease_ms / 2`;
 //!   `stop_budget_ms < lease_ms`; `heartbeat_ticks < election_ticks`; the lease fits in the
 //!   leader's authority window ([`crate::policy::spec::TimingSpec::vote_guard_us`]) and is
-//!   shorter than failure detection (`interval_ms × misses`) of every network path; every
-//!   health-check timeout is below its interval.
+//!   shorter than failure detection (`interval_ms × misses`) of every network path; the
+//!   election timeout (`raft_tick_ms × election_ticks`) is at most a minute and failure
+//!   detection of every path at most ten; every health-check timeout is below its interval.
 //! - Paths: at least one network path; one disk path at most, with an absolute device and a
-//!   slot size that is a multiple of 512.
+//!   slot size that is a multiple of 512 and holds a slot record of every member.
 //! - Nodes and witness: one `host:port` address on every network path, none elsewhere.
 //! - Groups: a non-empty preferred node list of known nodes, each once, never the witness;
 //!   `copies` only for clones and not above the listed nodes; `failback_window` only with
@@ -23,11 +27,11 @@
 //! - Schedules: a known group, a `to` among the group's nodes, a valid cron expression.
 //! - Notifications: `command` for scripts, `url` for webhooks, known event names.
 
-use crate::policy::message::PathSet;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use super::locate::Loc;
+use super::limits::{self, MAX_DETECTION_MS, MAX_ELECTION_MS};
+use super::locate::{Loc, Seg};
 use super::resolve;
 use super::schema::*;
 use super::Issue;
@@ -49,6 +53,37 @@ impl Report {
             message: message.into(),
             fix: fix.into(),
         });
+    }
+
+    /// Refuses a number outside its range ([`limits::RANGES`], found by the field's path).
+    fn within(&mut self, loc: Loc, value: u64) {
+        let Some(range) = limits::range_at(&loc) else {
+            debug_assert!(false, "no range for {loc:?}");
+            return;
+        };
+        if range.contains(value) {
+            return;
+        }
+        // A map entry is named with its map: `delay_ms.n1`.
+        let keys: Vec<&str> = loc
+            .0
+            .iter()
+            .filter_map(|s| match s {
+                Seg::Key(k) => Some(k.as_str()),
+                Seg::Index(_) => None,
+            })
+            .collect();
+        let field = match keys.as_slice() {
+            [.., map, key] if map.ends_with("_ms") => format!("{map}.{key}"),
+            [.., last] => last.to_string(),
+            [] => String::new(),
+        };
+        let unit = unit_of(&field);
+        self.push(
+            loc,
+            format!("{field} = {value} is outside {}", range.describe()),
+            format!("give a value from {}", range.describe_in(unit)),
+        );
     }
 
     /// Refuses 0 for a duration or count that must be positive.
@@ -83,16 +118,34 @@ impl Report {
     }
 }
 
+/// The unit a field's name ends in, for fixes: ` ms`, ` ticks`, ` bytes` or nothing.
+fn unit_of(field: &str) -> &'static str {
+    let last = field.rsplit(['.', '_']).next().unwrap_or("");
+    match last {
+        "ms" => " ms",
+        "ticks" => " ticks",
+        "bytes" => " bytes",
+        _ => "",
+    }
+}
+
 /// Resource types that must never be active on two nodes, so never in a clone group.
 const EXCLUSIVE_ONLY: &[&str] = &["ip", "disk_lock"];
 
-/// `(a, b, c)`, for fixes that list the valid choices.
+/// The most names a fix lists; the rest are counted.
+const LIST_MAX: usize = 16;
+
+/// `(a, b, c)`, for fixes that list the valid choices; past [`LIST_MAX`] names the rest are
+/// counted, so a fix stays a line however large the config.
 fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let mut names: Vec<&str> = names.into_iter().collect();
     let mut seen = HashSet::new();
     names.retain(|n| seen.insert(*n));
     if names.is_empty() {
         "none defined".to_string()
+    } else if names.len() > LIST_MAX {
+        let more = names.len() - LIST_MAX;
+        format!("{}, and {more} more", names[..LIST_MAX].join(", "))
     } else {
         names.join(", ")
     }
@@ -101,6 +154,11 @@ fn list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
 /// Checks a whole config; an empty result means it is valid and [`resolve::resolve`] may run.
 pub(crate) fn validate(c: &ClusterConfig) -> Vec<Issue> {
     let mut r = Report::default();
+    check_sizes(c, &mut r);
+    if !r.issues.is_empty() {
+        // Past a size limit the rest would be noise (and work that grows with the input).
+        return r.issues;
+    }
     check_cluster(c, &mut r);
     check_timing(c, &mut r);
     check_monitor_defaults(&c.monitor, &mut r);
@@ -111,6 +169,87 @@ pub(crate) fn validate(c: &ClusterConfig) -> Vec<Issue> {
     check_schedules(c, &mut r);
     check_notifications(c, &mut r);
     r.issues
+}
+
+/// The counts of [`limits`]: every id type has room for them.
+fn check_sizes(c: &ClusterConfig, r: &mut Report) {
+    let members = c.nodes.len() + usize::from(c.witness.is_some());
+    let mut over = |key: &str, count: usize, max: usize, what: &str, fix: &str| {
+        if count > max {
+            r.push(
+                Loc::root().key(key).at(max.min(count.saturating_sub(1))),
+                format!("{count} {what}; at most {max} are supported"),
+                fix.to_string(),
+            );
+        }
+    };
+    over(
+        "node",
+        members,
+        limits::MAX_NODES,
+        "nodes (the witness included)",
+        "split the machines into several clusters: one cluster's consensus and heartbeats \
+         are sized for this many",
+    );
+    over(
+        "path",
+        c.paths.len(),
+        limits::MAX_PATHS,
+        "heartbeat paths",
+        "one path per private NIC and one disk path is plenty: remove paths",
+    );
+    over(
+        "group",
+        c.groups.len(),
+        limits::MAX_GROUPS,
+        "groups",
+        "put resources that fail over together into one group, or split the cluster",
+    );
+    over(
+        "schedule",
+        c.schedules.len(),
+        limits::MAX_SCHEDULES,
+        "schedules",
+        "use cron lists and ranges (\"0 2,14 * * mon-fri\") instead of one schedule per time",
+    );
+    over(
+        "notification",
+        c.notifications.len(),
+        limits::MAX_NOTIFICATIONS,
+        "notifications",
+        "send events to one script or webhook that fans them out",
+    );
+    let mut total = 0usize;
+    for (gi, g) in c.groups.iter().enumerate() {
+        total += g.resources.len();
+        if g.resources.len() > limits::MAX_RESOURCES_PER_GROUP {
+            r.push(
+                Loc::root()
+                    .key("group")
+                    .at(gi)
+                    .key("resource")
+                    .at(limits::MAX_RESOURCES_PER_GROUP),
+                format!(
+                    "group \"{}\" has {} resources; at most {} per group are supported",
+                    g.name,
+                    g.resources.len(),
+                    limits::MAX_RESOURCES_PER_GROUP
+                ),
+                "split the group: resources that need not fail over together belong in \
+                 groups of their own",
+            );
+        }
+    }
+    if total > limits::MAX_RESOURCES {
+        r.push(
+            Loc::root().key("group"),
+            format!(
+                "{total} resources in all; at most {} are supported",
+                limits::MAX_RESOURCES
+            ),
+            "split the cluster",
+        );
+    }
 }
 
 fn check_cluster(c: &ClusterConfig, r: &mut Report) {
@@ -142,12 +281,33 @@ fn check_timing(c: &ClusterConfig, r: &mut Report) {
     for (field, value) in [
         ("lease_ms", t.lease_ms),
         ("lease_renew_ms", t.lease_renew_ms),
+        ("takeover_margin_ms", t.takeover_margin_ms),
         ("stop_budget_ms", t.stop_budget_ms),
         ("raft_tick_ms", t.raft_tick_ms),
         ("election_ticks", t.election_ticks),
         ("heartbeat_ticks", t.heartbeat_ticks),
     ] {
-        r.positive(loc.clone(), field, u64::from(value));
+        r.within(loc.key(field), u64::from(value));
+    }
+    let election_ms = u64::from(t.raft_tick_ms) * u64::from(t.election_ticks);
+    let in_range = |field: &str, v: u32| {
+        limits::range_at(&loc.key(field)).is_some_and(|r| r.contains(u64::from(v)))
+    };
+    // Only between values in range: else the range errors say it already.
+    if election_ms > MAX_ELECTION_MS
+        && in_range("raft_tick_ms", t.raft_tick_ms)
+        && in_range("election_ticks", t.election_ticks)
+    {
+        r.push(
+            loc.key("election_ticks"),
+            format!(
+                "the election timeout raft_tick_ms × election_ticks = {} × {} = {election_ms} ms \
+                 is above {MAX_ELECTION_MS} ms",
+                t.raft_tick_ms, t.election_ticks
+            ),
+            "lower raft_tick_ms or election_ticks: a dead leader is replaced only after this \
+             long (20 × 10 is the default)",
+        );
     }
     if !(0.0..=0.1).contains(&t.max_clock_drift) {
         r.push(
@@ -249,8 +409,8 @@ fn check_monitor(
     timeout_field: &str,
     timeout: u32,
 ) {
-    r.positive(loc.clone(), interval_field, u64::from(interval));
-    r.positive(loc.clone(), timeout_field, u64::from(timeout));
+    r.within(loc.key(interval_field), u64::from(interval));
+    r.within(loc.key(timeout_field), u64::from(timeout));
     if interval > 0 && timeout > 0 && timeout >= interval {
         r.push(
             loc.key(timeout_field),
@@ -278,12 +438,8 @@ fn check_monitor_defaults(m: &MonitorDefaults, r: &mut Report) {
         "deep_timeout_ms",
         m.deep_timeout_ms,
     );
-    r.positive(
-        loc.clone(),
-        "start_timeout_ms",
-        u64::from(m.start_timeout_ms),
-    );
-    r.positive(loc, "stop_timeout_ms", u64::from(m.stop_timeout_ms));
+    r.within(loc.key("start_timeout_ms"), u64::from(m.start_timeout_ms));
+    r.within(loc.key("stop_timeout_ms"), u64::from(m.stop_timeout_ms));
 }
 
 fn check_paths(c: &ClusterConfig, r: &mut Report) {
@@ -292,17 +448,6 @@ fn check_paths(c: &ClusterConfig, r: &mut Report) {
             Loc::root().key("path"),
             "no network heartbeat path",
             "add a [[path]] with kind = \"network\" (one per private NIC; two are better than one)",
-        );
-    }
-    if c.paths.len() > PathSet::MAX_PATHS {
-        r.push(
-            Loc::root().key("path"),
-            format!(
-                "{} heartbeat paths; at most {} are supported",
-                c.paths.len(),
-                PathSet::MAX_PATHS
-            ),
-            "one path per private NIC and one disk path is plenty: remove paths",
         );
     }
     let mut seen = HashSet::new();
@@ -317,8 +462,27 @@ fn check_paths(c: &ClusterConfig, r: &mut Report) {
                 "give each path its own name",
             );
         }
-        r.positive(loc.clone(), "interval_ms", u64::from(p.interval_ms()));
-        r.positive(loc.clone(), "misses", u64::from(p.misses()));
+        r.within(loc.key("interval_ms"), u64::from(p.interval_ms()));
+        r.within(loc.key("misses"), u64::from(p.misses()));
+        let detect_ms = u64::from(p.interval_ms()) * u64::from(p.misses());
+        let in_range = |field: &str, v: u32| {
+            limits::range_at(&loc.key(field)).is_some_and(|r| r.contains(u64::from(v)))
+        };
+        if detect_ms > MAX_DETECTION_MS
+            && in_range("interval_ms", p.interval_ms())
+            && in_range("misses", p.misses())
+        {
+            r.push(
+                loc.key("misses"),
+                format!(
+                    "failure detection interval_ms × misses = {} × {} = {detect_ms} ms is above \
+                     {MAX_DETECTION_MS} ms",
+                    p.interval_ms(),
+                    p.misses()
+                ),
+                "lower interval_ms or misses: a dead node must be noticed within minutes",
+            );
+        }
         match p.kind {
             PathKindConfig::Network => {
                 for (field, set) in [
@@ -357,13 +521,25 @@ fn check_paths(c: &ClusterConfig, r: &mut Report) {
                     Some(_) => {}
                 }
                 let slot = p.slot_bytes();
-                if slot == 0 || slot % 512 != 0 {
+                let members = c.nodes.len() + usize::from(c.witness.is_some());
+                let record = crate::transport::disk::record_bytes(members);
+                if slot % 512 != 0 {
                     r.push(
                         loc.key("slot_bytes"),
-                        format!("slot_bytes = {slot} is not a positive multiple of 512"),
+                        format!("slot_bytes = {slot} is not a multiple of 512"),
                         "use 4096 (the default) or another multiple of 512 (direct IO needs it)",
                     );
+                } else if usize::try_from(slot).is_ok_and(|s| s < record) {
+                    r.push(
+                        loc.key("slot_bytes"),
+                        format!(
+                            "slot_bytes = {slot} cannot hold a slot record of {members} nodes \
+                             ({record} bytes)"
+                        ),
+                        format!("give at least {}", record.div_ceil(512) * 512),
+                    );
                 }
+                r.within(loc.key("slot_bytes"), u64::from(slot));
             }
         }
     }
@@ -457,6 +633,9 @@ fn check_nodes(c: &ClusterConfig, r: &mut Report) {
                 "give each node its own name",
             );
         }
+        if let Some(cap) = n.capacity {
+            r.within(loc.key("capacity"), u64::from(cap));
+        }
         check_addresses(c, r, loc, &n.addresses);
     }
     if let Some(w) = &c.witness {
@@ -529,11 +708,7 @@ fn check_groups(c: &ClusterConfig, r: &mut Report) {
                 "copies is only for clone groups",
                 "remove copies, or set mode = \"clone\"",
             ),
-            (GroupMode::Clone, Some(0)) => r.push(
-                loc.key("copies"),
-                "copies is 0",
-                "give at least 1, or leave copies out to run on every listed node",
-            ),
+            (GroupMode::Clone, Some(0)) => r.within(loc.key("copies"), 0),
             (GroupMode::Clone, Some(k)) if usize::from(k) > g.nodes.len() => r.push(
                 loc.key("copies"),
                 format!("copies = {k} but only {} nodes are listed", g.nodes.len()),
@@ -557,9 +732,12 @@ fn check_groups(c: &ClusterConfig, r: &mut Report) {
                 );
             }
         }
+        r.within(loc.key("max_restarts"), u64::from(g.max_restarts));
+        r.within(loc.key("restart_window_ms"), g.restart_window_ms);
         if g.max_restarts > 0 {
             r.positive(loc.clone(), "restart_window_ms", g.restart_window_ms);
         }
+        r.within(loc.key("load"), u64::from(g.load));
         let mut anti = HashSet::new();
         for other in &g.anti_affinity {
             if other == &g.name {
@@ -690,7 +868,7 @@ fn check_resources(c: &ClusterConfig, r: &mut Report) {
                 ("stop_timeout_ms", res.stop_timeout_ms),
             ] {
                 if let Some(v) = value {
-                    r.positive(loc.clone(), field, u64::from(v));
+                    r.within(loc.key(field), u64::from(v));
                 }
             }
         }
@@ -923,13 +1101,7 @@ fn check_notifications(c: &ClusterConfig, r: &mut Report) {
             ),
             _ => {}
         }
-        if n.timeout_ms == 0 || n.timeout_ms > 600_000 {
-            r.push(
-                loc.key("timeout_ms"),
-                format!("timeout_ms = {} is outside 1 to 600000", n.timeout_ms),
-                "give how long one delivery may take, e.g. 5000",
-            );
-        }
+        r.within(loc.key("timeout_ms"), u64::from(n.timeout_ms));
         match (&n.socket, n.kind == NotificationKind::Log) {
             (Some(_), false) => r.push(
                 loc.key("socket"),
