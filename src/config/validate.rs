@@ -17,18 +17,20 @@
 //!   detection of every path at most ten; every health-check timeout is below its interval.
 //! - Paths: at least one network path; one disk path at most, with an absolute device and a
 //!   slot size that is a multiple of 512 and holds a slot record of every member.
-//! - Nodes and witness: one `host:port` address on every network path, none elsewhere.
+//! - Nodes and witness: one `host:port` address on every network path, none elsewhere; a
+//!   port from 1, a reachable unicast host, no host shared by two members ([`address`]).
 //! - Groups: a non-empty preferred node list of known nodes, each once, never the witness;
 //!   `copies` only for clones and not above the listed nodes; `failback_window` only with
 //!   `failback = "auto"` and well formed; `anti_affinity` names other, known groups.
-//! - Resources: a known type; `ip` has a parseable `address` that no other resource floats;
+//! - Resources: a known type; `ip` has an `address` with a prefix in range that a host can
+//!   hold, not a whole network nor a member's own, and that no other resource floats;
 //!   no `ip` or `disk_lock` in a clone group; `depends_on` names resources of the same group
 //!   (else the error says which group the other one is in) without a cycle (named in full).
 //! - Schedules: a known group, a `to` among the group's nodes, a valid cron expression.
 //! - Notifications: `command` for scripts, `url` for webhooks, known event names.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use super::limits::{self, MAX_DETECTION_MS, MAX_ELECTION_MS};
 use super::locate::{Loc, Seg};
@@ -37,6 +39,7 @@ use super::schema::*;
 use super::Issue;
 use crate::policy::schedule::{CronExpr, DailyWindow};
 
+mod address;
 mod fencing;
 use fencing::check_fencing;
 
@@ -164,8 +167,9 @@ pub(crate) fn validate(c: &ClusterConfig) -> Vec<Issue> {
     check_monitor_defaults(&c.monitor, &mut r);
     check_paths(c, &mut r);
     check_nodes(c, &mut r);
+    let member_ips = address::check_shared(c, &mut r);
     check_groups(c, &mut r);
-    check_resources(c, &mut r);
+    check_resources(c, &member_ips, &mut r);
     check_schedules(c, &mut r);
     check_notifications(c, &mut r);
     r.issues
@@ -545,27 +549,6 @@ fn check_paths(c: &ClusterConfig, r: &mut Report) {
     }
 }
 
-/// Whether `text` is `host:port` (an IP address, a bracketed IPv6 address or a host name).
-fn is_host_port(text: &str) -> bool {
-    if text.parse::<SocketAddr>().is_ok() {
-        return true;
-    }
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return false;
-    };
-    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
-                && !label.starts_with('-')
-        });
-    port_ok && host_ok
-}
-
 /// The addresses of a node or of the witness: one per network path, each host:port.
 fn check_addresses(
     c: &ClusterConfig,
@@ -604,12 +587,11 @@ fn check_addresses(
                 format!("path \"{path}\" is a disk path; it takes no address"),
                 "remove this address",
             ),
-            Some(_) if !is_host_port(addr) => r.push(
-                aloc,
-                format!("address \"{addr}\" is not HOST:PORT"),
-                "write it like 10.0.0.1:7400, [fd00::1]:7400 or node1.example:7400",
-            ),
-            Some(_) => {}
+            Some(_) => {
+                if let Err((message, fix)) = address::parse_host_port(addr) {
+                    r.push(aloc, message, fix);
+                }
+            }
         }
     }
 }
@@ -773,7 +755,11 @@ fn check_groups(c: &ClusterConfig, r: &mut Report) {
     }
 }
 
-fn check_resources(c: &ClusterConfig, r: &mut Report) {
+fn check_resources(
+    c: &ClusterConfig,
+    member_ips: &HashMap<IpAddr, address::Holder<'_>>,
+    r: &mut Report,
+) {
     // Resource names are unique in the whole cluster: name → group.
     let mut owner: HashMap<&str, &str> = HashMap::new();
     for (gi, g) in c.groups.iter().enumerate() {
@@ -819,7 +805,7 @@ fn check_resources(c: &ClusterConfig, r: &mut Report) {
                 );
             }
             if res.kind == "ip" {
-                check_ip(r, &loc, g, res, &mut floating);
+                check_ip(r, &loc, g, res, member_ips, &mut floating);
             }
             for dep in &res.depends_on {
                 if is_member.contains(dep.as_str()) {
@@ -898,12 +884,14 @@ fn check_resources(c: &ClusterConfig, r: &mut Report) {
     }
 }
 
-/// An `ip` resource: its `address` parses, and no other resource floats the same address.
+/// An `ip` resource: its `address` is a floating address ([`address::parse_floating`]) that
+/// is no member's own and that no other resource floats.
 fn check_ip<'c>(
     r: &mut Report,
     loc: &Loc,
     g: &'c GroupConfig,
     res: &'c ResourceConfig,
+    member_ips: &HashMap<IpAddr, address::Holder<'_>>,
     floating: &mut HashMap<IpAddr, (&'c str, &'c str)>,
 ) {
     let Some(address) = res.params.get("address") else {
@@ -914,15 +902,21 @@ fn check_ip<'c>(
         );
         return;
     };
-    let bare = address.split('/').next().unwrap_or(address).trim();
-    let Ok(ip) = bare.parse::<IpAddr>() else {
+    let ip = match address::parse_floating(address) {
+        Ok((ip, _)) => ip,
+        Err((message, fix)) => {
+            r.push(loc.key("params").key("address"), message, fix);
+            return;
+        }
+    };
+    if let Some((member, path)) = member_ips.get(&ip) {
         r.push(
             loc.key("params").key("address"),
-            format!("address \"{address}\" is not an IP address"),
-            "write it like 192.0.2.10/24 or 2001:db8::10/64",
+            format!("floating address {ip} is \"{member}\"'s own address on path \"{path}\""),
+            "a floating address moves between nodes: give it one no node holds as its own",
         );
         return;
-    };
+    }
     match floating.get(&ip) {
         Some((other_group, other_res)) => r.push(
             loc.key("params").key("address"),
