@@ -198,7 +198,9 @@ fn every_broken_config_fails_with_its_expected_error() {
         files.len()
     );
     for path in files {
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        // Some are not UTF-8 on purpose; their headers are.
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&bytes);
         let expect = header(&text, "expect")
             .unwrap_or_else(|| panic!("{}: no `# expect:` first line", path.display()));
         let errors: ConfigErrors = match ClusterConfig::load(&path) {
@@ -576,6 +578,37 @@ fn nodes_are_limited_to_64_with_the_witness() {
     let shown = refused(&nodes(70_000, false)).to_string();
     assert!(
         shown.contains("a config may have at most 1048576"),
+        "{shown}"
+    );
+}
+
+/// Bytes that are not UTF-8 were "stream did not contain valid UTF-8; check the path and its
+/// permissions": no position and the wrong advice.
+#[test]
+fn invalid_utf8_is_placed_and_not_blamed_on_permissions() {
+    let path = root().join("tests/configs/broken/invalid-utf8.toml");
+    let errors = match ClusterConfig::load(&path) {
+        Ok(_) => panic!("loaded a Latin-1 file"),
+        Err(e) => e,
+    };
+    let e = &errors.errors[0];
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(!e.to_string().contains("permissions"), "{e}");
+    assert!(e.message.contains("byte 0xe9"), "{e}");
+}
+
+/// Nesting is the one input-sized depth left in the parser; it stops at its limit with an
+/// error, not a stack overflow.
+#[test]
+fn deep_nesting_is_a_syntax_error_not_a_crash() {
+    let text = format!(
+        "[cluster]\nname = \"x\"\nx = {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let shown = refused(&text).to_string();
+    assert!(
+        shown.starts_with("gen.toml:3: TOML syntax error at column"),
         "{shown}"
     );
 }
