@@ -198,7 +198,9 @@ fn every_broken_config_fails_with_its_expected_error() {
         files.len()
     );
     for path in files {
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        // Some are not UTF-8 on purpose; their headers are.
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&bytes);
         let expect = header(&text, "expect")
             .unwrap_or_else(|| panic!("{}: no `# expect:` first line", path.display()));
         let errors: ConfigErrors = match ClusterConfig::load(&path) {
@@ -430,4 +432,183 @@ fn eterned_refuses_to_start_without_its_fence_agent() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A config head with three nodes on one path, for generated configs.
+const GENERATED_HEAD: &str = r#"[cluster]
+name = "gen"
+[[path]]
+name = "lan"
+kind = "network"
+[[node]]
+name = "a"
+addresses = { lan = "10.0.0.1:7400" }
+[[node]]
+name = "b"
+addresses = { lan = "10.0.0.2:7400" }
+[[node]]
+name = "c"
+addresses = { lan = "10.0.0.3:7400" }
+"#;
+
+/// One group `name` of `n` resources, each depending on the one before it.
+fn chain(name: &str, n: usize) -> String {
+    let mut text = format!("[[group]]\nname = \"{name}\"\nnodes = [\"a\", \"b\"]\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[group.resource]]\nname = \"{name}-r{i}\"\ntype = \"application\"\n"
+        ));
+        if i > 0 {
+            text.push_str(&format!("depends_on = [\"{name}-r{}\"]\n", i - 1));
+        }
+    }
+    text
+}
+
+/// The errors of a config that must not load.
+fn refused(text: &str) -> ConfigErrors {
+    match ClusterConfig::from_str(text, "gen.toml") {
+        Ok(_) => panic!("a generated config loaded"),
+        Err(e) => e,
+    }
+}
+
+/// A chain of 120,000 resources once overflowed the stack of `config check`, and 60,000 took
+/// 16 s. It is refused at once, by the file size limit, with an error that says so.
+#[test]
+fn a_chain_of_120000_resources_is_refused_at_once() {
+    let text = format!("{GENERATED_HEAD}{}", chain("g", 120_000));
+    let start = std::time::Instant::now();
+    let errors = refused(&text);
+    let took = start.elapsed();
+    println!(
+        "a chain of 120000 resources ({} bytes): refused in {took:?}",
+        text.len()
+    );
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    let shown = errors.to_string();
+    assert!(
+        shown.contains(&format!(
+            "gen.toml: the file is {} bytes; a config may have at most 1048576 (1 MiB)",
+            text.len()
+        )),
+        "{shown}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "{took:?}: a guard against the quadratic walk, not a benchmark"
+    );
+}
+
+/// At the limit a chain loads and starts in order; one more resource is refused, naming the
+/// first one past the limit.
+#[test]
+fn resources_per_group_are_limited_to_64() {
+    let spec = ClusterConfig::from_str(&format!("{GENERATED_HEAD}{}", chain("g", 64)), "gen.toml")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .spec();
+    assert_eq!(spec.groups[0].resources.len(), 64);
+    assert_eq!(spec.groups[0].resources[63].name, "g-r63");
+    let errors = refused(&format!("{GENERATED_HEAD}{}", chain("g", 65)));
+    let shown = errors.to_string();
+    assert!(
+        shown.contains(
+            "group \"g\" → resource \"g-r64\": group \"g\" has 65 resources; at most 64 per group"
+        ),
+        "{shown}"
+    );
+    assert_eq!(errors.errors.len(), 1, "only the size error: {shown}");
+}
+
+/// Group ids are 16-bit: 70,000 groups once wrapped them silently. 70,000 do not fit in the
+/// file; 1025 fit, and are refused by the group limit.
+#[test]
+fn groups_and_resources_in_all_are_limited() {
+    let many = |groups: usize, each: usize| {
+        let mut text = GENERATED_HEAD.to_string();
+        for g in 0..groups {
+            text.push_str(&chain(&format!("g{g}"), each));
+        }
+        text
+    };
+    let shown = refused(&many(70_000, 1)).to_string();
+    assert!(
+        shown.contains("a config may have at most 1048576"),
+        "{shown}"
+    );
+    let shown = refused(&many(1025, 1)).to_string();
+    assert!(
+        shown.contains("group \"g1024\": 1025 groups; at most 1024 are supported"),
+        "{shown}"
+    );
+    let shown = refused(&many(65, 64)).to_string();
+    assert!(
+        shown.contains("4160 resources in all; at most 4096 are supported"),
+        "{shown}"
+    );
+    ClusterConfig::from_str(&many(64, 64), "gen.toml").unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Node ids are 16-bit: 70,000 nodes once wrapped them. The members (the witness counted)
+/// are limited to 64, below the simulator's 128.
+#[test]
+fn nodes_are_limited_to_64_with_the_witness() {
+    let nodes = |n: usize, witness: bool| {
+        let mut text =
+            "[cluster]\nname = \"gen\"\n[[path]]\nname = \"lan\"\nkind = \"network\"\n".to_string();
+        for i in 0..n {
+            text.push_str(&format!(
+                "[[node]]\nname = \"n{i}\"\naddresses = {{ lan = \"10.0.{}.{}:7400\" }}\n",
+                i / 200,
+                i % 200 + 1
+            ));
+        }
+        if witness {
+            text.push_str("[witness]\nname = \"w\"\naddresses = { lan = \"10.9.0.1:7400\" }\n");
+        }
+        text
+    };
+    ClusterConfig::from_str(&nodes(64, false), "gen.toml").unwrap_or_else(|e| panic!("{e}"));
+    ClusterConfig::from_str(&nodes(63, true), "gen.toml").unwrap_or_else(|e| panic!("{e}"));
+    let shown = refused(&nodes(64, true)).to_string();
+    assert!(
+        shown.contains("65 nodes (the witness included); at most 64 are supported"),
+        "{shown}"
+    );
+    let shown = refused(&nodes(70_000, false)).to_string();
+    assert!(
+        shown.contains("a config may have at most 1048576"),
+        "{shown}"
+    );
+}
+
+/// Bytes that are not UTF-8 were "stream did not contain valid UTF-8; check the path and its
+/// permissions": no position and the wrong advice.
+#[test]
+fn invalid_utf8_is_placed_and_not_blamed_on_permissions() {
+    let path = root().join("tests/configs/broken/invalid-utf8.toml");
+    let errors = match ClusterConfig::load(&path) {
+        Ok(_) => panic!("loaded a Latin-1 file"),
+        Err(e) => e,
+    };
+    let e = &errors.errors[0];
+    assert_eq!(e.line, Some(8), "{e}");
+    assert!(!e.to_string().contains("permissions"), "{e}");
+    assert!(e.message.contains("byte 0xe9"), "{e}");
+}
+
+/// Nesting is the one input-sized depth left in the parser; it stops at its limit with an
+/// error, not a stack overflow.
+#[test]
+fn deep_nesting_is_a_syntax_error_not_a_crash() {
+    let text = format!(
+        "[cluster]\nname = \"x\"\nx = {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let shown = refused(&text).to_string();
+    assert!(
+        shown.starts_with("gen.toml:3: TOML syntax error at column"),
+        "{shown}"
+    );
 }

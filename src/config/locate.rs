@@ -71,15 +71,25 @@ pub(crate) struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
-    /// Parses `text`; on a syntax error, returns its message and line.
-    pub(crate) fn parse(text: &'a str) -> Result<Source<'a>, (String, Option<u32>)> {
+    /// Parses `text`; on a syntax error, returns its message and byte offset.
+    pub(crate) fn parse(text: &'a str) -> Result<Source<'a>, (String, Option<usize>)> {
         match ImDocument::parse(text) {
             Ok(doc) => Ok(Source { text, doc }),
-            Err(e) => {
-                let line = e.span().map(|s| line_of(text, s.start));
-                Err((e.message().trim().to_string(), line))
-            }
+            Err(e) => Err((e.message().trim().to_string(), e.span().map(|s| s.start))),
         }
+    }
+
+    /// Whether the field at `loc` is written in the file.
+    pub(crate) fn exists(&self, loc: &Loc) -> bool {
+        let mut node = Some(Node::Item(self.doc.as_item()));
+        for seg in &loc.0 {
+            node = match (node, seg) {
+                (Some(n), Seg::Key(k)) => n.get(k).map(|(_, v)| v),
+                (Some(n), Seg::Index(i)) => n.index(*i),
+                (None, _) => None,
+            };
+        }
+        node.is_some()
     }
 
     /// The path as a user reads it, and the line where it (or its closest written parent) is.
@@ -235,6 +245,16 @@ impl<'d> Node<'d> {
     }
 }
 
+/// The 1-based column of a byte offset, in characters from the start of its line.
+pub(crate) fn column_of(text: &str, offset: usize) -> u32 {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let start = text[..end].rfind('\n').map_or(0, |i| i + 1);
+    u32::try_from(text[start..end].chars().count() + 1).unwrap_or(u32::MAX)
+}
+
 /// The 1-based line of a byte offset.
 pub(crate) fn line_of(text: &str, offset: usize) -> u32 {
     let end = offset.min(text.len());
@@ -332,10 +352,32 @@ cron = "0 2 * * *"
     }
 
     #[test]
-    fn syntax_errors_carry_a_line() {
-        match Source::parse("[cluster]\nname = \n") {
+    fn syntax_errors_carry_a_position() {
+        let text = "[cluster]\nname = \n";
+        match Source::parse(text) {
             Ok(_) => panic!("parsed"),
-            Err((_, line)) => assert_eq!(line, Some(2)),
+            Err((_, offset)) => {
+                let offset = offset.unwrap_or_else(|| panic!("no offset"));
+                assert_eq!(line_of(text, offset), 2);
+                assert_eq!(column_of(text, offset), 8);
+            }
         }
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        let text = "a\nnäme = x\n";
+        let x = text.find('x').unwrap_or_default();
+        assert_eq!((line_of(text, x), column_of(text, x)), (2, 8));
+        assert_eq!(column_of(text, 0), 1);
+        assert_eq!(column_of(text, text.len()), 1);
+    }
+
+    #[test]
+    fn written_fields_exist() {
+        let s = source();
+        assert!(s.exists(&Loc::root().key("group").at(1).key("resource").at(0)));
+        assert!(!s.exists(&Loc::root().key("group").at(2)));
+        assert!(!s.exists(&Loc::root().key("timing")));
     }
 }

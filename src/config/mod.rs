@@ -6,15 +6,21 @@
 //! - `validate`: every rule a config must satisfy; all violations are collected at once.
 //! - `resolve`: names become indices, defaults are filled in, the digest is computed.
 //! - `locate`: field paths (`group "db" → resource "db-ip" → depends_on`) and their lines.
+//! - [`limits`]: the file size, the counts and the range of every number, in one table.
+//! - `input`: the file's size, its encoding and TOML syntax errors, placed by line and column.
 //!
-//! Loading goes: TOML syntax (with `toml_edit`, which knows lines) → typed structs (with the
-//! `config` crate) → validation. Each step reports errors as [`ConfigError`]s that name the
+//! Loading goes: size (at most 1 MiB) → UTF-8 (the first bad byte by offset, line and column)
+//! → TOML syntax (with `toml_edit`, which knows lines; the column and the character found) →
+//! typed structs (with the `config` crate; a missing `[cluster]` is a missing table, an
+//! integer too large for its field names the field's range) → validation. Each step reports errors as [`ConfigError`]s that name the
 //! file, the line where known, the field path, what is wrong and how to fix it:
 //!
 //! ```text
 //! cluster.toml:42: group "db" → resource "app" → depends_on: unknown resource "dbfs"; name a resource of group "db" (db-ip, db-fs)
 //! ```
 
+mod input;
+pub mod limits;
 mod locate;
 mod resolve;
 pub mod schema;
@@ -97,16 +103,10 @@ impl ClusterConfig {
     pub fn load(path: impl AsRef<Path>) -> Result<ClusterConfig, ConfigErrors> {
         let path = path.as_ref();
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-            errors: vec![ConfigError {
-                file: file.clone(),
-                line: None,
-                path: String::new(),
-                message: format!("cannot read the file: {e}"),
-                fix: "check the path and its permissions".to_string(),
-            }],
-        })?;
-        ClusterConfig::from_str(&text, &file)
+        let one = |e| ConfigErrors { errors: vec![e] };
+        let bytes = input::read(path, &file).map_err(one)?;
+        let text = input::decode(&bytes, &file).map_err(one)?;
+        ClusterConfig::from_str(text, &file)
     }
 
     /// Parses and validates config text; `file_name` is used in error messages.
@@ -118,18 +118,18 @@ impl ClusterConfig {
             message,
             fix: fix.to_string(),
         };
-        let source = Source::parse(text).map_err(|(message, line)| ConfigErrors {
-            errors: vec![error(
-                String::new(),
-                line,
-                format!("TOML syntax error: {message}"),
-                "correct the syntax on this line",
-            )],
+        if text.len() > limits::MAX_FILE_BYTES {
+            return Err(ConfigErrors {
+                errors: vec![input::too_large(file_name, text.len() as u64)],
+            });
+        }
+        let source = Source::parse(text).map_err(|(message, offset)| ConfigErrors {
+            errors: vec![input::syntax_error(text, file_name, &message, offset)],
         })?;
-        let config = deserialize(text).map_err(|(loc, message, fix)| {
+        let config = deserialize(text, &source).map_err(|(loc, message, fix)| {
             let (path, line) = source.locate(&loc);
             ConfigErrors {
-                errors: vec![error(path, line, message, fix)],
+                errors: vec![error(path, line, message, &fix)],
             }
         })?;
         let mut errors: Vec<ConfigError> = validate::validate(&config)
@@ -165,7 +165,7 @@ impl ClusterConfig {
 /// field), so the same serde types are then run through `toml`, whose error has a byte span
 /// and serde's own wording; the `config` crate's report is the fallback should `toml` accept
 /// what `config` refused.
-fn deserialize(text: &str) -> Result<ClusterConfig, (Loc, String, &'static str)> {
+fn deserialize(text: &str, source: &Source<'_>) -> Result<ClusterConfig, (Loc, String, String)> {
     let result = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .build()
@@ -174,12 +174,12 @@ fn deserialize(text: &str) -> Result<ClusterConfig, (Loc, String, &'static str)>
         Ok(config) => return Ok(config),
         Err(err) => err,
     };
-    let from_toml = match (toml::from_str::<ClusterConfig>(text), Source::parse(text)) {
-        (Err(e), Ok(source)) => Some((
+    let from_toml = match toml::from_str::<ClusterConfig>(text) {
+        Err(e) => Some((
             e.span().map(|s| source.loc_at(s.start)).unwrap_or_default(),
             e.message().trim().to_string(),
         )),
-        _ => None,
+        Ok(_) => None,
     };
     let (mut loc, message) = from_toml.unwrap_or_else(|| {
         let (key, message) = describe(&err);
@@ -188,10 +188,39 @@ fn deserialize(text: &str) -> Result<ClusterConfig, (Loc, String, &'static str)>
             message,
         )
     });
-    // Name the offending field itself, not only its table.
+    // Name the offending field itself, not only its table; a top-level table misspelt in a
+    // dotted header (`[[grop.resource]]`) is at the root, not in the table found near it.
     if let Some(field) = quoted_field(&message, "unknown field `") {
         if loc.0.last() != Some(&locate::Seg::Key(field.to_string())) {
             loc = loc.key(field);
+        }
+        let at_root = Loc::root().key(field);
+        if !source.exists(&loc) && source.exists(&at_root) {
+            loc = at_root;
+        }
+    }
+    // A required table is a table, not a field, and it is missing from the file as a whole.
+    if let Some(table) = quoted_field(&message, "missing field `") {
+        if REQUIRED_TABLES.contains(&table) && !source.exists(&Loc::root().key(table)) {
+            return Err((
+                Loc::root(),
+                format!("missing table [{table}]"),
+                format!("add a [{table}] table; the example configs under config/ show one"),
+            ));
+        }
+    }
+    // An integer of the wrong size for its field: say the field's range.
+    if let Some(value) = quoted_field(&message, "invalid value: integer `") {
+        if let Some(range) = limits::range_at(&loc) {
+            let field = match loc.0.last() {
+                Some(locate::Seg::Key(k)) => k.clone(),
+                _ => "the value".to_string(),
+            };
+            return Err((
+                loc,
+                format!("{field} = {value} is outside {}", range.describe()),
+                format!("give a value from {}", range.describe()),
+            ));
         }
     }
     let fix = if message.contains("unknown field") {
@@ -205,8 +234,11 @@ fn deserialize(text: &str) -> Result<ClusterConfig, (Loc, String, &'static str)>
     } else {
         "write a value of the expected type"
     };
-    Err((loc, message, fix))
+    Err((loc, message, fix.to_string()))
 }
+
+/// The tables `cluster.toml` must have: a missing one is reported as a table.
+const REQUIRED_TABLES: &[&str] = &["cluster"];
 
 /// The name between `prefix` and the next backquote, e.g. the field of "unknown field `x`".
 fn quoted_field<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {

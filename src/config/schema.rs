@@ -5,6 +5,10 @@
 //! These types hold the config as written (names, not indices); [`super::ClusterConfig::spec`]
 //! resolves them into the [`crate::policy::spec::ClusterSpec`] the decision cores use. Things
 //! only the runtime needs (addresses, the disk device, fencing, notifications) stay here.
+//!
+//! Every number has a range, stated on its field and enforced by validation from one table,
+//! [`super::limits::RANGES`]; so are the counts (nodes, groups, resources, paths, schedules)
+//! and the file's size. `docs/config.md` lists them all.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -62,23 +66,28 @@ pub struct ClusterSection {
 #[serde(deny_unknown_fields, default)]
 pub struct TimingConfig {
     /// How long an acknowledged contact with a quorum leader lets a node keep its exclusive
-    /// groups, in ms. Default: 150.
+    /// groups, in ms. Range: 10 to 60000. Default: 150.
     pub lease_ms: u32,
-    /// How often a node renews its lease, in ms; must be below half the lease. Default: 30.
+    /// How often a node renews its lease, in ms; must be below half the lease. Range: 1 to
+    /// 30000. Default: 30.
     pub lease_renew_ms: u32,
     /// Bound on the rate difference between two nodes' clocks, as a fraction (0.01 = 1 %).
-    /// Default: 0.01.
+    /// Range: 0 to 0.1. Default: 0.01.
     pub max_clock_drift: f64,
-    /// Added to the lease before a silent owner's groups are taken over, in ms. Default: 40.
+    /// Added to the lease before a silent owner's groups are taken over, in ms. Range: 0 to
+    /// 60000. Default: 40.
     pub takeover_margin_ms: u32,
     /// A node starts stopping its exclusive groups this long before its lease ends, in ms;
-    /// must be below the lease. Default: 60.
+    /// must be below the lease. Range: 1 to 60000. Default: 60.
     pub stop_budget_ms: u32,
-    /// One consensus tick, in ms. Default: 20.
+    /// One consensus tick, in ms. Range: 1 to 1000. Default: 20.
     pub raft_tick_ms: u32,
-    /// Minimum election timeout, in ticks. Default: 10.
+    /// Minimum election timeout, in ticks. Range: 2 to 1000, and `raft_tick_ms ×
+    /// election_ticks` at most 60000 ms, so a dead leader is always replaced within two
+    /// minutes (raft-rs randomises the timeout up to twice this). Default: 10.
     pub election_ticks: u32,
-    /// The leader's heartbeat period, in ticks; must be below `election_ticks`. Default: 2.
+    /// The leader's heartbeat period, in ticks; must be below `election_ticks`. Range: 1 to
+    /// 999. Default: 2.
     pub heartbeat_ticks: u32,
 }
 
@@ -101,18 +110,21 @@ impl Default for TimingConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorDefaults {
-    /// Time between two quick health checks, in ms. Default: 2000.
+    /// Time between two quick health checks, in ms. Range: 10 to 86400000 (a day). Default:
+    /// 2000.
     pub quick_interval_ms: u32,
-    /// How long a quick check may take, in ms; below its interval. Default: 1000.
+    /// How long a quick check may take, in ms; below its interval. Range: 1 to 3600000 (an
+    /// hour). Default: 1000.
     pub quick_timeout_ms: u32,
-    /// Time between two deep health checks, in ms. Default: 30000.
+    /// Time between two deep health checks, in ms. Range: 10 to 86400000. Default: 30000.
     pub deep_interval_ms: u32,
-    /// How long a deep check may take, in ms; below its interval. Default: 10000.
+    /// How long a deep check may take, in ms; below its interval. Range: 1 to 3600000.
+    /// Default: 10000.
     pub deep_timeout_ms: u32,
-    /// How long starting a resource may take, in ms. Default: 30000.
+    /// How long starting a resource may take, in ms. Range: 1 to 3600000. Default: 30000.
     pub start_timeout_ms: u32,
     /// How long stopping a resource may take, in ms; a failed stop is a reason to fence.
-    /// Default: 30000.
+    /// Range: 1 to 3600000. Default: 30000.
     pub stop_timeout_ms: u32,
 }
 
@@ -147,16 +159,20 @@ pub struct PathConfig {
     pub name: String,
     /// `network` or `disk`. Required.
     pub kind: PathKindConfig,
-    /// Time between two heartbeats, in ms. Default: 50 for network, 200 for disk.
+    /// Time between two heartbeats, in ms. Range: 1 to 60000. Default: 50 for network, 200
+    /// for disk.
     #[serde(default)]
     pub interval_ms: Option<u32>,
-    /// Missed heartbeats before the path to a peer is lost. Default: 4 for network, 5 for disk.
+    /// Missed heartbeats before the path to a peer is lost. Range: 1 to 100, and
+    /// `interval_ms × misses` (failure detection) at most 600000 ms, so a dead node is
+    /// always noticed within ten minutes. Default: 4 for network, 5 for disk.
     #[serde(default)]
     pub misses: Option<u32>,
     /// The shared block device or file of a disk path. Required for disk, refused for network.
     #[serde(default)]
     pub device: Option<String>,
-    /// Bytes per node slot on the disk, a multiple of 512. Disk only. Default: 4096.
+    /// Bytes per node slot on the disk, a multiple of 512 large enough for a slot record of
+    /// every member. Disk only. Range: 512 to 1048576. Default: 4096.
     #[serde(default)]
     pub slot_bytes: Option<u32>,
 }
@@ -191,7 +207,8 @@ pub struct NodeConfig {
     /// The node's name: its hostname or `--node NAME`, and the name in its certificate.
     /// Required.
     pub name: String,
-    /// How much group load the node carries (M-to-N placement). Default: unlimited.
+    /// How much group load the node carries (M-to-N placement). Range: 0 to 1000000.
+    /// Default: unlimited.
     #[serde(default)]
     pub capacity: Option<u32>,
     /// One `host:port` per network path, keyed by path name. Required.
@@ -254,7 +271,7 @@ pub struct FencingConfig {
     /// `poison_pill`: how long a fencer waits for the target to acknowledge its pill, in ms;
     /// past it the fence counts as done (a node that never read the pill has lost its lease
     /// by then), so it must be longer than `[timing] lease_ms` plus `takeover_margin_ms`.
-    /// Default: 10000.
+    /// Range: 1 to 600000. Default: 10000.
     #[serde(default = "default_pill_timeout_ms")]
     pub pill_timeout_ms: u32,
     /// The agent's parameters, one `key=value` line each on its stdin, as given. The keys
@@ -267,7 +284,7 @@ pub struct FencingConfig {
     #[serde(default)]
     pub action: FenceActionConfig,
     /// How long one run of the agent may take, in ms; past it the agent's process group is
-    /// killed and the fence counts as failed. Default: 60000.
+    /// killed and the fence counts as failed. Range: 1 to 600000. Default: 60000.
     #[serde(default = "default_fence_timeout_ms")]
     pub timeout_ms: u32,
     /// The agent argument that names the target: `plug` or `port` (older agents). Default:
@@ -284,14 +301,15 @@ pub struct FencingConfig {
     pub targets: BTreeMap<String, String>,
     /// Per node: how long to wait before fencing it, in ms, as Pacemaker's
     /// `pcmk_delay_base`. In a two-node cluster where both sides may fence each other at
-    /// once, a delay on one node lets that node shoot first and survive. Default: none (0).
+    /// once, a delay on one node lets that node shoot first and survive. Range: 0 to 600000.
+    /// Default: none (0).
     #[serde(default)]
     pub delay_ms: BTreeMap<String, u32>,
     /// How often every node runs the agent's `monitor` action, in ms, to find out that the
     /// device cannot be reached before a fence needs it (Pacemaker monitors a stonith device
     /// the same way). A failure and the recovery are events (`fence_device_failed`,
     /// `fence_device_recovered`) and `eternectl status` shows the device's state. 0 turns
-    /// it off. Default: 60000.
+    /// it off. Range: 1000 to 86400000 (or 0, off). Default: 60000.
     #[serde(default = "default_fence_monitor_interval_ms")]
     pub monitor_interval_ms: u32,
 }
@@ -376,7 +394,8 @@ pub struct GroupConfig {
     /// `exclusive` or `clone`. Default: exclusive.
     #[serde(default)]
     pub mode: GroupMode,
-    /// How many nodes run a clone group. Clone only. Default: every listed node.
+    /// How many nodes run a clone group. Clone only. Range: 1 to the listed nodes (at most
+    /// 64). Default: every listed node.
     #[serde(default)]
     pub copies: Option<u16>,
     /// `manual` or `auto`. Default: manual.
@@ -389,13 +408,15 @@ pub struct GroupConfig {
     /// Keep a healthy group where it is rather than move it to balance load. Default: true.
     #[serde(default = "default_true")]
     pub stickiness: bool,
-    /// Local restarts allowed within `restart_window_ms` before remote failover. Default: 3.
+    /// Local restarts allowed within `restart_window_ms` before remote failover. Range: 0 to
+    /// 100. Default: 3.
     #[serde(default = "default_max_restarts")]
     pub max_restarts: u32,
-    /// The window over which local restarts are counted, in ms. Default: 300000 (5 min).
+    /// The window over which local restarts are counted, in ms. Range: 0 to 86400000 (a
+    /// day), and not 0 while `max_restarts` is above 0. Default: 300000 (5 min).
     #[serde(default = "default_restart_window_ms")]
     pub restart_window_ms: u64,
-    /// How much of a node's capacity the group uses. Default: 0.
+    /// How much of a node's capacity the group uses. Range: 0 to 1000000. Default: 0.
     #[serde(default)]
     pub load: u32,
     /// Groups that must not run on the same node as this one. Default: none.
@@ -420,9 +441,10 @@ fn default_restart_window_ms() -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorConfig {
-    /// Time between two checks, in ms. Required.
+    /// Time between two checks, in ms. Range: 10 to 86400000. Required.
     pub interval_ms: u32,
-    /// How long one check may take, in ms; below the interval. Required.
+    /// How long one check may take, in ms; below the interval. Range: 1 to 3600000.
+    /// Required.
     pub timeout_ms: u32,
 }
 
@@ -459,10 +481,12 @@ pub struct ResourceConfig {
     /// The deep health check. Default: `[monitor]` deep_interval_ms / deep_timeout_ms.
     #[serde(default)]
     pub deep: Option<MonitorConfig>,
-    /// How long `start` may take, in ms. Default: `[monitor]` start_timeout_ms.
+    /// How long `start` may take, in ms. Range: 1 to 3600000. Default: `[monitor]`
+    /// start_timeout_ms.
     #[serde(default)]
     pub start_timeout_ms: Option<u32>,
-    /// How long `stop` may take, in ms. Default: `[monitor]` stop_timeout_ms.
+    /// How long `stop` may take, in ms. Range: 1 to 3600000. Default: `[monitor]`
+    /// stop_timeout_ms.
     #[serde(default)]
     pub stop_timeout_ms: Option<u32>,
 }
@@ -537,7 +561,8 @@ pub struct NotificationConfig {
     #[serde(default)]
     pub events: Vec<String>,
     /// `script`: how long the program may run, `webhook`: how long one try may take, in ms;
-    /// past it the program's process group is killed, the try failed. Default: 5000.
+    /// past it the program's process group is killed, the try failed. Range: 1 to 600000.
+    /// Default: 5000.
     #[serde(default = "default_notification_timeout_ms")]
     pub timeout_ms: u32,
     /// `log`: the system log's datagram socket. Default: `/dev/log` (journald and rsyslog).

@@ -429,8 +429,9 @@ impl Coordinator {
                 v.now_us
             }
         };
-        let patience_us = max_stop_us(v.spec, g) + 2 * u64::from(v.spec.timing.lease_ms) * 1000;
-        let give_up_us = since_us + patience_us;
+        let patience_us =
+            max_stop_us(v.spec, g).saturating_add(2 * u64::from(v.spec.timing.lease_ms) * 1000);
+        let give_up_us = since_us.saturating_add(patience_us);
         if v.now_us < give_up_us {
             self.wake(give_up_us);
         } else if exclusive && owner_alive {
@@ -563,7 +564,7 @@ fn max_stop_us(spec: &ClusterSpec, g: usize) -> u64 {
         .resources
         .iter()
         .map(|r| u64::from(r.stop_timeout_ms) * 1000)
-        .sum()
+        .fold(0, u64::saturating_add)
 }
 
 #[cfg(test)]

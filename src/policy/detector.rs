@@ -120,7 +120,7 @@ impl Liveness {
         {
             return false;
         }
-        let deadline_us = now_us + self.timeout_us[usize::from(path)];
+        let deadline_us = now_us.saturating_add(self.timeout_us[usize::from(path)]);
         let slot = &mut self.slots[p * self.path_count + usize::from(path)];
         if slot.state != PathState::Up {
             return false;
@@ -155,7 +155,7 @@ impl Liveness {
             self.incarnation[p] = incarnation;
         }
         let i = self.index(peer, path);
-        let deadline_us = now_us + self.timeout_us[usize::from(path)];
+        let deadline_us = now_us.saturating_add(self.timeout_us[usize::from(path)]);
         let slot = &mut self.slots[i];
         if slot.state == PathState::Up && Some(slot.deadline_us) == self.next_timeout_us {
             // The earliest deadline moved later: `refresh_next_timeout` finds the new one.

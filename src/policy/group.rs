@@ -322,7 +322,7 @@ impl LocalGroup {
             };
             if let Some((action, timeout_ms)) = action {
                 *next_op += 1;
-                let deadline_us = now_us + u64::from(timeout_ms) * 1000;
+                let deadline_us = now_us.saturating_add(u64::from(timeout_ms) * 1000);
                 self.res[r].op = Some((*next_op, action, deadline_us));
                 match action {
                     Action::Start => self.res[r].state = Starting,
@@ -374,7 +374,9 @@ impl LocalGroup {
                 // (or cannot tell about) is stopped on the next pass.
                 *next_op += 1;
                 let timeout_us = u64::from(spec.resources[r].monitor_quick.timeout_ms) * 1000;
-                let deadline = (now_us + timeout_us).min(deadline_us.max(now_us));
+                let deadline = now_us
+                    .saturating_add(timeout_us)
+                    .min(deadline_us.max(now_us));
                 res.op = Some((*next_op, Action::Probe, deadline));
                 out.push(AgentOp {
                     group: self.group,
@@ -391,7 +393,9 @@ impl LocalGroup {
             }
             *next_op += 1;
             let timeout_us = u64::from(spec.resources[r].stop_timeout_ms) * 1000;
-            let deadline = (now_us + timeout_us).min(deadline_us.max(now_us));
+            let deadline = now_us
+                .saturating_add(timeout_us)
+                .min(deadline_us.max(now_us));
             res.op = Some((*next_op, Action::Stop, deadline));
             res.state = Stopping;
             out.push(AgentOp {
@@ -429,9 +433,10 @@ impl LocalGroup {
         res.op = None;
         let rs = &spec.resources[r];
         let schedule = |res: &mut Res| {
-            res.next_quick_us = now_us + u64::from(rs.monitor_quick.interval_ms) * 1000;
+            res.next_quick_us =
+                now_us.saturating_add(u64::from(rs.monitor_quick.interval_ms) * 1000);
             if let Some(d) = rs.monitor_deep {
-                res.next_deep_us = now_us + u64::from(d.interval_ms) * 1000;
+                res.next_deep_us = now_us.saturating_add(u64::from(d.interval_ms) * 1000);
             }
         };
         match (action, outcome) {
@@ -455,11 +460,12 @@ impl LocalGroup {
                 self.stop_failed = true;
             }
             (Action::MonitorQuick, Outcome::Ok) => {
-                res.next_quick_us = now_us + u64::from(rs.monitor_quick.interval_ms) * 1000;
+                res.next_quick_us =
+                    now_us.saturating_add(u64::from(rs.monitor_quick.interval_ms) * 1000);
             }
             (Action::MonitorDeep, Outcome::Ok) => {
                 if let Some(d) = rs.monitor_deep {
-                    res.next_deep_us = now_us + u64::from(d.interval_ms) * 1000;
+                    res.next_deep_us = now_us.saturating_add(u64::from(d.interval_ms) * 1000);
                 }
             }
             (Action::Start | Action::MonitorQuick | Action::MonitorDeep, o) => {
@@ -509,8 +515,10 @@ impl LocalGroup {
         if !self.running() {
             return;
         }
-        let window_us = spec.restart_window_ms * 1000;
-        self.restarts_us.retain(|&t| t + window_us > now_us);
+        // restart_window_ms is a u64 from the config: saturate rather than wrap.
+        let window_us = spec.restart_window_ms.saturating_mul(1000);
+        self.restarts_us
+            .retain(|&t| t.saturating_add(window_us) > now_us);
         if !restart || self.restarts_us.len() as u32 >= spec.max_restarts {
             self.escalated = true;
             events.push(GroupEvent::Escalated);
@@ -775,6 +783,29 @@ mod tests {
         let later = 10 + spec.restart_window_ms * 1000;
         g.handle_resource_failed(&spec, 2, later, &mut ev);
         assert!(!ev.contains(&GroupEvent::Escalated));
+    }
+
+    /// `restart_window_ms` is a u64 from the config: × 1000 overflowed (a panic in debug
+    /// builds; in release a wrapped, short window renewed the budget early).
+    #[test]
+    fn a_huge_restart_window_saturates_and_still_counts() {
+        let mut spec = chain();
+        spec.restart_window_ms = u64::MAX;
+        spec.max_restarts = 1;
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut Vec::new());
+        let mut ev = Vec::new();
+        g.handle_resource_failed(&spec, 2, 10, &mut ev);
+        settle(&mut g, &spec, 10, |_| Outcome::Ok, &mut Vec::new());
+        assert!(
+            !ev.contains(&GroupEvent::Escalated),
+            "one restart is allowed"
+        );
+        g.handle_resource_failed(&spec, 2, u64::MAX / 2, &mut ev);
+        assert!(
+            ev.contains(&GroupEvent::Escalated),
+            "the first restart is still inside the window"
+        );
     }
 
     #[test]

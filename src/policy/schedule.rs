@@ -44,8 +44,10 @@ pub struct DailyWindow {
 /// A five-field cron expression: minute hour day-of-month month day-of-week.
 ///
 /// Supported per field: `*`, numbers, lists `a,b`, ranges `a-b`, steps `*/n`, `a-b/n` and
-/// `a/n` (= `a-max/n`); month names `jan`..`dec` and day names `sun`..`sat` (any case); in the
-/// day-of-week field both 0 and 7 mean Sunday. As in standard cron, when both day-of-month and
+/// `a/n` (= `a-max/n`), with a step `n` from 1 to the field's number of values (60 for
+/// minutes, 24, 31, 12, and 8 for day-of-week; a larger step is refused, never wrapped);
+/// month names `jan`..`dec` and day names `sun`..`sat` (any case); in the day-of-week field
+/// both 0 and 7 mean Sunday. As in standard cron, when both day-of-month and
 /// day-of-week are restricted (do not start with `*`), a day matching either one fires.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CronExpr {
@@ -180,6 +182,13 @@ impl Field {
             // Names start at the field's minimum (jan = 1, sun = 0).
             return Ok(self.min + i as u32);
         }
+        if !text.is_empty()
+            && text.bytes().all(|b| b.is_ascii_digit())
+            && text.parse::<u32>().is_err()
+        {
+            // All digits but too long for any field: out of range, not "not a number".
+            return Err(self.out_of_range(item));
+        }
         let n: u32 = text.parse().map_err(|_| {
             if self.names.is_empty() {
                 format!("{} field \"{item}\": \"{text}\" is not a number", self.name)
@@ -193,12 +202,23 @@ impl Field {
             }
         })?;
         if n < self.min || n > self.max {
-            return Err(format!(
-                "{} field \"{item}\": out of range {}-{}",
-                self.name, self.min, self.max
-            ));
+            return Err(self.out_of_range(item));
         }
         Ok(n)
+    }
+
+    /// The error for a value outside the field's range.
+    fn out_of_range(&self, item: &str) -> String {
+        format!(
+            "{} field \"{item}\": out of range {}-{}",
+            self.name, self.min, self.max
+        )
+    }
+
+    /// The largest step the field takes: its number of values (`*/60` in the minute field
+    /// fires at minute 0 only; anything larger means the same and is refused as a typo).
+    fn max_step(&self) -> u32 {
+        self.max - self.min + 1
     }
 
     /// Parses a whole field (a comma-separated list) into a bitset.
@@ -217,18 +237,25 @@ impl Field {
         }
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s.parse().map_err(|_| {
-                    format!(
-                        "{} field \"{item}\": step \"{s}\" is not a number",
-                        self.name
-                    )
-                })?;
-                if step == 0 {
+                let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+                if !digits {
                     return Err(format!(
-                        "{} field \"{item}\": step must be at least 1",
+                        "{} field \"{item}\": step \"{s}\" is not a number",
                         self.name
                     ));
                 }
+                // A step past the field's span (or past u32) is refused, never wrapped.
+                let step = s
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=self.max_step()).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "{} field \"{item}\": step {s} is outside 1-{}",
+                            self.name,
+                            self.max_step()
+                        )
+                    })?;
                 (r, Some(step))
             }
             None => (item, None),
@@ -251,10 +278,15 @@ impl Field {
         };
         let step = step.unwrap_or(1);
         let mut bits = 0u64;
+        // lo <= hi <= 63 here; the checked add ends the walk rather than wrap past u32::MAX
+        // back into the range (which would set every bit).
         let mut v = lo;
-        while v <= hi {
-            bits |= 1 << v;
-            v += step;
+        loop {
+            bits |= 1u64 << v;
+            match v.checked_add(step) {
+                Some(next) if next <= hi => v = next,
+                _ => break,
+            }
         }
         Ok(bits)
     }
@@ -407,6 +439,52 @@ mod tests {
             );
         }
         assert!(cases > 20, "cron table looks truncated");
+    }
+
+    /// Steps that once overflowed `u32` (a panic in debug builds; in release `59/4294967295`
+    /// wrapped to fire every minute) are refused with the field's range.
+    #[test]
+    fn cron_steps_are_checked_not_wrapped() {
+        for (expr, want) in [
+            (
+                "1/4294967295 * * * *",
+                "minute field \"1/4294967295\": step 4294967295 is outside 1-60",
+            ),
+            ("59/4294967295 * * * *", "step 4294967295 is outside 1-60"),
+            ("*/4294967296 * * * *", "step 4294967296 is outside 1-60"),
+            (
+                "0 */25 * * *",
+                "hour field \"*/25\": step 25 is outside 1-24",
+            ),
+            (
+                "0 0 1-31/99999999999999999999 * *",
+                "step 99999999999999999999 is outside 1-31",
+            ),
+            ("0 0 * * */-1", "step \"-1\" is not a number"),
+            (
+                "4294967295 * * * *",
+                "minute field \"4294967295\": out of range 0-59",
+            ),
+            (
+                "99999999999 * * * *",
+                "minute field \"99999999999\": out of range 0-59",
+            ),
+        ] {
+            let err = CronExpr::parse(expr).expect_err(expr);
+            assert!(err.contains(want), "{expr}: {err:?} lacks {want:?}");
+        }
+        // The largest step allowed: from 59 it stays at 59, from * at 0.
+        let cron = CronExpr::parse("59/60 * * * *").expect("valid");
+        assert!(cron.matches(&civil("2026-01-01 10:59")));
+        for minute in 0..59 {
+            assert!(
+                !cron.matches(&civil(&format!("2026-01-01 10:{minute:02}"))),
+                "59/60 fired at minute {minute}"
+            );
+        }
+        let cron = CronExpr::parse("*/60 * * * *").expect("valid");
+        assert!(cron.matches(&civil("2026-01-01 10:00")));
+        assert!(!cron.matches(&civil("2026-01-01 10:01")));
     }
 
     #[test]

@@ -74,7 +74,10 @@ pub struct PathSpec {
 impl PathSpec {
     /// How long a peer may be silent on this path before the path is lost.
     pub fn timeout_us(&self) -> u64 {
-        u64::from(self.interval_ms) * u64::from(self.misses) * 1000
+        // Both factors come from the config: saturate, never wrap (validation bounds them).
+        u64::from(self.interval_ms)
+            .saturating_mul(u64::from(self.misses))
+            .saturating_mul(1000)
     }
 }
 
@@ -107,18 +110,21 @@ impl TimingSpec {
     /// start that node's exclusive groups elsewhere (design.md §5, rule 4b).
     pub fn takeover_wait_us(&self) -> u64 {
         let lease_us = u64::from(self.lease_ms) * 1000;
+        let drift_us = u128::from(lease_us) * u128::from(self.max_clock_drift_ppm) / 1_000_000;
         lease_us
-            + lease_us * u64::from(self.max_clock_drift_ppm) / 1_000_000
-            + u64::from(self.takeover_margin_ms) * 1000
+            .saturating_add(u64::try_from(drift_us).unwrap_or(u64::MAX))
+            .saturating_add(u64::from(self.takeover_margin_ms) * 1000)
     }
 
     /// How long a follower is guaranteed to refuse votes after it heard from its leader:
     /// `(election_ticks - 1)` ticks on its clock, shrunk by the drift bound. A leader's
     /// authority, and every lease derived from it, must end inside this window.
     pub fn vote_guard_us(&self) -> u64 {
-        let ticks = u64::from(self.election_ticks.saturating_sub(1));
-        let us = ticks * u64::from(self.raft_tick_ms) * 1000;
-        us * 1_000_000 / (1_000_000 + u64::from(self.max_clock_drift_ppm))
+        // ticks × tick × 1000 × 10⁶ of two u32s fits in u128; the u64 product did not.
+        let ticks = u128::from(self.election_ticks.saturating_sub(1));
+        let us = ticks * u128::from(self.raft_tick_ms) * 1000;
+        let shrunk = us * 1_000_000 / (1_000_000 + u128::from(self.max_clock_drift_ppm));
+        u64::try_from(shrunk).unwrap_or(u64::MAX)
     }
 }
 
@@ -252,5 +258,51 @@ impl ClusterSpec {
     /// Number of votes needed for a majority.
     pub fn quorum(&self) -> usize {
         self.nodes.len() / 2 + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(raft_tick_ms: u32, election_ticks: u32, lease_ms: u32, ppm: u32) -> TimingSpec {
+        TimingSpec {
+            lease_ms,
+            lease_renew_ms: 1,
+            max_clock_drift_ppm: ppm,
+            takeover_margin_ms: u32::MAX,
+            stop_budget_ms: 1,
+            raft_tick_ms,
+            election_ticks,
+            heartbeat_ticks: 1,
+        }
+    }
+
+    /// `raft_tick_ms × election_ticks` of two large u32s overflowed u64 (a panic in debug
+    /// builds, a wrapped and far too short window in release); config check computes the
+    /// window before it has refused the values.
+    #[test]
+    fn the_timing_products_saturate_or_fit_never_wrap() {
+        let t = timing(20, 10, 150, 10_000);
+        assert_eq!(t.vote_guard_us(), 178_217);
+        assert_eq!(
+            t.takeover_wait_us(),
+            150_000 + 1_500 + u64::from(u32::MAX) * 1000
+        );
+        let huge = timing(u32::MAX, u32::MAX, u32::MAX, 1_000_000);
+        let exact = u128::from(u32::MAX - 1) * u128::from(u32::MAX) * 1000 / 2;
+        assert_eq!(
+            huge.vote_guard_us(),
+            u64::MAX,
+            "{exact} does not fit: saturated"
+        );
+        assert!(huge.takeover_wait_us() >= u64::from(u32::MAX) * 1000 * 2);
+        let path = PathSpec {
+            name: "p".to_string(),
+            kind: PathKind::Network,
+            interval_ms: u32::MAX,
+            misses: u32::MAX,
+        };
+        assert_eq!(path.timeout_us(), u64::MAX);
     }
 }
