@@ -22,8 +22,11 @@
 //! A damaged record at the end (cut short, bad checksum, or followed only by zero bytes) is what
 //! a crash during a write leaves: it was never synced, so raft never relied on it. It is dropped
 //! with a warning naming the file and offset, and the log is rewritten without it. A damaged
-//! record followed by good data is not a torn write: opening fails with
-//! [`StoreError::Corrupt`], naming the file and offset, rather than run raft on a log with a hole.
+//! record followed anywhere by a good record is not a torn write (a flipped length field reads
+//! as a record cut short, but the records after it are still there): opening fails with
+//! [`StoreError::Corrupt`], naming the file, the offset and where the good data resumes, rather
+//! than drop records that may have been acknowledged. A file cut short at a record boundary, or
+//! inside the last record, cannot be told from a torn write here.
 
 use crate::ondisk::get_u32;
 use crate::policy::raft_log::{LogStore, MemLog, StoreError};
@@ -137,8 +140,8 @@ enum Frame<'a> {
     Good(&'a [u8], usize),
     /// The file ends inside the record.
     Short,
-    /// A complete record whose checksum (or length) is wrong, and the offset after it.
-    Bad(&'static str, usize),
+    /// A complete record whose checksum (or length) is wrong.
+    Bad(&'static str),
 }
 
 fn read_frame(bytes: &[u8], at: usize) -> Frame<'_> {
@@ -156,10 +159,10 @@ fn read_frame(bytes: &[u8], at: usize) -> Frame<'_> {
     let end = start + len;
     if len == 0 {
         // We never write an empty payload; zeros are what a crash can leave behind.
-        return Frame::Bad("empty record", end);
+        return Frame::Bad("empty record");
     }
     if crc32fast::hash(payload) != crc {
-        return Frame::Bad("checksum mismatch", end);
+        return Frame::Bad("checksum mismatch");
     }
     Frame::Good(payload, end)
 }
@@ -210,7 +213,7 @@ fn load_snapshot(path: &Path) -> Result<Option<Snapshot>, StoreError> {
         }
         Frame::Good(..) => Err(corrupt(path, 0, "trailing bytes after the snapshot")),
         Frame::Short => Err(corrupt(path, 0, "snapshot file is cut short")),
-        Frame::Bad(why, _) => Err(corrupt(path, 0, why)),
+        Frame::Bad(why) => Err(corrupt(path, 0, why)),
     }
 }
 
@@ -227,15 +230,23 @@ fn parse_log(path: &Path, bytes: &[u8]) -> Result<(Vec<(u64, Record)>, bool), St
                 records.push((offset, rec));
                 at = end;
             }
-            Frame::Short => {
-                tracing::warn!(file = %path.display(), offset, reason = "record cut short",
-                    "dropping torn tail of the raft log");
-                return Ok((records, true));
-            }
-            Frame::Bad(why, end) => {
-                let rest_is_zero = bytes.get(end..).is_none_or(|r| r.iter().all(|&b| b == 0));
-                if !rest_is_zero {
-                    return Err(corrupt(path, offset, why));
+            damaged @ (Frame::Short | Frame::Bad(_)) => {
+                let why = match damaged {
+                    Frame::Bad(why) => why,
+                    _ => "record cut short",
+                };
+                // A crash tears only what was written after the last sync: the end of the
+                // file. A good record after the damage was written later, so it was synced
+                // after the damaged one was: this is damage, not a torn write (a flipped
+                // length field reads as "cut short" too).
+                if let Some(next) = next_good_record(bytes, at + 1) {
+                    return Err(corrupt(
+                        path,
+                        offset,
+                        format!(
+                            "{why}, and a good record follows at offset {next}: the file is damaged, not torn by a crash, and records it holds may have been acknowledged. Not starting. Keep the file; to recover, see \"A damaged raft log\" in docs/runtime.md"
+                        ),
+                    ));
                 }
                 tracing::warn!(file = %path.display(), offset, reason = why,
                     "dropping torn tail of the raft log");
@@ -244,6 +255,15 @@ fn parse_log(path: &Path, bytes: &[u8]) -> Result<(Vec<(u64, Record)>, bool), St
         }
     }
     Ok((records, false))
+}
+
+/// The first offset from `from` on where a whole record with a good checksum starts that
+/// decodes as a [`Record`], if any. Only read after damage, at open.
+fn next_good_record(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len().saturating_sub(HEADER_LEN)).find(|&at| match read_frame(bytes, at) {
+        Frame::Good(payload, _) => rmp_serde::from_slice::<Record>(payload).is_ok(),
+        _ => false,
+    })
 }
 
 impl FileLog {

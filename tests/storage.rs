@@ -275,6 +275,45 @@ fn corrupt_middle_record_is_an_error_naming_file_and_offset() {
     );
 }
 
+/// One byte flipped in a middle record's length field: read as "cut short", it once made
+/// the replay drop every record after it (synced, perhaps acknowledged) as a torn tail. The
+/// records after it are still there, so it is damage: refused, with the offset of the
+/// damaged record and of the good data after it, and the file left as it was.
+#[test]
+fn a_flipped_length_field_in_the_middle_is_refused_not_dropped_as_a_torn_tail() {
+    let dir = TempDir::new("lenflip");
+    let mut log = reopen(&dir.0);
+    for b in 0..5 {
+        log.append(&ents(b * 3 + 1..=b * 3 + 3, 1)).unwrap();
+    }
+    log.sync().unwrap();
+    drop(log);
+    let mut bytes = fs::read(dir.log()).unwrap();
+    let offsets = record_offsets(&bytes);
+    let victim = offsets[5];
+    // The length's high byte: the record now claims more bytes than the file has.
+    bytes[victim + 3] ^= 0x40;
+    fs::write(dir.log(), &bytes).unwrap();
+    let before = fs::read(dir.log()).unwrap();
+
+    let err = FileLog::open(&dir.0, &[1, 2, 3]).unwrap_err();
+    match &err {
+        StoreError::Corrupt { offset, reason, .. } => {
+            assert_eq!(*offset, victim as u64);
+            assert!(
+                reason.contains(&format!("good record follows at offset {}", offsets[6])),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("docs/runtime.md"),
+                "says where to read on: {reason}"
+            );
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(fs::read(dir.log()).unwrap(), before, "nothing rewritten");
+}
+
 #[test]
 fn compaction_shrinks_the_log_and_survives_reopen() {
     let dir = TempDir::new("compact");
