@@ -46,6 +46,7 @@ fn config(
                 id: p,
                 name: format!("net-{p}"),
                 addrs: (0..nodes.len()).map(|n| addr(test, p, n)).collect(),
+                detect: std::time::Duration::from_millis(500),
             })
             .collect(),
     }
@@ -754,4 +755,67 @@ async fn a_crashed_acceptor_is_reconnected() {
 #[tokio::test]
 async fn a_crashed_dialer_reconnects() {
     crash(10, 0).await;
+}
+
+/// One identity, one node: a second process with alpha's name and certificate, on another
+/// address (a cloned machine), dials beta while the real alpha is heard. Beta refuses it,
+/// naming both incarnations and addresses, and keeps its link to the real alpha: no path
+/// goes down, alpha's heartbeats still arrive.
+#[tokio::test]
+async fn a_second_process_claiming_a_live_node_from_another_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["alpha", "beta"];
+    pki(dir.path(), &names);
+    let alpha = start(config(11, "c", &names, 0, 1), dir.path()).await;
+    let mut beta = start(config(11, "c", &names, 1, 1), dir.path()).await;
+    wait_up(&mut beta, &[0]).await;
+    let hb = Heartbeat {
+        incarnation: 1,
+        digest: 0xd1,
+    };
+    beat_until_seen(&alpha, &mut beta, 0, hb).await;
+    beat_until_seen(&alpha, &mut beta, 1, hb).await;
+
+    // The clone: alpha's name and certificate, a newer incarnation, its own address.
+    let mut clone_cfg = config(11, "c", &names, 0, 2);
+    for (p, path) in clone_cfg.paths.iter_mut().enumerate() {
+        path.addrs[0] = SocketAddr::from(([127, 70 + p as u8, 11, 9], 7400));
+    }
+    let clone = start(clone_cfg, dir.path()).await;
+    let deadline = Instant::now() + WAIT;
+    let mut why = None;
+    let mut went_down = false;
+    while why.is_none() {
+        assert!(Instant::now() < deadline, "the clone was never refused");
+        for p in 0..PATHS {
+            alpha.t.heartbeat(p, hb);
+        }
+        let _ = timeout(Duration::from_millis(50), async {
+            while let Some(ev) = beta.rx.recv().await {
+                match ev {
+                    Inbound::Refused { why: w, .. } if w.contains("two processes claim") => {
+                        why = Some(w);
+                        return;
+                    }
+                    Inbound::PathDown { peer: 0, .. } => went_down = true,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+    }
+    let why = why.unwrap_or_default();
+    // On whichever path it was refused first: 127.70.11.x or 127.71.11.x.
+    let names_both = (0..PATHS).any(|p| {
+        why.contains(&format!("incarnation 2 at 127.{}.11.9:7400", 70 + p))
+            && why.contains(&format!("incarnation 1 at 127.{}.11.1:7400", 70 + p))
+    });
+    assert!(names_both, "names both: {why}");
+    assert!(!went_down, "the real alpha's link was not replaced");
+    // Alpha is still heard on both paths.
+    beat_until_seen(&alpha, &mut beta, 0, hb).await;
+    beat_until_seen(&alpha, &mut beta, 1, hb).await;
+    clone.t.shutdown().await;
+    alpha.t.shutdown().await;
+    beta.t.shutdown().await;
 }

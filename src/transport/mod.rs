@@ -72,6 +72,10 @@ pub struct NetPath {
     /// Every node's address on this path, indexed by [`NodeId`]. This node's own entry is
     /// where its endpoint binds.
     pub addrs: Vec<SocketAddr>,
+    /// How long a peer may be silent on this path before it is lost (`interval × misses`):
+    /// while a link to a node was heard within it, another process claiming that node from
+    /// another address is refused.
+    pub detect: std::time::Duration,
 }
 
 /// Everything [`Transport::start`] needs to know about the cluster.
@@ -150,6 +154,7 @@ impl TransportConfig {
                     .map_err(|_| TransportError::Config("too many heartbeat paths".to_string()))?,
                 name: p.name.clone(),
                 addrs,
+                detect: std::time::Duration::from_micros(p.timeout_us()),
             });
         }
         Ok(TransportConfig {

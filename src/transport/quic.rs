@@ -98,6 +98,10 @@ struct Link {
     conn: quinn::Connection,
     /// The writer's queue.
     out: mpsc::Sender<Arc<[u8]>>,
+    /// The peer's incarnation, from its Hello.
+    inc: u64,
+    /// When a heartbeat last came on this link.
+    heard: Arc<Mutex<Instant>>,
 }
 
 impl Transport {
@@ -477,8 +481,21 @@ impl Shared {
         let path = &self.cfg.paths[pi];
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
         let (out, rx) = mpsc::channel(SEND_QUEUE);
+        let heard = Arc::new(Mutex::new(Instant::now()));
         {
             let mut links = self.links();
+            if let Some(why) = links
+                .get(&(peer, path.id))
+                .and_then(|old| self.duplicate(peer, path, old, &conn, inc))
+            {
+                drop(links);
+                conn.close(
+                    VarInt::from_u32(CLOSE_REFUSED),
+                    b"another process is this node",
+                );
+                self.refused(path, conn.remote_address(), why);
+                return;
+            }
             if let Some(old) = links.remove(&(peer, path.id)) {
                 old.conn.close(
                     VarInt::from_u32(CLOSE_REPLACED),
@@ -495,6 +512,8 @@ impl Shared {
                     id,
                     conn: conn.clone(),
                     out,
+                    inc,
+                    heard: heard.clone(),
                 },
             );
             self.emit(Inbound::PathUp {
@@ -504,7 +523,50 @@ impl Shared {
         }
         info!(peer = %self.name(peer), path = %path.name, remote = %conn.remote_address(), incarnation = inc, "path up");
         tokio::spawn(write_link(conn.clone(), rx));
-        tokio::spawn(read_link(self.clone(), peer, pi, id, inc, conn));
+        tokio::spawn(read_link(self.clone(), peer, pi, id, inc, conn, heard));
+    }
+
+    /// Why `conn`, a connection of `peer`'s incarnation `inc`, must not replace `old`: one
+    /// node name, two live processes. A restart comes from the node's own address (its
+    /// endpoint binds there) with a new incarnation, or after the old one fell silent; a
+    /// second process that claims the name from another address while the first is still
+    /// heard (a cloned machine with the same certificate) is refused, naming both, and
+    /// changes nothing. So is an older incarnation once a newer one is installed: a restarted
+    /// node is the newer one.
+    fn duplicate(
+        &self,
+        peer: NodeId,
+        path: &super::NetPath,
+        old: &Link,
+        conn: &quinn::Connection,
+        inc: u64,
+    ) -> Option<String> {
+        if old.conn.close_reason().is_some() {
+            return None;
+        }
+        let name = self.name(peer);
+        let (was, now) = (old.conn.remote_address(), conn.remote_address());
+        let alive = old
+            .heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            < path.detect;
+        if !alive {
+            return None;
+        }
+        if inc < old.inc {
+            return Some(format!(
+                "\"{name}\" incarnation {inc} at {now} is older than incarnation {} at {was}, which is connected: a stale process of that node",
+                old.inc
+            ));
+        }
+        (inc != old.inc && now != was).then(|| {
+            format!(
+                "\"{name}\" incarnation {inc} at {now} while incarnation {} at {was} is alive: two processes claim one node (a cloned machine or a copied certificate?); the newcomer is refused",
+                old.inc
+            )
+        })
     }
 
     /// Removes link `id` if it is still the current one and emits PathDown.
@@ -838,6 +900,7 @@ async fn read_link(
     id: u64,
     inc: u64,
     conn: quinn::Connection,
+    heard: Arc<Mutex<Instant>>,
 ) {
     let path = shared.cfg.paths[pi].id;
     let drops = Arc::new(AtomicU64::new(0));
@@ -846,7 +909,10 @@ async fn read_link(
             dgram = conn.read_datagram() => match dgram {
                 Ok(bytes) => {
                     match receive(&shared, peer, inc, &bytes) {
-                        Ok(Body::Heartbeat(hb)) => shared.emit(Inbound::Heartbeat { from: peer, path, hb }),
+                        Ok(Body::Heartbeat(hb)) => {
+                            *heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                            shared.emit(Inbound::Heartbeat { from: peer, path, hb })
+                        }
                         Ok(other) => dropped(&shared, peer, pi, &drops, &format!("{} in a datagram", other.kind())),
                         Err(why) => dropped(&shared, peer, pi, &drops, &why),
                     }
