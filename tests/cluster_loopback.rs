@@ -438,3 +438,86 @@ fn a_second_daemon_on_a_nodes_state_directory_is_refused() {
     stays(&c, "demo", "n1");
     assert!(c.formed(), "the cluster is as it was");
 }
+
+/// A control socket that cannot be locked or misread: 1,000 idle connections and 100
+/// watchers are open, and `status` still answers within a second; watchers past their own
+/// limit are refused; a typo'd field is refused naming it and moves nothing; an idle
+/// connection is closed with a reason after its timeout.
+#[test]
+fn idle_connections_and_watchers_never_lock_out_the_operator() {
+    if skip("idle_connections_and_watchers_never_lock_out_the_operator") {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    // Our side needs the descriptors too.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit on our stack.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(65_536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    let mut c = Cluster::loopback(10, &Opts::default());
+    up(&mut c);
+    let socket = c.nodes[0].socket.clone();
+    let idle: Vec<UnixStream> = (0..1000)
+        .map(|_| UnixStream::connect(&socket).expect("an idle connection"))
+        .collect();
+    let mut watching = 0;
+    let mut refused = Vec::new();
+    let mut watchers = Vec::new();
+    for _ in 0..100 {
+        let mut w = UnixStream::connect(&socket).expect("a watcher");
+        w.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        w.write_all(b"{\"cmd\":\"watch\"}\n").unwrap();
+        let mut first = String::new();
+        BufReader::new(w.try_clone().unwrap())
+            .read_line(&mut first)
+            .expect("a first answer");
+        let r: serde_json::Value = serde_json::from_str(&first).expect("json");
+        if r["ok"] == true {
+            watching += 1;
+        } else {
+            refused.push(r["message"].as_str().unwrap_or_default().to_string());
+        }
+        watchers.push(w);
+    }
+    assert_eq!(watching, eterne::control::server::MAX_WATCHERS);
+    assert!(
+        refused.iter().all(|m| m.contains("watchers")),
+        "{refused:?}"
+    );
+    let asked = Instant::now();
+    let s = c.status(0).expect("status answers beside them");
+    let took = asked.elapsed();
+    println!("status with 1000 idle connections and 100 watchers: {took:?}");
+    assert!(took < Duration::from_secs(1), "status took {took:?}");
+    assert_eq!(s.node, "n1");
+
+    // A typo is refused, naming the field, and nothing moves.
+    let mut typo = UnixStream::connect(&socket).unwrap();
+    typo.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    typo.write_all(b"{\"cmd\":\"move\",\"group\":\"demo\",\"nod\":\"n2\"}\n")
+        .unwrap();
+    let mut answer = String::new();
+    BufReader::new(typo).read_line(&mut answer).unwrap();
+    assert!(
+        answer.contains("unknown field `nod`") && answer.contains("\"ok\":false"),
+        "{answer}"
+    );
+    stays(&c, "demo", "n1");
+
+    // An idle connection is closed with its reason once its timeout has passed.
+    let mut first = idle.into_iter().next().expect("one");
+    first
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut bye = String::new();
+    BufReader::new(&mut first).read_line(&mut bye).unwrap();
+    assert!(bye.contains("no complete request within"), "{bye}");
+}

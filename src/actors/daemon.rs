@@ -121,6 +121,7 @@ pub fn run(opts: Options) -> i32 {
     if !opts.no_realtime {
         realtime();
     }
+    raise_open_files();
     let clock = Clock::start();
     let incarnation = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -487,6 +488,30 @@ fn disk_path(
     let d = DiskPath::start(cfg, tx).map_err(|e| e.to_string())?;
     tracing::info!(path = %spec.paths[id].name, mode = ?d.io_mode(), "disk path started");
     Ok(Some((id as u8, d)))
+}
+
+/// Raises the soft limit on open files to the hard one (at most 65536): the control socket
+/// keeps up to `control::server::MAX_OPEN` connections open, beside the peers' sockets, the
+/// logs and the agents' pipes, and the usual soft limit of 1024 would make accept fail first.
+/// Agents inherit the raised limit. Refusal is a warning.
+fn raise_open_files() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit on our stack.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let want = lim.rlim_max.min(65_536);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!(soft = lim.rlim_cur, "cannot raise the open-file limit");
+            }
+        }
+    }
 }
 
 /// Best-effort real-time priority (SCHED_FIFO, reset on fork so agents' processes run at

@@ -394,7 +394,7 @@ impl NodeActor {
             );
         }
         match req {
-            Request::Status | Request::Watch { .. } => {
+            Request::Status {} | Request::Watch { .. } => {
                 let _ = reply.send(Response {
                     ok: true,
                     message: String::new(),
@@ -465,7 +465,7 @@ impl NodeActor {
             Request::Maintenance { on } => AdminRequest::Maintenance { on: *on },
             Request::Failback { group } => AdminRequest::Failback { group },
             Request::Clear { target } => AdminRequest::Clear { target },
-            Request::Status | Request::Watch { .. } | Request::CutPath { .. } => {
+            Request::Status {} | Request::Watch { .. } | Request::CutPath { .. } => {
                 return Err("not an admin command".into())
             }
         };

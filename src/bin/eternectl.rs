@@ -212,7 +212,7 @@ fn status(socket: &Path, json: bool, watch: bool) -> ExitCode {
         c.send(&if watch {
             Request::Watch { interval_ms: None }
         } else {
-            Request::Status
+            Request::Status {}
         })?;
         // On a terminal `--watch` redraws in place; into a pipe or file it appends, one
         // snapshot after another, so a log of it stays readable.

@@ -36,10 +36,11 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// One request, one JSON line: `{"cmd": "<name>", ...fields}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// A snapshot of what this node knows.
-    Status,
+    /// A snapshot of what this node knows. (Braces, not a unit variant: serde checks the
+    /// fields of a struct variant only, and `{"cmd":"status","x":1}` must be refused too.)
+    Status {},
     /// A stream of snapshots, one every `interval_ms` (default 1000, at least 100).
     Watch {
         /// Time between two snapshots.
@@ -90,7 +91,7 @@ pub enum Request {
 impl Request {
     /// Whether the request changes something (and so is logged as an `admin_action` event).
     pub fn is_action(&self) -> bool {
-        !matches!(self, Request::Status | Request::Watch { .. })
+        !matches!(self, Request::Status {} | Request::Watch { .. })
     }
 }
 
@@ -283,10 +284,30 @@ mod tests {
             }
         );
         let r: Request = serde_json::from_str(r#"{"cmd":"status"}"#).unwrap();
-        assert_eq!(r, Request::Status);
+        assert_eq!(r, Request::Status {});
         let text = serde_json::to_string(&Request::Maintenance { on: true }).unwrap();
         assert_eq!(text, r#"{"cmd":"maintenance","on":true}"#);
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"reboot"}"#).is_err());
+    }
+
+    /// A typo is refused naming the field, never read as a request without it: `nod` once
+    /// moved a group to the next node, and `dry_run` was ignored and the move done.
+    #[test]
+    fn unknown_fields_are_refused_naming_the_field() {
+        for (line, field) in [
+            (r#"{"cmd":"move","group":"web","nod":"n2"}"#, "nod"),
+            (r#"{"cmd":"move","group":"web","dry_run":true}"#, "dry_run"),
+            (r#"{"cmd":"status","verbose":true}"#, "verbose"),
+            (r#"{"cmd":"maintenance","on":true,"force":1}"#, "force"),
+        ] {
+            let e = serde_json::from_str::<Request>(line)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("unknown field `{field}`")),
+                "{line}: {e}"
+            );
+        }
     }
 
     #[test]

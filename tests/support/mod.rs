@@ -36,7 +36,7 @@ pub fn skip_unless_root(test: &str, needs: &str) -> bool {
 
 /// A daemon's status over its control socket, if it answers within 2 s.
 pub fn status(socket: &Path) -> Option<Status> {
-    request(socket, &Request::Status, Duration::from_secs(2))
+    request(socket, &Request::Status {}, Duration::from_secs(2))
         .ok()
         .and_then(|r| r.status)
 }
