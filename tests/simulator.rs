@@ -249,9 +249,10 @@ fn acknowledging_a_log_write_before_it_is_durable_is_caught_as_log() {
         ack_before_durable: true,
         ..Faults::default()
     };
-    // Rare since a vote waits for the candidate's heartbeat (agreement by content): the
-    // node that lost a write takes part in the next election a little later.
-    let (seed, r) = caught(5000..=5010, breaker, "LOG");
+    // Rare since votes carry the candidate's config digest (agreement by content): about
+    // one seed in 4000 now shows the lost write as two commands at one index (the others
+    // catch it as L1, a group that never comes back). Seed 3077 is the first.
+    let (seed, r) = caught(3070..=3080, breaker, "LOG");
     assert!(
         r.torn_writes > 0,
         "seed {seed}: caught without a lost or torn write"

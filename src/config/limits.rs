@@ -9,7 +9,7 @@
 //! ranges are what an HA operator would find sane: nothing that must happen may be 0 or may
 //! take days, and failure detection always ends within minutes.
 
-use super::locate::{Loc, Seg};
+use super::locate::Loc;
 use crate::policy::message::PathSet;
 use crate::policy::spec::{GroupId, NodeId, PathId, ResourceId};
 
@@ -130,14 +130,7 @@ pub const MAX_ELECTION_MS: u64 = 60_000;
 
 /// The range of the field at `loc`, if it is a numeric field.
 pub(crate) fn range_at(loc: &Loc) -> Option<Range> {
-    let keys: Vec<&str> = loc
-        .0
-        .iter()
-        .filter_map(|s| match s {
-            Seg::Key(k) => Some(k.as_str()),
-            Seg::Index(_) => None,
-        })
-        .collect();
+    let keys = loc.keys();
     let exact = keys.join(".");
     let any_key = match keys.split_last() {
         Some((_, parent)) if !parent.is_empty() => format!("{}.*", parent.join(".")),

@@ -24,6 +24,17 @@ pub(crate) enum Seg {
 pub(crate) struct Loc(pub(crate) Vec<Seg>);
 
 impl Loc {
+    /// The keys on the way to this place, array positions left out (`group.resource.name`).
+    pub(crate) fn keys(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter_map(|s| match s {
+                Seg::Key(k) => Some(k.as_str()),
+                Seg::Index(_) => None,
+            })
+            .collect()
+    }
+
     /// The document root.
     pub(crate) fn root() -> Loc {
         Loc(Vec::new())

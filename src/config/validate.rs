@@ -33,7 +33,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::limits::{self, MAX_DETECTION_MS, MAX_ELECTION_MS};
-use super::locate::{Loc, Seg};
+use super::locate::Loc;
 use super::resolve;
 use super::schema::*;
 use super::Issue;
@@ -68,14 +68,7 @@ impl Report {
             return;
         }
         // A map entry is named with its map: `delay_ms.n1`.
-        let keys: Vec<&str> = loc
-            .0
-            .iter()
-            .filter_map(|s| match s {
-                Seg::Key(k) => Some(k.as_str()),
-                Seg::Index(_) => None,
-            })
-            .collect();
+        let keys = loc.keys();
         let field = match keys.as_slice() {
             [.., map, key] if map.ends_with("_ms") => format!("{map}.{key}"),
             [.., last] => last.to_string(),
