@@ -7,7 +7,7 @@
 //!   and at no sample do two nodes run it.
 //! - The monitor killed: the core starts a new one; nothing moves; the new monitor restarts a
 //!   killed core in its turn.
-//! - SIGHUP to either process ends nothing.
+//! - SIGHUP to either process ends nothing; the core opens its event log again (rotation).
 //!
 //! They use a 1.5 s lease and 2 s failure detection ([`RESTART_TIMING`]) so that a debug
 //! core restarts well inside its lease. They need root (as every loopback cluster test);
@@ -224,7 +224,13 @@ fn sighup_ends_neither_process() {
     let app = c.app_pid(0, APP).expect("n1 runs the application");
     let monitor = c.daemon_pid(0).expect("n1 runs");
     let core = c.core_pid(0).expect("n1 has a core");
+    // Log rotation: the event log moved away, SIGHUP to the monitor (what systemd's reload
+    // and logrotate signal) reaches the core, which starts a new file by the path.
+    let events = c.nodes[0].events.clone();
+    let rotated = events.with_extension("jsonl.1");
+    std::fs::rename(&events, &rotated).expect("rotate the event log");
     signal(monitor, libc::SIGHUP);
+    c.wait_for("the core opens a new event log", |_| events.exists());
     signal(core, libc::SIGHUP);
     nothing_moves(&c, epoch, app);
     assert!(alive(monitor) && alive(core), "both processes live");

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 
 use super::events::EventLog;
 use super::group::ResourceSetup;
-use super::messages::{Control, FromPeer, PathEvent, PeerInboxes, PeerRefused, Terminate};
+use super::messages::{
+    Control, FromPeer, PathEvent, PeerInboxes, PeerRefused, ReopenLog, Terminate,
+};
 use super::monitor::Monitor;
 use super::node::{NodeActor, NodeSetup};
 use super::Clock;
@@ -334,7 +336,8 @@ pub fn run(opts: Options) -> i32 {
                     _ = t.recv() => {}
                     _ = i.recv() => {}
                     _ = h.recv() => {
-                        tracing::warn!("SIGHUP: reloading cluster.toml is not supported yet; nothing changes");
+                        tracing::warn!("SIGHUP: the event log is opened again; reloading cluster.toml is not supported yet");
+                        term.do_send(ReopenLog);
                         continue;
                     }
                 }

@@ -12,7 +12,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -22,10 +22,18 @@ use crate::policy::message::{Event, FenceOutcome};
 use crate::policy::spec::{ClusterSpec, GroupId, NodeId, PathId, ResourceId};
 use crate::policy::state::{AdminCommand, Cause, Command};
 
-/// The event log file.
+/// How long after a failed open or write the event log tries its file again.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+
+/// The event log file. A write error (a full disk) does not end it: the file is opened again
+/// on the next event after [`REOPEN_AFTER`], so the log resumes once there is room, with a
+/// line saying how many events it could not write. `SIGHUP` reopens it too, for log rotation.
 pub struct EventLog {
     path: PathBuf,
     out: Option<BufWriter<File>>,
+    /// While `out` is gone: when to try again, and how many events were not written.
+    retry_at: Option<Instant>,
+    lost: u64,
     node: String,
     /// `[[notification]]`: where each event goes besides this file.
     notify: Option<super::notify::Notifier>,
@@ -35,21 +43,54 @@ impl EventLog {
     /// Opens (appends to) `path`, creating it with its directory. A log that cannot be opened
     /// is reported once and events then only go to `tracing`.
     pub fn open(path: &Path, node: &str) -> EventLog {
+        let mut log = EventLog {
+            path: path.to_path_buf(),
+            out: None,
+            retry_at: None,
+            lost: 0,
+            node: node.to_string(),
+            notify: None,
+        };
+        log.reopen();
+        log
+    }
+
+    /// Opens the file again by its path (after `SIGHUP`, or once a failure's wait is over):
+    /// a rotated file is left to its rotator, a new one is started. A last line a failed
+    /// write left half done is ended first, so every line stays whole JSON.
+    pub fn reopen(&mut self) {
+        let path = &self.path;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        let out = match OpenOptions::new().create(true).append(true).open(path) {
-            Ok(f) => Some(BufWriter::new(f)),
-            Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "cannot open the event log; events go to the log only");
-                None
+        let opened = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)
+            .and_then(|mut f| {
+                if ends_inside_a_line(&mut f)? {
+                    f.write_all(b"\n")?;
+                }
+                Ok(f)
+            });
+        match opened {
+            Ok(f) => {
+                self.out = Some(BufWriter::new(f));
+                self.retry_at = None;
+                if self.lost > 0 {
+                    let lost = std::mem::take(&mut self.lost);
+                    tracing::warn!(file = %path.display(), lost, "event log reopened");
+                    self.write("event_log_reopened", obj(json!({"lost": lost})));
+                }
             }
-        };
-        EventLog {
-            path: path.to_path_buf(),
-            out,
-            node: node.to_string(),
-            notify: None,
+            Err(e) => {
+                if self.retry_at.is_none() {
+                    tracing::error!(file = %path.display(), error = %e, "cannot open the event log; events go to the log only until it opens again");
+                }
+                self.out = None;
+                self.retry_at = Some(Instant::now() + REOPEN_AFTER);
+            }
         }
     }
 
@@ -72,13 +113,42 @@ impl EventLog {
         if let (Some(n), Value::Object(fields)) = (&self.notify, &line) {
             n.send(event, &text, fields);
         }
-        if let Some(out) = &mut self.out {
-            let r = writeln!(out, "{text}").and_then(|()| out.flush());
-            if let Err(e) = r {
-                tracing::error!(file = %self.path.display(), error = %e, "cannot write the event log");
-                self.out = None;
-            }
+        if self.out.is_none() && self.retry_at.is_some_and(|t| Instant::now() >= t) {
+            self.reopen();
         }
+        match &mut self.out {
+            Some(out) => {
+                let r = writeln!(out, "{text}").and_then(|()| out.flush());
+                if let Err(e) = r {
+                    tracing::error!(file = %self.path.display(), error = %e, "cannot write the event log; it is opened again in a second");
+                    self.out = None;
+                    self.retry_at = Some(Instant::now() + REOPEN_AFTER);
+                    self.lost += 1;
+                }
+            }
+            None => self.lost += 1,
+        }
+    }
+}
+
+/// Whether `f` ends with something other than a newline (a line a failed write cut short).
+fn ends_inside_a_line(f: &mut File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
+/// A JSON object's map (every event's fields are one).
+pub(crate) fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
     }
 }
 
@@ -353,6 +423,71 @@ pub fn utc_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("eterne-events-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn lines(path: &Path) -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is whole JSON"))
+            .collect()
+    }
+
+    /// A full disk (here `/dev/full`, behind the log's path) does not end the log: once the
+    /// path can be written again it resumes after its wait, ends the half line a failed
+    /// write left, and says how many events it could not write.
+    #[test]
+    fn the_event_log_resumes_after_a_write_error_and_counts_what_it_lost() {
+        let dir = scratch("full");
+        let path = dir.join("events.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let mut log = EventLog::open(&path, "n1");
+        log.write("first", Map::new());
+        log.write("second", Map::new());
+        assert!(log.out.is_none(), "the write error closed it");
+        // Space again: a real file, with the half line a failed write left.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"{\"event\":\"whole\"}\n{\"half").unwrap();
+        std::thread::sleep(REOPEN_AFTER + Duration::from_millis(100));
+        log.write("third", Map::new());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut it = text.lines();
+        assert_eq!(it.next(), Some(r#"{"event":"whole"}"#));
+        assert_eq!(
+            it.next(),
+            Some(r#"{"half"#),
+            "the half line is ended, not joined"
+        );
+        let rest: Vec<Value> = it.map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rest[0]["event"], "event_log_reopened");
+        assert_eq!(rest[0]["lost"], 2);
+        assert_eq!(rest[1]["event"], "third");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Log rotation: the file is moved away, `SIGHUP` (`reopen`) starts a new one by the path.
+    #[test]
+    fn reopen_starts_a_new_file_after_rotation() {
+        let dir = scratch("rotate");
+        let path = dir.join("events.jsonl");
+        let mut log = EventLog::open(&path, "n1");
+        log.write("before", Map::new());
+        std::fs::rename(&path, dir.join("events.jsonl.1")).unwrap();
+        log.reopen();
+        log.write("after", Map::new());
+        assert_eq!(lines(&dir.join("events.jsonl.1"))[0]["event"], "before");
+        let now = lines(&path);
+        assert_eq!(now.len(), 1);
+        assert_eq!(now[0]["event"], "after");
+        assert_eq!(now[0]["node"], "n1");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn utc_now_is_rfc3339() {

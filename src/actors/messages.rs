@@ -49,6 +49,11 @@ pub struct Control(pub Call);
 #[rtype(result = "()")]
 pub struct Terminate;
 
+/// SIGHUP: open the event log again by its path (log rotation).
+#[derive(ActixMessage, Debug)]
+#[rtype(result = "()")]
+pub struct ReopenLog;
+
 /// A peer was refused by the transport (bad CA, unknown name, …).
 #[derive(ActixMessage, Debug)]
 #[rtype(result = "()")]

@@ -19,13 +19,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Recipient, SpawnHandle};
-use serde_json::{json, Map};
+use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::events::{describe, EventLog, Names};
+use super::events::{describe, obj, EventLog, Names};
 use super::group::{self, GroupActor};
 use super::messages::{
-    ChildFailed, Connection, Control, Feed, FromPeer, PeerInboxes, PeerRefused, RunOp, Terminate,
+    ChildFailed, Connection, Control, Feed, FromPeer, PeerInboxes, PeerRefused, ReopenLog, RunOp,
+    Terminate,
 };
 use super::monitor::Monitor;
 use super::peer::{self, PeerActor};
@@ -733,6 +734,14 @@ impl Handler<ChildFailed> for NodeActor {
     }
 }
 
+impl Handler<ReopenLog> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ReopenLog, _: &mut Context<Self>) {
+        self.events.reopen();
+    }
+}
+
 impl Handler<Terminate> for NodeActor {
     type Result = ();
 
@@ -772,13 +781,6 @@ impl Handler<Terminate> for NodeActor {
             bound.as_micros() as u64,
         ));
         self.drain_tick(ctx);
-    }
-}
-
-fn obj(v: serde_json::Value) -> Map<String, serde_json::Value> {
-    match v {
-        serde_json::Value::Object(m) => m,
-        _ => Map::new(),
     }
 }
 

@@ -542,6 +542,7 @@ pub const EVENT_NAMES: &[&str] = &[
     "joined_committed",
     "config_mismatch",
     "config_differs",
+    "event_log_reopened",
     "admin_action",
 ];
 

@@ -17,7 +17,7 @@
 //! | a hard stop fails | as the node's `on_stop_failure` says: `reboot` (the default) reboots the machine at once ([`reboot_now`]); `exit` ends the monitor with [`EXIT_STOP_FAILED`] and no new core. Either way it stops petting a hardware watchdog, which then resets the machine |
 //! | the core exits on purpose (drained: 0, gave up: 1) or cannot start (bad config: 2, start: 1) | stops hard anything still armed, exits with the core's code |
 //! | SIGTERM / SIGINT | passed to the core, which drains; then as above |
-//! | SIGHUP | logged: reloading cluster.toml is not supported yet, nothing changes |
+//! | SIGHUP | passed to the core, which opens its event log again (log rotation); reloading cluster.toml is not supported yet |
 //! | a poison pill for this node on the disk path (`[fencing] method = "poison_pill"`; [`pill`]) | SIGKILL of the core, every hard stop, the acknowledgement, then a reboot (`action = "reboot"`) or exit with [`EXIT_POISONED`] (`off`); never a new core |
 //! | the monitor dies | the core starts a new one and tells it everything again (`actors::monitor`) |
 //!
@@ -258,9 +258,13 @@ impl Monitor {
                         None => return Some(self.end(0)),
                     }
                 }
-                libc::SIGHUP => tracing::warn!(
-                    "SIGHUP: reloading cluster.toml is not supported yet; nothing changes"
-                ),
+                libc::SIGHUP => {
+                    // The core keeps the event log: it opens it again (log rotation).
+                    tracing::info!("SIGHUP: passed to the core");
+                    if let Some(c) = &self.core {
+                        signal_core(c, libc::SIGHUP);
+                    }
+                }
                 _ => {}
             }
         }
