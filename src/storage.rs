@@ -14,8 +14,9 @@
 //! - `raft.snap`: the last snapshot (data and metadata), one record in the same framing,
 //!   replaced atomically (temporary file, fsync, rename, fsync of the directory).
 //!
-//! After a snapshot or a compaction the log is rewritten the same atomic way with only what is
-//! still needed, so it does not grow forever.
+//! After a snapshot (the leader's, or this node's own every `--snapshot-every` applied entries:
+//! [`LogStore::compact_to`]) the log is rewritten the same atomic way with only what is still
+//! needed, so it does not grow forever and a start replays only what follows the snapshot.
 //!
 //! # Replay
 //!
@@ -41,11 +42,19 @@ use std::path::{Path, PathBuf};
 /// Where the daemon keeps its raft state unless the configuration says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/eterne";
 
+/// The raft state's directory inside the daemon's state directory.
+pub const RAFT_DIR: &str = "raft";
+
 /// Name of the append-only log file inside the state directory.
 pub const LOG_FILE: &str = "raft.log";
 
 /// Name of the snapshot file inside the state directory.
 pub const SNAPSHOT_FILE: &str = "raft.snap";
+
+/// Name of the marker a discarded log leaves in the state directory: the node rejoins the
+/// cluster and takes no part in elections until it is caught up
+/// ([`crate::policy::consensus::Rejoin`]). Removed once it is.
+pub const REJOIN_FILE: &str = "rejoin";
 
 /// Bytes before each payload: length and checksum.
 const HEADER_LEN: usize = 8;
@@ -78,9 +87,8 @@ pub enum Record {
 /// A raft log kept in memory and made durable in a state directory; see the module docs.
 ///
 /// Reads are answered from memory with [`MemLog`]'s semantics, including
-/// `Storage::snapshot`, whose data is empty: the application's state is not in the log. The
-/// data of the last snapshot received is kept in `raft.snap` and offered by
-/// [`FileLog::last_snapshot`] for restoring the state machine at startup.
+/// `Storage::snapshot`, the last snapshot with its data (kept in `raft.snap`, also offered by
+/// [`FileLog::last_snapshot`]), from which the node core restores its state at startup.
 ///
 /// One process at a time: nothing stops a second `FileLog` on the same directory, and two
 /// writers would interleave records. The daemon opens it once.
@@ -266,6 +274,88 @@ fn next_good_record(bytes: &[u8], from: usize) -> Option<usize> {
     })
 }
 
+/// Sets a damaged (or doubtful) raft log aside so that the node can rejoin its cluster from
+/// the others: `raft.log` and `raft.snap` move into `dir/discarded-<stamp>/` (kept, for an
+/// investigation), and [`REJOIN_FILE`] is written first, so that a crash half way still
+/// starts the node as rejoining. Returns where the files went. The daemon must be stopped
+/// (the caller holds the state directory's lock).
+///
+/// Nothing acknowledged is lost to the cluster: the node's copy is gone, but it votes for
+/// nobody until it holds again everything the coordinator had committed.
+pub fn discard_for_rejoin(dir: &Path, stamp: &str) -> Result<PathBuf, StoreError> {
+    if !dir.join(LOG_FILE).exists() && !dir.join(SNAPSHOT_FILE).exists() {
+        return Err(StoreError::Io {
+            op: "find a raft log in",
+            path: dir.to_path_buf(),
+            source: std::io::Error::from(ErrorKind::NotFound),
+        });
+    }
+    write_atomic(
+        dir,
+        REJOIN_FILE,
+        format!("log discarded at {stamp}\n").as_bytes(),
+    )?;
+    let aside = dir.join(format!("discarded-{stamp}"));
+    fs::create_dir_all(&aside).map_err(io_err("create directory", &aside))?;
+    for name in [LOG_FILE, SNAPSHOT_FILE] {
+        let from = dir.join(name);
+        if from.exists() {
+            fs::rename(&from, aside.join(name)).map_err(io_err("move", &from))?;
+        }
+    }
+    sync_dir(&aside)?;
+    sync_dir(dir)?;
+    Ok(aside)
+}
+
+/// What `eternectl state check` reports of a raft state directory, read without changing it.
+#[derive(Debug)]
+pub struct Inspection {
+    /// The log as a start would rebuild it.
+    pub log: MemLog,
+    /// A start would rewrite the file: a torn tail to drop, or a crash after a snapshot.
+    pub needs_rewrite: bool,
+    /// The log was discarded and the node has not caught up yet.
+    pub rejoining: bool,
+}
+
+/// Reads the raft state in `dir` as [`FileLog::open`] would, changing nothing: the same
+/// errors (a damaged record names the file and offset), or what a start would find.
+pub fn inspect(dir: &Path) -> Result<Inspection, StoreError> {
+    let log_path = dir.join(LOG_FILE);
+    let snapshot = load_snapshot(&dir.join(SNAPSHOT_FILE))?;
+    let (log, needs_rewrite) = match read_optional(&log_path)? {
+        Some(bytes) => FileLog::replay(&log_path, &bytes, snapshot.as_ref())?,
+        None => {
+            let mut mem = MemLog::new();
+            if let Some(s) = snapshot {
+                mem.apply_snapshot(s)?;
+            }
+            (mem, false)
+        }
+    };
+    Ok(Inspection {
+        log,
+        needs_rewrite,
+        rejoining: rejoin_pending(dir),
+    })
+}
+
+/// Whether the log in `dir` was discarded and the node has not caught up since.
+pub fn rejoin_pending(dir: &Path) -> bool {
+    dir.join(REJOIN_FILE).exists()
+}
+
+/// The node caught up after [`discard_for_rejoin`]: removes the marker.
+pub fn rejoin_done(dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(REJOIN_FILE);
+    match fs::remove_file(&path) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", &path)(e)),
+    }
+}
+
 impl FileLog {
     /// Opens the raft state in `dir` (created if missing), replaying the log.
     ///
@@ -380,8 +470,21 @@ impl FileLog {
                 Record::ConfState(cs) => mem.set_conf_state(cs.into()),
             }
         }
-        if let (true, Some(s)) = (stale, snapshot) {
-            mem.apply_snapshot(s.clone())?;
+        if let Some(s) = snapshot {
+            let meta = s.get_metadata();
+            if !stale {
+                mem.set_snapshot_data(s.data.to_vec());
+            } else if mem.term(meta.index).is_ok_and(|t| t == meta.term)
+                && meta.index <= mem.hard_state().commit
+            {
+                // Our own snapshot, taken before a crash that left the log unrewritten: the
+                // entries after it are still wanted.
+                mem.compact_to(s)
+                    .map_err(|e| corrupt(path, 0, e.to_string()))?;
+            } else {
+                // A snapshot from the leader: it replaced the whole log.
+                mem.apply_snapshot(s.clone())?;
+            }
         }
         Ok((mem, torn || stale))
     }
@@ -531,6 +634,23 @@ impl LogStore for FileLog {
         if self.mem.first_index().unwrap_or(0) == before {
             return Ok(());
         }
+        self.rewrite()
+    }
+
+    fn compact_to(&mut self, snap: &Snapshot) -> Result<(), StoreError> {
+        self.mem.check_compact_to(snap)?;
+        // Whatever was appended before must be on disk before a rewrite can stand for it.
+        self.sync()?;
+        let path = self.dir.join(SNAPSHOT_FILE);
+        write_atomic(
+            &self.dir,
+            SNAPSHOT_FILE,
+            &frame(&WireSnapshot::from(snap), &path)?,
+        )?;
+        self.mem.compact_to(snap)?;
+        self.snapshot = Some(snap.clone());
+        // A crash here leaves the old log beside the new snapshot: `replay` sees the log
+        // predates it and compacts it again.
         self.rewrite()
     }
 

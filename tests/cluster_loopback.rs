@@ -521,3 +521,144 @@ fn idle_connections_and_watchers_never_lock_out_the_operator() {
     BufReader::new(&mut first).read_line(&mut bye).unwrap();
     assert!(bye.contains("no complete request within"), "{bye}");
 }
+
+/// `eternectl` with `args`, its exit status and its output.
+fn eternectl(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eternectl"))
+        .args(args)
+        .output()
+        .expect("run eternectl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A log that survives its disk, on real daemons that snapshot every 5 entries. A follower
+/// (n2 or n3, not the coordinator) is down while the others move `demo` back and forth: its
+/// entries are compacted away, and back up it installs the coordinator's snapshot. Then a
+/// length byte in the middle of its log is flipped: the start is refused naming the offset
+/// and the way out; `eternectl state discard` needs its explicit flag, sets the log aside,
+/// and the node rejoins from the cluster: it holds at least every entry it had, says when it
+/// votes again, and agrees on where `demo` runs.
+#[test]
+fn a_follower_far_behind_catches_up_and_a_damaged_log_rejoins_from_the_cluster() {
+    if skip("a_follower_far_behind_catches_up_and_a_damaged_log_rejoins_from_the_cluster") {
+        return;
+    }
+    let mut c = Cluster::loopback(11, &Opts::default());
+    for n in &mut c.nodes {
+        n.extra = vec!["--snapshot-every".into(), "5".into()];
+    }
+    up(&mut c);
+    // The node that falls behind: not n1 (demo's home) and not the coordinator (whose death
+    // costs an election, which is not what this test is about).
+    let coordinator = c
+        .status(0)
+        .and_then(|s| s.coordinator)
+        .expect("a coordinator");
+    let (b, other) = if coordinator == "n3" {
+        (1, "n3")
+    } else {
+        (2, "n2")
+    };
+    c.kill_daemon(b);
+    for to in [other, "n1", other, "n1"] {
+        let r = c.ask(
+            0,
+            Request::Move {
+                group: "demo".into(),
+                node: Some(to.into()),
+            },
+        );
+        assert!(r.ok, "move demo to {to}: {}", r.message);
+        c.wait_for(&format!("demo runs on {to}"), |c| {
+            c.on("demo").as_deref() == Some(to)
+        });
+    }
+    c.start(b);
+    c.wait_for("it installs a snapshot and rejoins", |c| {
+        !c.events_named(b, "snapshot_installed").is_empty() && c.formed()
+    });
+    let sees = |c: &Cluster, i: usize| {
+        c.status(i).and_then(|s| {
+            s.groups
+                .iter()
+                .find(|g| g.name == "demo")
+                .and_then(|g| g.instances.iter().find(|i| i.phase == "active"))
+                .map(|i| i.node.clone())
+        })
+    };
+    c.wait_for("n3 sees demo on n1", |c| {
+        sees(c, b).as_deref() == Some("n1")
+    });
+
+    // Damage in the middle of n3's log: the length field of its second record.
+    let raft = c.nodes[b].state.join(eterne::storage::RAFT_DIR);
+    c.kill_daemon(b);
+    let had = eterne::storage::inspect(&raft).expect("n3's log reads").log;
+    let had_commit = had.hard_state().commit;
+    let path = raft.join(eterne::storage::LOG_FILE);
+    let mut bytes = std::fs::read(&path).expect("n3's raft.log");
+    let first = u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
+    let second = 8 + first;
+    assert!(bytes.len() > second + 64, "records after the second");
+    bytes[second + 3] = 0x7f;
+    std::fs::write(&path, &bytes).expect("damage the log");
+    c.start(b);
+    assert_eq!(c.exit_code(b, c.wait), Some(1), "a damaged log is refused");
+    let log = std::fs::read_to_string(&c.nodes[b].log).expect("n3's stderr");
+    assert!(
+        log.contains(&format!("offset {second}")) && log.contains("eternectl state discard"),
+        "names the offset and the way out: {log}"
+    );
+    let state_dir = c.nodes[b].state.clone();
+    let (ok, out) = eternectl(&[
+        "state".as_ref(),
+        "check".as_ref(),
+        "--state-dir".as_ref(),
+        state_dir.as_os_str(),
+    ]);
+    assert!(!ok && out.contains(&format!("offset {second}")), "{out}");
+    let (ok, out) = eternectl(&[
+        "state".as_ref(),
+        "discard".as_ref(),
+        "--state-dir".as_ref(),
+        state_dir.as_os_str(),
+    ]);
+    assert!(
+        !ok && out.contains("--rejoin-from-cluster"),
+        "needs its flag: {out}"
+    );
+    assert!(path.exists(), "and changed nothing");
+    let (ok, out) = eternectl(&[
+        "state".as_ref(),
+        "discard".as_ref(),
+        "--state-dir".as_ref(),
+        state_dir.as_os_str(),
+        "--rejoin-from-cluster".as_ref(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(!path.exists() && raft.join(eterne::storage::REJOIN_FILE).exists());
+
+    c.start(b);
+    c.wait_for("n3 catches up and votes again", |c| {
+        !c.events_named(b, "rejoined").is_empty() && c.formed()
+    });
+    assert!(
+        !raft.join(eterne::storage::REJOIN_FILE).exists(),
+        "the marker goes once caught up"
+    );
+    let now = eterne::storage::inspect(&raft).expect("n3's new log").log;
+    assert!(
+        now.hard_state().commit >= had_commit,
+        "n3 holds every entry it had: commit {} < {had_commit}",
+        now.hard_state().commit
+    );
+    c.wait_for("n3 sees demo on n1", |c| {
+        sees(c, b).as_deref() == Some("n1")
+    });
+    stays(&c, "demo", "n1");
+}

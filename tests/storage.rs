@@ -390,6 +390,50 @@ fn crash_between_snapshot_and_log_rewrite_recovers() {
 }
 
 #[test]
+fn an_own_snapshot_compacts_the_log_and_keeps_what_follows() {
+    let dir = TempDir::new("ownsnap");
+    let mut log = reopen(&dir.0);
+    log.append(&ents(1..=20, 2)).unwrap();
+    log.set_hardstate(hs(2, 1, 15)).unwrap();
+    log.sync().unwrap();
+    let size_before = fs::metadata(dir.log()).unwrap().len();
+    log.compact_to(&snap(15, 2, &[1, 2, 3], b"state @15"))
+        .unwrap();
+    let expected = log.mem().clone();
+    drop(log);
+    assert!(fs::metadata(dir.log()).unwrap().len() < size_before);
+
+    let log = reopen(&dir.0);
+    assert_eq!(log.mem(), &expected);
+    assert_eq!(log.first_index().unwrap(), 16);
+    assert_eq!(log.last_index().unwrap(), 20);
+    assert_eq!(log.initial_state().unwrap().hard_state, hs(2, 1, 15));
+    assert_eq!(log.mem().snapshot_data(), b"state @15");
+    // What raft sends a follower that needs entries before 16.
+    assert_eq!(log.snapshot(0, 2).unwrap().get_metadata().index, 15);
+}
+
+#[test]
+fn crash_between_an_own_snapshot_and_the_log_rewrite_loses_nothing() {
+    let dir = TempDir::new("ownsnapcrash");
+    let mut log = reopen(&dir.0);
+    log.append(&ents(1..=12, 1)).unwrap();
+    log.set_hardstate(hs(1, 2, 9)).unwrap();
+    log.sync().unwrap();
+    let old_log = fs::read(dir.log()).unwrap();
+    log.compact_to(&snap(9, 1, &[1, 2], b"s9")).unwrap();
+    let expected = log.mem().clone();
+    drop(log);
+    // raft.snap was renamed into place; the log is still the old one, entries 10..=12 in it.
+    fs::write(dir.log(), &old_log).unwrap();
+
+    let log = reopen(&dir.0);
+    assert_eq!(log.mem(), &expected);
+    assert_eq!(log.last_index().unwrap(), 12);
+    assert_eq!(log.term(12).unwrap(), 1);
+}
+
+#[test]
 fn stale_snapshot_is_refused_without_touching_disk() {
     let dir = TempDir::new("stalesnap");
     let mut log = reopen(&dir.0);

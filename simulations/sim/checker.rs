@@ -2,6 +2,7 @@
 //! committed log after every step.
 
 use super::*;
+use crate::policy::snapshot;
 
 impl Sim {
     pub(super) fn violate(&mut self, rule: &'static str, detail: String) {
@@ -13,6 +14,42 @@ impl Sim {
                 at_us: self.now_us,
                 step: self.step,
             });
+        }
+    }
+
+    /// State agreement: a node of the common file whose state reached a new applied index
+    /// holds what every other node held there.
+    pub(super) fn check_state(&mut self, node: NodeId) {
+        let sn = &mut self.nodes[usize::from(node)];
+        let Some(core) = sn.core.as_ref().filter(|_| !sn.differs) else {
+            return;
+        };
+        let state = core.state();
+        if state.applied == sn.checked_applied || state.applied == 0 {
+            return;
+        }
+        sn.checked_applied = state.applied;
+        let applied = state.applied;
+        let digest = match snapshot::encode(state, &self.keys) {
+            Ok(bytes) => fnv1a64_from(0, &bytes),
+            Err(e) => {
+                let detail = format!("{}'s state cannot be encoded: {e}", self.name(node));
+                return self.violate("STATE", detail);
+            }
+        };
+        match self.state_at.get(&applied) {
+            Some(&(d, first)) if d != digest => {
+                let detail = format!(
+                    "after index {applied} {} holds another state than {} did",
+                    self.name(node),
+                    self.name(first)
+                );
+                self.violate("STATE", detail);
+            }
+            Some(_) => {}
+            None => {
+                self.state_at.insert(applied, (digest, node));
+            }
         }
     }
 

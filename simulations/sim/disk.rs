@@ -120,6 +120,8 @@ impl Sim {
             );
             return;
         }
+        self.snapshots_taken += u64::from(batch.compact.is_some());
+        self.snapshots_installed += u64::from(batch.snapshot.is_some());
         for (to, paths, msg) in then {
             self.send_message(node, to, paths, msg);
         }
@@ -155,6 +157,8 @@ impl Sim {
             snapshot: batch.snapshot,
             entries: if kept >= 2 { batch.entries } else { Vec::new() },
             hard_state: if kept >= 3 { batch.hard_state } else { None },
+            // Written last, by an atomic rename: all or nothing.
+            compact: if kept >= 3 { batch.compact } else { None },
             must_sync: false,
         };
         let torn = if kept >= 1 { torn } else { Persist::default() };

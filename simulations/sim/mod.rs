@@ -15,6 +15,9 @@
 //! - **L2 no flapping**: once faults stopped and the cluster settled, a group moves only for a
 //!   failback or a schedule.
 //! - **Log agreement**: every node that commits index *i* commits the same command there.
+//! - **State agreement**: nodes of one file that applied the log up to index *i* hold the
+//!   same state, whether they applied every entry or installed a snapshot (compaction and
+//!   catch-up lose nothing).
 //!
 //! Everything comes from the seed; the same seed gives the same trace, byte for byte.
 //!
@@ -39,12 +42,13 @@ mod trace;
 mod world;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::ondisk::fnv1a64_from;
 use crate::policy::detector::LivenessEvent;
+use crate::policy::entry::Keys;
 use crate::policy::group::{Action, AgentOp, Outcome};
 use crate::policy::message::{Effect, Event, Heartbeat, Input, Message, PathSet};
 use crate::policy::node::{Faults, NodeCore};
@@ -113,6 +117,10 @@ pub struct Report {
     pub faults: u64,
     /// Raft log writes that a crash lost or tore (the disk fault).
     pub torn_writes: u64,
+    /// Snapshots a node took of its own state (its log compacted).
+    pub snapshots_taken: u64,
+    /// Snapshots from a coordinator installed by a node that was too far behind.
+    pub snapshots_installed: u64,
 }
 
 enum Ev {
@@ -211,6 +219,8 @@ struct SimNode {
     wake_local: u64,
     /// It runs with `Sim::other_spec`, a file that differs from every other node's.
     differs: bool,
+    /// The applied index of its state when the checker last looked.
+    checked_applied: u64,
 }
 
 /// The most nodes a simulation runs (a heartbeat's receivers are a 128-bit set).
@@ -223,6 +233,10 @@ pub struct Sim {
     /// The file a node with a differing config runs: the first group's order of preference
     /// reversed (same groups at the same places, so world truth reads the same).
     other_spec: Arc<ClusterSpec>,
+    /// How `spec` names things in snapshots, and the digest of the state each applied index
+    /// left, with the node that first reached it (the state agreement check).
+    keys: Keys,
+    state_at: HashMap<u64, (u64, NodeId)>,
     /// Network delays, losses and agent outcomes.
     rng: Rng,
     /// What fault comes when, from a stream of its own: a change in how the cores behave
@@ -255,6 +269,9 @@ pub struct Sim {
     failovers: u64,
     /// Raft log writes a crash lost or tore.
     torn_writes: u64,
+    /// Durable snapshots: taken by a node of its own state, installed from a coordinator.
+    snapshots_taken: u64,
+    snapshots_installed: u64,
     fault_count: u64,
     verbose: bool,
     logger: slog::Logger,
@@ -292,6 +309,7 @@ impl Sim {
                 wake_at: u64::MAX,
                 wake_local: u64::MAX,
                 differs: false,
+                checked_applied: 0,
             })
             .collect();
         let truth = spec
@@ -306,6 +324,8 @@ impl Sim {
         other.digest ^= 0xD1FF_C0F1;
         let mut sim = Sim {
             other_spec: Arc::new(other),
+            keys: Keys::new(&spec),
+            state_at: HashMap::new(),
             spec: spec.clone(),
             rng,
             fault_rng: Rng::new(sc.seed ^ 0xFA17_5EED),
@@ -337,6 +357,8 @@ impl Sim {
             commits: 0,
             failovers: 0,
             torn_writes: 0,
+            snapshots_taken: 0,
+            snapshots_installed: 0,
             fault_count: 0,
             verbose: false,
             logger: slog::Logger::root(slog::Discard, slog::o!()),
@@ -415,6 +437,7 @@ impl Sim {
         match NodeCore::new(spec, node, store, inc, seed, local, &self.logger) {
             Ok(mut core) => {
                 core.set_faults(self.breaker);
+                core.set_snapshot_every(self.sc.disk.snapshot_every);
                 if let Some((until, applied)) = lease.filter(|l| l.0 > local) {
                     core.inherit_lease(until, applied, local);
                 }
@@ -506,6 +529,8 @@ impl Sim {
             failovers: self.failovers,
             faults: self.fault_count,
             torn_writes: self.torn_writes,
+            snapshots_taken: self.snapshots_taken,
+            snapshots_installed: self.snapshots_installed,
         }
     }
 
@@ -653,6 +678,7 @@ impl Sim {
         if crashed {
             return;
         }
+        self.check_state(node);
         let real = self.nodes[i].clock.real(next_local).max(self.now_us);
         if real < self.nodes[i].wake_at || self.nodes[i].wake_at < self.now_us {
             self.nodes[i].wake_at = real;

@@ -52,6 +52,10 @@ pub struct DiskOptions {
     pub sync_us: (u64, u64),
     /// How long a batch that needs no fsync (only the commit index moved) takes.
     pub write_us: (u64, u64),
+    /// Applied entries between two snapshots of a node's state: far fewer than the daemon's
+    /// `SNAPSHOT_EVERY`, so that every run compacts logs and sends snapshots to nodes that
+    /// fell behind.
+    pub snapshot_every: u64,
 }
 
 /// A fault the scenario injects at a fixed time.
@@ -321,6 +325,8 @@ impl Scenario {
         let seconds = shape.seconds.unwrap_or(if large { 120 } else { 60 });
         let duration_us = seconds * 1_000_000;
         let faults = !shape.no_faults;
+        // From the seed, not the generator, so that it moves no other draw.
+        let snapshot_every = 15 + seed % 50;
         Scenario {
             seed,
             spec: Arc::new(spec),
@@ -343,11 +349,13 @@ impl Scenario {
                 DiskOptions {
                     sync_us: (2_000, 20_000),
                     write_us: (100, 1_000),
+                    snapshot_every,
                 }
             } else {
                 DiskOptions {
                     sync_us: (50, 500),
                     write_us: (10, 50),
+                    snapshot_every,
                 }
             },
             script: Vec::new(),

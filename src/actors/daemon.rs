@@ -23,11 +23,12 @@ use crate::config::{ClusterConfig, PathKindConfig};
 use crate::control;
 use crate::monitor::link::mono_ns;
 use crate::policy::node::NodeCore;
+use crate::policy::raft_log::StoreError;
 use crate::policy::spec::{NodeId, PathKind};
 use crate::resources::fence::FenceDevice;
 use crate::resources::fence_pill::PillFence;
 use crate::resources::{build, AgentContext};
-use crate::storage::FileLog;
+use crate::storage::{self, FileLog};
 use crate::transport::disk::pill::PillPlace;
 use crate::transport::disk::{DiskPath, DiskPathConfig};
 use crate::transport::{Inbound, TlsFiles, Transport, TransportConfig};
@@ -57,6 +58,8 @@ pub struct Options {
     pub no_realtime: bool,
     /// Allow fault injection requests on the control socket (tests only).
     pub test_faults: bool,
+    /// Applied entries between two snapshots (`--snapshot-every`).
+    pub snapshot_every: u64,
 }
 
 /// Runs the core of the daemon (started by its monitor, see [`crate::monitor`]); returns its
@@ -139,16 +142,28 @@ pub fn run(opts: Options) -> i32 {
         }
     };
     let voters: Vec<u64> = (1..=spec.nodes.len() as u64).collect();
-    let store = match FileLog::open(opts.state_dir.join("raft"), &voters) {
+    let raft_dir = opts.state_dir.join(storage::RAFT_DIR);
+    let store = match FileLog::open(&raft_dir, &voters) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
                 "eterned: consensus log in {}: {e}",
                 opts.state_dir.display()
             );
+            if matches!(e, StoreError::Corrupt { .. }) {
+                eprintln!(
+                    "eterned: the log is damaged, not torn by a crash: records that may have been \
+                     acknowledged cannot be read. To rejoin the cluster from the other nodes \
+                     (losing nothing they hold; this node votes again once caught up), run \
+                     `eternectl state discard --state-dir {} --rejoin-from-cluster`; the damaged \
+                     files are kept aside",
+                    opts.state_dir.display()
+                );
+            }
             return EXIT_START;
         }
     };
+    let rejoining = storage::rejoin_pending(&raft_dir);
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let core = match NodeCore::new(
         spec.clone(),
@@ -166,6 +181,11 @@ pub fn run(opts: Options) -> i32 {
         }
     };
     let mut core = core;
+    core.set_snapshot_every(opts.snapshot_every);
+    if rejoining {
+        tracing::warn!(dir = %raft_dir.display(), "the raft log was discarded: rejoining the cluster; this node votes again once caught up");
+        core.rejoin();
+    }
     if let Some(l) = handover.lease {
         // The previous core's lease, on this core's clock.
         let left_us = l.until_ns.saturating_sub(mono_ns()) / 1000;
@@ -310,6 +330,7 @@ pub fn run(opts: Options) -> i32 {
             events,
             monitor,
             drain_marker,
+            rejoin_marker: raft_dir.join(storage::REJOIN_FILE),
             test_faults,
             groups: agent_setups,
             fence,

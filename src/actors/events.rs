@@ -264,6 +264,23 @@ pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Va
             json!({"ours": format!("{:#018x}", spec.digest)}),
         ),
         Event::Dropped { from, why } => ("dropped", json!({"from": n.node(*from), "why": why})),
+        Event::SnapshotInstalled { index } => (
+            "snapshot_installed",
+            json!({"index": index, "why": "too far behind for entries; the coordinator's snapshot replaced the log"}),
+        ),
+        Event::Rejoined { through } => (
+            "rejoined",
+            json!({"through": through, "why": "the discarded log is caught up; voting again"}),
+        ),
+        Event::FollowerBehind {
+            peer,
+            acknowledged,
+            ends_at,
+        } => (
+            "follower_behind",
+            json!({"peer": n.node(*peer), "acknowledged": acknowledged, "ends_at": ends_at,
+                   "why": "its log ends before entries it had acknowledged; catching it up"}),
+        ),
         Event::AdminRefused { cmd, why } => (
             "admin_refused",
             json!({"command": n.admin(cmd), "why": why}),

@@ -80,6 +80,8 @@ pub struct NodeSetup {
     pub monitor: Monitor,
     /// The drain marker (`<state dir>/drained`): present if the last stop was a drain.
     pub drain_marker: PathBuf,
+    /// `raft/rejoin`: removed once a discarded log caught up (`Event::Rejoined`).
+    pub rejoin_marker: PathBuf,
     /// Whether fault injection requests (`cut_path`) are allowed.
     pub test_faults: bool,
     /// Per group: its resources' agents if this node may run the group.
@@ -115,6 +117,7 @@ pub struct NodeActor {
     /// CLOCK_MONOTONIC ns at this core's clock's 0.
     mono_offset_ns: i128,
     drain_marker: PathBuf,
+    rejoin_marker: PathBuf,
     test_faults: bool,
     setups: Vec<Option<Vec<super::group::ResourceSetup>>>,
     fence: Option<Arc<FenceDevice>>,
@@ -151,6 +154,7 @@ impl NodeActor {
             deadline_us: None,
             mono_offset_ns: i128::from(mono_ns()) - i128::from(s.clock.now_us()) * 1000,
             drain_marker: s.drain_marker,
+            rejoin_marker: s.rejoin_marker,
             test_faults: s.test_faults,
             setups: s.groups,
             fence: s.fence.map(Arc::new),
@@ -340,6 +344,17 @@ impl NodeActor {
         match &ev {
             Event::ConfigMismatch { peer, digest } => {
                 tracing::warn!(peer = %Names(&self.spec).node(*peer), digest = %format!("{digest:#018x}"), ours = %format!("{:#018x}", self.spec.digest), "config digest differs: that node takes over nothing until the files agree");
+            }
+            Event::Rejoined { through } => {
+                let dir = self.rejoin_marker.parent().unwrap_or(&self.rejoin_marker);
+                match crate::storage::rejoin_done(dir) {
+                    Ok(()) => {
+                        tracing::info!(through, "the discarded raft log is caught up: voting again")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "caught up, but the rejoin marker stays: this node will not vote after a restart until it catches up again")
+                    }
+                }
             }
             Event::ConfigDiffers { why: Some(why) } => {
                 tracing::error!(%why, "this node takes nothing over and runs no group until its cluster.toml is the committed one");

@@ -10,10 +10,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use eterne::actors::daemon::{default_state_dir, lock_state_dir};
 use eterne::config::ClusterConfig;
 use eterne::control::client::{request, Client};
 use eterne::control::{Request, Status, DEFAULT_SOCKET};
+use eterne::policy::raft_log::StoreError;
+use eterne::storage;
 use eterne::transport::certs::{self, DEFAULT_TLS_DIR};
+use raft::Storage as _;
 
 /// How long a request may wait for the daemon (an admin command waits for its commit).
 const ANSWER_WAIT: Duration = Duration::from_secs(15);
@@ -86,6 +90,11 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Look after this node's raft state (the daemon must be stopped to change it).
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Forget the failure counts of a group (named, or through one of its resources).
     Clear {
         target: String,
@@ -133,6 +142,29 @@ enum CertCommand {
     },
 }
 
+/// `eternectl state …`
+#[derive(Subcommand, Debug)]
+enum StateCommand {
+    /// Read the raft log as a start would, changing nothing: its extent, term and vote, or
+    /// the damage a start would refuse (file and offset).
+    Check {
+        /// The daemon's state directory.
+        #[arg(long, default_value_os_t = default_state_dir().to_path_buf())]
+        state_dir: PathBuf,
+    },
+    /// Set a damaged raft log aside and rejoin the cluster from the other nodes: they send
+    /// the entries (or a snapshot); this node votes for nobody and stands for nothing until
+    /// it holds what the coordinator had committed, so nothing the cluster acknowledged is
+    /// lost. The old files are kept in the state directory. Needs the daemon stopped.
+    Discard {
+        #[arg(long, default_value_os_t = default_state_dir().to_path_buf())]
+        state_dir: PathBuf,
+        /// Required: say that this node's copy of the log goes, and the cluster's is used.
+        #[arg(long)]
+        rejoin_from_cluster: bool,
+    },
+}
+
 /// `eternectl config …`
 #[derive(Subcommand, Debug)]
 enum ConfigCommand {
@@ -175,6 +207,93 @@ fn main() -> ExitCode {
         ),
         Command::Failback { group, socket } => act(&socket, Request::Failback { group }),
         Command::Clear { target, socket } => act(&socket, Request::Clear { target }),
+        Command::State {
+            command: StateCommand::Check { state_dir },
+        } => state_check(&state_dir),
+        Command::State {
+            command:
+                StateCommand::Discard {
+                    state_dir,
+                    rejoin_from_cluster,
+                },
+        } => state_discard(&state_dir, rejoin_from_cluster),
+    }
+}
+
+fn state_check(state_dir: &Path) -> ExitCode {
+    let dir = state_dir.join(storage::RAFT_DIR);
+    match storage::inspect(&dir) {
+        Ok(i) => {
+            let hs = i.log.hard_state();
+            let first = i.log.first_index().unwrap_or(0);
+            let last = i.log.last_index().unwrap_or(0);
+            println!(
+                "{}: entries {first}..={last}, snapshot at {}, term {}, vote {}, commit {}{}{}",
+                dir.display(),
+                i.log.snapshot_metadata().index,
+                hs.term,
+                hs.vote,
+                hs.commit,
+                if i.needs_rewrite {
+                    "; a start drops a torn tail (never synced, so never acknowledged)"
+                } else {
+                    ""
+                },
+                if i.rejoining {
+                    "; rejoining: votes once caught up"
+                } else {
+                    ""
+                },
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("eternectl: {e}");
+            if matches!(e, StoreError::Corrupt { .. }) {
+                eprintln!(
+                    "eternectl: a start refuses this log. With the daemon stopped, `eternectl \
+                     state discard --state-dir {} --rejoin-from-cluster` sets it aside and \
+                     rejoins from the other nodes",
+                    state_dir.display()
+                );
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn state_discard(state_dir: &Path, confirmed: bool) -> ExitCode {
+    if !confirmed {
+        eprintln!(
+            "eternectl: state discard drops this node's raft log and rejoins from the cluster; \
+             say so with --rejoin-from-cluster (the other nodes must hold a quorum)"
+        );
+        return ExitCode::FAILURE;
+    }
+    // The daemon's own lock: refused while it runs.
+    let _lock = match lock_state_dir(state_dir) {
+        Ok(l) => l,
+        Err(why) => {
+            eprintln!("eternectl: {why}; stop eterned first");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match storage::discard_for_rejoin(&state_dir.join(storage::RAFT_DIR), &stamp.to_string()) {
+        Ok(aside) => {
+            println!(
+                "raft log set aside in {}; at its next start this node rejoins from the cluster \
+                 and votes once caught up",
+                aside.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("eternectl: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

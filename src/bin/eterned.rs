@@ -49,6 +49,12 @@ struct Cli {
     /// Accept fault-injection requests on the control socket (tests only).
     #[arg(long, hide = true)]
     test_faults: bool,
+    /// Applied log entries between two snapshots of the cluster state (each one compacts the
+    /// raft log; a lower number keeps the log and the boot replay shorter, at the cost of
+    /// more snapshot writes).
+    #[arg(long, default_value_t = eterne::policy::snapshot::SNAPSHOT_EVERY,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    snapshot_every: u64,
 }
 
 fn main() -> ExitCode {
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
         witness: cli.witness,
         no_realtime: cli.no_realtime,
         test_faults: cli.test_faults,
+        snapshot_every: cli.snapshot_every,
     });
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

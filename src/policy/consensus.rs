@@ -15,9 +15,9 @@
 //!   `MsgHeartbeatResponse`; [`Consensus::step`] hands the echoes back to the caller.
 
 use raft::eraftpb::{
-    ConfChange, ConfChangeType, Entry, EntryType, Message as RaftMessage, MessageType,
+    ConfChange, ConfChangeType, Entry, EntryType, Message as RaftMessage, MessageType, Snapshot,
 };
-use raft::{Config, RawNode, StateRole};
+use raft::{Config, ProgressState, RawNode, SnapshotStatus, StateRole, Storage};
 
 use super::entry::{EntryError, Keys};
 use super::raft_log::{MemLog, Persist, StoreError};
@@ -45,6 +45,9 @@ pub enum ConsensusError {
     /// The log store failed to persist.
     #[error("log store: {0}")]
     Store(#[from] StoreError),
+    /// The state could not be written as a snapshot.
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] EntryError),
 }
 
 /// A message to send.
@@ -79,6 +82,40 @@ pub struct Consensus {
     /// Committed entries this node could not read, since the last
     /// [`Consensus::take_unreadable`]: (index, why).
     unreadable: Vec<(u64, EntryError)>,
+    /// A snapshot from the leader replaced the log since the last
+    /// [`Consensus::take_restored`]: its index and data.
+    restored: Option<(u64, Vec<u8>)>,
+    /// The batch that holds a snapshot from the leader, not yet durable: raft may count
+    /// nothing as applied until it is (raft-rs's rule for an asynchronous ready).
+    snapshot_batch: Option<u64>,
+    /// As leader, since the last [`Consensus::take_behind`]: followers whose log ends before
+    /// what they had acknowledged (peer, acknowledged through, log ends at).
+    behind: Vec<(NodeId, u64, u64)>,
+    /// This node discarded its log to rejoin ([`Consensus::rejoin`]) and is not caught up.
+    rejoin: Option<Rejoin>,
+    /// As leader, per node: heartbeat answers since a snapshot was sent to it and not yet
+    /// acknowledged ([`SNAPSHOT_PATIENCE`]).
+    snapshot_waits: Vec<u32>,
+}
+
+/// Heartbeat answers a leader waits for a sent snapshot to be acknowledged before it takes
+/// the snapshot for lost and sends again. raft-rs waits until the application reports the
+/// snapshot's fate; a snapshot lost on the way (the follower restarted, a connection dropped)
+/// would otherwise leave the follower without entries or snapshot for good.
+const SNAPSHOT_PATIENCE: u32 = 10;
+
+/// A node that discarded its log (a damaged disk, on an operator's explicit command) may have
+/// acknowledged entries it no longer has, and voted in terms it no longer remembers: its vote
+/// could elect a leader that lacks a committed entry. So it neither votes nor stands for
+/// election until its log holds everything the coordinator had committed when it first took
+/// an append from it (a coordinator counts acknowledgements only from then on, see
+/// [`Consensus::take_behind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejoin {
+    /// No append taken from a coordinator yet.
+    Waiting,
+    /// Caught up once the log is durable through this index.
+    Through(u64),
 }
 
 impl Consensus {
@@ -103,7 +140,8 @@ impl Consensus {
             max_election_tick: 2 * min_election,
             check_quorum: true,
             pre_vote: true,
-            // The state machine is rebuilt from the log on every start: replay from the top.
+            // The state machine is rebuilt on every start: from the snapshot the log continues
+            // from (raft-rs starts applying after it), then the entries.
             applied: 0,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
@@ -126,6 +164,11 @@ impl Consensus {
             campaign_waits: false,
             keys: Keys::new(spec),
             unreadable: Vec::new(),
+            restored: None,
+            snapshot_batch: None,
+            behind: Vec::new(),
+            rejoin: None,
+            snapshot_waits: vec![0; nodes],
         };
         c.reseed_timeout();
         Ok(c)
@@ -229,8 +272,31 @@ impl Consensus {
         self.raw.raft.raft_log.last_index()
     }
 
+    /// This node's log was discarded to rejoin the cluster: it takes no part in elections
+    /// until it is caught up (see [`Rejoin`]).
+    pub fn rejoin(&mut self) {
+        self.rejoin = Some(Rejoin::Waiting);
+    }
+
+    /// Where a rejoin stands; `None` once caught up (or when the log was never discarded).
+    pub fn rejoining(&self) -> Option<Rejoin> {
+        self.rejoin
+    }
+
+    fn check_rejoined(&mut self) {
+        if let Some(Rejoin::Through(target)) = self.rejoin {
+            if self.raw.raft.raft_log.persisted >= target {
+                self.rejoin = None;
+            }
+        }
+    }
+
     /// One raft tick.
     pub fn tick(&mut self) {
+        if self.rejoin.is_some() && !self.is_leader() {
+            // Ticks only drive a follower's election timeout: a rejoining node never stands.
+            return;
+        }
         if self.alone() && !self.is_leader() && !self.durable() {
             // An election would be won at once, over a log not yet durable (raft-rs asserts
             // it is): wait for the batch in flight.
@@ -265,8 +331,48 @@ impl Consensus {
             ));
         }
         self.refuse_fatal(&m)?;
+        let mut m = m;
         let mt = m.get_msg_type();
         let term = m.term;
+        if self.rejoin.is_some() {
+            if matches!(
+                mt,
+                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+            ) {
+                return Err(
+                    "this node discarded its log to rejoin: it votes once caught up".into(),
+                );
+            }
+            let log = &self.raw.raft.raft_log;
+            if self.rejoin == Some(Rejoin::Waiting)
+                && mt == MessageType::MsgAppend
+                && term >= self.raw.raft.term
+                && log.match_term(m.index, m.log_term)
+            {
+                self.rejoin = Some(Rejoin::Through(m.commit.max(m.index)));
+            }
+        }
+        let mut lost_tail = None;
+        if mt == MessageType::MsgHeartbeat {
+            // A leader commits on a heartbeat up to what it believes we hold; after our log
+            // lost its tail (or was discarded to rejoin) that is past our end. Committing up
+            // to our own end is what the leader means for the entries we still have (they
+            // matched its log when we acknowledged them). The leader believes we hold them
+            // and sends nothing more, so tell it where our log ends, as a refused append.
+            let last = self.raw.raft.raft_log.last_index();
+            if m.commit > last {
+                lost_tail = Some((m.from, m.commit, last));
+                m.commit = last;
+            }
+        }
+        let lost_acks = (mt == MessageType::MsgAppendResponse
+            && m.reject
+            && self.is_leader()
+            && term == self.term())
+        .then(|| self.raw.raft.prs().get(m.from).map(|pr| pr.matched))
+        .flatten()
+        .filter(|&matched| m.reject_hint < matched)
+        .map(|matched| (m.from, matched, m.reject_hint));
         let mut echo = None;
         if mt == MessageType::MsgHeartbeatResponse
             && self.is_leader()
@@ -276,6 +382,27 @@ impl Consensus {
             echo = Some(stamp_us);
         }
         let _ = self.raw.step(m);
+        if let Some((leader, commit, last)) = lost_tail {
+            if self.raw.raft.leader_id == leader && self.raw.raft.term == term {
+                let mut refusal = RaftMessage::default();
+                refusal.set_msg_type(MessageType::MsgAppendResponse);
+                refusal.from = self.raw.raft.id;
+                refusal.to = leader;
+                refusal.term = term;
+                refusal.index = commit;
+                refusal.reject = true;
+                refusal.reject_hint = last;
+                self.raw.raft.msgs.push(refusal);
+            }
+        }
+        if mt == MessageType::MsgHeartbeatResponse && self.is_leader() {
+            self.watch_snapshot(from);
+        }
+        self.check_rejoined();
+        if let Some((id, matched, ends_at)) = lost_acks {
+            self.catch_up(id, ends_at);
+            self.behind.push((from, matched, ends_at));
+        }
         if mt == MessageType::MsgHeartbeat
             && stamp_us > 0
             && self.raw.raft.leader_id == raft_id(from)
@@ -287,20 +414,57 @@ impl Consensus {
         Ok(echo)
     }
 
-    /// raft-rs treats a few impossible messages as fatal and panics: a heartbeat that commits
-    /// past our last entry, appended entries that are not consecutive or that contradict an
+    /// A follower's log ends at `ends_at`, before what it acknowledged: raft-rs keeps its
+    /// progress at the acknowledged index and takes every later refusal for a stale one, so
+    /// the follower would wait forever. Start again from its end: resend the entries, or a
+    /// snapshot where the log no longer holds them. Counting less as matched only delays
+    /// commits; nothing committed is undone.
+    fn catch_up(&mut self, id: u64, ends_at: u64) {
+        let Some(pr) = self.raw.raft.mut_prs().get_mut(id) else {
+            return;
+        };
+        pr.matched = 0;
+        pr.become_probe();
+        pr.next_idx = ends_at + 1;
+        self.raw.raft.send_append(id);
+    }
+
+    /// A heartbeat answer from `node`: if a snapshot sent to it is still unacknowledged after
+    /// [`SNAPSHOT_PATIENCE`] of them, it was lost; raft-rs sends it again once told.
+    fn watch_snapshot(&mut self, node: NodeId) {
+        let id = raft_id(node);
+        let sending = self
+            .raw
+            .raft
+            .prs()
+            .get(id)
+            .is_some_and(|pr| pr.state == ProgressState::Snapshot);
+        let Some(waits) = self.snapshot_waits.get_mut(usize::from(node)) else {
+            return;
+        };
+        if !sending {
+            *waits = 0;
+            return;
+        }
+        *waits += 1;
+        if *waits >= SNAPSHOT_PATIENCE {
+            *waits = 0;
+            self.raw.report_snapshot(id, SnapshotStatus::Failure);
+        }
+    }
+
+    /// Followers found behind what they had acknowledged since the last call: (peer,
+    /// acknowledged through, its log ends at). The coordinator says so in an event.
+    pub fn take_behind(&mut self) -> Vec<(NodeId, u64, u64)> {
+        std::mem::take(&mut self.behind)
+    }
+
+    /// raft-rs treats a few impossible messages as fatal and panics: appended entries that are not consecutive or that contradict an
     /// entry we have committed. A correct leader never sends them; refuse them here, so that
     /// no message from a peer can panic the daemon.
     fn refuse_fatal(&self, m: &RaftMessage) -> Result<(), String> {
         let log = &self.raw.raft.raft_log;
         match m.get_msg_type() {
-            MessageType::MsgHeartbeat if m.commit > log.committed.max(log.last_index()) => {
-                Err(format!(
-                    "raft heartbeat commits index {} past our last entry {}",
-                    m.commit,
-                    log.last_index()
-                ))
-            }
             MessageType::MsgAppend => {
                 for (k, e) in m.entries.iter().enumerate() {
                     if e.index != m.index + 1 + k as u64 {
@@ -377,6 +541,8 @@ impl Consensus {
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
             self.raw.mut_store().apply_snapshot(snap.clone())?;
+            self.restored = Some((snap.get_metadata().index, snap.data.to_vec()));
+            self.snapshot_batch = Some(batch.number);
             batch.snapshot = Some(snap);
         }
         self.collect(rd.take_committed_entries(), committed);
@@ -391,7 +557,9 @@ impl Consensus {
         let mut waiting = Vec::new();
         self.send(now_us, rd.take_persisted_messages(), &mut waiting);
         self.raw.advance_append_async(rd);
-        self.raw.advance_apply();
+        if self.snapshot_batch.is_none() {
+            self.raw.advance_apply();
+        }
         if batch.is_empty() && self.persisted == self.emitted {
             // Nothing to write and nothing in flight before it: durable already.
             self.raw.on_persist_ready(batch.number);
@@ -406,11 +574,59 @@ impl Consensus {
         Ok(())
     }
 
+    /// A snapshot of the state machine at the applied index, `data` its bytes: the log up to
+    /// there is dropped here, and the returned batch drops it from the shell's store (after
+    /// every batch before it). `None` when nothing was applied since the last snapshot.
+    pub fn snapshot(&mut self, data: Vec<u8>) -> Result<Option<Persist>, ConsensusError> {
+        let index = self.raw.raft.raft_log.applied;
+        let store = self.raw.store();
+        if index <= store.snapshot_metadata().index {
+            return Ok(None);
+        }
+        let term = store.term(index)?;
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Snapshot::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        self.raw.mut_store().compact_to(&snap)?;
+        Ok(Some(Persist {
+            // Not a Ready of its own: reporting `emitted` again once written changes nothing.
+            number: self.emitted,
+            compact: Some(snap),
+            ..Persist::default()
+        }))
+    }
+
+    /// The snapshot from the leader that replaced the log since the last call, if any: the
+    /// state machine must be replaced by its data before the entries committed after it.
+    pub fn take_restored(&mut self) -> Option<(u64, Vec<u8>)> {
+        self.restored.take()
+    }
+
+    /// How this node's config names groups and nodes in the log and in snapshots.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The index of the last snapshot taken or received (0: none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.raw.store().snapshot_metadata().index
+    }
+
     /// The shell made every batch up to `number` durable (and sent what waited for them).
     pub fn on_persisted(&mut self, number: u64) {
         if number > self.persisted && number <= self.emitted {
             self.persisted = number;
             self.raw.on_persist_ready(number);
+            if self.snapshot_batch.is_some_and(|b| b <= number) {
+                self.snapshot_batch = None;
+                self.raw.advance_apply();
+            }
+            self.check_rejoined();
         }
         if self.campaign_waits {
             // An error here is raft refusing to campaign (a pending configuration change);
@@ -604,9 +820,11 @@ mod tests {
             f(&mut m);
             WireMessage::from(&m)
         };
+        // A heartbeat that commits past our log is what a leader sends a follower that lost
+        // entries it had acknowledged: taken (raft-rs would panic on it), up to our end.
         let beat = from_node_1(MessageType::MsgHeartbeat, &|m| m.commit = 100);
-        let err = c.step(1, beat, 5).unwrap_err();
-        assert!(err.contains("commits index 100"), "{err}");
+        assert!(c.step(1, beat, 5).is_ok());
+        assert_eq!(c.commit(), c.last_index());
         let gap = from_node_1(MessageType::MsgAppend, &|m| {
             m.index = 0;
             let e = Entry {
@@ -692,6 +910,80 @@ mod tests {
 
         fn has(&self, i: usize, cmd: &Command) -> bool {
             self.committed[i].iter().any(|(_, c)| c == cmd)
+        }
+    }
+
+    /// A follower whose log lost entries it had acknowledged (a disk that lost them, or a log
+    /// discarded to rejoin) is caught up by the leader, with entries while the leader still
+    /// holds them and with a snapshot once it compacted them, instead of dropping every
+    /// heartbeat forever.
+    #[test]
+    fn a_follower_that_lost_acknowledged_entries_is_caught_up() {
+        for (compacted, empty) in [(false, false), (true, false), (true, true), (false, true)] {
+            let mut p = Pair::new();
+            p.rounds(200);
+            let a = p.leader().expect("two voters elect a leader");
+            let b = 1 - a;
+            for k in 0..30 {
+                assert!(p.c[a].propose(&Pair::cmd(k % 5)));
+                p.rounds(2);
+            }
+            let end = p.c[a].last_index();
+            assert_eq!(p.c[b].last_index(), end);
+            if compacted {
+                let batch = p.c[a].snapshot(b"state".to_vec()).unwrap();
+                assert!(batch.is_some_and(|b| b.compact.is_some()));
+            }
+            // The follower restarts with only its first 5 entries.
+            let log = p.c[b].log().clone();
+            let mut hs = log.hard_state().clone();
+            hs.commit = 5;
+            let kept = log.all_entries()[..5].to_vec();
+            let short = MemLog::restore(
+                hs,
+                log.conf_state().clone(),
+                log.snapshot_metadata().clone(),
+                kept,
+            )
+            .unwrap();
+            let short = if empty {
+                MemLog::new_with_conf_state(&[1, 2])
+            } else {
+                short
+            };
+            let logger = slog::Logger::root(slog::Discard, slog::o!());
+            p.c[b] = Consensus::new(b as NodeId, &simple_spec(2, 5), short, 9, &logger).unwrap();
+            p.c[b].rejoin();
+            // Rejoining, it grants no vote (it may have voted in a term it forgot).
+            let mut ask = RaftMessage::default();
+            ask.set_msg_type(MessageType::MsgRequestVote);
+            ask.from = raft_id(a as NodeId);
+            ask.to = raft_id(b as NodeId);
+            ask.term = p.c[a].term() + 1;
+            ask.index = end;
+            ask.log_term = p.c[a].term();
+            let refused = p.c[b].step(a as NodeId, WireMessage::from(&ask), 0);
+            assert!(refused.is_err_and(|e| e.contains("rejoin")));
+            p.rounds(20);
+            assert_eq!(p.c[b].rejoining(), None, "caught up, it votes again");
+            assert_eq!(
+                p.c[b].last_index(),
+                end,
+                "compacted: {compacted}, empty: {empty}"
+            );
+            assert_eq!(p.c[b].commit(), p.c[a].commit(), "compacted: {compacted}");
+            let behind = p.c[a].take_behind();
+            // Where the follower says its log stops agreeing: at most where it ends.
+            assert!(
+                matches!(behind[..], [(n, e, at)] if n == b as NodeId && e == end && at <= 5),
+                "compacted: {compacted}, empty: {empty}: {behind:?}"
+            );
+            let restored = p.c[b].take_restored();
+            assert_eq!(
+                restored.map(|(_, data)| data),
+                compacted.then(|| b"state".to_vec()),
+                "compacted: {compacted}"
+            );
         }
     }
 

@@ -102,7 +102,8 @@ impl Keys {
         }
     }
 
-    fn key_of(&self, kind: IdKind, id: u16) -> u64 {
+    /// The key of this config's `kind` number `id` (0 for an id out of range).
+    pub fn key_of(&self, kind: IdKind, id: u16) -> u64 {
         let v = match kind {
             IdKind::Group => &self.groups,
             IdKind::Node => &self.nodes,
@@ -110,6 +111,14 @@ impl Keys {
         };
         // An id out of this config's range names nothing: key 0 reads back as unknown.
         v.get(usize::from(id)).copied().unwrap_or(0)
+    }
+
+    /// This config's `kind` number for `key`, or [`EntryError::Unknown`].
+    pub fn id_of(&self, kind: IdKind, key: u64) -> Result<u16, EntryError> {
+        match self.index.get(&key) {
+            Some(&(k, i)) if k == kind => Ok(i),
+            _ => Err(EntryError::Unknown { kind, key }),
+        }
     }
 
     /// The bytes of `cmd` in the log.

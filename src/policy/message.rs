@@ -355,6 +355,28 @@ pub enum Event {
         /// Why, or `None`: the files agree again.
         why: Option<String>,
     },
+    /// As coordinator: a follower's log ends before entries it had acknowledged (its disk
+    /// lost them, or its log was discarded to rejoin); it is sent them again, or a snapshot.
+    FollowerBehind {
+        /// The follower.
+        peer: NodeId,
+        /// What it had acknowledged (the log index).
+        acknowledged: u64,
+        /// Where its log ends now.
+        ends_at: u64,
+    },
+    /// This node was too far behind for the entries it missed (the coordinator had
+    /// compacted them): it installed the coordinator's snapshot of the state instead.
+    SnapshotInstalled {
+        /// The log index the snapshot stands for.
+        index: u64,
+    },
+    /// This node, whose log was discarded to rejoin, holds what the coordinator had
+    /// committed: it votes and may coordinate again.
+    Rejoined {
+        /// Its log is durable through this index.
+        through: u64,
+    },
     /// A message from a peer could not be used and was dropped.
     Dropped {
         /// From whom.

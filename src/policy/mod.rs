@@ -47,6 +47,7 @@ pub mod raft_wire;
 pub mod rng;
 pub mod route;
 pub mod schedule;
+pub mod snapshot;
 pub mod spec;
 pub mod state;
 pub mod timer;

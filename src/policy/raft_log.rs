@@ -59,6 +59,15 @@ pub enum StoreError {
         /// First index the log holds.
         first_index: u64,
     },
+    /// A snapshot of this node's own state names an index the log does not hold with its
+    /// term (a bug in the caller: it must snapshot what it applied).
+    #[error("snapshot at index {index} (term {term}) does not match the log there")]
+    SnapshotTerm {
+        /// Index of the snapshot.
+        index: u64,
+        /// Its term.
+        term: u64,
+    },
     /// A file or directory operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -115,6 +124,9 @@ pub trait LogStore: Storage {
     /// Drops entries before `index` (which becomes the first index). The caller must not
     /// compact past what the state machine applied.
     fn compact(&mut self, index: u64) -> Result<(), StoreError>;
+    /// Keeps a snapshot of this node's own applied state and drops the entries it covers
+    /// (see [`MemLog::compact_to`]); durable once it returns.
+    fn compact_to(&mut self, snap: &Snapshot) -> Result<(), StoreError>;
     /// Makes every change so far durable. No-op for memory.
     fn sync(&mut self) -> Result<(), StoreError>;
 }
@@ -128,6 +140,9 @@ pub struct Persist {
     pub number: u64,
     /// A snapshot received from the leader: it replaces the log.
     pub snapshot: Option<Snapshot>,
+    /// A snapshot of this node's own applied state: it replaces the entries it covers
+    /// (written last, after the batch's own changes).
+    pub compact: Option<Snapshot>,
     /// Entries to append (a conflicting suffix from an older leader is dropped first).
     pub entries: Vec<Entry>,
     /// The new hard state (term, vote, commit).
@@ -140,7 +155,10 @@ pub struct Persist {
 impl Persist {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.snapshot.is_none() && self.entries.is_empty() && self.hard_state.is_none()
+        self.snapshot.is_none()
+            && self.entries.is_empty()
+            && self.hard_state.is_none()
+            && self.compact.is_none()
     }
 
     /// Writes the batch into `store`, durably if it must be.
@@ -156,6 +174,9 @@ impl Persist {
         }
         if self.must_sync {
             store.sync()?;
+        }
+        if let Some(snap) = &self.compact {
+            store.compact_to(snap)?;
         }
         Ok(())
     }
@@ -175,6 +196,9 @@ pub struct MemLog {
     /// Position of the last snapshot applied: its index and term answer `term()` for the entry
     /// right before the first one kept.
     snapshot_metadata: SnapshotMetadata,
+    /// That snapshot's data (the application's state at its index; empty before the first),
+    /// what a follower too far behind is sent.
+    snapshot_data: Vec<u8>,
     /// The entries after the snapshot (or after the compaction point), contiguous.
     entries: Vec<Entry>,
 }
@@ -211,6 +235,20 @@ impl MemLog {
     /// Position of the last applied snapshot (index 0 when none was).
     pub fn snapshot_metadata(&self) -> &SnapshotMetadata {
         &self.snapshot_metadata
+    }
+
+    /// The data of the last snapshot (empty when none was taken or received).
+    pub fn snapshot_data(&self) -> &[u8] {
+        &self.snapshot_data
+    }
+
+    /// The last snapshot, with its data, as it is written to disk and sent to a follower.
+    pub fn last_snapshot(&self) -> Snapshot {
+        Snapshot {
+            data: self.snapshot_data.clone().into(),
+            metadata: Some(self.snapshot_metadata.clone()).into(),
+            ..Snapshot::default()
+        }
     }
 
     /// The entries held, first index first (for persisting and for checks).
@@ -319,7 +357,49 @@ impl MemLog {
         self.entries.clear();
         self.conf_state = meta.get_conf_state().clone();
         self.snapshot_metadata = meta;
+        self.snapshot_data = snap.data.to_vec();
         Ok(())
+    }
+
+    /// Checks a snapshot of this node's own applied state without changing anything: its
+    /// index must be in the log (or be the current snapshot's) with the term the log has there.
+    pub fn check_compact_to(&self, snap: &Snapshot) -> Result<(), StoreError> {
+        let meta = snap.get_metadata();
+        let (index, first_index, last_index) = (meta.index, self.first(), self.last());
+        if index + 1 < first_index {
+            return Err(StoreError::SnapshotOutOfDate { index, first_index });
+        }
+        if index > last_index.min(self.hard_state.commit) {
+            return Err(StoreError::BeyondLog {
+                index,
+                last_index: last_index.min(self.hard_state.commit),
+            });
+        }
+        match self.term(index) {
+            Ok(t) if t == meta.term => Ok(()),
+            _ => Err(StoreError::SnapshotTerm {
+                index,
+                term: meta.term,
+            }),
+        }
+    }
+
+    /// Takes a snapshot of this node's own applied state: the entries up to its index go, the
+    /// ones after it stay (unlike [`MemLog::apply_snapshot`], which replaces the whole log
+    /// with the leader's). Hard state and membership are kept.
+    pub fn compact_to(&mut self, snap: &Snapshot) -> Result<(), StoreError> {
+        self.check_compact_to(snap)?;
+        let meta = snap.get_metadata();
+        let drop = (meta.index + 1).saturating_sub(self.first()) as usize;
+        self.entries.drain(..drop.min(self.entries.len()));
+        self.snapshot_metadata = meta.clone();
+        self.snapshot_data = snap.data.to_vec();
+        Ok(())
+    }
+
+    /// Sets the data of the current snapshot, as read back from disk at start.
+    pub fn set_snapshot_data(&mut self, data: Vec<u8>) {
+        self.snapshot_data = data;
     }
 
     /// Drops entries before `index`. Compacting at or below the first index is a no-op, as
@@ -350,6 +430,7 @@ impl MemLog {
             hard_state,
             conf_state,
             snapshot_metadata,
+            snapshot_data: Vec::new(),
             entries: Vec::new(),
         };
         if let Some(head) = entries.first() {
@@ -430,28 +511,15 @@ impl Storage for MemLog {
         Ok(self.last())
     }
 
-    /// A snapshot at the commit index with the current membership, as `MemStorage` builds it.
-    /// Its data is empty: the log does not hold the application's state; the consensus core
-    /// fills `data` for the state at that index before sending it.
+    /// The last snapshot taken or received, with its data: what raft sends a follower that
+    /// needs entries this log no longer holds. `MemStorage` builds one at the commit index
+    /// instead, with no data; our state machine's data exists only at the indices where the
+    /// node core took a snapshot ([`MemLog::compact_to`]).
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let commit = self.hard_state.commit;
-        let snap_index = self.snapshot_metadata.index;
-        let term = if commit == snap_index {
-            self.snapshot_metadata.term
-        } else if commit > snap_index {
-            self.term(commit)?
-        } else {
-            // MemStorage panics here; the hard state went behind the snapshot.
-            return Err(store_err(StorageError::Other(
-                format!("commit {commit} is behind the snapshot index {snap_index}").into(),
-            )));
-        };
-        let mut snap = Snapshot::default();
-        let meta = snap.mut_metadata();
-        meta.index = commit.max(request_index);
-        meta.term = term;
-        meta.set_conf_state(self.conf_state.clone());
-        Ok(snap)
+        if self.snapshot_metadata.index < request_index {
+            return Err(store_err(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        Ok(self.last_snapshot())
     }
 }
 
@@ -480,6 +548,10 @@ impl LogStore for MemLog {
 
     fn compact(&mut self, index: u64) -> Result<(), StoreError> {
         MemLog::compact(self, index)
+    }
+
+    fn compact_to(&mut self, snap: &Snapshot) -> Result<(), StoreError> {
+        MemLog::compact_to(self, snap)
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
@@ -589,16 +661,44 @@ mod tests {
                 }
             }
         }
-        let commit = a.hard_state.commit;
-        if commit >= ml.snapshot_metadata().index && commit <= last {
-            for req in [0, commit, commit + 3] {
-                assert_eq!(
-                    ml.snapshot(req, 2).unwrap(),
-                    ms.snapshot(req, 2).unwrap(),
-                    "{case}: snapshot({req})"
-                );
-            }
-        }
+        // Unlike MemStorage's (built at the commit index, without data), our snapshot is the
+        // last one taken or received, with its data: a request past it must wait.
+        let snap_index = ml.snapshot_metadata().index;
+        assert_eq!(ml.snapshot(0, 2).unwrap(), ml.last_snapshot(), "{case}");
+        assert!(ml.snapshot(snap_index + 1, 2).is_err(), "{case}");
+    }
+
+    #[test]
+    fn an_own_snapshot_keeps_the_entries_after_it() {
+        let mut ml = MemLog::new_with_conf_state(&[1, 2, 3]);
+        ml.append(&ents(1..=10, 2)).unwrap();
+        ml.set_commit(8).unwrap();
+        let snap = |index, term| {
+            let mut s = Snapshot {
+                data: b"state".to_vec().into(),
+                ..Snapshot::default()
+            };
+            s.mut_metadata().index = index;
+            s.mut_metadata().term = term;
+            s
+        };
+        // Past the commit index, or with another term than the log's: refused, nothing changed.
+        assert!(ml.compact_to(&snap(9, 2)).is_err());
+        assert!(ml.compact_to(&snap(6, 1)).is_err());
+        assert_eq!(ml.first_index().unwrap(), 1);
+        ml.compact_to(&snap(6, 2)).unwrap();
+        assert_eq!(ml.first_index().unwrap(), 7);
+        assert_eq!(ml.last_index().unwrap(), 10);
+        assert_eq!(ml.term(6).unwrap(), 2);
+        assert_eq!(ml.snapshot(0, 2).unwrap().data.to_vec(), b"state".to_vec());
+        assert_eq!(ml.snapshot(0, 2).unwrap().get_metadata().index, 6);
+        // The hard state is ours, not the snapshot's.
+        assert_eq!(ml.hard_state().commit, 8);
+        // Older than what we hold: refused.
+        assert!(ml.compact_to(&snap(4, 2)).is_err());
+        // Again at the same point, or up to the last committed entry: fine.
+        ml.compact_to(&snap(8, 2)).unwrap();
+        assert_eq!(ml.first_index().unwrap(), 9);
     }
 
     #[test]

@@ -89,6 +89,7 @@ use super::raft_log::{MemLog, Persist};
 use super::raft_wire::WireMessage;
 use super::route::Router;
 use super::schedule::CivilTime;
+use super::snapshot;
 use super::spec::{ClusterSpec, GroupId, NodeId, PartitionPolicy, PathId, ResourceId};
 use super::state::{AdminCommand, Applied, ClusterState, Command, Phase};
 use super::timer::{Timer, TimerTable};
@@ -155,6 +156,10 @@ pub struct NodeCore {
     /// The commit index of the log recovered at start: once applied, the start's sweep for
     /// what an earlier run left here begins ([`Locals::sweep_orphans`]).
     sweep_after: Option<u64>,
+    /// Applied entries between two snapshots of the state ([`snapshot::SNAPSHOT_EVERY`]).
+    snapshot_every: u64,
+    /// The log was discarded to rejoin and is not caught up yet ([`NodeCore::rejoin`]).
+    rejoining: bool,
     faults: Faults,
     effects: Vec<Effect>,
     outgoing: Vec<Outgoing>,
@@ -193,7 +198,7 @@ impl NodeCore {
         timers.set(Timer::RaftTick, Some(now_us + tick_us));
         timers.set(Timer::LeaseRenew, Some(now_us));
         timers.set(Timer::Report, Some(now_us + REPORT_EVERY_US));
-        Ok(NodeCore {
+        let mut core = NodeCore {
             me,
             incarnation,
             consensus,
@@ -217,6 +222,8 @@ impl NodeCore {
             timers,
             next_timeout_us: now_us,
             sweep_after,
+            snapshot_every: snapshot::SNAPSHOT_EVERY,
+            rejoining: false,
             faults: Faults::default(),
             effects: Vec::new(),
             outgoing: Vec::new(),
@@ -224,7 +231,83 @@ impl NodeCore {
             persist: Vec::new(),
             scratch_events: Vec::new(),
             spec,
-        })
+        };
+        let log = core.consensus.log();
+        let (index, data) = (log.snapshot_metadata().index, log.snapshot_data().to_vec());
+        if index > 0 {
+            core.restore(index, &data);
+        }
+        Ok(core)
+    }
+
+    /// Take a snapshot every `entries` applied entries instead of every
+    /// [`snapshot::SNAPSHOT_EVERY`] (tests and the simulator, to see it happen often).
+    pub fn set_snapshot_every(&mut self, entries: u64) {
+        self.snapshot_every = entries.max(1);
+    }
+
+    /// This node's log was discarded (`eternectl state discard`) and it rejoins the cluster:
+    /// it takes no part in elections until its log holds what the coordinator had committed
+    /// ([`super::consensus::Rejoin`]); [`Event::Rejoined`] says when.
+    pub fn rejoin(&mut self) {
+        self.consensus.rejoin();
+        self.rejoining = true;
+    }
+
+    /// Whether the node still catches up after discarding its log.
+    pub fn rejoining(&self) -> bool {
+        self.rejoining
+    }
+
+    /// Replaces the replicated state with a snapshot's, at start (the one the log continues
+    /// from) or when the coordinator sent one because this node was too far behind. What the
+    /// snapshot names that this config lacks is left out and keeps the node from acting, as
+    /// an unreadable entry would.
+    fn restore(&mut self, index: u64, data: &[u8]) {
+        match snapshot::decode(data, &self.spec, self.consensus.keys()) {
+            Ok((state, unknown)) => {
+                self.state = state;
+                if self.state.config == self.spec.digest {
+                    self.own_config_at = index;
+                }
+                if let Some(why) = unknown {
+                    self.unreadable.get_or_insert((index, why));
+                }
+            }
+            Err(why) => {
+                self.unreadable.get_or_insert((index, why));
+            }
+        }
+        self.locals.note_applied(&self.state, self.me, None);
+        if let Some(c) = &mut self.coordinator {
+            c.dirty = true;
+        }
+    }
+
+    /// Every [`NodeCore::set_snapshot_every`] applied entries: a snapshot of the state, and
+    /// the log it covers dropped (here and, through a [`Persist`] batch, on disk). Not while
+    /// this node cannot read the log: its state is not the cluster's.
+    fn maybe_snapshot(&mut self) {
+        let applied = self.consensus.applied();
+        if applied < self.consensus.snapshot_index() + self.snapshot_every
+            || self.unreadable.is_some()
+        {
+            return;
+        }
+        let taken = snapshot::encode(&self.state, self.consensus.keys())
+            .map_err(ConsensusError::from)
+            .and_then(|data| self.consensus.snapshot(data));
+        match taken {
+            Ok(Some(batch)) => self.effects.push(Effect::Persist {
+                batch: Box::new(batch),
+                then: Vec::new(),
+            }),
+            Ok(None) => {}
+            Err(e) => self.effects.push(Effect::Event(Event::Dropped {
+                from: self.me,
+                why: format!("snapshot: {e}"),
+            })),
+        }
     }
 
     /// Turn on test-only rule breakers (see [`Faults`]).
@@ -978,6 +1061,18 @@ impl NodeCore {
             });
         }
         self.persist = persist;
+        for (peer, acknowledged, ends_at) in self.consensus.take_behind() {
+            self.effects.push(Effect::Event(Event::FollowerBehind {
+                peer,
+                acknowledged,
+                ends_at,
+            }));
+        }
+        if let Some((index, data)) = self.consensus.take_restored() {
+            self.restore(index, &data);
+            self.effects
+                .push(Effect::Event(Event::SnapshotInstalled { index }));
+        }
         for (index, cmd) in committed.drain(..) {
             if cmd
                 == (Command::Config {
@@ -1004,6 +1099,13 @@ impl NodeCore {
                 .push(Effect::Event(Event::Committed { index, cmd }));
         }
         self.note_unreadable();
+        self.maybe_snapshot();
+        if self.rejoining && self.consensus.rejoining().is_none() {
+            self.rejoining = false;
+            self.effects.push(Effect::Event(Event::Rejoined {
+                through: self.consensus.commit(),
+            }));
+        }
         // Raft's applied index, not the last command's: elections append empty entries that
         // carry no command, and a pending grant waits for the log to reach its commit index.
         self.lease.handle_applied(self.consensus.applied());
