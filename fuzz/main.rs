@@ -62,7 +62,19 @@ fn main() -> ExitCode {
         }
     };
     if args.replay.is_some() || args.input.is_some() {
-        return replay(&args, &targets);
+        // On a worker's stack, so that a replay overflows where the run did.
+        let stack = args.stack_kib * 1024;
+        let run = std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(move || replay(&args, &targets));
+        return match run.map(|h| h.join()) {
+            Ok(Ok(code)) => code,
+            Ok(Err(_)) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("eterne-fuzz: cannot start the replay thread: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     let opts = Options {
         execs: args.execs,
