@@ -15,6 +15,10 @@
 //!   [`actors::daemon`] is `eterned`.
 //! - [`control`]: the control socket (JSON lines) that `eternectl` talks to.
 //!
+//! - [`fuzz`]: `eterne-fuzz`'s engine, seeded and structure-aware fuzzing of every decoder
+//!   of bytes from a peer, a file, a disk or a client. Its source lives in `fuzz/engine/`,
+//!   compiled into the library (like the simulator) so the binary and `tests/fuzz.rs` share it.
+//!
 //! - [`sim`]: the deterministic cluster simulator. Its source lives in `simulations/`; it is
 //!   compiled into the library so that the `eterne-sim` binary and the tests share it.
 #![deny(missing_docs)]
@@ -23,6 +27,8 @@ pub mod actors;
 pub mod config;
 pub mod control;
 pub mod directio;
+#[path = "../fuzz/engine/mod.rs"]
+pub mod fuzz;
 pub mod monitor;
 pub mod ondisk;
 pub mod policy;

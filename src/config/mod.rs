@@ -19,7 +19,7 @@
 //! cluster.toml:42: group "db" → resource "app" → depends_on: unknown resource "dbfs"; name a resource of group "db" (db-ip, db-fs)
 //! ```
 
-mod input;
+pub(crate) mod input;
 pub mod limits;
 mod locate;
 mod resolve;

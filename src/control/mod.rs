@@ -88,6 +88,42 @@ pub enum Request {
     },
 }
 
+/// Why a request line was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// More than [`MAX_REQUEST_BYTES`] without a newline; the server closes the connection.
+    #[error("request line longer than {MAX_REQUEST_BYTES} bytes; refused and closed")]
+    TooLong,
+    /// Not UTF-8; the server closes the connection.
+    #[error("request is not UTF-8 text")]
+    NotText,
+    /// Not a [`Request`] (bad JSON, an unknown command or field); the connection stays open.
+    #[error("cannot read the request: {0}")]
+    Malformed(String),
+}
+
+impl LineError {
+    /// Whether the server closes the connection after refusing the line.
+    pub fn closes(&self) -> bool {
+        !matches!(self, LineError::Malformed(_))
+    }
+}
+
+/// Reads one request line (its bytes without the newline): `Ok(None)` for a blank line, which
+/// is skipped. Pure and total: the server's only parser, and what `eterne-fuzz` exercises.
+pub fn parse_request(line: &[u8]) -> Result<Option<Request>, LineError> {
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(LineError::TooLong);
+    }
+    let text = std::str::from_utf8(line).map_err(|_| LineError::NotText)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| LineError::Malformed(e.to_string()))
+}
+
 impl Request {
     /// Whether the request changes something (and so is logged as an `admin_action` event).
     pub fn is_action(&self) -> bool {
@@ -308,6 +344,21 @@ mod tests {
                 "{line}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn a_line_is_blank_a_request_or_refused_with_whether_it_closes() {
+        assert_eq!(parse_request(b"  \t"), Ok(None));
+        assert_eq!(
+            parse_request(br#"{"cmd":"status"}"#),
+            Ok(Some(Request::Status {}))
+        );
+        assert_eq!(parse_request(b"\xff\xfe"), Err(LineError::NotText));
+        let long = vec![b' '; MAX_REQUEST_BYTES + 1];
+        assert_eq!(parse_request(&long), Err(LineError::TooLong));
+        let bad = parse_request(b"{\"cmd\":\"reboot\"}").unwrap_err();
+        assert!(matches!(bad, LineError::Malformed(_)) && !bad.closes());
+        assert!(LineError::NotText.closes() && LineError::TooLong.closes());
     }
 
     #[test]

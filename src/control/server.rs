@@ -27,7 +27,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufR
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, Semaphore};
 
-use super::{Request, Response, MAX_REQUEST_BYTES};
+use super::{parse_request, LineError, Request, Response, MAX_REQUEST_BYTES};
 
 /// Connections open at once; a further one is closed as soon as it is accepted.
 pub const MAX_OPEN: usize = 4096;
@@ -167,16 +167,13 @@ async fn connection<H: Fn(Call)>(stream: UnixStream, handle: &H, limits: &Limits
     let mut buf = Vec::new();
     loop {
         let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut read, &mut buf)).await {
-            Ok(Ok(Line::Text(line))) => line,
+            Ok(Ok(Line::Bytes(line))) => line,
             Ok(Ok(Line::TooLong)) => {
-                let why = format!(
-                    "request line longer than {MAX_REQUEST_BYTES} bytes; refused and closed"
-                );
-                let _ = send(&mut write, &Response::refused(why)).await;
-                return;
-            }
-            Ok(Ok(Line::NotText)) => {
-                let _ = send(&mut write, &Response::refused("request is not UTF-8 text")).await;
+                let _ = send(
+                    &mut write,
+                    &Response::refused(LineError::TooLong.to_string()),
+                )
+                .await;
                 return;
             }
             Ok(Ok(Line::End) | Err(_)) => return,
@@ -189,14 +186,12 @@ async fn connection<H: Fn(Call)>(stream: UnixStream, handle: &H, limits: &Limits
                 return;
             }
         };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let req: Request = match serde_json::from_str(&line) {
-            Ok(r) => r,
+        let req = match parse_request(&line) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
             Err(e) => {
-                let r = Response::refused(format!("cannot read the request: {e}"));
-                if send(&mut write, &r).await.is_err() {
+                let sent = send(&mut write, &Response::refused(e.to_string())).await;
+                if e.closes() || sent.is_err() {
                     return;
                 }
                 continue;
@@ -227,12 +222,10 @@ async fn connection<H: Fn(Call)>(stream: UnixStream, handle: &H, limits: &Limits
 /// One line read with a bound.
 #[derive(Debug, PartialEq)]
 enum Line {
-    /// A line (without its newline).
-    Text(String),
+    /// A line's bytes (without its newline), for [`parse_request`].
+    Bytes(Vec<u8>),
     /// [`MAX_REQUEST_BYTES`] without a newline.
     TooLong,
-    /// Not UTF-8.
-    NotText,
     /// The client closed before a whole line.
     End,
 }
@@ -253,10 +246,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std
         return Ok(Line::TooLong);
     }
     // Otherwise the stream ended inside a line: still a request.
-    Ok(match String::from_utf8(std::mem::take(buf)) {
-        Ok(s) => Line::Text(s),
-        Err(_) => Line::NotText,
-    })
+    Ok(Line::Bytes(std::mem::take(buf)))
 }
 
 async fn ask<H: Fn(Call)>(
@@ -317,13 +307,16 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Line::Text(r#"{"cmd":"status"}"#.into()),
-                Line::Text(String::new()),
-                Line::Text("last".into()),
+                Line::Bytes(br#"{"cmd":"status"}"#.to_vec()),
+                Line::Bytes(Vec::new()),
+                Line::Bytes(b"last".to_vec()),
                 Line::End
             ]
         );
-        assert_eq!(lines_of(b"\xff\xfe\n").await[0], Line::NotText);
+        assert_eq!(
+            lines_of(b"\xff\xfe\n").await[0],
+            Line::Bytes(b"\xff\xfe".to_vec())
+        );
     }
 
     /// A line past the bound is refused after at most the bound and one byte were read: the
@@ -342,7 +335,7 @@ mod tests {
         let mut r = BufReader::new(exact.as_slice());
         assert!(matches!(
             read_line(&mut r, &mut buf).await.unwrap(),
-            Line::Text(t) if t.len() == MAX_REQUEST_BYTES
+            Line::Bytes(t) if t.len() == MAX_REQUEST_BYTES
         ));
     }
 }

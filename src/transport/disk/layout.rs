@@ -26,7 +26,7 @@ pub const SLOT_AREA_BYTES_MAX: u64 = 64 << 20;
 const HEADER_MAGIC: [u8; 8] = *b"ETRNDISK";
 const SLOT_MAGIC: [u8; 8] = *b"ETRNSLOT";
 const NAME_BYTES: usize = 64;
-const HEADER_CRC_AT: usize = 96;
+pub(super) const HEADER_CRC_AT: usize = 96;
 const RECORD_FIXED_BYTES: usize = 72;
 const GRANT_BYTES: usize = 32;
 

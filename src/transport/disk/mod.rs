@@ -86,6 +86,7 @@
 //!   touched.
 
 mod device;
+pub(crate) mod fuzz_api;
 mod layout;
 pub mod pill;
 mod reader;

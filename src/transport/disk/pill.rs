@@ -44,7 +44,7 @@ use super::DiskError;
 
 const PILL_MAGIC: [u8; 8] = *b"ETRNPILL";
 const ACK_MAGIC: [u8; 8] = *b"ETRNPACK";
-const CRC_AT: usize = 40;
+pub(super) const CRC_AT: usize = 40;
 
 /// A pill for `target`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ fn check_common(buf: &[u8], magic: &[u8; 8], cluster_hash: u64) -> Result<(), &'
 }
 
 impl Pill {
-    fn encode(&self, buf: &mut [u8], cluster_hash: u64) {
+    pub(super) fn encode(&self, buf: &mut [u8], cluster_hash: u64) {
         buf.fill(0);
         buf[..8].copy_from_slice(&PILL_MAGIC);
         put_u16(buf, 8, self.target);
@@ -123,7 +123,7 @@ impl Pill {
         seal(buf, CRC_AT);
     }
 
-    fn decode(buf: &[u8], node: NodeId, cluster_hash: u64) -> Block<Pill> {
+    pub(super) fn decode(buf: &[u8], node: NodeId, cluster_hash: u64) -> Block<Pill> {
         if buf.iter().all(|&b| b == 0) {
             return Block::Blank;
         }
@@ -153,7 +153,7 @@ impl Pill {
 }
 
 impl Ack {
-    fn encode(&self, buf: &mut [u8], cluster_hash: u64) {
+    pub(super) fn encode(&self, buf: &mut [u8], cluster_hash: u64) {
         buf.fill(0);
         buf[..8].copy_from_slice(&ACK_MAGIC);
         put_u16(buf, 8, self.node);
@@ -164,7 +164,7 @@ impl Ack {
         seal(buf, CRC_AT);
     }
 
-    fn decode(buf: &[u8], node: NodeId, cluster_hash: u64) -> Block<Ack> {
+    pub(super) fn decode(buf: &[u8], node: NodeId, cluster_hash: u64) -> Block<Ack> {
         if buf.iter().all(|&b| b == 0) {
             return Block::Blank;
         }
