@@ -68,6 +68,11 @@ fn log_entry_command() {
 }
 
 #[test]
+fn snapshot_state() {
+    survives("snapshot", 20_000);
+}
+
+#[test]
 fn control_request_parser() {
     survives("control", 20_000);
 }

@@ -6,6 +6,7 @@
 //! | `envelope` | [`crate::transport::envelope::Envelope::decode`] | a datagram or stream's bytes |
 //! | `raft` | [`crate::policy::raft_wire::WireMessage::decode`] and the conversion to raft-rs | a raft message's bytes |
 //! | `entry` | [`crate::policy::entry::Keys::decode`]: a committed log entry's command | an entry's data |
+//! | `snapshot` | [`crate::policy::snapshot::decode`]: the replicated state in a snapshot | a snapshot's data |
 //! | `control` | [`crate::control::parse_request`] | one request line |
 //! | `disk` | the disk path's header, slot record, pill and acknowledgement; `disk_lock`'s owner block and slots | a selector, two parameters, a block |
 
@@ -25,6 +26,7 @@ pub fn all() -> Vec<Arc<dyn Target>> {
         Arc::new(wire::EnvelopeTarget::new()),
         Arc::new(wire::RaftTarget::new()),
         Arc::new(wire::EntryTarget::new()),
+        Arc::new(wire::SnapshotTarget::new()),
         Arc::new(control::ControlTarget::new()),
         Arc::new(disk::DiskTarget::new()),
     ]

@@ -1,5 +1,5 @@
-//! What travels between nodes: the envelope, the raft message inside it, and a log entry's
-//! command inside that.
+//! What travels between nodes: the envelope, the raft message inside it, a log entry's
+//! command inside that, and the state a snapshot carries.
 
 use raft::eraftpb;
 
@@ -14,8 +14,9 @@ use crate::policy::raft_wire::{
     WireConfState, WireEntry, WireError, WireMessage, WireSnapshot, WireSnapshotMetadata,
 };
 use crate::policy::rng::Rng;
+use crate::policy::snapshot;
 use crate::policy::spec::ClusterSpec;
-use crate::policy::state::{AdminCommand, Cause, Command, Release};
+use crate::policy::state::{AdminCommand, Cause, ClusterState, Command, Release};
 use crate::transport::envelope::{Body, DecodeError, Envelope, Expect, PROTOCOL_VERSION};
 
 /// The config whose names the entries use.
@@ -570,6 +571,108 @@ impl Target for EntryTarget {
         match self.keys.decode(&again) {
             Ok(c2) if c2 == cmd => Ok(Outcome::Accepted),
             other => Err(format!("{cmd:?} encoded again decodes to {other:?}")),
+        }
+    }
+}
+
+/// Field names of a snapshot's stored form (`policy/snapshot.rs`).
+const SNAPSHOT_NAMES: &[&str] = &[
+    "format",
+    "groups",
+    "standby",
+    "maintenance",
+    "schedule_fired",
+    "solo",
+    "joined",
+    "config",
+    "applied",
+    "instances",
+    "failures",
+    "home",
+    "avoid",
+    "failback_now",
+    "request_cause",
+    "last_cause",
+    "last_epoch",
+    "version",
+    "node",
+    "epoch",
+    "stopping",
+    "stop_cause",
+];
+
+/// The `snapshot` target: [`snapshot::decode`] of the state a coordinator sends a follower
+/// too far behind, and a node reads at start; a state read must encode to the same meaning.
+pub struct SnapshotTarget {
+    spec: ClusterSpec,
+    keys: Keys,
+    seeds: Vec<Vec<u8>>,
+}
+
+impl SnapshotTarget {
+    /// With its seeds: states reached by applying random commands.
+    pub fn new() -> SnapshotTarget {
+        let spec = spec();
+        let keys = Keys::new(&spec);
+        let seeds = seeds_of(|rng| snapshot::encode(&state(rng, &spec), &keys).ok());
+        SnapshotTarget { spec, keys, seeds }
+    }
+}
+
+impl Default for SnapshotTarget {
+    fn default() -> SnapshotTarget {
+        SnapshotTarget::new()
+    }
+}
+
+/// A state after up to 40 random commands.
+fn state(rng: &mut Rng, spec: &ClusterSpec) -> ClusterState {
+    let mut s = ClusterState::new(spec);
+    for index in 1..=rng.range(0, 41) {
+        s.apply(spec, index, &command(rng, spec));
+    }
+    s
+}
+
+impl Target for SnapshotTarget {
+    fn name(&self) -> &'static str {
+        "snapshot"
+    }
+
+    fn seeds(&self) -> &[Vec<u8>] {
+        &self.seeds
+    }
+
+    fn generate(&self, rng: &mut Rng) -> Option<Vec<u8>> {
+        snapshot::encode(&state(rng, &self.spec), &self.keys).ok()
+    }
+
+    fn mutate(&self, rng: &mut Rng, input: &mut Vec<u8>, _corpus: &[Vec<u8>]) {
+        msgpack::mutate(rng, input, SNAPSHOT_NAMES);
+    }
+
+    fn max_len(&self) -> usize {
+        16384
+    }
+
+    fn exec(&self, input: &[u8]) -> Result<Outcome, String> {
+        let (state, unknown) = match snapshot::decode(input, &self.spec, &self.keys) {
+            Ok(x) => x,
+            Err(EntryError::Malformed(m)) => {
+                return Ok(Outcome::Refused(format!("malformed: {}", kind_of(&m))))
+            }
+            Err(EntryError::Unknown { kind, .. }) => {
+                return Ok(Outcome::Refused(format!("unknown {kind}")))
+            }
+        };
+        let again = snapshot::encode(&state, &self.keys)
+            .map_err(|e| format!("a decoded state does not encode: {e}"))?;
+        match snapshot::decode(&again, &self.spec, &self.keys) {
+            Ok((s2, None)) if s2 == state => Ok(match unknown {
+                None => Outcome::Accepted,
+                Some(_) => Outcome::Refused("names what this config lacks".into()),
+            }),
+            other => Err(format!("{state:?} encoded again decodes to {other:?}")),
         }
     }
 }
