@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::policy::snapshot;
+use raft::eraftpb::MessageType;
+use raft::Storage as _;
 
 impl Sim {
     pub(super) fn violate(&mut self, rule: &'static str, detail: String) {
@@ -14,6 +16,48 @@ impl Sim {
                 at_us: self.now_us,
                 step: self.step,
             });
+        }
+    }
+
+    /// Durability: a node tells another only what its disk holds. An append it accepts up to
+    /// index *i* is on its disk up to *i*, and a vote it grants in term *t* is its disk's vote
+    /// in *t*; raft's safety rests on both surviving a crash, and a breach here is what, much
+    /// later and rarely, shows as LOG (a committed entry lost, the index reused).
+    pub(super) fn check_durable(&mut self, node: NodeId, msg: &Message) {
+        let Message::Raft { msg: m, .. } = msg else {
+            return;
+        };
+        if m.reject {
+            return;
+        }
+        let log = &self.nodes[usize::from(node)].disk.log;
+        let detail = if m.msg_type == MessageType::MsgAppendResponse as u8 {
+            let durable = log.last_index().unwrap_or(0);
+            (durable < m.index).then(|| {
+                format!(
+                    "{} accepted appends up to index {} with only {durable} on its disk",
+                    self.name(node),
+                    m.index
+                )
+            })
+        } else if m.msg_type == MessageType::MsgRequestVoteResponse as u8 {
+            let hs = log.hard_state();
+            (hs.term < m.term || (hs.term == m.term && hs.vote != m.to)).then(|| {
+                format!(
+                    "{} granted its vote in term {} to node id {} before its disk held it \
+                     (term {}, vote {})",
+                    self.name(node),
+                    m.term,
+                    m.to,
+                    hs.term,
+                    hs.vote
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(detail) = detail {
+            self.violate("DURABLE", detail);
         }
     }
 

@@ -18,6 +18,7 @@
 //! - **State agreement**: nodes of one file that applied the log up to index *i* hold the
 //!   same state, whether they applied every entry or installed a snapshot (compaction and
 //!   catch-up lose nothing).
+//! - **Durability**: a node acknowledges an append or grants a vote only once its disk holds it.
 //!
 //! Everything comes from the seed; the same seed gives the same trace, byte for byte.
 //!
@@ -78,7 +79,8 @@ const REBOOT_US: (u64, u64) = (500_000, 4_000_000);
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// Which rule: "S1", "S2", "L1", "L2", "LOG" or "CFG" (a node whose file differs coordinated or started a resource).
+    /// Which rule: "S1", "S2", "L1", "L2", "LOG", "STATE", "DURABLE", "PERSIST", "LIVE" or
+    /// "CFG" (a node whose file differs coordinated or started a resource).
     pub rule: &'static str,
     /// What exactly.
     pub detail: String,

@@ -136,6 +136,7 @@ impl Sim {
         if usize::from(to) >= self.nodes.len() {
             return;
         }
+        self.check_durable(node, &msg);
         // The node core chose the paths (`policy::route`): leases on every path that
         // is up, everything else on one network path. Of a lease message's copies only
         // the first to arrive is delivered: the later ones change nothing at the
