@@ -591,7 +591,10 @@ impl Consensus {
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;
-        meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        // Every node a voter, as at a first start: a two-node survivor's learner peer is a
+        // change of its own configuration alone (see `go_alone`), which the receiver of this
+        // snapshot must not take for its own; each node derives it again from the state.
+        meta.mut_conf_state().voters = (1..=self.nodes as u64).collect();
         self.raw.mut_store().compact_to(&snap)?;
         Ok(Some(Persist {
             // Not a Ready of its own: reporting `emitted` again once written changes nothing.
@@ -1048,5 +1051,48 @@ mod tests {
         p.rounds(20);
         assert!(p.has(a, &Pair::cmd(4)) && p.has(b, &Pair::cmd(4)));
         assert_eq!(p.leader(), Some(a));
+    }
+    /// A snapshot names every node a voter, whatever its taker's configuration: a two-node
+    /// survivor's learner peer is that survivor's own change (`go_alone`), and a peer that
+    /// took it from a snapshot for its own could never campaign once the survivor died.
+    #[test]
+    fn a_survivors_snapshot_leaves_its_peer_a_voter() {
+        let mut p = Pair::new();
+        p.rounds(200);
+        let a = p.leader().expect("two voters elect a leader");
+        let b = 1 - a;
+        p.linked = false;
+        p.rounds(200);
+        p.c[a].go_alone(b as NodeId).unwrap();
+        p.rounds(3);
+        for k in 0..10 {
+            assert!(p.c[a].propose(&Pair::cmd(k % 5)));
+            p.rounds(2);
+        }
+        assert!(!p.c[a].is_voter(b as NodeId));
+        let batch = p.c[a]
+            .snapshot(b"state".to_vec())
+            .unwrap()
+            .expect("applied entries");
+        let conf = batch
+            .compact
+            .expect("a compaction")
+            .take_metadata()
+            .take_conf_state();
+        assert_eq!(conf.voters, vec![1, 2]);
+        assert!(conf.learners.is_empty(), "{conf:?}");
+
+        // The peer comes back with an empty log and is caught up with that snapshot.
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let empty = MemLog::new_with_conf_state(&[1, 2]);
+        p.c[b] = Consensus::new(b as NodeId, &simple_spec(2, 5), empty, 9, &logger).unwrap();
+        p.c[b].rejoin();
+        p.linked = true;
+        p.rounds(30);
+        assert!(
+            p.c[b].take_restored().is_some(),
+            "caught up by the snapshot"
+        );
+        assert!(p.c[b].is_voter(b as NodeId) && p.c[b].is_voter(a as NodeId));
     }
 }
