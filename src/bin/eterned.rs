@@ -65,6 +65,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr a file on a full disk) is lost, never a
+        // panic: by default the subscriber reports it with `eprintln!`, which panics when
+        // stderr fails, and took both processes down with it.
+        .log_internal_errors(false)
         .init();
     // `eterned` is two processes (see eterne::monitor): as started, the monitor, which starts
     // the core; the core and a monitor the core restarts say so in their environment.
