@@ -30,7 +30,7 @@
 //! inside the last record, cannot be told from a torn write here.
 
 use crate::ondisk::get_u32;
-use crate::policy::raft_log::{LogStore, MemLog, StoreError};
+use crate::policy::raft_log::{LogStore, MemLog, Persist, StoreError};
 use crate::policy::raft_wire::{WireConfState, WireEntry, WireHardState, WireSnapshot};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage};
@@ -106,7 +106,20 @@ pub struct FileLog {
     log: File,
     /// Whether records were written since the last fsync.
     dirty: bool,
+    /// The length of `raft.log` as written through `log`.
+    len: u64,
+    /// How far the file's blocks are reserved (`fallocate`, keeping its size): a record that
+    /// fits below is never cut short by a full disk.
+    reserved_to: u64,
+    /// The filesystem cannot reserve (`EOPNOTSUPP`): records are written unreserved.
+    no_reserve: bool,
+    /// A write or fsync failed since the last rewrite: what is on disk may hold a partial
+    /// record, or records a failed fsync lost. [`FileLog::persist`] rewrites the file first.
+    broken: bool,
 }
+
+/// How much of `raft.log` is reserved ahead of the records at a time.
+const RESERVE: u64 = 1 << 20;
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
@@ -179,12 +192,34 @@ fn read_frame(bytes: &[u8], at: usize) -> Frame<'_> {
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
-    let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-    f.write_all(bytes).map_err(io_err("write", &tmp))?;
-    f.sync_all().map_err(io_err("fsync", &tmp))?;
-    drop(f);
-    fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+    let written = File::create(&tmp)
+        .map_err(io_err("create", &tmp))
+        .and_then(|mut f| {
+            f.write_all(bytes).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("fsync", &tmp))
+        })
+        .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("rename", &path)));
+    if written.is_err() {
+        // On a full disk, a half-written copy would only take the room the next try needs.
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     sync_dir(dir)
+}
+
+/// Gives `f` the blocks of `[offset, offset + len)` without changing its size.
+fn fallocate_keep_size(f: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    // SAFETY: fallocate on a descriptor `f` owns; no memory is passed.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Makes a rename in `dir` durable.
@@ -392,6 +427,7 @@ impl FileLog {
             .append(true)
             .open(&log_path)
             .map_err(io_err("open", &log_path))?;
+        let len = log.metadata().map_err(io_err("stat", &log_path))?.len();
         let mut store = FileLog {
             mem,
             snapshot,
@@ -399,6 +435,10 @@ impl FileLog {
             log_path,
             log,
             dirty: false,
+            len,
+            reserved_to: 0,
+            no_reserve: false,
+            broken: false,
         };
         if needs_rewrite {
             store.rewrite()?;
@@ -513,16 +553,68 @@ impl FileLog {
             .open(&self.log_path)
             .map_err(io_err("open", &self.log_path))?;
         self.dirty = false;
+        self.len = bytes.len() as u64;
+        self.reserved_to = 0;
         Ok(())
     }
 
     fn write_record(&mut self, rec: &Record) -> Result<(), StoreError> {
         let bytes = frame(rec, &self.log_path)?;
-        self.log
-            .write_all(&bytes)
-            .map_err(io_err("write", &self.log_path))?;
+        self.reserve(bytes.len() as u64)?;
+        if let Err(e) = self.log.write_all(&bytes) {
+            self.broken = true;
+            return Err(io_err("write", &self.log_path)(e));
+        }
+        self.len += bytes.len() as u64;
         self.dirty = true;
         Ok(())
+    }
+
+    /// Makes sure the next `need` bytes of `raft.log` have their blocks, reserving
+    /// [`RESERVE`] more when they do not: a full disk fails here, before any byte of the
+    /// record is written, and never leaves half a record.
+    fn reserve(&mut self, need: u64) -> Result<(), StoreError> {
+        let end = self.len + need;
+        if self.no_reserve || end <= self.reserved_to {
+            return Ok(());
+        }
+        // Ahead by RESERVE when the disk has it; close to full, just this record.
+        let mut last = None;
+        for size in [need.max(RESERVE), need] {
+            match fallocate_keep_size(&self.log, self.len, size) {
+                Ok(()) => {
+                    self.reserved_to = self.len + size;
+                    return Ok(());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    tracing::warn!(file = %self.log_path.display(), "this filesystem cannot reserve space ahead: a full disk may cut a record short (dropped as a torn tail at the next start)");
+                    self.no_reserve = true;
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(io_err("reserve space in", &self.log_path)(
+            last.unwrap_or_else(|| std::io::Error::from(ErrorKind::Other)),
+        ))
+    }
+
+    /// Writes a batch the node core asked for ([`Persist::write_to`]), and returns only once
+    /// it is durable. After a failure (a full or failing disk) the same batch may be tried
+    /// again, as often as needed: the first try after a failure rewrites the log from memory
+    /// (atomically), so neither a partial record nor a record a failed fsync may have lost
+    /// stays behind, and the parts of the batch that reached memory before the failure are
+    /// written again.
+    pub fn persist(&mut self, batch: &Persist) -> Result<(), StoreError> {
+        if self.broken {
+            self.rewrite()?;
+            self.broken = false;
+        }
+        let r = batch.write_to(self);
+        if r.is_err() {
+            self.broken = true;
+        }
+        r
     }
 
     /// The state in memory, as raft sees it.
@@ -616,6 +708,12 @@ impl LogStore for FileLog {
     }
 
     fn apply_snapshot(&mut self, snap: Snapshot) -> Result<(), StoreError> {
+        let meta = snap.get_metadata();
+        let have = self.mem.snapshot_metadata();
+        if self.snapshot.is_some() && (have.index, have.term) == (meta.index, meta.term) {
+            // Applied already: a batch tried again after a failure.
+            return Ok(());
+        }
         self.mem.check_snapshot(&snap)?;
         let path = self.dir.join(SNAPSHOT_FILE);
         write_atomic(
@@ -656,9 +754,12 @@ impl LogStore for FileLog {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         if self.dirty {
-            self.log
-                .sync_data()
-                .map_err(io_err("fsync", &self.log_path))?;
+            if let Err(e) = self.log.sync_data() {
+                // What the kernel could not write may be gone from its cache: only a rewrite
+                // makes it durable now, never a second fsync.
+                self.broken = true;
+                return Err(io_err("fsync", &self.log_path)(e));
+            }
             self.dirty = false;
         }
         Ok(())

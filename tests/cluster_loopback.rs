@@ -662,3 +662,131 @@ fn a_follower_far_behind_catches_up_and_a_damaged_log_rejoins_from_the_cluster()
     });
     stays(&c, "demo", "n1");
 }
+
+/// A tmpfs of `size` on `dir` (created), lazily unmounted on drop: the files the daemon still
+/// holds open there keep it busy until the daemon is gone.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).expect("the node's dir");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount")
+            .success();
+        assert!(ok, "mount a tmpfs on {}", dir.display());
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem of `dir` with `dir/filler` until a write fails.
+fn fill(dir: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).expect("create the filler");
+    let chunk = vec![0u8; 64 * 1024];
+    for _ in 0..100_000 {
+        if f.write_all(&chunk).and_then(|()| f.sync_all()).is_err() {
+            return;
+        }
+    }
+    panic!("{} never filled", dir.display());
+}
+
+#[test]
+fn a_full_state_disk_on_the_owner_moves_its_group_and_the_node_recovers_once_there_is_room() {
+    if skip(
+        "a_full_state_disk_on_the_owner_moves_its_group_and_the_node_recovers_once_there_is_room",
+    ) {
+        return;
+    }
+    let mut c = Cluster::loopback(45, &Opts::default());
+    // n1's state, run dir, event log and stderr log (both processes' `tracing`) on a small
+    // disk of its own; a snapshot every 2 entries, so that every second commit writes a new
+    // file there.
+    let disk = SmallDisk::mount(&c.nodes[0].dir, "8m");
+    c.nodes[0]
+        .extra
+        .extend(["--snapshot-every".into(), "2".into()]);
+    up(&mut c);
+    let app = c.app_running(0, APP).expect("n1 runs the application");
+
+    fill(&disk.0);
+    let full = Instant::now();
+    // Commits that leave demo where it is: n1 must write them, and cannot. (Once n1 fails,
+    // a request may wait for a new coordinator and time out: that is not what is tested.)
+    for on in [true, false, true, false] {
+        if c.status(0).is_some_and(|s| s.state_disk_failed.is_some()) {
+            break;
+        }
+        let node = "n3".to_string();
+        let _ = c.ask(
+            1,
+            if on {
+                Request::Standby { node }
+            } else {
+                Request::Unstandby { node }
+            },
+        );
+    }
+    c.wait_for("n1 reports its state disk failed", |c| {
+        c.status(0)
+            .and_then(|s| s.state_disk_failed)
+            .is_some_and(|why| why.contains("No space left"))
+    });
+    let s = c.status(0).expect("n1 answers");
+    assert!(!s.holds_lease, "n1 gave its lease up");
+    c.wait_for("demo moves to n2, next in priority order", |c| {
+        c.on("demo").as_deref() == Some("n2")
+    });
+    let moved = full.elapsed();
+    assert!(
+        !cluster::alive(app),
+        "n1 stopped its application before n2 started demo"
+    );
+    for i in [1, 2] {
+        let s = c.status(i).expect("answers");
+        let n1 = s.nodes.iter().find(|n| n.name == "n1").expect("n1");
+        assert!(!n1.alive, "n{} sees n1 lost: it fell silent", i + 1);
+        assert_ne!(s.coordinator.as_deref(), Some("n1"));
+    }
+    println!(
+        "demo ran on n2 {} ms after n1's disk filled",
+        moved.as_millis()
+    );
+
+    // Room again: n1 writes, is heard again, and the event log resumes with what it lost.
+    std::fs::remove_file(disk.0.join("filler")).expect("free the space");
+    c.wait_for("n1 recovers and the cluster forms again", |c| {
+        c.status(0).is_some_and(|s| s.state_disk_failed.is_none()) && c.formed()
+    });
+    c.wait_for("n1 holds a lease again", |c| {
+        c.status(0).is_some_and(|s| s.holds_lease)
+    });
+    // Written once there was room again (what fit in the last page of the file while the
+    // disk was full was written then; what did not is counted when the log reopens).
+    let names: Vec<String> = c
+        .events(0)
+        .iter()
+        .filter_map(|e| e["event"].as_str().map(str::to_string))
+        .collect();
+    let recovered = names.iter().position(|e| e == "state_disk_recovered");
+    assert!(
+        recovered.is_some_and(|at| at + 1 < names.len()),
+        "n1's event log goes on after its recovery: {names:?}"
+    );
+    for e in c.events_named(0, "event_log_reopened") {
+        assert!(e["lost"].as_u64().is_some_and(|l| l >= 1), "{e}");
+    }
+    stays(&c, "demo", "n2");
+}

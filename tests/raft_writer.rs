@@ -1,7 +1,8 @@
 //! The raft log writer on a disk that fills up (a real tmpfs with a size limit): the batches
-//! written before the disk filled are durable and acknowledged in order, the first one that
-//! does not fit is reported failed, and nothing after it is ever acknowledged, so a node on a
-//! full disk can never answer raft for entries it did not keep.
+//! written before the disk filled are durable and acknowledged in order; the first one that
+//! does not fit is reported failed and leaves no partial record (its space is reserved before
+//! a byte is written); nothing after it is acknowledged while the disk is full; once there is
+//! room again it is written, reported recovered, and every batch after it follows in order.
 
 use std::process::Command;
 use std::sync::mpsc;
@@ -56,9 +57,9 @@ fn batch(number: u64) -> Persist {
 }
 
 #[test]
-fn a_full_disk_stops_the_writer_at_the_first_batch_that_does_not_fit() {
+fn a_full_disk_holds_the_writer_at_the_first_batch_that_does_not_fit_until_there_is_room() {
     if support::skip_unless_root(
-        "a_full_disk_stops_the_writer_at_the_first_batch_that_does_not_fit",
+        "a_full_disk_holds_the_writer_at_the_first_batch_that_does_not_fit_until_there_is_room",
         "mounting a size-limited tmpfs",
     ) {
         return;
@@ -80,6 +81,7 @@ fn a_full_disk_stops_the_writer_at_the_first_batch_that_does_not_fit() {
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Written::Durable { number, .. }) => durable.push(number),
             Ok(Written::Failed { number, why }) => break (number, why),
+            Ok(w) => panic!("nothing to recover from yet: {w:?}"),
             Err(e) => panic!("the writer neither filled the disk nor failed: {e}"),
         }
     };
@@ -92,31 +94,54 @@ fn a_full_disk_stops_the_writer_at_the_first_batch_that_does_not_fit() {
     );
     assert_eq!(failed.0, k + 1, "the first batch that did not fit failed");
     assert!(
-        failed.1.contains("No space"),
-        "the reason names the error: {}",
+        failed.1.contains("No space") && failed.1.contains("raft.log"),
+        "the reason names the file and the error: {}",
         failed.1
     );
-    // Later batches are never acknowledged, and a batch submitted now neither.
+    // Nothing after it is acknowledged while the disk stays full, and the log on disk is
+    // whole: a start now would find exactly the acknowledged batches, no torn record.
     writer.submit(batch(65), Vec::new());
     assert!(
-        rx.recv_timeout(Duration::from_millis(500)).is_err(),
-        "nothing is acknowledged after a failed batch"
+        rx.recv_timeout(Duration::from_millis(2500)).is_err(),
+        "nothing is acknowledged while the failed batch waits (it is tried every second)"
     );
-    drop(writer);
-    // The operator makes room (here: grows the tmpfs) and restarts: what was acknowledged is
-    // on the disk, and the log reopens with at least those entries (a torn tail of the failed
-    // batch is dropped on replay).
+    let seen = eterne::storage::inspect(&raft_dir).expect("the log reads whole");
+    assert!(!seen.needs_rewrite, "no partial record on the full disk");
+    assert_eq!(seen.log.last_index().ok(), Some(k));
+
+    // Room again (the tmpfs grows): the failed batch is written, then all after it, in order.
     let ok = Command::new("mount")
-        .args(["-o", "remount,size=2m"])
+        .args(["-o", "remount,size=4m"])
         .arg(disk.dir.path())
         .status()
         .expect("run mount")
         .success();
     assert!(ok, "grow the tmpfs");
-    let reopened = FileLog::open(&raft_dir, &[1, 2, 3]).expect("reopen the log");
-    let last = reopened.last_index().expect("last index");
-    assert!(
-        (k..=k + 1).contains(&last),
-        "acknowledged {k} batches, the log holds entries up to {last}"
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Written::Recovered { number, tries }) => {
+            assert_eq!(number, k + 1);
+            assert!(tries >= 2, "tried every second while full: {tries}");
+        }
+        other => panic!("the failed batch is reported recovered first: {other:?}"),
+    }
+    let mut after = Vec::new();
+    while after.len() < (65 - k) as usize {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Written::Durable { number, .. }) => after.push(number),
+            other => panic!("only acknowledgements after the recovery: {other:?}"),
+        }
+    }
+    assert_eq!(
+        after,
+        (k + 1..=65).collect::<Vec<_>>(),
+        "in order, none lost"
+    );
+    drop(writer);
+    let seen = eterne::storage::inspect(&raft_dir).expect("the log reads whole");
+    assert!(!seen.needs_rewrite);
+    assert_eq!(
+        seen.log.last_index().ok(),
+        Some(65),
+        "every batch is in the log"
     );
 }

@@ -467,3 +467,36 @@ fn memlog_and_filelog_agree() {
     drop(file);
     assert_eq!(reopen(&dir.0).mem(), &mem);
 }
+
+/// The writer tries a batch again after a failure (a full disk): a batch written twice,
+/// whatever part of it reached the log the first time, leaves the log as written once.
+#[test]
+fn a_batch_written_again_leaves_the_log_as_written_once() {
+    use eterne::policy::raft_log::Persist;
+    let dir = TempDir::new("again");
+    let mut log = FileLog::open(&dir.0, &[1, 2, 3]).unwrap();
+    let first = Persist {
+        number: 1,
+        entries: ents(1..=4, 1),
+        hard_state: Some(hs(1, 1, 2)),
+        must_sync: true,
+        ..Persist::default()
+    };
+    let second = Persist {
+        number: 2,
+        snapshot: Some(snap(10, 2, &[1, 2, 3], b"state")),
+        entries: ents(11..=12, 2),
+        hard_state: Some(hs(2, 1, 11)),
+        must_sync: true,
+        ..Persist::default()
+    };
+    for batch in [&first, &first, &second, &second] {
+        log.persist(batch).expect("written");
+    }
+    drop(log);
+    let log = reopen(&dir.0);
+    assert_eq!(log.first_index().unwrap(), 11);
+    assert_eq!(log.last_index().unwrap(), 12);
+    assert_eq!(log.mem().hard_state(), &hs(2, 1, 11));
+    assert_eq!(log.last_snapshot().map(|s| s.data.to_vec()), Some(b"state".to_vec()));
+}

@@ -305,6 +305,14 @@ pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Va
         } => ("fence_failed", fence(&n, *target, *attempt, outcome)),
         Event::FenceDeviceFailed { outcome } => ("fence_device_failed", device(outcome)),
         Event::FenceDeviceRecovered { outcome } => ("fence_device_recovered", device(outcome)),
+        Event::StateDiskFailed { why } => (
+            "state_disk_failed",
+            json!({"why": why, "effect": "this node gave up its lease, stops its exclusive groups and falls silent until its raft log can be written again (tried every second)"}),
+        ),
+        Event::StateDiskRecovered => (
+            "state_disk_recovered",
+            json!({"why": "the raft log is written again: this node is heard again and rejoins"}),
+        ),
         Event::OrphanStopped { group } => (
             "orphan_stopped",
             json!({"group": n.group(*group), "why": "found active here, not placed here"}),

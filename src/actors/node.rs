@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `Heartbeat { path, hb }` | the path's QUIC transport sends a datagram to every peer; on the disk path, [`DiskPath::heartbeat`] |
 //! | `Send { to, paths, msg }` | on each path of `paths` (the core's choice, `policy::route`): a network path's QUIC transport, or [`DiskPath::send`] |
-//! | `Persist { batch, then }` | to the raft log writer thread; once durable, `then` is sent and `Input::Persisted` fed |
+//! | `Persist { batch, then }` | to the raft log writer thread; once durable, `then` is sent and `Input::Persisted` fed; a batch it cannot write feeds `Input::StateDiskFailed`, and `Input::StateDiskRecovered` once it could |
 //! | `Agent(op)` | to the GroupActor of `op.group` |
 //! | `Watchdog { deadline_us }` | the monitor process is told (with the lease and the applied index) before the step's other effects go out, see [`super::monitor`] |
 //! | `Event(ev)` | a JSON line in the event log and a `tracing` line; answers pending control requests |
@@ -690,10 +690,18 @@ impl Handler<Written> for NodeActor {
                 });
             }
             Written::Failed { number, why } => {
-                self.events.write(
-                    "persist_failed",
-                    obj(json!({"batch": number, "why": why, "effect": "this node acknowledges no more raft traffic: its lease runs out and it stops its exclusive resources; fix the disk and restart eterned"})),
+                tracing::error!(batch = number, %why, "cannot write the raft log: this node fails as a whole until it can (tried every second)");
+                self.step(ctx, |core, now| {
+                    core.handle(Input::StateDiskFailed { why }, now)
+                });
+            }
+            Written::Recovered { number, tries } => {
+                tracing::warn!(
+                    batch = number,
+                    tries,
+                    "the raft log is written again: this node rejoins"
                 );
+                self.step(ctx, |core, now| core.handle(Input::StateDiskRecovered, now));
             }
         }
     }

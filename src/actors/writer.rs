@@ -1,20 +1,25 @@
 //! The raft log writer: the one thread that makes the node core's [`Persist`] batches durable
-//! ([`FileLog`]: append, fsync), so no fsync ever runs on the actor thread that handles
+//! ([`FileLog::persist`]: append, fsync), so no fsync ever runs on the actor thread that handles
 //! heartbeats and leases.
 //!
 //! Batches are written in the order they were submitted. Once a batch is durable, the writer
-//! hands it back ([`Written`]) with the messages that waited for it; the NodeActor sends them
-//! and feeds `Input::Persisted`. A batch that cannot be written poisons the writer: it writes
-//! nothing more, so no later batch can be acknowledged over a gap, and the node stops
-//! acknowledging raft traffic (its lease runs out and its exclusive resources stop, as on any
-//! node that falls behind).
+//! hands it back ([`Written::Durable`]) with the messages that waited for it; the NodeActor
+//! sends them and feeds `Input::Persisted`. A batch that cannot be written (a full or failing
+//! disk) is reported once ([`Written::Failed`]: the node fails as a whole, see
+//! `NodeCore::state_disk_failed`) and tried again every [`RETRY_EVERY`], with every later
+//! batch waiting behind it, so none is ever acknowledged over a gap. The first try that
+//! succeeds is reported ([`Written::Recovered`]) before the batch's `Durable`.
 
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use crate::policy::message::Waiting;
 use crate::policy::raft_log::Persist;
 use crate::storage::FileLog;
+
+/// How long the writer waits before it tries a failed batch again.
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// A batch made durable, or the first one that could not be.
 #[derive(actix::Message, Debug)]
@@ -27,12 +32,20 @@ pub enum Written {
         /// The messages that waited for it.
         then: Waiting,
     },
-    /// Batch `number` could not be written; the writer has stopped.
+    /// Batch `number` could not be written; it is tried again every [`RETRY_EVERY`], and
+    /// nothing after it is written before it.
     Failed {
         /// The batch.
         number: u64,
         /// Why (the file and the operating system's error).
         why: String,
+    },
+    /// Batch `number`, which had failed, is written: its `Durable` follows.
+    Recovered {
+        /// The batch.
+        number: u64,
+        /// How many tries failed before.
+        tries: u32,
     },
 }
 
@@ -53,26 +66,31 @@ impl Writer {
             .name("raft-writer".into())
             .spawn(move || {
                 for (batch, then) in rx {
-                    match batch.write_to(&mut log) {
-                        Ok(()) => done(Written::Durable {
-                            number: batch.number,
-                            then,
-                        }),
-                        Err(e) => {
+                    let number = batch.number;
+                    let mut failed = 0u32;
+                    while let Err(e) = log.persist(&batch) {
+                        if failed == 0 {
                             done(Written::Failed {
-                                number: batch.number,
+                                number,
                                 why: e.to_string(),
                             });
-                            return;
                         }
+                        failed = failed.saturating_add(1);
+                        thread::sleep(RETRY_EVERY);
                     }
+                    if failed > 0 {
+                        done(Written::Recovered {
+                            number,
+                            tries: failed,
+                        });
+                    }
+                    done(Written::Durable { number, then });
                 }
             })?;
         Ok(Writer { tx })
     }
 
-    /// Queues a batch (never blocks). After a failure the batch is dropped: nothing that
-    /// depends on it is ever sent.
+    /// Queues a batch (never blocks); it waits behind a batch that is being tried again.
     pub fn submit(&self, batch: Persist, then: Waiting) {
         let _ = self.tx.send((batch, then));
     }

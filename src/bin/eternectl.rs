@@ -396,6 +396,12 @@ fn table(s: &Status) -> String {
             "CONFIG DIFFERS: {why}; this node runs nothing until its cluster.toml matches"
         );
     }
+    if let Some(why) = &s.state_disk_failed {
+        let _ = writeln!(
+            o,
+            "STATE DISK FAILED: {why}; this node gave up its lease and is silent until its raft log can be written again"
+        );
+    }
     let mut nodes = vec![cells(&["NODE", "STATE", "PATHS"])];
     for n in &s.nodes {
         let state = if !n.alive {

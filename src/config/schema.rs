@@ -543,6 +543,8 @@ pub const EVENT_NAMES: &[&str] = &[
     "config_mismatch",
     "config_differs",
     "event_log_reopened",
+    "state_disk_failed",
+    "state_disk_recovered",
     "admin_action",
 ];
 

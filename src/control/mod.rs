@@ -186,6 +186,10 @@ pub struct Status {
     /// committed under (it runs no group and coordinates nothing until the files agree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_differs: Option<String>,
+    /// Why this node's state disk failed, while it does: it holds no lease, runs no exclusive
+    /// group and is silent to the others until its raft log can be written again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_disk_failed: Option<String>,
     /// This daemon is draining (SIGTERM) and exits once its groups have moved.
     pub draining: bool,
     /// Every node, the witness included.

@@ -141,6 +141,7 @@ pub fn build(core: &NodeCore, shell: &Shell) -> Status {
         maintenance: state.maintenance,
         digest: format!("{:#018x}", spec.digest),
         config_differs: core.config_differs(),
+        state_disk_failed: core.state_disk_failed().map(str::to_string),
         draining: shell.draining,
         nodes,
         groups,

@@ -201,6 +201,15 @@ pub enum Input {
         /// How it went (`ok`: the device answers).
         outcome: FenceOutcome,
     },
+    /// The shell could not write a raft log batch (a full or failing state disk) and keeps
+    /// trying: this node fails as a whole until [`Input::StateDiskRecovered`] (see
+    /// [`crate::policy::node::NodeCore::state_disk_failed`]).
+    StateDiskFailed {
+        /// The file and the operating system's error.
+        why: String,
+    },
+    /// A raft log batch was written again after [`Input::StateDiskFailed`].
+    StateDiskRecovered,
 }
 
 /// How one run of the fence agent went, as the shell saw it (for the events, and `ok` for the
@@ -257,7 +266,8 @@ pub enum Effect {
     },
     /// Make `batch` durable, after every batch before it; then send `then` (messages that may
     /// only leave once the batch is written: a follower's answers, a vote) and feed
-    /// [`Input::Persisted`]. A batch that cannot be written: send nothing, feed nothing.
+    /// [`Input::Persisted`]. A batch that cannot be written: send nothing, feed
+    /// [`Input::StateDiskFailed`], and try it again (later batches wait behind it).
     Persist {
         /// What to write (boxed: a batch is large and rare, and every effect is moved a few
         /// times on its way to the shell).
@@ -429,6 +439,14 @@ pub enum Event {
         /// The good check.
         outcome: FenceOutcome,
     },
+    /// This node's state disk failed: it gave up its lease, stops its exclusive groups and
+    /// falls silent, as a node that died, until its writes succeed again.
+    StateDiskFailed {
+        /// The file and the operating system's error.
+        why: String,
+    },
+    /// This node's raft log is written again: it is heard again and may ask for a lease.
+    StateDiskRecovered,
     /// A group not placed here was found active here at start (an earlier run of the daemon
     /// left it) and has been stopped, before this node asked for a lease.
     OrphanStopped {

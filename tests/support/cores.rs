@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use eterne::config::ClusterConfig;
 use eterne::policy::group::{Action, Outcome};
+use eterne::policy::message::Waiting;
 use eterne::policy::message::{Effect, Event, Input};
 use eterne::policy::node::NodeCore;
-use eterne::policy::raft_log::MemLog;
+use eterne::policy::raft_log::{MemLog, Persist};
 use eterne::policy::spec::ClusterSpec;
 
 /// The cores and what connects them.
@@ -26,6 +27,11 @@ pub struct Cores {
     pub deaf: Option<(usize, usize)>,
     /// Every event of each node since the test last cleared them.
     pub events: Vec<Vec<Event>>,
+    /// Per node: its state disk fails ([`Cores::fail_disk`]); the batches it could not write,
+    /// in order, wait here as they do in the daemon's writer.
+    held: Vec<Option<Vec<(Persist, Waiting)>>>,
+    /// Per node: heartbeats and messages it sent.
+    pub sent: Vec<u64>,
     /// Each node's daemon starts so far (its incarnation).
     starts: Vec<u64>,
     /// Feeds each start's election timeouts.
@@ -56,6 +62,8 @@ impl Cores {
             queue: Vec::new(),
             deaf: None,
             events: vec![Vec::new(); n],
+            held: vec![None; n],
+            sent: vec![0; n],
             starts: vec![0; n],
             seed,
             now: 1_000_000,
@@ -97,7 +105,50 @@ impl Cores {
     /// Node `i`'s daemon dies: what it had not written is lost, its disk stays.
     pub fn crash(&mut self, i: usize) {
         self.cores[i] = None;
+        if let Some(held) = &mut self.held[i] {
+            held.clear();
+        }
         self.queue.retain(|(to, _)| *to != i);
+    }
+
+    /// Node `i`'s state disk fails: from now on its batches are not written, and its core
+    /// hears so, as from the daemon's writer at its first failed write.
+    pub fn fail_disk(&mut self, i: usize, why: &str) {
+        self.held[i].get_or_insert_with(Vec::new);
+        let now = self.now;
+        let why = why.to_string();
+        self.core_mut(i).handle(Input::StateDiskFailed { why }, now);
+        self.effects(i);
+    }
+
+    /// Node `i`'s state disk works again: what waited is written in order, and the core
+    /// hears it recovered before the first of them is durable.
+    pub fn repair_disk(&mut self, i: usize) {
+        let Some(held) = self.held[i].take() else {
+            return;
+        };
+        let now = self.now;
+        self.core_mut(i).handle(Input::StateDiskRecovered, now);
+        self.effects(i);
+        for (batch, then) in held {
+            self.write(i, batch, then);
+        }
+    }
+
+    /// Makes `batch` durable on node `i`'s disk, sends what waited for it, tells the core.
+    fn write(&mut self, i: usize, batch: Persist, then: Waiting) {
+        batch.write_to(&mut self.disks[i]).expect("write");
+        for (to, _, msg) in then {
+            let from = i as u16;
+            self.sent[i] += 1;
+            self.queue
+                .push((usize::from(to), Input::Message { from, msg }));
+        }
+        let number = batch.number;
+        if let Some(core) = self.cores[i].as_mut() {
+            core.handle(Input::Persisted { number }, self.now);
+        }
+        self.effects(i);
     }
 
     /// Node `i`'s core (it must be up).
@@ -120,6 +171,7 @@ impl Cores {
         for e in effects {
             match e {
                 Effect::Heartbeat { path, hb } => {
+                    self.sent[i] += 1;
                     for to in (0..n).filter(|&t| t != i) {
                         if self.deaf != Some((i, to)) {
                             let from = i as u16;
@@ -128,23 +180,15 @@ impl Cores {
                     }
                 }
                 Effect::Send { to, msg, .. } => {
+                    self.sent[i] += 1;
                     let from = i as u16;
                     self.queue
                         .push((usize::from(to), Input::Message { from, msg }));
                 }
-                Effect::Persist { batch, then } => {
-                    batch.write_to(&mut self.disks[i]).expect("write");
-                    for (to, _, msg) in then {
-                        let from = i as u16;
-                        self.queue
-                            .push((usize::from(to), Input::Message { from, msg }));
-                    }
-                    let number = batch.number;
-                    if let Some(core) = self.cores[i].as_mut() {
-                        core.handle(Input::Persisted { number }, self.now);
-                    }
-                    self.effects(i);
-                }
+                Effect::Persist { batch, then } => match &mut self.held[i] {
+                    Some(held) => held.push((*batch, then)),
+                    None => self.write(i, *batch, then),
+                },
                 Effect::Event(ev) => self.events[i].push(ev),
                 // The agents answer at once: nothing runs, every action succeeds.
                 Effect::Agent(op) => {

@@ -160,6 +160,8 @@ pub struct NodeCore {
     snapshot_every: u64,
     /// The log was discarded to rejoin and is not caught up yet ([`NodeCore::rejoin`]).
     rejoining: bool,
+    /// Why the state disk failed, while it does ([`NodeCore::state_disk_failed`]).
+    disk_failed: Option<String>,
     faults: Faults,
     effects: Vec<Effect>,
     outgoing: Vec<Outgoing>,
@@ -224,6 +226,7 @@ impl NodeCore {
             sweep_after,
             snapshot_every: snapshot::SNAPSHOT_EVERY,
             rejoining: false,
+            disk_failed: None,
             faults: Faults::default(),
             effects: Vec::new(),
             outgoing: Vec::new(),
@@ -394,6 +397,17 @@ impl NodeCore {
         self.lease_ok
     }
 
+    /// Why this node's state disk failed, while it does: a node that cannot keep its raft
+    /// log fails as a whole, as if it had died. It gives up its lease at once (its exclusive
+    /// groups stop), coordinates nothing and falls silent: no heartbeat, no message out, none
+    /// taken in, so the others see it lost within the failure-detection time and move its
+    /// groups once its lease has run out, as after a crash. What it sent could never have
+    /// been backed by its log; what it kept hearing could never be acknowledged. Once a write
+    /// succeeds again it is heard again and rejoins as any node coming back.
+    pub fn state_disk_failed(&self) -> Option<&str> {
+        self.disk_failed.as_deref()
+    }
+
     /// This node's instance of a group, if it runs one.
     pub fn local_group(&self, g: GroupId) -> Option<&LocalGroup> {
         self.locals.get(g)
@@ -484,11 +498,27 @@ impl NodeCore {
 
     /// Take the effects produced so far.
     pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
+        if self.disk_failed.is_some() {
+            // Silent (see `state_disk_failed`); raft's answers that wait for a write too.
+            self.effects.retain_mut(|e| match e {
+                Effect::Heartbeat { .. } | Effect::Send { .. } => false,
+                Effect::Persist { then, .. } => {
+                    then.clear();
+                    true
+                }
+                _ => true,
+            });
+        }
         self.effects.drain(..)
     }
 
     /// Something happened.
     pub fn handle(&mut self, input: Input, now_us: u64) {
+        if self.disk_failed.is_some()
+            && matches!(input, Input::Heartbeat { .. } | Input::Message { .. })
+        {
+            return;
+        }
         match input {
             Input::Heartbeat { from, path, hb } => {
                 self.handle_heartbeat(from, path, hb, now_us);
@@ -530,6 +560,25 @@ impl NodeCore {
             ),
             Input::Admin(cmd) => self.on_admin(cmd, self.me),
             Input::Persisted { number } => self.consensus.on_persisted(number),
+            Input::StateDiskFailed { why } => {
+                if self.disk_failed.is_none() {
+                    self.lease.surrender();
+                    self.effects
+                        .push(Effect::Event(Event::StateDiskFailed { why: why.clone() }));
+                }
+                self.disk_failed = Some(why);
+                self.locals.mark_all();
+            }
+            Input::StateDiskRecovered => {
+                if self.disk_failed.take().is_none() {
+                    return;
+                }
+                self.effects.push(Effect::Event(Event::StateDiskRecovered));
+                self.locals.mark_all();
+                if let Some(c) = &mut self.coordinator {
+                    c.dirty = true;
+                }
+            }
             Input::FenceResult {
                 target,
                 attempt,
@@ -572,7 +621,7 @@ impl NodeCore {
         hb: Heartbeat,
         now_us: u64,
     ) -> bool {
-        if !self.on_heartbeat(from, path, hb, now_us) {
+        if self.disk_failed.is_some() || !self.on_heartbeat(from, path, hb, now_us) {
             return false;
         }
         self.after(now_us);
@@ -851,6 +900,7 @@ impl NodeCore {
         // No lease while the start's sweep may still find something left running here, nor
         // while this node's config is not the committed one.
         if self.locals.fenced()
+            || self.disk_failed.is_some()
             || self.sweep_after.is_some()
             || self.locals.sweeping()
             || !self.config_ok()
@@ -875,7 +925,10 @@ impl NodeCore {
 
     fn check_lease(&mut self, now_us: u64) {
         let budget_us = u64::from(self.spec.timing.stop_budget_ms) * 1000;
-        let ok = !self.locals.fenced() && self.config_ok() && self.lease.holds(now_us + budget_us);
+        let ok = !self.locals.fenced()
+            && self.disk_failed.is_none()
+            && self.config_ok()
+            && self.lease.holds(now_us + budget_us);
         if ok != self.lease_ok {
             self.lease_ok = ok;
             if ok {
@@ -918,7 +971,8 @@ impl NodeCore {
                 alive[usize::from(t.peer())] = false;
             }
         }
-        alive[usize::from(self.me)] = !self.locals.fenced() && self.config_differs().is_none();
+        alive[usize::from(self.me)] =
+            !self.locals.fenced() && self.disk_failed.is_none() && self.config_differs().is_none();
         alive
     }
 
@@ -936,7 +990,10 @@ impl NodeCore {
                 self.locals.sweep_orphans(&self.spec, &self.state, self.me);
             }
             self.check_lease(now_us);
-            if self.two_node.is_some() {
+            // A node that failed (its state disk) shoots no one and places nothing: it hears
+            // no one, so to it everyone else looks lost.
+            let failed = self.disk_failed.is_some();
+            if self.two_node.is_some() && !failed {
                 worked |= self.step_two_node(now_us);
             }
             let reconciled = self.locals.dirty;
@@ -945,7 +1002,7 @@ impl NodeCore {
                 self.send_reports(false);
                 worked = true;
             }
-            if self.coordinator.as_ref().is_some_and(|c| c.dirty) {
+            if !failed && self.coordinator.as_ref().is_some_and(|c| c.dirty) {
                 self.coordinate(now_us);
                 worked = true;
             } else if !(reconciled && self.locals.dirty) {
