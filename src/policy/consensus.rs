@@ -297,6 +297,12 @@ impl Consensus {
             // Ticks only drive a follower's election timeout: a rejoining node never stands.
             return;
         }
+        if !self.is_leader() && self.snapshot_batch.is_some() {
+            // A snapshot from the leader is being written (a slow or failed disk): until it
+            // is durable raft-rs cannot read the entries it replaced, and the election this
+            // tick may start would ask for them, a fatal error. Wait for the write.
+            return;
+        }
         if self.alone() && !self.is_leader() && !self.durable() {
             // An election would be won at once, over a log not yet durable (raft-rs asserts
             // it is): wait for the batch in flight.
@@ -849,6 +855,10 @@ mod tests {
     struct Pair {
         c: [Consensus; 2],
         linked: bool,
+        /// Per node: its disk writes nothing (its batches are never durable).
+        stuck: [bool; 2],
+        /// Per node: its disk fails at the first batch holding a snapshot.
+        fail_at_snapshot: [bool; 2],
         committed: [Vec<(u64, Command)>; 2],
         now: u64,
     }
@@ -863,6 +873,8 @@ mod tests {
             Pair {
                 c: [mk(0, 1), mk(1, 2)],
                 linked: true,
+                stuck: [false; 2],
+                fail_at_snapshot: [false; 2],
                 committed: [Vec::new(), Vec::new()],
                 now: 1,
             }
@@ -881,8 +893,11 @@ mod tests {
                     .drain(self.now, &mut out, &mut self.committed[i], &mut persist)
                     .unwrap();
                 for (batch, then) in persist {
-                    self.c[i].on_persisted(batch.number);
-                    out.extend(then);
+                    self.stuck[i] |= self.fail_at_snapshot[i] && batch.snapshot.is_some();
+                    if !self.stuck[i] {
+                        self.c[i].on_persisted(batch.number);
+                        out.extend(then);
+                    }
                 }
                 wire.extend(out.into_iter().map(|o| (i as NodeId, o)));
             }
@@ -1094,5 +1109,37 @@ mod tests {
             "caught up by the snapshot"
         );
         assert!(p.c[b].is_voter(b as NodeId) && p.c[b].is_voter(a as NodeId));
+    }
+    /// A follower whose disk has not yet made a leader's snapshot durable (a slow or failed
+    /// disk) holds no election: raft-rs could not read the entries the snapshot replaced, and
+    /// would stop the process.
+    #[test]
+    fn a_follower_writing_a_snapshot_holds_no_election() {
+        let mut p = Pair::new();
+        p.rounds(200);
+        let a = p.leader().expect("two voters elect a leader");
+        let b = 1 - a;
+        for k in 0..10 {
+            assert!(p.c[a].propose(&Pair::cmd(k % 5)));
+            p.rounds(2);
+        }
+        assert!(p.c[a].snapshot(b"state".to_vec()).unwrap().is_some());
+        // The follower comes back empty, is sent the snapshot, and its disk then fails.
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let empty = MemLog::new_with_conf_state(&[1, 2]);
+        p.c[b] = Consensus::new(b as NodeId, &simple_spec(2, 5), empty, 9, &logger).unwrap();
+        p.fail_at_snapshot[b] = true;
+        for _ in 0..50 {
+            if p.c[b].snapshot_index() > 0 {
+                break;
+            }
+            p.round(true);
+        }
+        assert!(p.c[b].snapshot_index() > 0, "the snapshot arrived");
+        assert_eq!(p.c[b].applied(), 0, "not durable, not applied");
+        // The leader is gone; the follower's election timeout passes many times over.
+        p.linked = false;
+        p.rounds(300);
+        assert!(!p.c[b].is_leader());
     }
 }
