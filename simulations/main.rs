@@ -156,8 +156,8 @@ fn one(seed: u64, shape: Shape, breaker: Faults, verbose: bool) -> i32 {
     let r = sim.run();
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{} steps, {} commits, {} failovers, {} faults, {} lost or torn log writes, {} snapshots taken, {} installed, trace digest {:016x}, {:.3} s real",
-        r.steps, r.commits, r.failovers, r.faults, r.torn_writes, r.snapshots_taken,
+        "{} steps, {} commits, {} failovers, {} faults, {} lost or torn log writes, {} state disks failed, {} snapshots taken, {} installed, trace digest {:016x}, {:.3} s real",
+        r.steps, r.commits, r.failovers, r.faults, r.torn_writes, r.disk_failures, r.snapshots_taken,
         r.snapshots_installed, r.trace_digest, secs
     );
     if let Some(rec) = r.recovery_us {
@@ -183,6 +183,7 @@ fn many(first: u64, count: u64, shape: Shape, breaker: Faults, jobs: Option<usiz
     let node_us = AtomicU64::new(0);
     let worst_recovery = AtomicU64::new(0);
     let torn = AtomicU64::new(0);
+    let disk_failed = AtomicU64::new(0);
     let snaps = (AtomicU64::new(0), AtomicU64::new(0));
     let failures: Mutex<Vec<Report>> = Mutex::new(Vec::new());
     let started = Instant::now();
@@ -203,6 +204,7 @@ fn many(first: u64, count: u64, shape: Shape, breaker: Faults, jobs: Option<usiz
                     worst_recovery.fetch_max(rec, Ordering::Relaxed);
                 }
                 torn.fetch_add(r.torn_writes, Ordering::Relaxed);
+                disk_failed.fetch_add(r.disk_failures, Ordering::Relaxed);
                 snaps.0.fetch_add(r.snapshots_taken, Ordering::Relaxed);
                 snaps.1.fetch_add(r.snapshots_installed, Ordering::Relaxed);
                 if r.violation.is_some() {
@@ -230,7 +232,7 @@ fn many(first: u64, count: u64, shape: Shape, breaker: Faults, jobs: Option<usiz
         print_violation(r, &shape, breaker);
     }
     println!(
-        "seeds: {count}, violations: {}, simulated node-seconds: {:.0}, real seconds: {:.1}, throughput: {:.0} simulated node-seconds per real second, slowest recovery after faults: {:.2} s (bound {} s), raft log writes lost or torn at a crash: {}, snapshots taken: {}, installed from a coordinator: {}",
+        "seeds: {count}, violations: {}, simulated node-seconds: {:.0}, real seconds: {:.1}, throughput: {:.0} simulated node-seconds per real second, slowest recovery after faults: {:.2} s (bound {} s), raft log writes lost or torn at a crash: {}, state disks failed for a while: {}, snapshots taken: {}, installed from a coordinator: {}",
         failures.len(),
         node_seconds,
         secs,
@@ -238,6 +240,7 @@ fn many(first: u64, count: u64, shape: Shape, breaker: Faults, jobs: Option<usiz
         worst_recovery.load(Ordering::Relaxed) as f64 / 1e6,
         eterne::sim::RECOVERY_BOUND_US / 1_000_000,
         torn.load(Ordering::Relaxed),
+        disk_failed.load(Ordering::Relaxed),
         snaps.0.load(Ordering::Relaxed),
         snaps.1.load(Ordering::Relaxed)
     );

@@ -3,6 +3,11 @@
 //! the commit index), and a batch counts only once it is durable: then the messages that
 //! waited for it leave and the core is told `Input::Persisted`.
 //!
+//! With faults on, a disk may also fail for a while (full, or failing): its batches wait, the
+//! core is told `Input::StateDiskFailed` at the first write it cannot make and
+//! `Input::StateDiskRecovered` at the first that works again, tried every second as the
+//! daemon's writer does.
+//!
 //! A crash takes the batches not yet durable with it. With faults on, the one being written
 //! may be lost whole, or torn the way `FileLog` can tear it (each part of a batch is a record
 //! of its own with a CRC: a prefix of snapshot, entries, hard state reaches the disk), or even
@@ -23,7 +28,15 @@ pub(super) struct Disk {
     pending: VecDeque<(Persist, Waiting)>,
     /// A fault waits for the next write to crash the node in its middle.
     crash_next: bool,
+    /// The disk fails (no write succeeds) until then (simulated time).
+    failed_until: Option<u64>,
+    /// A write failed and is being tried again: the core was told.
+    failing: bool,
 }
+
+/// How long the daemon's writer waits before it tries a failed write again
+/// (`actors/writer.rs`).
+const RETRY_US: u64 = 1_000_000;
 
 impl Disk {
     /// A fresh disk holding an empty log of `voters`.
@@ -32,6 +45,8 @@ impl Disk {
             log: MemLog::new_with_conf_state(voters),
             pending: VecDeque::new(),
             crash_next: false,
+            failed_until: None,
+            failing: false,
         }
     }
 }
@@ -51,6 +66,45 @@ impl Sim {
         if !self.nodes[i].disk.pending.is_empty() {
             let inc = self.nodes[i].incarnation;
             self.schedule(self.now_us, Ev::CrashDuringWrite { node, inc });
+        }
+    }
+
+    /// A fault: `node`'s state disk fails until `until` (full, or failing).
+    pub(super) fn fail_disk(&mut self, node: NodeId, until: u64) {
+        self.trace(format!("fault: {}'s state disk fails", self.name(node)));
+        self.nodes[usize::from(node)].disk.failed_until = Some(until);
+        self.disk_failures += 1;
+    }
+
+    /// The end of the faults: every disk works again (a write being tried again succeeds at
+    /// its next try).
+    pub(super) fn heal_disks(&mut self) {
+        for n in &mut self.nodes {
+            n.disk.failed_until = None;
+        }
+    }
+
+    /// `Ev::DiskFailed`: the core learns its write failed.
+    pub(super) fn disk_failed(&mut self, node: NodeId, inc: u64) {
+        if self.nodes[usize::from(node)].incarnation == inc {
+            let why = "raft.log: No space left on device (simulated)".to_string();
+            self.tell_disk(node, Input::StateDiskFailed { why });
+        }
+    }
+
+    fn tell_disk(&mut self, node: NodeId, input: Input) {
+        let i = usize::from(node);
+        let local = self.nodes[i].clock.local(self.now_us);
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            core.handle(input, local);
+            self.after_node(node);
+        }
+    }
+
+    /// `Ev::DiskRetry`: the write that failed is tried again.
+    pub(super) fn retry_write(&mut self, node: NodeId, inc: u64) {
+        if self.nodes[usize::from(node)].incarnation == inc {
+            self.start_write(node);
         }
     }
 
@@ -90,13 +144,31 @@ impl Sim {
         let Some((batch, _)) = self.nodes[i].disk.pending.front() else {
             return;
         };
-        let (base, spread) = if batch.must_sync {
+        let must_sync = batch.must_sync;
+        let inc = self.nodes[i].incarnation;
+        let failed = self.nodes[i]
+            .disk
+            .failed_until
+            .is_some_and(|t| self.now_us < t);
+        let was_failing = std::mem::replace(&mut self.nodes[i].disk.failing, failed);
+        if failed {
+            if !was_failing {
+                // Told through the event queue: this may run inside the core's own step.
+                self.schedule(self.now_us, Ev::DiskFailed { node, inc });
+            }
+            self.schedule(self.now_us + RETRY_US, Ev::DiskRetry { node, inc });
+            return;
+        }
+        if was_failing {
+            // Only a retry (an event of its own) finds a failing disk working again.
+            self.tell_disk(node, Input::StateDiskRecovered);
+        }
+        let (base, spread) = if must_sync {
             self.sc.disk.sync_us
         } else {
             self.sc.disk.write_us
         };
         let took = base + self.rng.range(0, spread.max(1));
-        let inc = self.nodes[i].incarnation;
         self.schedule(self.now_us + took, Ev::Written { node, inc });
         if self.nodes[i].disk.crash_next && self.faults_on {
             let at = self.now_us + self.rng.range(0, took);
@@ -143,6 +215,8 @@ impl Sim {
     pub(super) fn crash_disk(&mut self, node: NodeId) {
         let i = usize::from(node);
         self.nodes[i].disk.crash_next = false;
+        // The disk stays as it is; the new core is told at its first write that fails.
+        self.nodes[i].disk.failing = false;
         let pending = std::mem::take(&mut self.nodes[i].disk.pending);
         let Some((batch, _)) = pending.into_iter().next() else {
             return;

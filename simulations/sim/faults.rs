@@ -146,7 +146,8 @@ impl Sim {
                     );
                 }
             }
-            91..=94 => {
+            91..=92 => self.fail_disk(node, until),
+            93..=94 => {
                 // Stops hang on this node (until it reboots).
                 if !self.world.hang_stops.contains(&node) {
                     self.trace(format!("fault: stops hang on {}", self.name(node)));
@@ -308,6 +309,7 @@ impl Sim {
         self.net.opts.dup_ppm = 0;
         self.world.bad.clear();
         self.world.hang_stops.clear();
+        self.heal_disks();
         // Take every node out of standby so that every group has somewhere to go.
         let n = self.spec.nodes.len();
         for node in 0..n as NodeId {

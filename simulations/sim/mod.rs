@@ -119,6 +119,8 @@ pub struct Report {
     pub faults: u64,
     /// Raft log writes that a crash lost or tore (the disk fault).
     pub torn_writes: u64,
+    /// State disks that failed for a while (the node failed as a whole meanwhile).
+    pub disk_failures: u64,
     /// Snapshots a node took of its own state (its log compacted).
     pub snapshots_taken: u64,
     /// Snapshots from a coordinator installed by a node that was too far behind.
@@ -156,6 +158,16 @@ enum Ev {
     },
     /// A fault: the node crashes in the middle of a raft log write.
     CrashDuringWrite {
+        node: NodeId,
+        inc: u64,
+    },
+    /// The core hears its state disk failed.
+    DiskFailed {
+        node: NodeId,
+        inc: u64,
+    },
+    /// A write the failed disk refused is tried again.
+    DiskRetry {
         node: NodeId,
         inc: u64,
     },
@@ -271,6 +283,8 @@ pub struct Sim {
     failovers: u64,
     /// Raft log writes a crash lost or tore.
     torn_writes: u64,
+    /// State disks that failed for a while.
+    disk_failures: u64,
     /// Durable snapshots: taken by a node of its own state, installed from a coordinator.
     snapshots_taken: u64,
     snapshots_installed: u64,
@@ -359,6 +373,7 @@ impl Sim {
             commits: 0,
             failovers: 0,
             torn_writes: 0,
+            disk_failures: 0,
             snapshots_taken: 0,
             snapshots_installed: 0,
             fault_count: 0,
@@ -531,6 +546,7 @@ impl Sim {
             failovers: self.failovers,
             faults: self.fault_count,
             torn_writes: self.torn_writes,
+            disk_failures: self.disk_failures,
             snapshots_taken: self.snapshots_taken,
             snapshots_installed: self.snapshots_installed,
         }
@@ -581,6 +597,8 @@ impl Sim {
             }
             Ev::Written { node, inc } => self.written(node, inc),
             Ev::CrashDuringWrite { node, inc } => self.crash_during_write(node, inc),
+            Ev::DiskRetry { node, inc } => self.retry_write(node, inc),
+            Ev::DiskFailed { node, inc } => self.disk_failed(node, inc),
             Ev::Msg { from, to, msg, inc } => {
                 let i = usize::from(to);
                 if self.nodes[i].incarnation != inc {

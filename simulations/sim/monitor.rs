@@ -217,7 +217,10 @@ impl Sim {
     pub(super) fn defer_if_paused(&mut self, ev: Ev) -> Option<Ev> {
         let node = match &ev {
             Ev::Msg { to, .. } => *to,
-            Ev::AgentDone { node, .. } | Ev::Written { node, .. } => *node,
+            Ev::AgentDone { node, .. }
+            | Ev::Written { node, .. }
+            | Ev::DiskFailed { node, .. }
+            | Ev::DiskRetry { node, .. } => *node,
             _ => return Some(ev),
         };
         match self.nodes[usize::from(node)].paused.as_mut() {

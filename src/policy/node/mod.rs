@@ -1321,9 +1321,13 @@ impl NodeCore {
         self.timers.set(Timer::LeaseStop, stop_point);
         self.timers
             .set(Timer::LocalGroups, self.locals.next_timeout_us());
+        // Neither runs while the state disk fails (see `after`): no wake for them either.
+        let failed = self.disk_failed.is_some();
         let wake = self.coordinator.as_ref().and_then(|c| c.wake_us);
-        self.timers.set(Timer::CoordinatorWake, wake);
-        self.timers.set(Timer::TwoNode, self.two_node_wake);
+        self.timers
+            .set(Timer::CoordinatorWake, wake.filter(|_| !failed));
+        self.timers
+            .set(Timer::TwoNode, self.two_node_wake.filter(|_| !failed));
         self.timers.next_timeout().unwrap_or(u64::MAX)
     }
 }
