@@ -413,8 +413,10 @@ impl FileLog {
         let snap_path = dir.join(SNAPSHOT_FILE);
         let snapshot = load_snapshot(&snap_path)?;
         let (mem, needs_rewrite) = match read_optional(&log_path)? {
-            Some(bytes) => Self::replay(&log_path, &bytes, snapshot.as_ref())?,
-            None => {
+            // An empty file is a log created and never written (a first start on a full
+            // disk): as if there were none.
+            Some(bytes) if !bytes.is_empty() => Self::replay(&log_path, &bytes, snapshot.as_ref())?,
+            _ => {
                 let mut mem = MemLog::new_with_conf_state(initial_voters);
                 if let Some(s) = &snapshot {
                     mem.apply_snapshot(s.clone())?;
@@ -441,9 +443,34 @@ impl FileLog {
             broken: false,
         };
         if needs_rewrite {
-            store.rewrite()?;
+            match store.rewrite() {
+                Ok(()) => {}
+                // A full or failing disk at start: the state is read, and the log is written
+                // again before anything is appended to it (see `FileLog::repair`).
+                Err(e @ StoreError::Io { .. }) => {
+                    tracing::error!(error = %e, "cannot rewrite the raft log at start; tried again before the first write");
+                    store.broken = true;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(store)
+    }
+
+    /// Whether the file must be rewritten before anything is appended (a write or fsync
+    /// failed, or the rewrite at start did): see [`FileLog::repair`].
+    pub fn needs_repair(&self) -> bool {
+        self.broken
+    }
+
+    /// Rewrites the log from memory, atomically, if a failure left it in doubt: neither a
+    /// partial record nor a record a failed fsync may have lost stays behind.
+    pub fn repair(&mut self) -> Result<(), StoreError> {
+        if self.broken {
+            self.rewrite()?;
+            self.broken = false;
+        }
+        Ok(())
     }
 
     /// Rebuilds the log from its records; the bool says the file must be rewritten (a torn
@@ -606,10 +633,7 @@ impl FileLog {
     /// stays behind, and the parts of the batch that reached memory before the failure are
     /// written again.
     pub fn persist(&mut self, batch: &Persist) -> Result<(), StoreError> {
-        if self.broken {
-            self.rewrite()?;
-            self.broken = false;
-        }
+        self.repair()?;
         let r = batch.write_to(self);
         if r.is_err() {
             self.broken = true;

@@ -789,4 +789,35 @@ fn a_full_state_disk_on_the_owner_moves_its_group_and_the_node_recovers_once_the
         assert!(e["lost"].as_u64().is_some_and(|l| l >= 1), "{e}");
     }
     stays(&c, "demo", "n2");
+
+    // A start on a full disk is no refusal either: n1 starts, fails as a node once it must
+    // write, and comes back once there is room.
+    c.kill_daemon(0);
+    fill(&disk.0);
+    c.start(0);
+    c.wait_for("n1 starts on its full disk and answers", |c| {
+        c.status(0).is_some()
+    });
+    for on in [true, false, true, false, true, false] {
+        if c.status(0).is_some_and(|s| s.state_disk_failed.is_some()) {
+            break;
+        }
+        let node = "n3".to_string();
+        let _ = c.ask(
+            1,
+            if on {
+                Request::Standby { node }
+            } else {
+                Request::Unstandby { node }
+            },
+        );
+    }
+    c.wait_for("n1 reports its state disk failed", |c| {
+        c.status(0).is_some_and(|s| s.state_disk_failed.is_some())
+    });
+    std::fs::remove_file(disk.0.join("filler")).expect("free the space");
+    c.wait_for("n1 recovers and the cluster forms again", |c| {
+        c.status(0).is_some_and(|s| s.state_disk_failed.is_none()) && c.formed()
+    });
+    stays(&c, "demo", "n2");
 }

@@ -145,3 +145,47 @@ fn a_full_disk_holds_the_writer_at_the_first_batch_that_does_not_fit_until_there
         "every batch is in the log"
     );
 }
+
+/// A first start on a full disk: the log cannot even be created whole. The start goes on (the
+/// node fails as a whole until it can write, instead of refusing to start), and the log is
+/// written once there is room, before any batch.
+#[test]
+fn a_start_on_a_full_disk_waits_for_room_instead_of_refusing() {
+    if support::skip_unless_root(
+        "a_start_on_a_full_disk_waits_for_room_instead_of_refusing",
+        "mounting a size-limited tmpfs",
+    ) {
+        return;
+    }
+    let disk = SmallDisk::mount("64k");
+    let raft_dir = disk.dir.path().join("raft");
+    std::fs::create_dir_all(&raft_dir).expect("the raft dir");
+    let filler = disk.dir.path().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 1 << 20]);
+    let log = FileLog::open(&raft_dir, &[1, 2, 3]).expect("opened on a full disk");
+    assert!(log.needs_repair(), "its first write is a whole new log");
+    let (tx, rx) = mpsc::channel();
+    let writer = Writer::start(log, move |w| {
+        let _ = tx.send(w);
+    })
+    .expect("start the writer");
+    writer.submit(batch(1), Vec::new());
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Written::Failed { number: 0, why }) => assert!(why.contains("No space"), "{why}"),
+        other => panic!("the log that could not be written is reported first: {other:?}"),
+    }
+    std::fs::remove_file(&filler).expect("make room");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(w) => seen.push(format!("{w:?}")),
+            Err(e) => panic!("after {seen:?}: {e}"),
+        }
+    }
+    assert!(seen[0].starts_with("Recovered { number: 0"), "{seen:?}");
+    assert!(seen[1].starts_with("Durable { number: 1"), "{seen:?}");
+    drop(writer);
+    let seen = eterne::storage::inspect(&raft_dir).expect("the log reads whole");
+    assert_eq!(seen.log.last_index().ok(), Some(1));
+    assert_eq!(seen.log.conf_state().voters, vec![1, 2, 3]);
+}

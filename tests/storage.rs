@@ -498,5 +498,8 @@ fn a_batch_written_again_leaves_the_log_as_written_once() {
     assert_eq!(log.first_index().unwrap(), 11);
     assert_eq!(log.last_index().unwrap(), 12);
     assert_eq!(log.mem().hard_state(), &hs(2, 1, 11));
-    assert_eq!(log.last_snapshot().map(|s| s.data.to_vec()), Some(b"state".to_vec()));
+    assert_eq!(
+        log.last_snapshot().map(|s| s.data.to_vec()),
+        Some(b"state".to_vec())
+    );
 }

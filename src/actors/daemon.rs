@@ -600,7 +600,10 @@ pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
         .set_len(0)
         .and_then(|()| f.rewind())
         .and_then(|()| writeln!(f, "{pid}"));
-    wrote.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    if let Err(e) = wrote {
+        // The lock is the flock; the pid in it only helps an operator (a full disk).
+        tracing::warn!(file = %path.display(), error = %e, "cannot write this daemon's pid into its lock file");
+    }
     Ok(f)
 }
 

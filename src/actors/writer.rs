@@ -32,8 +32,8 @@ pub enum Written {
         /// The messages that waited for it.
         then: Waiting,
     },
-    /// Batch `number` could not be written; it is tried again every [`RETRY_EVERY`], and
-    /// nothing after it is written before it.
+    /// Batch `number` could not be written (0: the log could not be rewritten at start); it
+    /// is tried again every [`RETRY_EVERY`], and nothing after it is written before it.
     Failed {
         /// The batch.
         number: u64,
@@ -65,25 +65,13 @@ impl Writer {
         thread::Builder::new()
             .name("raft-writer".into())
             .spawn(move || {
+                // A log the start could not rewrite (a full disk): repaired before anything.
+                if log.needs_repair() {
+                    retry(0, &done, || log.repair());
+                }
                 for (batch, then) in rx {
                     let number = batch.number;
-                    let mut failed = 0u32;
-                    while let Err(e) = log.persist(&batch) {
-                        if failed == 0 {
-                            done(Written::Failed {
-                                number,
-                                why: e.to_string(),
-                            });
-                        }
-                        failed = failed.saturating_add(1);
-                        thread::sleep(RETRY_EVERY);
-                    }
-                    if failed > 0 {
-                        done(Written::Recovered {
-                            number,
-                            tries: failed,
-                        });
-                    }
+                    retry(number, &done, || log.persist(&batch));
                     done(Written::Durable { number, then });
                 }
             })?;
@@ -93,5 +81,31 @@ impl Writer {
     /// Queues a batch (never blocks); it waits behind a batch that is being tried again.
     pub fn submit(&self, batch: Persist, then: Waiting) {
         let _ = self.tx.send((batch, then));
+    }
+}
+
+/// Runs `write` until it succeeds, every [`RETRY_EVERY`]: the first failure is reported, and
+/// the success after it.
+fn retry(
+    number: u64,
+    done: &impl Fn(Written),
+    mut write: impl FnMut() -> Result<(), crate::policy::raft_log::StoreError>,
+) {
+    let mut failed = 0u32;
+    while let Err(e) = write() {
+        if failed == 0 {
+            done(Written::Failed {
+                number,
+                why: e.to_string(),
+            });
+        }
+        failed = failed.saturating_add(1);
+        thread::sleep(RETRY_EVERY);
+    }
+    if failed > 0 {
+        done(Written::Recovered {
+            number,
+            tries: failed,
+        });
     }
 }
