@@ -747,7 +747,14 @@ impl NodeCore {
                 let term = self.consensus.term();
                 let commit = self.consensus.commit();
                 let agrees = self.peer_digest[usize::from(from)] == Some(self.spec.digest);
-                if let Some(c) = self.coordinator.as_mut().filter(|_| agrees) {
+                // A two-node peer left out after its fence gets no lease until it is taken
+                // back: whatever it booted with is older than what was decided without it
+                // (its instances were released by the fence, not by a lease running out).
+                let left_out = self
+                    .two_node
+                    .as_ref()
+                    .is_some_and(|t| t.peer() == from && !self.consensus.is_voter(from));
+                if let Some(c) = self.coordinator.as_mut().filter(|_| agrees && !left_out) {
                     if let Some(grant) = c.keeper.grant(from, term, stamp_us, commit, now_us) {
                         self.effects
                             .push(self.router.send(from, Message::LeaseGrant(grant)));
