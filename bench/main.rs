@@ -1,5 +1,7 @@
 //! `eterne-bench loopback --trials N`: failover on loopback, measured (on the cluster harness
 //! of `tests/cluster`).
+//! `eterne-bench boot [--entries N]`: what a start replays of the raft log after a long
+//! history, with and without snapshots (see `boot.rs`).
 //! `eterne-bench netns [--trials N] [--faults …] [--long-lease]`: the outage a client sees per
 //! fault kind, in network namespaces, and for faults of the owner's core whether two nodes
 //! ever held the address or ran the application (see `netns.rs`).
@@ -18,6 +20,7 @@
 //! Build first: `cargo build --release --bin eterned --bin eterne-bench`, or run
 //! `cargo run --release --bin eterne-bench -- loopback --trials 20` (which builds both).
 
+mod boot;
 #[path = "../tests/cluster/mod.rs"]
 mod cluster;
 mod netns;
@@ -41,6 +44,14 @@ fn main() {
         .and_then(|t| t.parse::<usize>().ok());
     let result = match args.first().map(String::as_str) {
         Some("loopback") => run(trials.unwrap_or(20)),
+        Some("boot") => {
+            let entries = args
+                .iter()
+                .position(|a| a == "--entries")
+                .and_then(|i| args.get(i + 1))
+                .and_then(|t| t.parse::<u64>().ok());
+            boot::run(entries.unwrap_or(1_000_000))
+        }
         Some("netns") => {
             let faults: Vec<String> = args
                 .iter()
@@ -56,7 +67,7 @@ fn main() {
             netns::run(trials, &faults, args.iter().any(|a| a == "--long-lease"))
         }
         _ => {
-            eprintln!("usage: eterne-bench loopback [--trials N]\n       eterne-bench netns [--trials N] [--faults crash,nic,partition,app,core-kill,core-stop] [--long-lease]   (root)\n       (netns without --trials: 100 trials of core-kill, 20 of every other kind)");
+            eprintln!("usage: eterne-bench loopback [--trials N]\n       eterne-bench boot [--entries N]\n       eterne-bench netns [--trials N] [--faults crash,nic,partition,app,core-kill,core-stop] [--long-lease]   (root)\n       (netns without --trials: 100 trials of core-kill, 20 of every other kind)");
             std::process::exit(2);
         }
     };
