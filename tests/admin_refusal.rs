@@ -8,31 +8,7 @@ mod support;
 
 use eterne::policy::admin::AdminRequest;
 use eterne::policy::message::{Event, Input};
-use support::cores::{spec_of, Cores};
-
-const TOML: &str = r#"
-[cluster]
-name = "demo"
-[[path]]
-name = "lan"
-kind = "network"
-[[node]]
-name = "n1"
-addresses = { lan = "10.0.0.1:7400" }
-[[node]]
-name = "n2"
-addresses = { lan = "10.0.0.2:7400" }
-[[node]]
-name = "n3"
-addresses = { lan = "10.0.0.3:7400" }
-[[group]]
-name = "web"
-nodes = ["n1", "n2", "n3"]
-  [[group.resource]]
-  name = "web-app"
-  type = "application"
-  params = { command = "/usr/bin/sleep infinity" }
-"#;
+use support::cores::{spec_of, Cores, THREE_NODES_WEB as TOML};
 
 #[test]
 fn a_move_the_coordinator_refuses_is_answered_to_the_node_that_asked() {

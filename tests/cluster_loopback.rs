@@ -690,6 +690,26 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Commits that leave demo where it is (n3 into standby and out, through n2), until n1,
+/// which must write them, reports its state disk failed. Once n1 fails a request may wait
+/// for a new coordinator and time out: that is not what is tested.
+fn commit_until_n1_fails(c: &Cluster) {
+    for on in [true, false, true, false, true, false] {
+        if c.status(0).is_some_and(|s| s.state_disk_failed.is_some()) {
+            return;
+        }
+        let node = "n3".to_string();
+        let _ = c.ask(
+            1,
+            if on {
+                Request::Standby { node }
+            } else {
+                Request::Unstandby { node }
+            },
+        );
+    }
+}
+
 /// Fills the filesystem of `dir` with `dir/filler` until a write fails.
 fn fill(dir: &std::path::Path) {
     use std::io::Write;
@@ -723,22 +743,7 @@ fn a_full_state_disk_on_the_owner_moves_its_group_and_the_node_recovers_once_the
 
     fill(&disk.0);
     let full = Instant::now();
-    // Commits that leave demo where it is: n1 must write them, and cannot. (Once n1 fails,
-    // a request may wait for a new coordinator and time out: that is not what is tested.)
-    for on in [true, false, true, false] {
-        if c.status(0).is_some_and(|s| s.state_disk_failed.is_some()) {
-            break;
-        }
-        let node = "n3".to_string();
-        let _ = c.ask(
-            1,
-            if on {
-                Request::Standby { node }
-            } else {
-                Request::Unstandby { node }
-            },
-        );
-    }
+    commit_until_n1_fails(&c);
     c.wait_for("n1 reports its state disk failed", |c| {
         c.status(0)
             .and_then(|s| s.state_disk_failed)
@@ -798,20 +803,7 @@ fn a_full_state_disk_on_the_owner_moves_its_group_and_the_node_recovers_once_the
     c.wait_for("n1 starts on its full disk and answers", |c| {
         c.status(0).is_some()
     });
-    for on in [true, false, true, false, true, false] {
-        if c.status(0).is_some_and(|s| s.state_disk_failed.is_some()) {
-            break;
-        }
-        let node = "n3".to_string();
-        let _ = c.ask(
-            1,
-            if on {
-                Request::Standby { node }
-            } else {
-                Request::Unstandby { node }
-            },
-        );
-    }
+    commit_until_n1_fails(&c);
     c.wait_for("n1 reports its state disk failed", |c| {
         c.status(0).is_some_and(|s| s.state_disk_failed.is_some())
     });

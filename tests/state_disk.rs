@@ -9,32 +9,7 @@ mod support;
 
 use eterne::policy::message::Event;
 use eterne::policy::state::Phase;
-use support::cores::{spec_of, Cores};
-
-const TOML: &str = r#"
-[cluster]
-name = "demo"
-[[path]]
-name = "lan"
-kind = "network"
-[[node]]
-name = "n1"
-addresses = { lan = "10.0.0.1:7400" }
-[[node]]
-name = "n2"
-addresses = { lan = "10.0.0.2:7400" }
-[[node]]
-name = "n3"
-addresses = { lan = "10.0.0.3:7400" }
-[[group]]
-name = "web"
-nodes = ["n1", "n2", "n3"]
-failback = "manual"
-  [[group.resource]]
-  name = "web-app"
-  type = "application"
-  params = { command = "/usr/bin/sleep infinity" }
-"#;
+use support::cores::{spec_of, Cores, THREE_NODES_WEB as TOML};
 
 /// Where `web` is placed, as node `i` sees it.
 fn placed(net: &Cores, i: usize) -> Option<usize> {

@@ -152,6 +152,22 @@ pub struct Report {
 }
 
 impl Report {
+    /// Nothing run yet on `target`.
+    fn empty(target: &'static str) -> Report {
+        Report {
+            target,
+            execs: 0,
+            accepted: 0,
+            crashes: 0,
+            slow: 0,
+            kinds: HashMap::new(),
+            slowest: Duration::ZERO,
+            slowest_iteration: 0,
+            wall: Duration::ZERO,
+            findings: Vec::new(),
+        }
+    }
+
     /// Executions per second of wall time.
     pub fn execs_per_s(&self) -> f64 {
         self.execs as f64 / self.wall.as_secs_f64().max(1e-9)
@@ -275,18 +291,8 @@ pub fn run(target: &dyn Target, opts: &Options) -> Report {
         done.store(true, Ordering::Release);
         let _ = watch.join();
     });
-    let mut report = Report {
-        target: target.name(),
-        execs: 0,
-        accepted: 0,
-        crashes: 0,
-        slow: 0,
-        kinds: HashMap::new(),
-        slowest: Duration::ZERO,
-        slowest_iteration: 0,
-        wall: start.elapsed(),
-        findings: Vec::new(),
-    };
+    let mut report = Report::empty(target.name());
+    report.wall = start.elapsed();
     for r in merged.into_inner().unwrap_or_else(|p| p.into_inner()) {
         report.execs += r.execs;
         report.accepted += r.accepted;
@@ -320,18 +326,7 @@ fn work(
     progress: &Progress,
 ) -> Report {
     CAUGHT.with(|c| *c.borrow_mut() = Some(None));
-    let mut r = Report {
-        target: target.name(),
-        execs: 0,
-        accepted: 0,
-        crashes: 0,
-        slow: 0,
-        kinds: HashMap::new(),
-        slowest: Duration::ZERO,
-        slowest_iteration: 0,
-        wall: Duration::ZERO,
-        findings: Vec::new(),
-    };
+    let mut r = Report::empty(target.name());
     let slow = Duration::from_millis(opts.slow_ms);
     let mut i = job;
     while i < opts.execs {

@@ -40,6 +40,32 @@ pub struct Cores {
     pub now: u64,
 }
 
+/// Three nodes on one path and one group `web` of one application that may run on each
+/// (failback manual).
+pub const THREE_NODES_WEB: &str = r#"
+[cluster]
+name = "demo"
+[[path]]
+name = "lan"
+kind = "network"
+[[node]]
+name = "n1"
+addresses = { lan = "10.0.0.1:7400" }
+[[node]]
+name = "n2"
+addresses = { lan = "10.0.0.2:7400" }
+[[node]]
+name = "n3"
+addresses = { lan = "10.0.0.3:7400" }
+[[group]]
+name = "web"
+nodes = ["n1", "n2", "n3"]
+  [[group.resource]]
+  name = "web-app"
+  type = "application"
+  params = { command = "/usr/bin/sleep infinity" }
+"#;
+
 /// The spec of `toml`.
 pub fn spec_of(toml: &str) -> Arc<ClusterSpec> {
     Arc::new(
