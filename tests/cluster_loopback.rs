@@ -813,3 +813,39 @@ fn a_full_state_disk_on_the_owner_moves_its_group_and_the_node_recovers_once_the
     });
     stays(&c, "demo", "n2");
 }
+
+#[test]
+fn an_agent_missing_everywhere_fences_no_one_and_leaves_the_other_groups_alone() {
+    if skip("an_agent_missing_everywhere_fences_no_one_and_leaves_the_other_groups_alone") {
+        return;
+    }
+    let o = Opts {
+        extra: "[[group]]\nname = \"ghost\"\nnodes = [\"n1\", \"n2\", \"n3\"]\n\n  [[group.resource]]\n  name = \"ghost-res\"\n  type = \"ocf\"\n  params = { type = \"NoSuchAgent\", ocf_root = \"@DIR@/no-ocf\" }\n".into(),
+        ..Opts::default()
+    };
+    let mut c = Cluster::loopback(46, &o);
+    up(&mut c);
+    c.wait_for("ghost is given up on every node", |c| {
+        (0..3).all(|i| {
+            c.events_named(i, "group_cannot_run")
+                .iter()
+                .any(|e| e["group"] == "ghost")
+        })
+    });
+    stays(&c, "demo", "n1");
+    for i in 0..3 {
+        let pid = c.daemon_pid(i).expect("a daemon");
+        assert!(cluster::alive(pid), "n{}'s daemon is alive", i + 1);
+        assert!(
+            c.events_named(i, "fenced").is_empty(),
+            "n{} fenced itself over an agent it does not have",
+            i + 1
+        );
+        let log = std::fs::read_to_string(&c.nodes[i].log).unwrap_or_default();
+        assert!(
+            log.contains("no-ocf/resource.d/heartbeat/NoSuchAgent does not exist"),
+            "n{}'s log names the missing agent",
+            i + 1
+        );
+    }
+}

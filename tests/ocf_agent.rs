@@ -612,3 +612,30 @@ fn build_checks_syntax_only() {
     let e = build(&spec("x", &[("ip", "1.2.3.4")]), &ctx).unwrap_err();
     assert_eq!(param_error(e).1, "type");
 }
+
+/// An agent missing on this node (`type = "NoSuchAgent"`) is OCF's "not installed", seen
+/// before anything runs: the probe finds it not running and the stop has nothing to stop, so
+/// the node is never fenced for it; the start fails hard, so the group goes to a node that
+/// has the agent; each reason names the missing file.
+#[tokio::test]
+async fn a_missing_agent_is_not_running_here_and_never_a_failed_stop() {
+    let root = tempfile::tempdir().unwrap();
+    let a = agent(
+        "nope",
+        &[("type", "NoSuchAgent"), ("ocf_root", s(root.path()))],
+    );
+    let missing = "resource.d/heartbeat/NoSuchAgent";
+    let r = bounded(LIMIT, "probe", a.probe()).await;
+    assert_eq!(r.outcome, Outcome::NotRunning, "{r:?}");
+    assert!(
+        r.reason.contains(missing) && r.reason.contains("OCF_ERR_INSTALLED"),
+        "{r:?}"
+    );
+    let r = bounded(LIMIT, "stop", a.stop()).await;
+    assert_eq!(r.outcome, Outcome::Ok, "never a failed stop: {r:?}");
+    let r = bounded(LIMIT, "start", a.start(1)).await;
+    assert_eq!(r.outcome, Outcome::FailedHard, "{r:?}");
+    assert!(r.reason.contains(missing), "{r:?}");
+    let r = bounded(LIMIT, "monitor", a.monitor(Depth::Quick)).await;
+    assert_eq!(r.outcome, Outcome::FailedHard, "{r:?}");
+}

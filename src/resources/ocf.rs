@@ -60,7 +60,10 @@
 //!
 //! A probe that answers 5 (not installed) is taken as not running, as Pacemaker does: what
 //! is not installed on this node cannot be running on it, and a `Failed` probe would have the
-//! node stop (and, when that fails too, be fenced for) a resource it never had. A failed
+//! node stop (and, when that fails too, be fenced for) a resource it never had. An agent
+//! whose program does not exist on this node is the same case, seen before anything runs: a
+//! probe finds it not running, a stop has nothing to stop, a start or monitor fails hard (the
+//! group goes to a node that has the agent), and the reason names the missing file. A failed
 //! reason names the code (`OCF_ERR_INSTALLED`), its severity and the agent's last words.
 //!
 //! # Validation
@@ -73,7 +76,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -413,6 +416,10 @@ impl Ocf {
                 Some(self.deep_check_level),
             ),
         };
+        let path = self.path();
+        if !path.exists() {
+            return not_installed(op, &self.label(), &path);
+        }
         let cmd = self.command(op.action(), timeout_ms, interval_ms, level);
         let fin = match run_captured(cmd, false).await {
             Ok(f) => f,
@@ -622,6 +629,30 @@ fn map_exit(op: Op, status: ExitStatus, label: &str, output: &str) -> Report {
         _ => Report {
             outcome: outcome_of(code),
             reason: format!("{what} failed: {}{words}", describe_code(status)),
+        },
+    }
+}
+
+/// An action of an agent whose program does not exist on this node: what OCF's exit 5 (not
+/// installed) stands for, without running anything. Nothing can run here through an agent
+/// that is not here, so a probe finds it not running and a stop has nothing to stop (as
+/// Pacemaker treats a missing agent); a start or a monitor fails hard, and the group goes to
+/// a node that has the agent. Never a failed stop, which would fence the node.
+fn not_installed(op: Op, label: &str, path: &Path) -> Report {
+    let what = format!("{label} {}", op.label());
+    let why = format!(
+        "{} ({}, {}): the agent {} does not exist on this node",
+        code_name(5),
+        "exit 5 as OCF names it",
+        severity(5),
+        path.display()
+    );
+    match op {
+        Op::Probe => Report::not_running(format!("{what}: {why}, so it is not running here")),
+        Op::Stop => Report::ok(format!("{what}: {why}, so nothing of it runs here")),
+        Op::Start | Op::Monitor => Report {
+            outcome: Outcome::FailedHard,
+            reason: format!("{what} failed: {why}"),
         },
     }
 }
