@@ -270,6 +270,9 @@ impl Scenario {
                 stickiness: !rng.chance(100_000),
                 max_restarts: 1 + rng.range(0, 3) as u32,
                 restart_window_ms: 60_000,
+                // The defaults of the config: restarts after the first wait 1 s, 2 s, ….
+                restart_backoff_ms: 1_000,
+                restart_backoff_max_ms: 30_000,
                 load: if capacities {
                     1 + rng.range(0, 8) as u32
                 } else {

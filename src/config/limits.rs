@@ -112,6 +112,8 @@ pub const RANGES: &[(&str, Range)] = &[
     ("group.copies", Range::new(1, MAX_NODES as u64)),
     ("group.max_restarts", Range::new(0, 100)),
     ("group.restart_window_ms", Range::new(0, DAY_MS)),
+    ("group.restart_backoff_ms", Range::new(0, 3_600_000)),
+    ("group.restart_backoff_max_ms", Range::new(0, 3_600_000)),
     ("group.load", Range::new(0, 1_000_000)),
     ("group.resource.quick.interval_ms", CHECK_INTERVAL),
     ("group.resource.quick.timeout_ms", CHECK_TIMEOUT),

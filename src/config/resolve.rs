@@ -196,6 +196,8 @@ fn resolve_group(
         stickiness: g.stickiness,
         max_restarts: g.max_restarts,
         restart_window_ms: g.restart_window_ms,
+        restart_backoff_ms: g.restart_backoff_ms,
+        restart_backoff_max_ms: g.restart_backoff_max_ms,
         load: g.load,
         anti_affinity,
         resources,

@@ -416,6 +416,15 @@ pub struct GroupConfig {
     /// day), and not 0 while `max_restarts` is above 0. Default: 300000 (5 min).
     #[serde(default = "default_restart_window_ms")]
     pub restart_window_ms: u64,
+    /// The wait before the second local restart within the window, in ms; each restart after
+    /// it waits twice as long as the one before, up to `restart_backoff_max_ms` (the first
+    /// restart is at once). 0: no wait. Range: 0 to 3600000. Default: 1000.
+    #[serde(default = "default_restart_backoff_ms")]
+    pub restart_backoff_ms: u64,
+    /// The longest wait before a local restart, in ms. Range: 0 to 3600000, and not below
+    /// `restart_backoff_ms`. Default: 30000.
+    #[serde(default = "default_restart_backoff_max_ms")]
+    pub restart_backoff_max_ms: u64,
     /// How much of a node's capacity the group uses. Range: 0 to 1000000. Default: 0.
     #[serde(default)]
     pub load: u32,
@@ -435,6 +444,12 @@ fn default_max_restarts() -> u32 {
 }
 fn default_restart_window_ms() -> u64 {
     300_000
+}
+fn default_restart_backoff_ms() -> u64 {
+    1_000
+}
+fn default_restart_backoff_max_ms() -> u64 {
+    30_000
 }
 
 /// A health check's interval and timeout.

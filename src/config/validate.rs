@@ -712,6 +712,18 @@ fn check_groups(c: &ClusterConfig, r: &mut Report) {
         if g.max_restarts > 0 {
             r.positive(loc.clone(), "restart_window_ms", g.restart_window_ms);
         }
+        r.within(loc.key("restart_backoff_ms"), g.restart_backoff_ms);
+        r.within(loc.key("restart_backoff_max_ms"), g.restart_backoff_max_ms);
+        if g.restart_backoff_max_ms < g.restart_backoff_ms {
+            r.push(
+                loc.key("restart_backoff_max_ms"),
+                format!(
+                    "restart_backoff_max_ms = {} is below restart_backoff_ms = {}",
+                    g.restart_backoff_max_ms, g.restart_backoff_ms
+                ),
+                "the longest wait cannot be shorter than the first: raise restart_backoff_max_ms",
+            );
+        }
         r.within(loc.key("load"), u64::from(g.load));
         let mut anti = HashSet::new();
         for other in &g.anti_affinity {
@@ -1148,6 +1160,8 @@ mod tests {
             stickiness: true,
             max_restarts: 3,
             restart_window_ms: 300_000,
+            restart_backoff_ms: 1_000,
+            restart_backoff_max_ms: 30_000,
             load: 0,
             anti_affinity: Vec::new(),
             resources: (0..n)

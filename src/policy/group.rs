@@ -4,7 +4,10 @@
 //! resource is probed (is it already active here?), so a restarted daemon adopts what runs
 //! instead of starting a second copy. A failed resource is cured locally first: it and the
 //! resources that depend on it are stopped and started again, up to `max_restarts` within
-//! `restart_window_ms`. Past that budget the group *escalates*: it stops everything and
+//! `restart_window_ms`, the first at once and each later one after a wait that doubles from
+//! `restart_backoff_ms` up to `restart_backoff_max_ms` ([`restart_backoff_ms`]), so that a
+//! resource that dies at once after each start is not restarted in a tight loop. Past that
+//! budget the group *escalates*: it stops everything and
 //! reports that it cannot run here, and the coordinator fails it over. A failure whose
 //! severity says no restart here can mend it ([`Outcome::FailedHard`], [`Outcome::FailedFatal`]:
 //! OCF's hard and fatal errors) escalates at once.
@@ -167,6 +170,8 @@ pub struct LocalGroup {
     want: Want,
     res: Vec<Res>,
     restarts_us: Vec<u64>,
+    /// No start before then (a local restart's backoff); 0: none pending.
+    start_after_us: u64,
     escalated: bool,
     stop_failed: bool,
     /// Set when the lease is about to run out: stop everything now, in parallel, each op cut
@@ -194,6 +199,7 @@ impl LocalGroup {
             want,
             res,
             restarts_us: Vec::new(),
+            start_after_us: 0,
             escalated: false,
             stop_failed: false,
             urgent_deadline_us: None,
@@ -285,6 +291,10 @@ impl LocalGroup {
             return;
         }
         let running = self.running();
+        if now_us >= self.start_after_us {
+            self.start_after_us = 0;
+        }
+        let may_start = self.start_after_us == 0;
         for r in 0..self.res.len() {
             if self.res[r].op.is_some() {
                 continue;
@@ -298,7 +308,7 @@ impl LocalGroup {
             };
             let action = match self.res[r].state {
                 Unknown => Some((Action::Probe, rs.monitor_quick.timeout_ms)),
-                Inactive if running => {
+                Inactive if running && may_start => {
                     let deps_up = rs
                         .depends_on
                         .iter()
@@ -525,10 +535,12 @@ impl LocalGroup {
             return;
         }
         self.restarts_us.push(now_us);
-        events.push(GroupEvent::LocalRestart {
-            resource,
-            count: self.restarts_us.len() as u32,
-        });
+        let count = self.restarts_us.len() as u32;
+        let wait_us = restart_backoff_ms(spec, count).saturating_mul(1000);
+        if wait_us > 0 {
+            self.start_after_us = now_us.saturating_add(wait_us);
+        }
+        events.push(GroupEvent::LocalRestart { resource, count });
         // Restart the failed resource and everything that depends on it, transitively.
         let mut affected = vec![false; self.res.len()];
         affected[r] = true;
@@ -556,10 +568,14 @@ impl LocalGroup {
         }
     }
 
-    /// The earliest time something is due (an op deadline or a monitor).
+    /// The earliest time something is due (an op deadline, a monitor, the end of a restart's
+    /// backoff).
     pub fn next_timeout_us(&self, spec: &GroupSpec) -> Option<u64> {
         let mut next: Option<u64> = None;
         let mut take = |t: u64| next = Some(next.map_or(t, |n| n.min(t)));
+        if self.start_after_us > 0 && self.running() {
+            take(self.start_after_us);
+        }
         for (r, res) in self.res.iter().enumerate() {
             if let Some((_, _, d)) = res.op {
                 take(d);
@@ -572,6 +588,20 @@ impl LocalGroup {
         }
         next
     }
+}
+
+/// The wait before local restart number `count` within the window (1: the first): none for
+/// the first, `restart_backoff_ms` for the second, twice as long for each one after, never
+/// over `restart_backoff_max_ms`. Systemd's `RestartSec` with `RestartSteps`, in effect: a
+/// resource that fails at once after each start is not restarted in a tight loop.
+pub fn restart_backoff_ms(spec: &GroupSpec, count: u32) -> u64 {
+    if count <= 1 || spec.restart_backoff_ms == 0 {
+        return 0;
+    }
+    let factor = 1u64.checked_shl(count - 2).unwrap_or(u64::MAX);
+    spec.restart_backoff_ms
+        .saturating_mul(factor)
+        .min(spec.restart_backoff_max_ms.max(spec.restart_backoff_ms))
 }
 
 #[cfg(test)]
@@ -666,6 +696,58 @@ mod tests {
         settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut log);
         assert_eq!(log, ["Stop app", "Stop fs", "Stop ip"]);
         assert_eq!(g.status(), GroupStatus::Stopped);
+    }
+
+    /// The second local restart waits `restart_backoff_ms`, each one after it twice as long,
+    /// never over `restart_backoff_max_ms`; the first is at once. The wait is a timeout of the
+    /// group, so the node core wakes for it.
+    #[test]
+    fn local_restarts_back_off_exponentially_up_to_a_bound() {
+        let mut spec = chain();
+        spec.max_restarts = 10;
+        spec.restart_window_ms = 3_600_000;
+        spec.restart_backoff_ms = 1_000;
+        spec.restart_backoff_max_ms = 4_000;
+        let waits: Vec<u64> = (1..=6).map(|n| restart_backoff_ms(&spec, n)).collect();
+        assert_eq!(waits, [0, 1_000, 2_000, 4_000, 4_000, 4_000]);
+
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        let mut log = Vec::new();
+        settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut log);
+        let mut now = 1_000_000;
+        for (n, wait_ms) in waits.iter().enumerate() {
+            let mut ev = Vec::new();
+            g.handle_resource_failed(&spec, 2, now, &mut ev);
+            assert!(
+                matches!(ev[1], GroupEvent::LocalRestart { count, .. } if count == n as u32 + 1),
+                "{ev:?}"
+            );
+            log.clear();
+            settle(&mut g, &spec, now, |_| Outcome::Ok, &mut log);
+            // Monitors fall due too on this clock; only starts and stops are of interest.
+            let ss = |log: &mut Vec<String>| log.retain(|l| !l.starts_with("Monitor"));
+            ss(&mut log);
+            let wait_us = wait_ms * 1000;
+            if wait_us == 0 {
+                assert_eq!(log, ["Stop app", "Start app"], "restart {}", n + 1);
+            } else {
+                assert_eq!(log, ["Stop app"], "restart {} waits", n + 1);
+                assert!(
+                    g.next_timeout_us(&spec).is_some_and(|t| t <= now + wait_us),
+                    "the group wakes by the end of its wait"
+                );
+                log.clear();
+                settle(&mut g, &spec, now + wait_us - 1, |_| Outcome::Ok, &mut log);
+                ss(&mut log);
+                assert!(log.is_empty(), "not before its wait: {log:?}");
+                settle(&mut g, &spec, now + wait_us, |_| Outcome::Ok, &mut log);
+                ss(&mut log);
+                assert_eq!(log, ["Start app"], "restart {}", n + 1);
+                now += wait_us;
+            }
+            assert_eq!(g.status(), GroupStatus::Running);
+            now += 10_000;
+        }
     }
 
     #[test]

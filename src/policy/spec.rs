@@ -158,6 +158,10 @@ pub struct GroupSpec {
     pub max_restarts: u32,
     /// The window over which local restarts are counted.
     pub restart_window_ms: u64,
+    /// The wait before the second local restart in the window; doubled for each one after.
+    pub restart_backoff_ms: u64,
+    /// The longest wait before a local restart.
+    pub restart_backoff_max_ms: u64,
     /// How much capacity the group uses on its node.
     pub load: u32,
     /// Groups that must not run on the same node as this one (both directions are stored).

@@ -69,6 +69,8 @@ const WORDS: &[&str] = &[
     "raft_tick_ms",
     "resource",
     "restart_window_ms",
+    "restart_backoff_ms",
+    "restart_backoff_max_ms",
     "schedule",
     "slot_bytes",
     "socket",
