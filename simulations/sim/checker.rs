@@ -6,6 +6,11 @@ use crate::policy::snapshot;
 use raft::eraftpb::MessageType;
 use raft::Storage as _;
 
+/// How long after a failure count expired the groups may still move for it (the moves it
+/// causes are proposed in the next coordinator pass, and a stop and its activation may take
+/// a few steps).
+const EXPIRY_MOVES_US: u64 = 2_000_000;
+
 impl Sim {
     pub(super) fn violate(&mut self, rule: &'static str, detail: String) {
         if self.violation.is_none() {
@@ -235,8 +240,16 @@ impl Sim {
     }
 
     /// L2: after the faults stopped and the cluster settled, a group moves only for a failback
-    /// or a schedule.
+    /// or a schedule, or because a failure count expired (`failure_timeout_ms`: the node it
+    /// failed on may host it again, and the placement may prefer it, as Pacemaker's
+    /// failure-timeout does), in the same batch as that expiry or just after it.
     pub(super) fn check_move(&mut self, cmd: &Command) {
+        if let Command::Admin(AdminCommand::ClearFailures { .. }) = cmd {
+            self.failures_expired_us = Some(self.now_us);
+        }
+        let after_expiry = self
+            .failures_expired_us
+            .is_some_and(|t| self.now_us <= t + EXPIRY_MOVES_US);
         if let Command::Activate {
             cause: Cause::Failure,
             ..
@@ -253,7 +266,7 @@ impl Sim {
             group, node, cause, ..
         } = cmd
         {
-            if !matches!(cause, Cause::Failback | Cause::Schedule) {
+            if !matches!(cause, Cause::Failback | Cause::Schedule) && !after_expiry {
                 let detail = format!(
                     "{} stopped on {} for {cause:?} after the faults stopped",
                     self.spec.groups[usize::from(*group)].name,

@@ -285,6 +285,8 @@ pub struct Sim {
     torn_writes: u64,
     /// State disks that failed for a while.
     disk_failures: u64,
+    /// When a failure count last expired (the checker's L2 lets groups move just after).
+    failures_expired_us: Option<u64>,
     /// Durable snapshots: taken by a node of its own state, installed from a coordinator.
     snapshots_taken: u64,
     snapshots_installed: u64,
@@ -374,6 +376,7 @@ impl Sim {
             failovers: 0,
             torn_writes: 0,
             disk_failures: 0,
+            failures_expired_us: None,
             snapshots_taken: 0,
             snapshots_installed: 0,
             fault_count: 0,

@@ -273,6 +273,12 @@ impl Scenario {
                 // The defaults of the config: restarts after the first wait 1 s, 2 s, ….
                 restart_backoff_ms: 1_000,
                 restart_backoff_max_ms: 30_000,
+                // Half the groups forget a node's failures after 5 to 20 s.
+                failure_timeout_ms: if rng.chance(500_000) {
+                    rng.range(5_000, 20_000)
+                } else {
+                    0
+                },
                 load: if capacities {
                     1 + rng.range(0, 8) as u32
                 } else {

@@ -114,6 +114,7 @@ pub const RANGES: &[(&str, Range)] = &[
     ("group.restart_window_ms", Range::new(0, DAY_MS)),
     ("group.restart_backoff_ms", Range::new(0, 3_600_000)),
     ("group.restart_backoff_max_ms", Range::new(0, 3_600_000)),
+    ("group.failure_timeout_ms", Range::new(0, 7 * DAY_MS)),
     ("group.load", Range::new(0, 1_000_000)),
     ("group.resource.quick.interval_ms", CHECK_INTERVAL),
     ("group.resource.quick.timeout_ms", CHECK_TIMEOUT),

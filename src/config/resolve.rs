@@ -198,6 +198,7 @@ fn resolve_group(
         restart_window_ms: g.restart_window_ms,
         restart_backoff_ms: g.restart_backoff_ms,
         restart_backoff_max_ms: g.restart_backoff_max_ms,
+        failure_timeout_ms: g.failure_timeout_ms,
         load: g.load,
         anti_affinity,
         resources,

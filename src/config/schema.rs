@@ -425,6 +425,11 @@ pub struct GroupConfig {
     /// `restart_backoff_ms`. Default: 30000.
     #[serde(default = "default_restart_backoff_max_ms")]
     pub restart_backoff_max_ms: u64,
+    /// How long after a node's last failure of this group its failure count is forgotten (it
+    /// may host the group again), in ms, as Pacemaker's `failure-timeout`. 0: never (an
+    /// administrator clears it). Range: 0 to 604800000 (a week). Default: 0.
+    #[serde(default)]
+    pub failure_timeout_ms: u64,
     /// How much of a node's capacity the group uses. Range: 0 to 1000000. Default: 0.
     #[serde(default)]
     pub load: u32,

@@ -714,6 +714,7 @@ fn check_groups(c: &ClusterConfig, r: &mut Report) {
         }
         r.within(loc.key("restart_backoff_ms"), g.restart_backoff_ms);
         r.within(loc.key("restart_backoff_max_ms"), g.restart_backoff_max_ms);
+        r.within(loc.key("failure_timeout_ms"), g.failure_timeout_ms);
         if g.restart_backoff_max_ms < g.restart_backoff_ms {
             r.push(
                 loc.key("restart_backoff_max_ms"),
@@ -1162,6 +1163,7 @@ mod tests {
             restart_window_ms: 300_000,
             restart_backoff_ms: 1_000,
             restart_backoff_max_ms: 30_000,
+            failure_timeout_ms: 0,
             load: 0,
             anti_affinity: Vec::new(),
             resources: (0..n)

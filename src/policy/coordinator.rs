@@ -23,7 +23,9 @@ use super::node::Faults;
 use super::placement::{place, Target};
 use super::schedule::CivilTime;
 use super::spec::{ClusterSpec, GroupId, NodeId, PartitionPolicy};
-use super::state::{Cause, ClusterState, Command, GroupState, Instance, Phase, Release};
+use super::state::{
+    AdminCommand, Cause, ClusterState, Command, GroupState, Instance, Phase, Release,
+};
 
 /// How long the coordinator waits for a proposal to commit before it proposes again.
 pub const RETRY_PROPOSAL_US: u64 = 200_000;
@@ -171,6 +173,9 @@ pub struct Coordinator {
     /// When a pass must run again even if nothing changed (a lease expiry we wait for).
     pub wake_us: Option<u64>,
     placed: Option<Placed>,
+    /// Per group, per node: the failure count last seen and since when (this coordinator's
+    /// clock), for `failure_timeout_ms`.
+    failures_seen: Vec<Vec<(u32, u64)>>,
     /// Per node, reused by each clone group of a pass: in its target; has an instance.
     scratch_wanted: Vec<bool>,
     scratch_present: Vec<bool>,
@@ -190,6 +195,7 @@ impl Coordinator {
             dirty: true,
             wake_us: None,
             placed: None,
+            failures_seen: vec![vec![(0, 0); n]; groups],
             scratch_wanted: vec![false; n],
             scratch_present: vec![false; n],
         }
@@ -255,6 +261,44 @@ impl Coordinator {
         }
         self.placed = Some(placed);
         fired_schedules(v, out);
+        self.expire_failures(v, out);
+    }
+
+    /// `failure_timeout_ms`: a node's failure count of a group that has not grown for that
+    /// long is cleared, and the node may host the group again. Timed on this coordinator's
+    /// clock from when it first saw the count: a new coordinator starts the wait again, so a
+    /// count is forgotten late, never early. Proposed as the administrator's
+    /// `ClearFailures`; asked again a second later while it does not apply.
+    fn expire_failures(&mut self, v: &View<'_>, out: &mut Vec<Command>) {
+        for (g, gs) in v.spec.groups.iter().enumerate() {
+            let timeout_us = gs.failure_timeout_ms.saturating_mul(1000);
+            if timeout_us == 0 {
+                continue;
+            }
+            for (n, &count) in v.state.groups[g].failures.iter().enumerate() {
+                let Some(seen) = self.failures_seen.get_mut(g).and_then(|s| s.get_mut(n)) else {
+                    continue;
+                };
+                if count == 0 {
+                    *seen = (0, 0);
+                    continue;
+                }
+                if seen.0 != count {
+                    *seen = (count, v.now_us);
+                }
+                let due = seen.1.saturating_add(timeout_us);
+                if v.now_us >= due {
+                    out.push(Command::Admin(AdminCommand::ClearFailures {
+                        group: g as GroupId,
+                        node: Some(n as NodeId),
+                    }));
+                    seen.1 = v.now_us.saturating_sub(timeout_us) + 1_000_000;
+                    self.wake(v.now_us + 1_000_000);
+                } else {
+                    self.wake(due);
+                }
+            }
+        }
     }
 
     /// A node refused for dragging out a stop has lost its lease by the time its last

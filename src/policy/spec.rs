@@ -162,6 +162,9 @@ pub struct GroupSpec {
     pub restart_backoff_ms: u64,
     /// The longest wait before a local restart.
     pub restart_backoff_max_ms: u64,
+    /// A node's failure count of the group is forgotten this long after it last grew (0:
+    /// never).
+    pub failure_timeout_ms: u64,
     /// How much capacity the group uses on its node.
     pub load: u32,
     /// Groups that must not run on the same node as this one (both directions are stored).

@@ -93,6 +93,7 @@ pub fn simple_spec(nodes: usize, groups: usize) -> ClusterSpec {
             restart_window_ms: 60_000,
             restart_backoff_ms: 0,
             restart_backoff_max_ms: 0,
+            failure_timeout_ms: 0,
             load: 1,
             anti_affinity: Vec::new(),
             resources: vec![resource(&format!("g{g}-r0"), Vec::new())],

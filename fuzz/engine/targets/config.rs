@@ -71,6 +71,7 @@ const WORDS: &[&str] = &[
     "restart_window_ms",
     "restart_backoff_ms",
     "restart_backoff_max_ms",
+    "failure_timeout_ms",
     "schedule",
     "slot_bytes",
     "socket",

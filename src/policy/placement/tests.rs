@@ -87,6 +87,7 @@ fn parse_cases(text: &str) -> Vec<Case> {
                         restart_window_ms: 1000,
                         restart_backoff_ms: 0,
                         restart_backoff_max_ms: 0,
+                        failure_timeout_ms: 0,
                         load: 0,
                         anti_affinity: Vec::new(),
                         resources: vec![resource(words[1], Vec::new())],
