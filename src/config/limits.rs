@@ -90,7 +90,7 @@ const ACTION_TIMEOUT: Range = Range::new(1, HOUR_MS);
 pub const RANGES: &[(&str, Range)] = &[
     ("timing.lease_ms", Range::new(10, 60_000)),
     ("timing.lease_renew_ms", Range::new(1, 30_000)),
-    ("timing.takeover_margin_ms", Range::new(0, 60_000)),
+    ("timing.takeover_margin_ms", Range::new(1, 60_000)),
     ("timing.stop_budget_ms", Range::new(1, 60_000)),
     ("timing.raft_tick_ms", Range::new(1, 1_000)),
     ("timing.election_ticks", Range::new(2, 1_000)),

@@ -33,6 +33,11 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use super::limits::{self, MAX_DETECTION_MS, MAX_ELECTION_MS};
+
+/// The least `max_clock_drift` accepted: 500 ppm, the most the kernel's clock discipline
+/// (adjtimex) slews a clock by. A lease shortened by less could outlast what its grantor
+/// counts on; 0 would claim two machines' clocks run at exactly one rate.
+const MIN_CLOCK_DRIFT: f64 = 0.0005;
 use super::locate::Loc;
 use super::resolve;
 use super::schema::*;
@@ -306,14 +311,15 @@ fn check_timing(c: &ClusterConfig, r: &mut Report) {
              long (20 × 10 is the default)",
         );
     }
-    if !(0.0..=0.1).contains(&t.max_clock_drift) {
+    if !(MIN_CLOCK_DRIFT..=0.1).contains(&t.max_clock_drift) {
         r.push(
             loc.key("max_clock_drift"),
             format!(
-                "max_clock_drift = {} is outside 0 to 0.1",
+                "max_clock_drift = {} is outside {MIN_CLOCK_DRIFT} to 0.1",
                 t.max_clock_drift
             ),
-            "give the bound as a fraction, e.g. 0.01 for 1 %",
+            "give the bound as a fraction, e.g. 0.01 for 1 %: no clock keeps time exactly, and \
+             the kernel's clock discipline alone may slew one by 0.0005 (500 ppm)",
         );
     }
     if t.lease_ms == 0 {
