@@ -5,8 +5,8 @@
 
 mod support;
 
-use eterne::policy::message::Input;
-use eterne::policy::state::Phase;
+use eterne::policy::message::{Event, Input};
+use eterne::policy::state::{Command, Phase};
 use support::cores::{spec_of, Cores, THREE_NODES_WEB};
 
 fn owner(net: &Cores) -> usize {
@@ -20,7 +20,7 @@ fn owner(net: &Cores) -> usize {
 
 /// web fails on its owner past its restarts (none allowed), so it moves; the count stays on
 /// the old owner for `timeout_ms` and (with a timeout) is gone by `timeout_ms` and a margin.
-fn fail_and_watch(timeout_ms: u64) -> (usize, Vec<u32>, Vec<u32>) {
+fn fail_and_watch(timeout_ms: u64) -> (usize, Vec<u32>, Vec<u32>, bool) {
     let toml = THREE_NODES_WEB.replace(
         "nodes = [\"n1\", \"n2\", \"n3\"]",
         &format!(
@@ -49,12 +49,19 @@ fn fail_and_watch(timeout_ms: u64) -> (usize, Vec<u32>, Vec<u32>) {
     let after: Vec<u32> = (0..3)
         .map(|i| net.core(i).state().groups[0].failures[first])
         .collect();
-    (first, before, after)
+    // Under its own name in the log (and so in every node's events), not as an admin's.
+    let named = net.events.iter().all(|ev| {
+        ev.iter().any(|e| {
+            matches!(e, Event::Committed { cmd: Command::FailuresExpired { group: 0, node }, .. }
+                if usize::from(*node) == first)
+        })
+    });
+    (first, before, after, named)
 }
 
 #[test]
 fn a_failure_count_is_forgotten_after_its_timeout_and_kept_without_one() {
-    let (_, before, after) = fail_and_watch(5_000);
+    let (_, before, after, named) = fail_and_watch(5_000);
     assert_eq!(
         before,
         [1, 1, 1],
@@ -65,8 +72,10 @@ fn a_failure_count_is_forgotten_after_its_timeout_and_kept_without_one() {
         [0, 0, 0],
         "forgotten everywhere after failure_timeout_ms"
     );
+    assert!(named, "every node saw FailuresExpired committed");
 
-    let (_, before, after) = fail_and_watch(0);
+    let (_, before, after, named) = fail_and_watch(0);
     assert_eq!(before, [1, 1, 1]);
     assert_eq!(after, [1, 1, 1], "without a timeout it stays until cleared");
+    assert!(!named);
 }

@@ -244,7 +244,7 @@ impl Sim {
     /// failed on may host it again, and the placement may prefer it, as Pacemaker's
     /// failure-timeout does), in the same batch as that expiry or just after it.
     pub(super) fn check_move(&mut self, cmd: &Command) {
-        if let Command::Admin(AdminCommand::ClearFailures { .. }) = cmd {
+        if let Command::FailuresExpired { .. } = cmd {
             self.failures_expired_us = Some(self.now_us);
         }
         let after_expiry = self

@@ -409,6 +409,11 @@ fn committed(n: &Names<'_>, index: u64, cmd: &Command) -> (&'static str, Value) 
             "admin_committed",
             json!({"index": index, "command": n.admin(a)}),
         ),
+        Command::FailuresExpired { group, node } => (
+            "failures_expired",
+            json!({"index": index, "group": n.group(group), "node": n.node(node),
+                   "why": "no failure there for the group's failure_timeout_ms: the node may host it again"}),
+        ),
         Command::Config { digest } => (
             "config_committed",
             json!({"index": index, "digest": format!("{digest:#018x}"), "ours": format!("{:#018x}", n.0.digest)}),

@@ -565,6 +565,7 @@ pub const EVENT_NAMES: &[&str] = &[
     "event_log_reopened",
     "state_disk_failed",
     "state_disk_recovered",
+    "failures_expired",
     "admin_action",
 ];
 

@@ -23,9 +23,7 @@ use super::node::Faults;
 use super::placement::{place, Target};
 use super::schedule::CivilTime;
 use super::spec::{ClusterSpec, GroupId, NodeId, PartitionPolicy};
-use super::state::{
-    AdminCommand, Cause, ClusterState, Command, GroupState, Instance, Phase, Release,
-};
+use super::state::{Cause, ClusterState, Command, GroupState, Instance, Phase, Release};
 
 /// How long the coordinator waits for a proposal to commit before it proposes again.
 pub const RETRY_PROPOSAL_US: u64 = 200_000;
@@ -267,8 +265,8 @@ impl Coordinator {
     /// `failure_timeout_ms`: a node's failure count of a group that has not grown for that
     /// long is cleared, and the node may host the group again. Timed on this coordinator's
     /// clock from when it first saw the count: a new coordinator starts the wait again, so a
-    /// count is forgotten late, never early. Proposed as the administrator's
-    /// `ClearFailures`; asked again a second later while it does not apply.
+    /// count is forgotten late, never early. Proposed as [`Command::FailuresExpired`]; asked
+    /// again a second later while it does not apply.
     fn expire_failures(&mut self, v: &View<'_>, out: &mut Vec<Command>) {
         for (g, gs) in v.spec.groups.iter().enumerate() {
             let timeout_us = gs.failure_timeout_ms.saturating_mul(1000);
@@ -288,10 +286,10 @@ impl Coordinator {
                 }
                 let due = seen.1.saturating_add(timeout_us);
                 if v.now_us >= due {
-                    out.push(Command::Admin(AdminCommand::ClearFailures {
+                    out.push(Command::FailuresExpired {
                         group: g as GroupId,
-                        node: Some(n as NodeId),
-                    }));
+                        node: n as NodeId,
+                    });
                     seen.1 = v.now_us.saturating_sub(timeout_us) + 1_000_000;
                     self.wake(v.now_us + 1_000_000);
                 } else {

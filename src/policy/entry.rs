@@ -220,6 +220,7 @@ mod tests {
                 group: 0,
                 node: Some(2),
             }),
+            Command::FailuresExpired { group: 1, node: 0 },
             Command::Config { digest: 0xfeed },
         ]
     }

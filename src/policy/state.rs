@@ -170,6 +170,15 @@ pub enum Command {
         /// The civil minute it fired for (so that it fires once).
         stamp: u64,
     },
+    /// `node`'s failure count of `group` has not grown for the group's `failure_timeout_ms`:
+    /// it is forgotten, as an administrator's `ClearFailures` of that node would (proposed by
+    /// the coordinator, `Coordinator::expire_failures`).
+    FailuresExpired {
+        /// The group.
+        group: GroupId,
+        /// The node whose count is forgotten.
+        node: NodeId,
+    },
     /// The config every later entry is proposed under: the digest of the coordinator's
     /// `cluster.toml` ([`ClusterSpec::digest`]). A coordinator commits it before it proposes
     /// anything else; it was elected by voters that all have the same file
@@ -218,7 +227,8 @@ impl Command {
             | Command::Admin(AdminCommand::ClearFailures {
                 group,
                 node: Some(node),
-            }) => {
+            })
+            | Command::FailuresExpired { group, node } => {
                 f(IdKind::Group, group);
                 f(IdKind::Node, node);
             }
@@ -247,7 +257,8 @@ impl Command {
             | Command::Failed { group, .. }
             | Command::Admin(AdminCommand::Move { group, .. })
             | Command::Admin(AdminCommand::FailbackNow { group })
-            | Command::Admin(AdminCommand::ClearFailures { group, .. }) => Some(group),
+            | Command::Admin(AdminCommand::ClearFailures { group, .. })
+            | Command::FailuresExpired { group, .. } => Some(group),
             Command::Admin(AdminCommand::Standby { .. } | AdminCommand::Maintenance { .. })
             | Command::Fenced { .. }
             | Command::Solo { .. }
@@ -489,6 +500,13 @@ impl ClusterState {
                 hit
             }
             Command::Admin(ref a) => self.apply_admin(spec, a),
+            Command::FailuresExpired { group, node } => self.apply_admin(
+                spec,
+                &AdminCommand::ClearFailures {
+                    group,
+                    node: Some(node),
+                },
+            ),
             Command::Config { digest } => std::mem::replace(&mut self.config, digest) != digest,
             Command::ScheduleFired { index: s, stamp } => {
                 let Some(sched) = spec.schedules.get(usize::from(s)) else {
@@ -906,6 +924,7 @@ mod tests {
                 }),
                 Some(1),
             ),
+            (Command::FailuresExpired { group: 1, node: 2 }, Some(1)),
             // These concern every group on a node, or every group.
             (admin(AdminCommand::Standby { node: 1, on: true }), None),
             (admin(AdminCommand::Maintenance { on: true }), None),

@@ -58,6 +58,7 @@ const NAMES: &[&str] = &[
     "Maintenance",
     "FailbackNow",
     "ClearFailures",
+    "FailuresExpired",
     "to",
     "node",
     "on",
