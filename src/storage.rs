@@ -113,8 +113,9 @@ pub struct FileLog {
     reserved_to: u64,
     /// The filesystem cannot reserve (`EOPNOTSUPP`): records are written unreserved.
     no_reserve: bool,
-    /// A write or fsync failed since the last rewrite: what is on disk may hold a partial
-    /// record, or records a failed fsync lost. [`FileLog::persist`] rewrites the file first.
+    /// A batch failed since the last rewrite (set by [`FileLog::persist`] on any error): what
+    /// is on disk may hold a partial record, or records a failed fsync lost, so the file is
+    /// rewritten before anything more is appended.
     broken: bool,
 }
 
@@ -588,10 +589,9 @@ impl FileLog {
     fn write_record(&mut self, rec: &Record) -> Result<(), StoreError> {
         let bytes = frame(rec, &self.log_path)?;
         self.reserve(bytes.len() as u64)?;
-        if let Err(e) = self.log.write_all(&bytes) {
-            self.broken = true;
-            return Err(io_err("write", &self.log_path)(e));
-        }
+        self.log
+            .write_all(&bytes)
+            .map_err(io_err("write", &self.log_path))?;
         self.len += bytes.len() as u64;
         self.dirty = true;
         Ok(())
@@ -778,12 +778,11 @@ impl LogStore for FileLog {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         if self.dirty {
-            if let Err(e) = self.log.sync_data() {
-                // What the kernel could not write may be gone from its cache: only a rewrite
-                // makes it durable now, never a second fsync.
-                self.broken = true;
-                return Err(io_err("fsync", &self.log_path)(e));
-            }
+            // A failed fsync leaves `persist` to rewrite the file: what the kernel could not
+            // write may be gone from its cache, and a second fsync would not say so.
+            self.log
+                .sync_data()
+                .map_err(io_err("fsync", &self.log_path))?;
             self.dirty = false;
         }
         Ok(())

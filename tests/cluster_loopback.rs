@@ -14,6 +14,7 @@ mod cluster;
 use std::time::{Duration, Instant};
 
 use cluster::loopback::{Opts, APP};
+use cluster::support::small_disk::SmallDisk;
 use cluster::{support, Cluster};
 use eterne::control::Request;
 
@@ -663,33 +664,6 @@ fn a_follower_far_behind_catches_up_and_a_damaged_log_rejoins_from_the_cluster()
     stays(&c, "demo", "n1");
 }
 
-/// A tmpfs of `size` on `dir` (created), lazily unmounted on drop: the files the daemon still
-/// holds open there keep it busy until the daemon is gone.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(dir).expect("the node's dir");
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .expect("run mount")
-            .success();
-        assert!(ok, "mount a tmpfs on {}", dir.display());
-        SmallDisk(dir.to_path_buf())
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// Commits that leave demo where it is (n3 into standby and out, through n2), until n1,
 /// which must write them, reports its state disk failed. Once n1 fails a request may wait
 /// for a new coordinator and time out: that is not what is tested.
@@ -741,7 +715,7 @@ fn a_full_state_disk_on_the_owner_moves_its_group_and_the_node_recovers_once_the
     up(&mut c);
     let app = c.app_running(0, APP).expect("n1 runs the application");
 
-    fill(&disk.0);
+    fill(&disk.dir);
     let full = Instant::now();
     commit_until_n1_fails(&c);
     c.wait_for("n1 reports its state disk failed", |c| {
@@ -771,7 +745,7 @@ fn a_full_state_disk_on_the_owner_moves_its_group_and_the_node_recovers_once_the
     );
 
     // Room again: n1 writes, is heard again, and the event log resumes with what it lost.
-    std::fs::remove_file(disk.0.join("filler")).expect("free the space");
+    std::fs::remove_file(disk.dir.join("filler")).expect("free the space");
     c.wait_for("n1 recovers and the cluster forms again", |c| {
         c.status(0).is_some_and(|s| s.state_disk_failed.is_none()) && c.formed()
     });
@@ -798,7 +772,7 @@ fn a_full_state_disk_on_the_owner_moves_its_group_and_the_node_recovers_once_the
     // A start on a full disk is no refusal either: n1 starts, fails as a node once it must
     // write, and comes back once there is room.
     c.kill_daemon(0);
-    fill(&disk.0);
+    fill(&disk.dir);
     c.start(0);
     c.wait_for("n1 starts on its full disk and answers", |c| {
         c.status(0).is_some()
@@ -807,7 +781,7 @@ fn a_full_state_disk_on_the_owner_moves_its_group_and_the_node_recovers_once_the
     c.wait_for("n1 reports its state disk failed", |c| {
         c.status(0).is_some_and(|s| s.state_disk_failed.is_some())
     });
-    std::fs::remove_file(disk.0.join("filler")).expect("free the space");
+    std::fs::remove_file(disk.dir.join("filler")).expect("free the space");
     c.wait_for("n1 recovers and the cluster forms again", |c| {
         c.status(0).is_some_and(|s| s.state_disk_failed.is_none()) && c.formed()
     });

@@ -4,7 +4,6 @@
 //! a byte is written); nothing after it is acknowledged while the disk is full; once there is
 //! room again it is written, reported recovered, and every batch after it follows in order.
 
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -17,30 +16,7 @@ use raft::Storage;
 #[path = "support/mod.rs"]
 mod support;
 
-/// A tmpfs of `size` mounted on a fresh temporary directory, unmounted on drop.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount")
-            .success();
-        assert!(ok, "mount a tmpfs on {}", dir.path().display());
-        SmallDisk { dir }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
+use support::small_disk::SmallDisk;
 
 fn batch(number: u64) -> Persist {
     Persist {
@@ -64,8 +40,9 @@ fn a_full_disk_holds_the_writer_at_the_first_batch_that_does_not_fit_until_there
     ) {
         return;
     }
-    let disk = SmallDisk::mount("256k");
-    let raft_dir = disk.dir.path().join("raft");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let disk = SmallDisk::mount(tmp.path(), "256k");
+    let raft_dir = disk.dir.join("raft");
     let log = FileLog::open(&raft_dir, &[1, 2, 3]).expect("open the log");
     let (tx, rx) = mpsc::channel();
     let writer = Writer::start(log, move |w| {
@@ -110,13 +87,7 @@ fn a_full_disk_holds_the_writer_at_the_first_batch_that_does_not_fit_until_there
     assert_eq!(seen.log.last_index().ok(), Some(k));
 
     // Room again (the tmpfs grows): the failed batch is written, then all after it, in order.
-    let ok = Command::new("mount")
-        .args(["-o", "remount,size=4m"])
-        .arg(disk.dir.path())
-        .status()
-        .expect("run mount")
-        .success();
-    assert!(ok, "grow the tmpfs");
+    disk.resize("4m");
     match rx.recv_timeout(Duration::from_secs(10)) {
         Ok(Written::Recovered { number, tries }) => {
             assert_eq!(number, k + 1);
@@ -157,10 +128,11 @@ fn a_start_on_a_full_disk_waits_for_room_instead_of_refusing() {
     ) {
         return;
     }
-    let disk = SmallDisk::mount("64k");
-    let raft_dir = disk.dir.path().join("raft");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let disk = SmallDisk::mount(tmp.path(), "64k");
+    let raft_dir = disk.dir.join("raft");
     std::fs::create_dir_all(&raft_dir).expect("the raft dir");
-    let filler = disk.dir.path().join("filler");
+    let filler = disk.dir.join("filler");
     let _ = std::fs::write(&filler, vec![0u8; 1 << 20]);
     let log = FileLog::open(&raft_dir, &[1, 2, 3]).expect("opened on a full disk");
     assert!(log.needs_repair(), "its first write is a whole new log");

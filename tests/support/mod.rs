@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod cores;
+pub mod small_disk;
 pub mod wait;
 
 use std::path::Path;

@@ -95,6 +95,9 @@ use super::state::{AdminCommand, Applied, ClusterState, Command, Phase};
 use super::timer::{Timer, TimerTable};
 use super::two_node::{Facts, TwoNode};
 
+mod agreement;
+mod disk;
+
 pub use super::consensus::ConsensusError;
 
 /// Test-only switches that break a safety rule on purpose, so that a test can show the
@@ -397,17 +400,6 @@ impl NodeCore {
         self.lease_ok
     }
 
-    /// Why this node's state disk failed, while it does: a node that cannot keep its raft
-    /// log fails as a whole, as if it had died. It gives up its lease at once (its exclusive
-    /// groups stop), coordinates nothing and falls silent: no heartbeat, no message out, none
-    /// taken in, so the others see it lost within the failure-detection time and move its
-    /// groups once its lease has run out, as after a crash. What it sent could never have
-    /// been backed by its log; what it kept hearing could never be acknowledged. Once a write
-    /// succeeds again it is heard again and rejoins as any node coming back.
-    pub fn state_disk_failed(&self) -> Option<&str> {
-        self.disk_failed.as_deref()
-    }
-
     /// This node's instance of a group, if it runs one.
     pub fn local_group(&self, g: GroupId) -> Option<&LocalGroup> {
         self.locals.get(g)
@@ -416,41 +408,6 @@ impl NodeCore {
     /// Whether the shell reported the connection to `peer` on `path` up.
     pub fn connected(&self, peer: NodeId, path: PathId) -> bool {
         self.router.is_up(peer, path)
-    }
-
-    /// Whether `peer`'s last heartbeat carried our config digest (this node, and a peer not
-    /// heard yet: yes).
-    pub fn config_agrees(&self, peer: NodeId) -> bool {
-        self.peer_digest
-            .get(usize::from(peer))
-            .is_none_or(|d| d.is_none_or(|d| d == self.spec.digest))
-    }
-
-    /// Why this node must not act on the cluster's state, if it must not: the config
-    /// committed in the log ([`Command::Config`]) is not this node's file, or a committed
-    /// entry names what this file does not have (`policy/entry.rs`). Such a node runs no
-    /// group, asks for no lease and, as coordinator, proposes only its own config; its votes
-    /// go only to candidates with its own file (docs/architecture.md, "Agreement by content").
-    /// Across restarts too: the log it replays says so again.
-    pub fn config_differs(&self) -> Option<String> {
-        if self.config_ok() {
-            return None;
-        }
-        if let Some((index, why)) = &self.unreadable {
-            return Some(format!(
-                "committed entry {index} cannot be applied here: {why}; the files differ"
-            ));
-        }
-        Some(format!(
-            "the committed config is {:#018x}, this node's file is {:#018x}",
-            self.state.config, self.spec.digest
-        ))
-    }
-
-    /// [`NodeCore::config_differs`] is `None` (cheap: asked on every pass).
-    fn config_ok(&self) -> bool {
-        self.unreadable.is_none()
-            && (self.state.config == 0 || self.state.config == self.spec.digest)
     }
 
     /// The failures of resource `r` of group `g` seen on this node since the daemon started
@@ -498,17 +455,7 @@ impl NodeCore {
 
     /// Take the effects produced so far.
     pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
-        if self.disk_failed.is_some() {
-            // Silent (see `state_disk_failed`); raft's answers that wait for a write too.
-            self.effects.retain_mut(|e| match e {
-                Effect::Heartbeat { .. } | Effect::Send { .. } => false,
-                Effect::Persist { then, .. } => {
-                    then.clear();
-                    true
-                }
-                _ => true,
-            });
-        }
+        self.silence_if_disk_failed();
         self.effects.drain(..)
     }
 
@@ -560,23 +507,10 @@ impl NodeCore {
             ),
             Input::Admin(cmd) => self.on_admin(cmd, self.me),
             Input::Persisted { number } => self.consensus.on_persisted(number),
-            Input::StateDiskFailed { why } => {
-                if self.disk_failed.is_none() {
-                    self.lease.surrender();
-                    self.effects
-                        .push(Effect::Event(Event::StateDiskFailed { why: why.clone() }));
-                }
-                self.disk_failed = Some(why);
-                self.locals.mark_all();
-            }
+            Input::StateDiskFailed { why } => self.state_disk_fails(why),
             Input::StateDiskRecovered => {
-                if self.disk_failed.take().is_none() {
+                if !self.state_disk_recovers() {
                     return;
-                }
-                self.effects.push(Effect::Event(Event::StateDiskRecovered));
-                self.locals.mark_all();
-                if let Some(c) = &mut self.coordinator {
-                    c.dirty = true;
                 }
             }
             Input::FenceResult {
@@ -1194,34 +1128,6 @@ impl NodeCore {
         }
     }
 
-    /// Keeps the first committed entry this node could not read, until the cluster commits
-    /// this node's own config after it: an entry naming a group or node the agreed file no
-    /// longer has is history then (a group removed from every file). An entry of another
-    /// format is never forgiven. Tells when this node starts or stops acting on the state.
-    fn note_unreadable(&mut self) {
-        for (index, why) in self.consensus.take_unreadable() {
-            if self.unreadable.is_none() && index > self.own_config_at {
-                self.unreadable = Some((index, why));
-            }
-        }
-        if let Some((index, EntryError::Unknown { .. })) = self.unreadable {
-            if index < self.own_config_at {
-                self.unreadable = None;
-            }
-        }
-        let ok = self.config_ok();
-        if ok != self.config_was_ok {
-            self.config_was_ok = ok;
-            self.effects.push(Effect::Event(Event::ConfigDiffers {
-                why: self.config_differs(),
-            }));
-            self.locals.mark_all();
-            if let Some(c) = &mut self.coordinator {
-                c.dirty = true;
-            }
-        }
-    }
-
     /// Bring local group instances in line with the replicated state and our lease; a stop
     /// that failed costs us the lease (see [`Locals::reconcile`]).
     fn reconcile(&mut self, now_us: u64) {
@@ -1285,35 +1191,6 @@ impl NodeCore {
             ask_fence(&mut self.effects, r);
         }
         self.consensus.propose_all(&proposals);
-    }
-
-    /// A coordinator whose config is not the committed one proposes it, and nothing else
-    /// until it is applied: every later entry is then read under the config it was proposed
-    /// under. Its voters had its file, so a majority agrees on it. Asked again every
-    /// [`CONFIG_RETRY_US`] while it does not commit. A coordinator that cannot read its own
-    /// log (an entry of another format) proposes nothing at all.
-    fn agree_config(&mut self, now_us: u64) {
-        let term = self.consensus.term();
-        let Some(c) = self.coordinator.as_mut() else {
-            return;
-        };
-        c.dirty = false;
-        if matches!(self.unreadable, Some((_, EntryError::Malformed(_)))) {
-            c.wake_us = None;
-            return;
-        }
-        let due = match self.config_asked {
-            Some((t, at)) if t == term => now_us >= at + CONFIG_RETRY_US,
-            _ => true,
-        };
-        if due {
-            self.config_asked = Some((term, now_us));
-            self.consensus.propose(&Command::Config {
-                digest: self.spec.digest,
-            });
-        }
-        let at = self.config_asked.map_or(now_us, |(_, at)| at);
-        c.wake_us = Some(at + CONFIG_RETRY_US);
     }
 
     /// Copy the deadlines owned by the parts into the timer table; its earliest is next.
