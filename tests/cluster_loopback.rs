@@ -815,6 +815,15 @@ fn an_agent_missing_everywhere_fences_no_one_and_leaves_the_other_groups_alone()
             "n{} fenced itself over an agent it does not have",
             i + 1
         );
+        let refused = c.events_named(i, "resource_refused");
+        assert!(
+            refused.iter().any(|e| e["resource"] == "ghost-res"
+                && e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("NoSuchAgent"))),
+            "n{}'s resource_refused names the missing agent: {refused:?}",
+            i + 1
+        );
         let log = std::fs::read_to_string(&c.nodes[i].log).unwrap_or_default();
         assert!(
             log.contains("no-ocf/resource.d/heartbeat/NoSuchAgent does not exist"),
@@ -822,4 +831,80 @@ fn an_agent_missing_everywhere_fences_no_one_and_leaves_the_other_groups_alone()
             i + 1
         );
     }
+}
+
+/// An OCF agent that is "not installed" on n1 (its `validate-all` says so there, exit 5)
+/// and a Dummy-like agent everywhere else. Its state is per node, as the loopback harness's
+/// stuck agent keeps it.
+const PICKY_AGENT: &str = r#"#!/bin/sh
+node=$(tr '\0' '\n' < /proc/$PPID/environ | sed -n 's/^ETERNE_TEST_NODE=//p')
+state="@DIR@/picky-$node"
+case "$1" in
+  start) : > "$state"; exit 0 ;;
+  stop) rm -f "$state"; exit 0 ;;
+  monitor) if [ -e "$state" ]; then exit 0; else exit 7; fi ;;
+  meta-data) echo '<?xml version="1.0"?><resource-agent name="picky" version="1.0"><version>1.0</version><parameters/><actions><action name="start" timeout="5s"/><action name="stop" timeout="5s"/><action name="monitor" timeout="5s"/><action name="meta-data" timeout="5s"/><action name="validate-all" timeout="5s"/></actions></resource-agent>'; exit 0 ;;
+  validate-all) if [ "$node" = n1 ]; then echo "picky-tool is not installed on $node" >&2; exit 5; fi; exit 0 ;;
+  *) exit 3 ;;
+esac
+"#;
+
+/// A resource whose agent refuses this node at start (`validate` fails here only) keeps its
+/// group off that node: the group's first start goes to n2, the next in priority order, n1
+/// writes `resource_refused` naming the resource and the agent's reason, and nobody is
+/// fenced or restarted over it.
+#[test]
+fn a_resource_its_agent_refuses_on_one_node_runs_on_the_next_and_fences_no_one() {
+    if skip("a_resource_its_agent_refuses_on_one_node_runs_on_the_next_and_fences_no_one") {
+        return;
+    }
+    let o = Opts {
+        extra: "  [[group.resource]]\n  name = \"picky\"\n  type = \"ocf\"\n  params = { type = \"picky\", provider = \"eterne-test\", ocf_root = \"@DIR@/ocf\" }\n".into(),
+        ..Opts::default()
+    };
+    let mut c = Cluster::loopback(12, &o);
+    let agents = c.dir.join("ocf/resource.d/eterne-test");
+    std::fs::create_dir_all(&agents).unwrap();
+    let file = agents.join("picky");
+    let script = PICKY_AGENT.replace("@DIR@", &c.dir.display().to_string());
+    std::fs::write(&file, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    c.start_all();
+    c.wait_for("the cluster forms", |c| c.formed());
+    c.wait_for("demo runs on n2, the first node that can run it", |c| {
+        c.on("demo").as_deref() == Some("n2")
+    });
+    let refused = c.events_named(0, "resource_refused");
+    let why = refused
+        .iter()
+        .find(|e| e["resource"] == "picky" && e["group"] == "demo")
+        .unwrap_or_else(|| panic!("n1 writes resource_refused for picky; got {refused:?}"));
+    let reason = why["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("validate-all") && reason.contains("picky-tool is not installed on n1"),
+        "the event gives the agent's reason: {reason}"
+    );
+    for i in 1..3 {
+        assert!(
+            c.events_named(i, "resource_refused").is_empty(),
+            "n{} can run picky",
+            i + 1
+        );
+    }
+    stays(&c, "demo", "n2");
+    for i in 0..3 {
+        let pid = c.daemon_pid(i).expect("a daemon");
+        assert!(cluster::alive(pid), "n{}'s daemon is alive", i + 1);
+        assert!(
+            c.events_named(i, "fenced").is_empty(),
+            "n{} fenced over a resource that cannot run on n1",
+            i + 1
+        );
+    }
+    assert!(
+        c.app_running(0, APP).is_none(),
+        "n1 runs nothing of demo (its application stopped after the refused start)"
+    );
 }

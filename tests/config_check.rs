@@ -101,18 +101,21 @@ nodes = ["a"]
   [[group.resource]]
   name = "ip"
   type = "ip"
-  params = { address = "192.0.2.1/24" }
+  params = { address = "192.0.2.1/24", nics = "eth0" }
   depends_on = ["app", "fs"]
   [[group.resource]]
   name = "app"
   type = "application"
+  params = { command = "/usr/bin/sleep 1000" }
   depends_on = ["fs"]
   [[group.resource]]
   name = "other"
   type = "application"
+  params = { command = "/usr/bin/sleep 1000" }
   [[group.resource]]
   name = "fs"
   type = "filesystem"
+  params = { device = "/dev/sdb1", directory = "/srv/data" }
 "#;
     let spec = ClusterConfig::from_str(text, "order.toml")
         .unwrap_or_else(|e| panic!("{e}"))
@@ -456,7 +459,7 @@ fn chain(name: &str, n: usize) -> String {
     let mut text = format!("[[group]]\nname = \"{name}\"\nnodes = [\"a\", \"b\"]\n");
     for i in 0..n {
         text.push_str(&format!(
-            "[[group.resource]]\nname = \"{name}-r{i}\"\ntype = \"application\"\n"
+            "[[group.resource]]\nname = \"{name}-r{i}\"\ntype = \"application\"\nparams = {{ command = \"sleep 1000\" }}\n"
         ));
         if i > 0 {
             text.push_str(&format!("depends_on = [\"{name}-r{}\"]\n", i - 1));

@@ -244,13 +244,12 @@ pub fn run(opts: Options) -> i32 {
                 run_dir: opts.run_dir.clone(),
                 events: tx,
             };
-            let res = &with_default_node_slot(res, me);
-            let agent = match build(res, &ctx) {
-                Ok(a) => Some(Arc::from(a)),
-                Err(e) => {
-                    tracing::warn!(resource = %res.name, error = %e, "no agent for this resource: every op on it fails here");
-                    None
-                }
+            let res = &crate::resources::on_node(res, me);
+            let (agent, refused) = match build(res, &ctx) {
+                Ok(a) => (Some(Arc::from(a)), None),
+                // `config check` builds every agent, so only a daemon older or newer than
+                // the file's writer gets here.
+                Err(e) => (None, Some(e.to_string())),
             };
             if gs.is_exclusive() {
                 holdings.extend(
@@ -262,6 +261,7 @@ pub fn run(opts: Options) -> i32 {
             rs.push(ResourceSetup {
                 name: res.name.clone(),
                 agent,
+                refused,
                 events: Some(rx),
             });
         }
@@ -288,6 +288,7 @@ pub fn run(opts: Options) -> i32 {
             .unwrap_or_default(),
         pill_watch(&config, &spec, me),
     );
+    refuse_what_cannot_run(&mut agent_setups, &spec, &mut events);
     let listener_path = opts.control_socket.clone();
     let tls = TlsFiles::in_dir(&opts.tls_dir, &name);
     let drain_marker = opts.state_dir.join("drained");
@@ -607,34 +608,86 @@ pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, String> {
     Ok(f)
 }
 
+/// How long one agent's `validate` may take at start (an OCF agent's `meta-data` and
+/// `validate-all` are shell scripts; they all run at once).
+const VALIDATE_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Checks each agent on this node ([`crate::resources::Agent::validate`]: programs, users,
+/// interfaces, an OCF agent's meta-data and `validate-all`) before anything runs. A resource
+/// that fails is refused here: its starts fail hard, so its group runs elsewhere, and the
+/// event `resource_refused` names it and why. Nothing is fenced for it, and what of it runs
+/// here is still found and stopped.
+fn refuse_what_cannot_run(
+    setups: &mut [Option<Vec<ResourceSetup>>],
+    spec: &crate::policy::spec::ClusterSpec,
+    events: &mut EventLog,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the agents: no runtime for it");
+            return;
+        }
+    };
+    let verdicts = runtime.block_on(async {
+        let mut checks = tokio::task::JoinSet::new();
+        for (g, rs) in setups.iter().enumerate() {
+            for (r, setup) in rs.iter().flatten().enumerate() {
+                if let Some(agent) = setup.agent.clone() {
+                    checks.spawn(async move {
+                        let why = match tokio::time::timeout(VALIDATE_BOUND, agent.validate()).await
+                        {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(e.to_string()),
+                            Err(_) => Some(format!(
+                                "its check gave no answer within {} s",
+                                VALIDATE_BOUND.as_secs()
+                            )),
+                        };
+                        (g, r, why)
+                    });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(done) = checks.join_next().await {
+            if let Ok(v) = done {
+                out.push(v);
+            }
+        }
+        out
+    });
+    for (g, r, why) in verdicts {
+        if let (Some(why), Some(Some(rs))) = (why, setups.get_mut(g)) {
+            rs[r].refused = Some(why);
+        }
+    }
+    for (g, rs) in setups.iter().enumerate() {
+        for setup in rs.iter().flatten() {
+            let Some(why) = &setup.refused else { continue };
+            tracing::error!(resource = %setup.name, reason = %why, "this node cannot run the resource: its group will run elsewhere");
+            events.write(
+                "resource_refused",
+                serde_json::json!({"group": spec.groups[g].name, "resource": setup.name, "reason": why})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+    }
+}
+
 /// The default paths, as documented for `eterned --help`.
 pub fn default_state_dir() -> &'static Path {
     Path::new(crate::storage::DEFAULT_STATE_DIR)
 }
 
-/// A `disk_lock` without `node_slot` gets this node's position in the config's node list: the
-/// config is one file on every node (nodes with different files refuse each other's
-/// takeovers), so a per-node value cannot be written in it.
-fn with_default_node_slot(
-    res: &crate::policy::spec::ResourceSpec,
-    me: crate::policy::spec::NodeId,
-) -> crate::policy::spec::ResourceSpec {
-    let mut res = res.clone();
-    if res.agent == "disk_lock" && !res.params.iter().any(|(k, _)| k == "node_slot") {
-        res.params.push(("node_slot".into(), me.to_string()));
-    }
-    res
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{lock_state_dir, with_default_node_slot};
-    use crate::policy::spec::ResourceSpec;
-    use crate::policy::testutil::agent_resource;
-
-    fn res(agent: &str, params: &[(&str, &str)]) -> ResourceSpec {
-        agent_resource("r", agent, params)
-    }
+    use super::lock_state_dir;
 
     /// A second taker of a state directory is refused and told who holds it; once the
     /// holder lets go (closes it, or its process ends), it may be taken again.
@@ -660,16 +713,5 @@ mod tests {
         });
         assert!(free, "free again once the holder let go");
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_disk_lock_without_node_slot_gets_the_node_position() {
-        let r = with_default_node_slot(&res("disk_lock", &[("device", "/dev/x")]), 2);
-        assert!(r.params.contains(&("node_slot".into(), "2".into())));
-        // A given slot is kept; other agents are left alone.
-        let r = with_default_node_slot(&res("disk_lock", &[("node_slot", "0")]), 2);
-        assert_eq!(r.params, vec![("node_slot".into(), "0".into())]);
-        let r = with_default_node_slot(&res("ip", &[]), 2);
-        assert!(r.params.is_empty());
     }
 }

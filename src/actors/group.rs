@@ -8,9 +8,12 @@
 //! [`Input::AgentResult`]. Process exits the agent reports ([`AgentEvent::Exited`]) go to the
 //! node as [`Input::ResourceFailed`].
 //!
-//! A resource whose type has no agent on this daemon (the config may name types not built
-//! yet) answers every op as if nothing could run it: probe `NotRunning`, stop `Ok`, the rest
-//! `Failed`; the group then escalates and the coordinator places it elsewhere.
+//! A resource this node cannot run ([`ResourceSetup::refused`]: its agent could not be built
+//! here, or its `validate` failed at start) fails every start hard
+//! ([`Outcome::FailedHard`]): no local restart, the group escalates at once and the
+//! coordinator places it elsewhere, and nothing is fenced. Probe, stop and monitor still go
+//! to its agent when there is one, so a copy that runs here is still found and stopped;
+//! without an agent, probe is `NotRunning` and stop `Ok` (nothing of it can run here).
 
 use std::sync::Arc;
 
@@ -30,8 +33,10 @@ use crate::resources::{perform, Agent, AgentEvent};
 pub struct ResourceSetup {
     /// The resource's name (logs).
     pub name: String,
-    /// Its agent, if this daemon has one for its type.
+    /// Its agent, if this daemon could build one.
     pub agent: Option<Arc<dyn Agent>>,
+    /// Why this node cannot start it, if it cannot (no agent, or `validate` failed).
+    pub refused: Option<String>,
     /// The agent's event channel (exits), pumped to the node.
     pub events: Option<mpsc::Receiver<AgentEvent>>,
 }
@@ -101,6 +106,7 @@ impl GroupActor {
                 let node = up.feed.clone();
                 let parent = me.clone();
                 let agent = setup.agent.clone();
+                let refused = setup.refused.clone();
                 let rname = setup.name.clone();
                 addrs.push(Supervisor::start(move |_: &mut Context<ResourceActor>| {
                     ResourceActor {
@@ -108,6 +114,7 @@ impl GroupActor {
                         resource,
                         name: rname,
                         agent,
+                        refused,
                         node,
                         parent,
                         clock,
@@ -182,6 +189,7 @@ pub struct ResourceActor {
     resource: ResourceId,
     name: String,
     agent: Option<Arc<dyn Agent>>,
+    refused: Option<String>,
     node: Recipient<Feed>,
     parent: Recipient<ResourceCrashed>,
     clock: Clock,
@@ -229,13 +237,18 @@ impl ResourceActor {
         let node = self.node.clone();
         let wait = self.clock.until(op.deadline_us);
         let name = self.name.clone();
+        if let (Some(why), Action::Start) = (&self.refused, op.action) {
+            tracing::warn!(resource = %name, reason = %why, "this node cannot run the resource: its start fails hard");
+            node.do_send(Feed(result(op, Outcome::FailedHard)));
+            return;
+        }
         let Some(agent) = self.agent.clone() else {
             let outcome = match op.action {
                 Action::Probe => Outcome::NotRunning,
                 Action::Stop => Outcome::Ok,
-                _ => Outcome::Failed,
+                _ => Outcome::FailedHard,
             };
-            tracing::warn!(resource = %name, action = ?op.action, ?outcome, "no agent for this resource type on this node");
+            tracing::warn!(resource = %name, action = ?op.action, ?outcome, "no agent for this resource on this node");
             node.do_send(Feed(result(op, outcome)));
             return;
         };

@@ -148,21 +148,7 @@ fn resolve_group(
                 .collect();
             depends_on.sort_unstable();
             depends_on.dedup();
-            let filled = filled_resource(r, monitor);
-            ResourceSpec {
-                name: r.name.clone(),
-                agent: r.kind.clone(),
-                params: r
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                depends_on,
-                monitor_quick: monitor_spec(filled.quick),
-                monitor_deep: filled.deep.map(|d| monitor_spec(Some(d))),
-                start_timeout_ms: filled.start_timeout_ms.unwrap_or(monitor.start_timeout_ms),
-                stop_timeout_ms: filled.stop_timeout_ms.unwrap_or(monitor.stop_timeout_ms),
-            }
+            resource_spec(r, monitor, depends_on)
         })
         .collect();
     let mut anti_affinity: Vec<GroupId> = Vec::new();
@@ -202,6 +188,30 @@ fn resolve_group(
         load: g.load,
         anti_affinity,
         resources,
+    }
+}
+
+/// One resource as the cores and its agent see it: defaults from `[monitor]` filled in,
+/// `depends_on` already resolved to indices.
+pub(crate) fn resource_spec(
+    r: &ResourceConfig,
+    monitor: &MonitorDefaults,
+    depends_on: Vec<ResourceId>,
+) -> ResourceSpec {
+    let filled = filled_resource(r, monitor);
+    ResourceSpec {
+        name: r.name.clone(),
+        agent: r.kind.clone(),
+        params: r
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        depends_on,
+        monitor_quick: monitor_spec(filled.quick),
+        monitor_deep: filled.deep.map(|d| monitor_spec(Some(d))),
+        start_timeout_ms: filled.start_timeout_ms.unwrap_or(monitor.start_timeout_ms),
+        stop_timeout_ms: filled.stop_timeout_ms.unwrap_or(monitor.stop_timeout_ms),
     }
 }
 

@@ -566,6 +566,7 @@ pub const EVENT_NAMES: &[&str] = &[
     "state_disk_failed",
     "state_disk_recovered",
     "failures_expired",
+    "resource_refused",
     "admin_action",
 ];
 

@@ -26,6 +26,8 @@
 //!   hold, not a whole network nor a member's own, and that no other resource floats;
 //!   no `ip` or `disk_lock` in a clone group; `depends_on` names resources of the same group
 //!   (else the error says which group the other one is in) without a cycle (named in full).
+//! - Agents: every resource's agent builds with its parameters on each node of its group
+//!   ([`agents`]); a type without an agent yet is refused with what to use instead.
 //! - Schedules: a known group, a `to` among the group's nodes, a valid cron expression.
 //! - Notifications: `command` for scripts, `url` for webhooks, known event names.
 
@@ -45,6 +47,7 @@ use super::Issue;
 use crate::policy::schedule::{CronExpr, DailyWindow};
 
 mod address;
+mod agents;
 mod fencing;
 use fencing::check_fencing;
 
@@ -168,6 +171,7 @@ pub(crate) fn validate(c: &ClusterConfig) -> Vec<Issue> {
     let member_ips = address::check_shared(c, &mut r);
     check_groups(c, &mut r);
     check_resources(c, &member_ips, &mut r);
+    agents::check_agents(c, &mut r);
     check_schedules(c, &mut r);
     check_notifications(c, &mut r);
     r.issues

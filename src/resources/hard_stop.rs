@@ -13,6 +13,7 @@
 //! | `ip` | the address removed through netlink from whichever of its interfaces holds it |
 //! | `filesystem` | SIGKILL of every process that holds the filesystem, then a lazy unmount |
 //! | `ocf` | the agent's `stop`, bounded by a short timeout, then SIGKILL of its process group |
+//! | `service` | LSB: the init script's `stop`, bounded, then SIGKILL of its process group; systemd: `systemctl kill --signal=SIGKILL UNIT` |
 //! | `disk_lock` | nothing: the lock is renewed by the core; once nothing renews it, it is abandoned and lapses |
 
 use std::net::IpAddr;

@@ -49,6 +49,7 @@ pub mod ocf;
 pub(crate) mod pidfd;
 pub mod pidfile;
 pub mod process;
+pub mod service;
 
 use std::path::PathBuf;
 
@@ -61,7 +62,14 @@ use crate::policy::group::{Action, Outcome};
 use crate::policy::spec::{GroupId, ResourceId, ResourceSpec};
 
 /// The agent types [`build`] knows.
-pub const AGENT_TYPES: &[&str] = &["application", "filesystem", "ocf", "ip", "disk_lock"];
+pub const AGENT_TYPES: &[&str] = &[
+    "application",
+    "filesystem",
+    "ocf",
+    "ip",
+    "disk_lock",
+    "service",
+];
 
 /// A parameter error of `resource`, naming the parameter and what is wrong with it.
 pub(crate) fn param_err(resource: &str, param: &str, problem: impl Into<String>) -> AgentError {
@@ -268,6 +276,17 @@ pub async fn perform(agent: &dyn Agent, action: Action, epoch: u64) -> Report {
     }
 }
 
+/// A resource as node `me` runs it. A `disk_lock` without `node_slot` gets the node's
+/// position in the config's node list: the config is one file on every node (nodes with
+/// different files refuse each other's takeovers), so a per-node value cannot be written in it.
+pub fn on_node(res: &ResourceSpec, me: crate::policy::spec::NodeId) -> ResourceSpec {
+    let mut res = res.clone();
+    if res.agent == "disk_lock" && !res.params.iter().any(|(k, _)| k == "node_slot") {
+        res.params.push(("node_slot".into(), me.to_string()));
+    }
+    res
+}
+
 /// Builds the agent for a resource, checking its parameters' syntax (no access to the node is
 /// needed, so `eternectl config check` can call this on any machine).
 pub fn build(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Box<dyn Agent>, AgentError> {
@@ -277,9 +296,32 @@ pub fn build(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Box<dyn Agent>, 
         "ocf" => Ok(Box::new(ocf::Ocf::new(spec, ctx)?)),
         "ip" => Ok(Box::new(ip::Ip::new(spec, ctx)?)),
         "disk_lock" => Ok(Box::new(disk_lock::DiskLock::new(spec, ctx)?)),
+        "service" => Ok(Box::new(service::Service::new(spec, ctx)?)),
         other => Err(AgentError::UnknownType {
             resource: spec.name.clone(),
             agent: other.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_node;
+    use crate::policy::spec::ResourceSpec;
+    use crate::policy::testutil::agent_resource;
+
+    fn res(agent: &str, params: &[(&str, &str)]) -> ResourceSpec {
+        agent_resource("r", agent, params)
+    }
+
+    #[test]
+    fn a_disk_lock_without_node_slot_gets_the_node_position() {
+        let r = on_node(&res("disk_lock", &[("device", "/dev/x")]), 2);
+        assert!(r.params.contains(&("node_slot".into(), "2".into())));
+        // A given slot is kept; other agents are left alone.
+        let r = on_node(&res("disk_lock", &[("node_slot", "0")]), 2);
+        assert_eq!(r.params, vec![("node_slot".into(), "0".into())]);
+        let r = on_node(&res("ip", &[]), 2);
+        assert!(r.params.is_empty());
     }
 }
