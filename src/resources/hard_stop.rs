@@ -199,9 +199,17 @@ fn run_bounded(
             ..process::SessionSetup::default()
         },
     );
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("{}: {e}", program.display()))?;
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        // An agent (or init script) that is not installed on this node: nothing of it can
+        // run here, so there is nothing to take down. Failing here would make the monitor
+        // act on a stop failure (exit, reboot) over a resource this node never ran.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(program = %program.display(), "hard stop: the agent is not installed here, so nothing of it runs");
+            return Ok(());
+        }
+        Err(e) => return Err(format!("{}: {e}", program.display())),
+    };
     let pgid = child.id();
     let end = Instant::now() + bound;
     let verdict = loop {
@@ -223,4 +231,31 @@ fn run_bounded(
     let _ = child.kill();
     let _ = child.wait();
     verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(program: &str) -> HardStop {
+        HardStop::Command {
+            resource: "r".into(),
+            program: PathBuf::from(program),
+            args: vec!["stop".into()],
+            env: Vec::new(),
+            timeout_ms: 5000,
+        }
+    }
+
+    /// An agent missing on this node has nothing running to stop: the hard stop succeeds
+    /// (it once failed, and the monitor exited over a resource the node never ran). A stop
+    /// that runs and fails is still a failure.
+    #[test]
+    fn a_missing_agent_is_stopped_and_a_failing_one_is_not() {
+        let missing = command("/nonexistent/resource.d/heartbeat/NoSuchAgent");
+        assert_eq!(missing.run(Duration::from_secs(5)), Ok(()));
+        let failing = command("/bin/false");
+        assert!(failing.run(Duration::from_secs(5)).is_err());
+        assert_eq!(command("/bin/true").run(Duration::from_secs(5)), Ok(()));
+    }
 }

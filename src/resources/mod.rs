@@ -39,6 +39,7 @@
 
 pub mod application;
 pub(crate) mod captured;
+pub mod contract;
 pub mod disk_lock;
 pub mod fence;
 pub mod fence_pill;
