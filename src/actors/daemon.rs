@@ -262,6 +262,7 @@ pub fn run(opts: Options) -> i32 {
                 name: res.name.clone(),
                 agent,
                 refused,
+                recheck: false,
                 events: Some(rx),
             });
         }
@@ -616,7 +617,9 @@ const VALIDATE_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 /// interfaces, an OCF agent's meta-data and `validate-all`) before anything runs. A resource
 /// that fails is refused here: its starts fail hard, so its group runs elsewhere, and the
 /// event `resource_refused` names it and why. Nothing is fenced for it, and what of it runs
-/// here is still found and stopped.
+/// here is still found and stopped. A resource that depends on others is not refused yet:
+/// what it lacks may come with them (a mount point), so it is validated again before each
+/// start ([`ResourceSetup::recheck`]).
 fn refuse_what_cannot_run(
     setups: &mut [Option<Vec<ResourceSetup>>],
     spec: &crate::policy::spec::ClusterSpec,
@@ -661,8 +664,16 @@ fn refuse_what_cannot_run(
         out
     });
     for (g, r, why) in verdicts {
-        if let (Some(why), Some(Some(rs))) = (why, setups.get_mut(g)) {
+        let (Some(why), Some(Some(rs))) = (why, setups.get_mut(g)) else {
+            continue;
+        };
+        if spec.groups[g].resources[r].depends_on.is_empty() {
             rs[r].refused = Some(why);
+        } else {
+            // What it lacks may come with what it depends on (a filesystem mounted at its
+            // cwd, a program on a shared disk): judged again at each start, once they run.
+            tracing::info!(resource = %rs[r].name, reason = %why, "cannot run before what it depends on runs: validated again at each start");
+            rs[r].recheck = true;
         }
     }
     for (g, rs) in setups.iter().enumerate() {

@@ -14,6 +14,9 @@
 //! coordinator places it elsewhere, and nothing is fenced. Probe, stop and monitor still go
 //! to its agent when there is one, so a copy that runs here is still found and stopped;
 //! without an agent, probe is `NotRunning` and stop `Ok` (nothing of it can run here).
+//! A resource whose `validate` failed before what it depends on ran
+//! ([`ResourceSetup::recheck`]) is validated again before each start instead, and a start
+//! it fails then fails hard.
 
 use std::sync::Arc;
 
@@ -27,7 +30,7 @@ use super::{guard, Clock, Crashes};
 use crate::policy::group::{Action, AgentOp, Outcome};
 use crate::policy::message::Input;
 use crate::policy::spec::{GroupId, ResourceId};
-use crate::resources::{perform, Agent, AgentEvent};
+use crate::resources::{perform, Agent, AgentEvent, Report};
 
 /// One resource of a group, as the GroupActor is given it.
 pub struct ResourceSetup {
@@ -37,6 +40,10 @@ pub struct ResourceSetup {
     pub agent: Option<Arc<dyn Agent>>,
     /// Why this node cannot start it, if it cannot (no agent, or `validate` failed).
     pub refused: Option<String>,
+    /// `validate` failed before the resources it depends on ran (they may provide what it
+    /// missed: a mount point, a program on a shared disk): it is validated again right
+    /// before each start, once they run, and a start it fails then fails hard.
+    pub recheck: bool,
     /// The agent's event channel (exits), pumped to the node.
     pub events: Option<mpsc::Receiver<AgentEvent>>,
 }
@@ -107,6 +114,7 @@ impl GroupActor {
                 let parent = me.clone();
                 let agent = setup.agent.clone();
                 let refused = setup.refused.clone();
+                let recheck = setup.recheck;
                 let rname = setup.name.clone();
                 addrs.push(Supervisor::start(move |_: &mut Context<ResourceActor>| {
                     ResourceActor {
@@ -115,6 +123,7 @@ impl GroupActor {
                         name: rname,
                         agent,
                         refused,
+                        recheck,
                         node,
                         parent,
                         clock,
@@ -190,6 +199,7 @@ pub struct ResourceActor {
     name: String,
     agent: Option<Arc<dyn Agent>>,
     refused: Option<String>,
+    recheck: bool,
     node: Recipient<Feed>,
     parent: Recipient<ResourceCrashed>,
     clock: Clock,
@@ -253,8 +263,20 @@ impl ResourceActor {
             return;
         };
         debug_assert_eq!((op.group, op.resource), (self.group, self.resource));
+        let recheck = self.recheck && op.action == Action::Start;
         let task = tokio::spawn(async move {
-            match tokio::time::timeout(wait, perform(&*agent, op.action, op.epoch)).await {
+            let checked_then_done = async {
+                if recheck {
+                    if let Err(e) = agent.validate().await {
+                        return Report {
+                            outcome: Outcome::FailedHard,
+                            reason: format!("this node cannot run it: {e}"),
+                        };
+                    }
+                }
+                perform(&*agent, op.action, op.epoch).await
+            };
+            match tokio::time::timeout(wait, checked_then_done).await {
                 Ok(report) => {
                     tracing::info!(resource = %name, action = ?op.action, outcome = ?report.outcome, reason = %report.reason, epoch = op.epoch, "agent op done");
                     report.outcome
