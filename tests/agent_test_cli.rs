@@ -41,20 +41,17 @@ fn script(dir: &Path) -> std::path::PathBuf {
 
 /// `eternectl agent test ARGS…`: success, and what it printed.
 fn agent_test(run_dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_eternectl"))
-        .args(["agent", "test"])
-        .args(args)
-        .arg("--run-dir")
-        .arg(run_dir)
-        .args(["--start-timeout-ms", "10000", "--stop-timeout-ms", "10000"])
-        .output()
-        .expect("run eternectl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let run_dir = run_dir.to_str().unwrap();
+    let fixed = [
+        "--run-dir",
+        run_dir,
+        "--start-timeout-ms",
+        "10000",
+        "--stop-timeout-ms",
+        "10000",
+    ];
+    let all = ["agent", "test"].iter().chain(args).chain(fixed.iter());
+    support::eternectl(all)
 }
 
 #[test]

@@ -523,20 +523,6 @@ fn idle_connections_and_watchers_never_lock_out_the_operator() {
     assert!(bye.contains("no complete request within"), "{bye}");
 }
 
-/// `eternectl` with `args`, its exit status and its output.
-fn eternectl(args: &[&std::ffi::OsStr]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eternectl"))
-        .args(args)
-        .output()
-        .expect("run eternectl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 /// A log that survives its disk, on real daemons that snapshot every 5 entries. A follower
 /// (n2 or n3, not the coordinator) is down while the others move `demo` back and forth: its
 /// entries are compacted away, and back up it installs the coordinator's snapshot. Then a
@@ -616,14 +602,14 @@ fn a_follower_far_behind_catches_up_and_a_damaged_log_rejoins_from_the_cluster()
         "names the offset and the way out: {log}"
     );
     let state_dir = c.nodes[b].state.clone();
-    let (ok, out) = eternectl(&[
+    let (ok, out) = support::eternectl([
         "state".as_ref(),
         "check".as_ref(),
         "--state-dir".as_ref(),
         state_dir.as_os_str(),
     ]);
     assert!(!ok && out.contains(&format!("offset {second}")), "{out}");
-    let (ok, out) = eternectl(&[
+    let (ok, out) = support::eternectl([
         "state".as_ref(),
         "discard".as_ref(),
         "--state-dir".as_ref(),
@@ -634,7 +620,7 @@ fn a_follower_far_behind_catches_up_and_a_damaged_log_rejoins_from_the_cluster()
         "needs its flag: {out}"
     );
     assert!(path.exists(), "and changed nothing");
-    let (ok, out) = eternectl(&[
+    let (ok, out) = support::eternectl([
         "state".as_ref(),
         "discard".as_ref(),
         "--state-dir".as_ref(),

@@ -2,7 +2,7 @@
 //! that starts a real daemon (detached, with a pidfile) and answers `status` the LSB way, one
 //! that fails with each LSB code, and (as root) the same script installed as
 //! `/etc/init.d/NAME`, found by its name alone. systemd cannot be tested here: it is not PID 1
-//! on this machine (the unit's parsing and rules are unit tests in `src/resources/service.rs`).
+//! on this machine (the unit's parsing and rules are unit tests in `src/resources/service/systemd.rs`).
 //!
 //! Every wait is bounded by [`LIMIT`], which only turns a hang into a failure.
 
@@ -68,6 +68,18 @@ esac
 fn write_script(path: &Path, dir: &Path) {
     std::fs::write(path, SCRIPT.replace("@DIR@", dir.to_str().unwrap())).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The test script in `dir`, and a `service` agent for it by its path.
+fn lsb_script_agent(dir: &Path) -> (PathBuf, Box<dyn Agent>) {
+    let script = dir.join("eterne-test");
+    write_script(&script, dir);
+    let (svc, _events) = agent(&[
+        ("name", "x"),
+        ("manager", "lsb"),
+        ("script", script.to_str().unwrap()),
+    ]);
+    (script, svc)
 }
 
 fn agent(params: &[(&str, &str)]) -> (Box<dyn Agent>, mpsc::Receiver<AgentEvent>) {
@@ -199,13 +211,7 @@ async fn an_lsb_script_runs_the_service_and_its_death_is_seen_at_once() {
 #[tokio::test]
 async fn lsb_exit_codes_and_a_missing_script_carry_their_severity() {
     let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("eterne-test");
-    write_script(&script, tmp.path());
-    let (svc, _events) = agent(&[
-        ("name", "x"),
-        ("manager", "lsb"),
-        ("script", script.to_str().unwrap()),
-    ]);
+    let (_script, svc) = lsb_script_agent(tmp.path());
     for (code, outcome) in [
         (1, Outcome::Failed),
         (4, Outcome::FailedHard),
@@ -258,13 +264,7 @@ async fn lsb_exit_codes_and_a_missing_script_carry_their_severity() {
 #[tokio::test]
 async fn the_hard_stop_runs_the_scripts_stop() {
     let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("eterne-test");
-    write_script(&script, tmp.path());
-    let (svc, _events) = agent(&[
-        ("name", "x"),
-        ("manager", "lsb"),
-        ("script", script.to_str().unwrap()),
-    ]);
+    let (script, svc) = lsb_script_agent(tmp.path());
     assert_eq!(
         bounded(LIMIT, "start", svc.start(1)).await.outcome,
         Outcome::Ok

@@ -88,3 +88,21 @@ pub fn dump(name: &str, log: &Path, events: &Path) {
         }
     }
 }
+
+/// `eternectl` (the one built with the tests) with `args`: whether it succeeded, and what it
+/// printed on stdout and stderr together.
+pub fn eternectl<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> (bool, String) {
+    let Some(bin) = option_env!("CARGO_BIN_EXE_eternectl") else {
+        panic!("only integration tests run the eternectl built with them");
+    };
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .output()
+        .expect("run eternectl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

@@ -52,6 +52,11 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc;
 
+mod lsb;
+mod systemd;
+
+use self::lsb::{lsb_action_meaning, lsb_action_outcome, lsb_status_report};
+use self::systemd::{parse_show, systemd_state, unit_name, unit_problem, value};
 use super::captured::{last_words, prepare_child, run_captured};
 use super::pidfd::pidfd_open;
 use super::process::{find_program, AbortOnDrop};
@@ -68,10 +73,6 @@ pub const INIT_DIR: &str = "/etc/init.d";
 const SYSTEMD_RUNNING: &str = "/run/systemd/system";
 /// `PATH` for scripts and `systemctl`.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// The unit suffixes systemd knows; a name without one is a `.service`.
-const UNIT_SUFFIXES: &[&str] = &[
-    ".service", ".socket", ".target", ".mount", ".timer", ".path", ".scope", ".slice",
-];
 
 /// Which service manager runs it, as the parameter says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,15 +125,6 @@ fn is_service_name(s: &str) -> bool {
         && !s.starts_with('-')
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.@:\\".contains(c))
-}
-
-/// The unit systemd is asked about for `name`.
-fn unit_name(name: &str) -> String {
-    if UNIT_SUFFIXES.iter().any(|s| name.ends_with(s)) {
-        name.to_string()
-    } else {
-        format!("{name}.service")
-    }
 }
 
 /// An absolute path without NUL bytes.
@@ -406,23 +398,8 @@ impl Service {
     }
 }
 
-/// `systemctl show` output (`Key=value` lines) as pairs.
-fn parse_show(out: &str) -> Vec<(String, String)> {
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
-
-fn value<'a>(props: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    props
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 /// "exited with 3" or "was killed by a signal".
-fn exit(code: Option<i32>) -> String {
+pub(super) fn exit(code: Option<i32>) -> String {
     match code {
         Some(c) => format!("exited with {c}"),
         None => "was killed by a signal".to_string(),
@@ -433,57 +410,6 @@ fn exit(code: Option<i32>) -> String {
 fn read_pid(path: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(path).ok()?;
     text.split_whitespace().next()?.parse().ok()
-}
-
-/// What an LSB `start` exit code means (LSB 3.0, "Init Script Actions").
-fn lsb_action_outcome(code: Option<i32>) -> Outcome {
-    match code {
-        Some(0) => Outcome::Ok,
-        Some(2..=5) => Outcome::FailedHard,
-        Some(6) => Outcome::FailedFatal,
-        _ => Outcome::Failed,
-    }
-}
-
-/// The LSB name of an action's exit code.
-fn lsb_action_meaning(code: Option<i32>) -> &'static str {
-    match code {
-        Some(1) => "generic or unspecified error",
-        Some(2) => "invalid or excess arguments",
-        Some(3) => "unimplemented feature",
-        Some(4) => "user had insufficient privilege",
-        Some(5) => "program is not installed",
-        Some(6) => "program is not configured",
-        Some(7) => "program is not running",
-        None => "killed by a signal",
-        _ => "error",
-    }
-}
-
-/// An LSB `status` answer as a report.
-fn lsb_status_report(script: &Path, code: Option<i32>, out: &str) -> Report {
-    let s = script.display();
-    match code {
-        Some(0) => Report::ok(format!("{s} status: running")),
-        Some(1) => Report::not_running(format!("{s} status: dead, but its pidfile remains")),
-        Some(2) => Report::not_running(format!("{s} status: dead, but its lock file remains")),
-        Some(3) => Report::not_running(format!("{s} status: not running")),
-        Some(4) => Report::failed(format!("{s} status: unknown{}", last_words(out))),
-        other => Report::failed(format!("{s} status {}{}", exit(other), last_words(out))),
-    }
-}
-
-/// `systemctl is-active`'s word as a report.
-fn systemd_state(unit: &str, state: &str, probe: bool) -> Report {
-    match state {
-        "active" | "reloading" => Report::ok(format!("{unit} is {state}")),
-        "inactive" | "" => Report::not_running(format!("{unit} is inactive")),
-        "failed" if probe => Report::not_running(format!("{unit} is failed (not running)")),
-        "failed" => Report::failed(format!("{unit} failed")),
-        // Something started it (or systemd restarts it): it is here.
-        other if probe => Report::ok(format!("{unit} is {other}")),
-        other => Report::failed(format!("{unit} is {other}, not active")),
-    }
 }
 
 #[async_trait]
@@ -662,34 +588,6 @@ fn lookup_given(s: &Service) -> bool {
     s.script != Path::new(INIT_DIR).join(&s.service)
 }
 
-/// Why a unit may not be run by the cluster, from its `show` properties.
-fn unit_problem(unit: &str, props: &[(String, String)]) -> Option<String> {
-    match value(props, "LoadState") {
-        Some("loaded") => {}
-        Some("not-found") | None => {
-            return Some(format!(
-                "no unit {unit} on this node; install it or fix the name"
-            ))
-        }
-        Some(other) => return Some(format!("unit {unit} is {other}; unmask or fix it")),
-    }
-    if let Some(state @ ("enabled" | "enabled-runtime" | "linked" | "alias")) =
-        value(props, "UnitFileState")
-    {
-        return Some(format!(
-            "unit {unit} is {state}: systemd would start it at boot on every node; \
-             `systemctl disable {unit}` and let the cluster start it"
-        ));
-    }
-    match value(props, "Restart") {
-        Some("no") | None => None,
-        Some(r) => Some(format!(
-            "unit {unit} has Restart={r}: systemd would restart it behind the cluster; \
-             set Restart=no (a drop-in) and let the cluster restart it"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,75 +626,5 @@ mod tests {
         assert!(problem(&[("name", "x"), ("nmae", "y")]).starts_with("nmae: unknown parameter"));
         let s = build(&[("name", "nginx")]).unwrap();
         assert_eq!(s.script, PathBuf::from("/etc/init.d/nginx"));
-    }
-
-    #[test]
-    fn unit_names_get_their_suffix() {
-        assert_eq!(unit_name("nginx"), "nginx.service");
-        assert_eq!(unit_name("getty@tty1.service"), "getty@tty1.service");
-        assert_eq!(unit_name("cups.socket"), "cups.socket");
-    }
-
-    #[test]
-    fn lsb_exit_codes_carry_their_severity() {
-        assert_eq!(lsb_action_outcome(Some(0)), Outcome::Ok);
-        assert_eq!(lsb_action_outcome(Some(1)), Outcome::Failed);
-        assert_eq!(lsb_action_outcome(Some(5)), Outcome::FailedHard);
-        assert_eq!(lsb_action_outcome(Some(4)), Outcome::FailedHard);
-        assert_eq!(lsb_action_outcome(Some(6)), Outcome::FailedFatal);
-        assert_eq!(lsb_action_outcome(Some(7)), Outcome::Failed);
-        assert_eq!(lsb_action_outcome(None), Outcome::Failed);
-        let s = Path::new("/etc/init.d/x");
-        assert_eq!(lsb_status_report(s, Some(0), "").outcome, Outcome::Ok);
-        for dead in 1..=3 {
-            assert_eq!(
-                lsb_status_report(s, Some(dead), "").outcome,
-                Outcome::NotRunning
-            );
-        }
-        assert_eq!(lsb_status_report(s, Some(4), "").outcome, Outcome::Failed);
-        assert_eq!(lsb_status_report(s, Some(150), "").outcome, Outcome::Failed);
-    }
-
-    #[test]
-    fn systemd_states_are_read_as_the_field_reads_them() {
-        let at = |s: &str, probe: bool| systemd_state("x.service", s, probe).outcome;
-        assert_eq!(at("active", false), Outcome::Ok);
-        assert_eq!(at("reloading", false), Outcome::Ok);
-        assert_eq!(at("inactive", false), Outcome::NotRunning);
-        assert_eq!(at("failed", false), Outcome::Failed);
-        assert_eq!(at("failed", true), Outcome::NotRunning);
-        assert_eq!(at("activating", false), Outcome::Failed);
-        assert_eq!(at("activating", true), Outcome::Ok);
-    }
-
-    #[test]
-    fn a_unit_the_cluster_cannot_own_is_refused() {
-        let props = |s: &str| parse_show(s);
-        assert_eq!(
-            unit_problem(
-                "x.service",
-                &props("LoadState=loaded\nUnitFileState=disabled\nRestart=no\n")
-            ),
-            None
-        );
-        assert!(unit_problem("x.service", &props("LoadState=not-found\n"))
-            .unwrap()
-            .contains("no unit"));
-        assert!(unit_problem("x.service", &props("LoadState=masked\n"))
-            .unwrap()
-            .contains("masked"));
-        assert!(unit_problem(
-            "x.service",
-            &props("LoadState=loaded\nUnitFileState=enabled\nRestart=no\n")
-        )
-        .unwrap()
-        .contains("systemctl disable"));
-        assert!(unit_problem(
-            "x.service",
-            &props("LoadState=loaded\nUnitFileState=static\nRestart=on-failure\n")
-        )
-        .unwrap()
-        .contains("Restart=no"));
     }
 }

@@ -21,6 +21,12 @@ use eterne::transport::certs::{self, DEFAULT_TLS_DIR};
 use raft::Storage as _;
 
 /// How long a request may wait for the daemon (an admin command waits for its commit).
+mod agent_test;
+mod table;
+
+use agent_test::agent_test;
+use table::table;
+
 const ANSWER_WAIT: Duration = Duration::from_secs(15);
 
 /// The EterneCluster command line.
@@ -269,118 +275,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `eternectl agent test`: builds the agent as the daemon would and runs it through
-/// [`eterne::resources::contract`]; exit 0 when it passed every step.
-fn agent_test(kind: &str, args: &[String], ms: [u32; 3], run_dir: PathBuf) -> ExitCode {
-    use eterne::policy::spec::{MonitorSpec, ResourceSpec};
-    use eterne::resources::{build, contract, AgentContext};
-    let [start_ms, stop_ms, monitor_ms] = ms;
-    let mut params: Vec<(String, String)> = Vec::new();
-    let agent_type = match kind.split(':').collect::<Vec<_>>().as_slice() {
-        ["ocf", provider, agent] => {
-            params.push(("provider".into(), provider.to_string()));
-            params.push(("type".into(), agent.to_string()));
-            "ocf".to_string()
-        }
-        [one] => one.to_string(),
-        _ => {
-            eprintln!("eternectl: {kind:?} is not a resource type; give one like \"service\" or \"ocf:heartbeat:Dummy\"");
-            return ExitCode::FAILURE;
-        }
-    };
-    for a in args {
-        match a.split_once('=') {
-            Some((k, v)) if !k.is_empty() => params.push((k.to_string(), v.to_string())),
-            _ => {
-                eprintln!("eternectl: parameter {a:?} is not KEY=VALUE");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    let monitor = MonitorSpec {
-        interval_ms: monitor_ms.saturating_add(1),
-        timeout_ms: monitor_ms,
-    };
-    let spec = ResourceSpec {
-        name: "agent-test".into(),
-        agent: agent_type.clone(),
-        params,
-        depends_on: Vec::new(),
-        monitor_quick: monitor,
-        monitor_deep: Some(monitor),
-        start_timeout_ms: start_ms,
-        stop_timeout_ms: stop_ms,
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("eternectl: cannot start an async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let ms = |v: u32| Duration::from_millis(u64::from(v));
-    let bounds = contract::Bounds {
-        start: ms(start_ms),
-        stop: ms(stop_ms),
-        monitor: ms(monitor_ms),
-    };
-    let outcome = runtime.block_on(async {
-        let (events, mut rx) = tokio::sync::mpsc::channel(64);
-        let ctx = AgentContext {
-            group: 0,
-            resource: 0,
-            name: spec.name.clone(),
-            run_dir,
-            events,
-        };
-        let agent = build(&spec, &ctx).map_err(|e| e.to_string())?;
-        let run = contract::run(&*agent, bounds).await;
-        let mut reported = Vec::new();
-        while let Ok(ev) = rx.try_recv() {
-            reported.push(format!("{ev:?}"));
-        }
-        Ok::<_, String>((run, reported))
-    });
-    let (run, reported) = match outcome {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("eternectl: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("agent test: {kind} on this node");
-    for step in &run.steps {
-        let got = step
-            .got
-            .map_or("no answer".to_string(), |o| format!("{o:?}"));
-        if step.passed() {
-            println!("  ok    {}: {got} ({})", step.name, step.reason);
-        } else {
-            println!(
-                "  FAIL  {}: wanted {:?}, got {got} ({})",
-                step.name, step.wanted, step.reason
-            );
-        }
-    }
-    for ev in &reported {
-        println!("  note  the agent reported on its own: {ev}");
-    }
-    let problems = run.problems().count();
-    if let Some(why) = &run.stopped_early {
-        println!("stopped early: {why}");
-    }
-    if run.passed() {
-        println!("{agent_type}: passed every step");
-        ExitCode::SUCCESS
-    } else {
-        println!("{agent_type}: {problems} problem(s)");
-        ExitCode::FAILURE
-    }
-}
-
 fn state_check(state_dir: &Path) -> ExitCode {
     let dir = state_dir.join(storage::RAFT_DIR);
     match storage::inspect(&dir) {
@@ -526,159 +420,6 @@ fn status(socket: &Path, json: bool, watch: bool) -> ExitCode {
     }
 }
 
-/// The compact readable table of `eternectl status`.
-fn table(s: &Status) -> String {
-    use std::fmt::Write as _;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "cluster {}  node {}{}  coordinator {}  term {}  lease {}{}{}  digest {}",
-        s.cluster,
-        s.node,
-        if s.witness { " (witness)" } else { "" },
-        s.coordinator.as_deref().unwrap_or("-"),
-        s.term,
-        if s.holds_lease { "held" } else { "none" },
-        if s.maintenance { "  MAINTENANCE" } else { "" },
-        if s.draining { "  DRAINING" } else { "" },
-        s.digest
-    );
-    if let Some(d) = &s.fence_device {
-        let why = if d.reason.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", d.reason)
-        };
-        let _ = writeln!(o, "fence device {}{why}", d.state);
-    }
-    if let Some(why) = &s.config_differs {
-        let _ = writeln!(
-            o,
-            "CONFIG DIFFERS: {why}; this node runs nothing until its cluster.toml matches"
-        );
-    }
-    if let Some(why) = &s.state_disk_failed {
-        let _ = writeln!(
-            o,
-            "STATE DISK FAILED: {why}; this node gave up its lease and is silent until its raft log can be written again"
-        );
-    }
-    let mut nodes = vec![cells(&["NODE", "STATE", "PATHS"])];
-    for n in &s.nodes {
-        let state = if !n.alive {
-            "suspected"
-        } else if n.standby {
-            "standby"
-        } else if n.witness {
-            "witness"
-        } else {
-            "alive"
-        };
-        let mut paths = if n.me {
-            "(this node)".to_string()
-        } else {
-            n.paths
-                .iter()
-                .map(|p| format!("{}:{}", p.name, p.state))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        if n.config_mismatch {
-            paths.push_str("  CONFIG DIFFERS");
-        }
-        nodes.push(vec![n.name.clone(), state.into(), paths]);
-    }
-    o.push('\n');
-    o.push_str(&columns(&nodes, ""));
-    let mut groups = vec![cells(&[
-        "GROUP", "NODE", "EPOCH", "PHASE", "STATUS", "FAILURES",
-    ])];
-    let mut resources = Vec::new();
-    for g in &s.groups {
-        let failures = g
-            .failures
-            .iter()
-            .map(|(n, c)| format!("{n}={c}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        if g.instances.is_empty() {
-            groups.push(vec![
-                g.name.clone(),
-                "-".into(),
-                "-".into(),
-                "stopped".into(),
-                "-".into(),
-                failures.clone(),
-            ]);
-        }
-        for i in &g.instances {
-            groups.push(vec![
-                g.name.clone(),
-                i.node.clone(),
-                i.epoch.to_string(),
-                i.phase.clone(),
-                i.status.clone().unwrap_or_else(|| "-".into()),
-                failures.clone(),
-            ]);
-        }
-        for r in &g.resources {
-            resources.push(vec![
-                g.name.clone(),
-                r.name.clone(),
-                r.kind.clone(),
-                r.state.clone().unwrap_or_else(|| "-".into()),
-                r.failures.to_string(),
-            ]);
-        }
-    }
-    o.push('\n');
-    o.push_str(&columns(&groups, ""));
-    if !resources.is_empty() {
-        resources.insert(
-            0,
-            cells(&["GROUP", "RESOURCE", "AGENT", "STATE", "FAILURES HERE"]),
-        );
-        o.push('\n');
-        o.push_str(&columns(&resources, "  "));
-    }
-    o
-}
-
-fn cells(words: &[&str]) -> Vec<String> {
-    words.iter().map(|w| w.to_string()).collect()
-}
-
-/// Rows as columns as wide as their widest cell, two spaces apart, each line after `indent`;
-/// the last column is not padded.
-fn columns(rows: &[Vec<String>], indent: &str) -> String {
-    let mut widths: Vec<usize> = Vec::new();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            let w = cell.chars().count();
-            match widths.get_mut(i) {
-                Some(max) => *max = (*max).max(w),
-                None => widths.push(w),
-            }
-        }
-    }
-    let mut o = String::new();
-    for row in rows {
-        let mut line = indent.to_string();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let pad = widths[i] - cell.chars().count();
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        o.push_str(line.trim_end());
-        o.push('\n');
-    }
-    o
-}
-
 /// Exit 0 and the files written; exit 1 and the error (naming the file) otherwise.
 fn ca_init(dir: &std::path::Path, force: bool) -> ExitCode {
     match certs::init_ca(dir, force) {
@@ -777,33 +518,5 @@ fn config_check(file: &std::path::Path) -> ExitCode {
             );
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn columns_are_as_wide_as_their_widest_cell() {
-        let rows = vec![
-            cells(&["GROUP", "NODE", "STATUS"]),
-            cells(&["a-group-name-longer-than-thirteen", "n1", "running"]),
-            cells(&["web", "node-with-a-long-name", "-"]),
-        ];
-        let text = columns(&rows, "  ");
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "  GROUP                              NODE                   STATUS"
-        );
-        assert_eq!(
-            lines[1],
-            "  a-group-name-longer-than-thirteen  n1                     running"
-        );
-        assert_eq!(
-            lines[2],
-            "  web                                node-with-a-long-name  -"
-        );
     }
 }
