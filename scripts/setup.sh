@@ -14,9 +14,10 @@ cd "$(dirname "$0")/.."
 #   e2fsprogs           mkfs.ext4 and fsck.ext4 for the filesystem agent's tests (root-only)
 #   sg3-utils           sg_persist, run by the disk_lock agent's scsi_pr method (SCSI-3
 #                       persistent reservations); also what a node needs to use that method
+#   bind9, bind9-dnsutils  a real DNS server (named) and dig for the network_name agent's tests
 #   python3             /usr/bin/python3 runs the namespace tests' application (a TCP server
 #                       that answers with its node's name: tests/cluster/namespaces.rs)
-packages=(iproute2 nftables util-linux procps resource-agents e2fsprogs sg3-utils python3)
+packages=(iproute2 nftables util-linux procps resource-agents e2fsprogs sg3-utils bind9 bind9-dnsutils python3)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -14,8 +14,6 @@
 mod support;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use eterne::policy::group::Outcome;
@@ -23,121 +21,8 @@ use eterne::policy::spec::{MonitorSpec, ResourceSpec};
 use eterne::resources::ip::announce::{parse_gratuitous_arp, parse_override_na};
 use eterne::resources::{build, Agent, AgentError, AgentEvent, Depth};
 use support::agent::Timings;
+use support::netns::{Netns, LIMIT};
 use tokio::sync::mpsc;
-
-/// The bound of every wait.
-const LIMIT: Duration = Duration::from_secs(20);
-
-/// A network namespace of one test, deleted when dropped.
-struct Netns(Ns);
-
-impl std::ops::Deref for Netns {
-    type Target = Ns;
-    fn deref(&self) -> &Ns {
-        &self.0
-    }
-}
-
-/// The name of a namespace, to run commands in it (cloned into the namespace's thread).
-#[derive(Clone)]
-struct Ns(String);
-
-impl Netns {
-    fn new(test: &str) -> Netns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "eterne-ip-{}-{}-{test}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run(&["ip", "netns", "add", &name]);
-        Netns(Ns(name))
-    }
-}
-
-impl Ns {
-    /// `ip -n NS <args>`, which must succeed.
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["ip", "-n", &self.0];
-        all.extend_from_slice(args);
-        run(&all)
-    }
-
-    /// Two veth pairs, all up, with carrier; `a0`/`a1` get the given primary addresses.
-    fn two_nics(&self, a0: &str, a1: &str) {
-        for i in ["0", "1"] {
-            let (a, b) = (format!("a{i}"), format!("b{i}"));
-            self.ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-            self.ip(&["link", "set", &a, "up"]);
-            self.ip(&["link", "set", &b, "up"]);
-        }
-        self.ip(&["addr", "add", a0, "dev", "a0", "nodad"]);
-        self.ip(&["addr", "add", a1, "dev", "a1", "nodad"]);
-        for nic in ["a0", "a1"] {
-            self.wait_for(&format!("carrier on {nic}"), || {
-                self.ip(&["link", "show", "dev", nic]).contains("LOWER_UP")
-            });
-        }
-    }
-
-    fn addrs(&self, nic: &str) -> String {
-        self.ip(&["addr", "show", "dev", nic])
-    }
-
-    /// Polls `cond` until it holds (bounded by [`LIMIT`]).
-    fn wait_for(&self, what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + LIMIT;
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Runs `f` on a thread inside the namespace, with a current-thread runtime.
-    fn run<T, F, Fut>(&self, f: F) -> T
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = T>,
-    {
-        let path = format!("/run/netns/{}", self.0);
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(&path).expect("open the namespace");
-            // SAFETY: setns(2) on a namespace fd; only this thread changes namespace.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(f())
-        })
-        .join()
-        .expect("the test thread in the namespace panicked")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.0 .0])
-            .output();
-    }
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("run a command");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The timings of the test address.
 const TIMINGS: Timings = Timings {
@@ -274,7 +159,7 @@ fn ipv4_add_announce_promote_nic_failover_and_stop() {
     ) {
         return;
     }
-    let ns = Netns::new("v4");
+    let ns = Netns::new("eterne-ip", "v4");
     ns.two_nics("192.0.2.1/24", "198.51.100.1/24");
     let inner = ns.0.clone();
     let count = 5usize;
@@ -382,7 +267,7 @@ fn ipv4_start_without_carrier_fails_and_adds_nothing() {
     ) {
         return;
     }
-    let ns = Netns::new("nocarrier");
+    let ns = Netns::new("eterne-ip", "nocarrier");
     ns.two_nics("192.0.2.1/24", "198.51.100.1/24");
     ns.ip(&["link", "set", "b0", "down"]);
     ns.ip(&["link", "set", "b1", "down"]);
@@ -407,7 +292,7 @@ fn ipv6_address_usable_at_once_and_announced() {
     ) {
         return;
     }
-    let ns = Netns::new("v6");
+    let ns = Netns::new("eterne-ip", "v6");
     ns.two_nics("2001:db8::1/64", "2001:db8:1::1/64");
     let inner = ns.0.clone();
     ns.run(move || async move {
@@ -453,7 +338,7 @@ fn a_vanished_nic_hands_the_address_to_the_next() {
     ) {
         return;
     }
-    let ns = Netns::new("unplug");
+    let ns = Netns::new("eterne-ip", "unplug");
     ns.two_nics("192.0.2.1/24", "198.51.100.1/24");
     let inner = ns.0.clone();
     ns.run(move || async move {

@@ -531,3 +531,90 @@ fn one_way_loss_on_the_active_node_never_gives_two_answerers() {
     }
     println!("30 % one-way loss for 5 s: the client was answered by {runs:?}");
 }
+
+/// The group's host name, published by its `network_name` resource at a real BIND server in
+/// the client namespace: after a node crash the owner record names the new node's activation
+/// (its start wrote it), a graceful move withdraws and publishes again, and the crashed node,
+/// back with its stale marker, neither takes the records for its own nor removes them.
+#[test]
+fn the_network_name_follows_the_group_and_a_returning_node_leaves_it_alone() {
+    let test = "the_network_name_follows_the_group_and_a_returning_node_leaves_it_alone";
+    if skip(test) {
+        return;
+    }
+    if let Some(why) = support::named::unavailable() {
+        println!("SKIPPED {test}: {why}");
+        return;
+    }
+    let _turn = one_at_a_time();
+    let net = Net::new("dns", 3, false);
+    let server = netns::CLIENT;
+    let named_dir = tempfile::tempdir().expect("tmp");
+    let named = support::named::Named::start(
+        &net.client,
+        server,
+        &named_dir.path().join("named"),
+        &["example.test", "2.0.192.in-addr.arpa"],
+    )
+    .expect("named in the client namespace");
+    let mut c = Cluster::namespaces_with(eterned(), net, &GroupOpts::default(), |dir| {
+        let key = dir.join("web.key");
+        std::fs::write(
+            &key,
+            format!(
+                "key \"{}\" {{ algorithm hmac-sha256; secret \"{}\"; }};\n",
+                support::named::KEY_NAME,
+                support::named::KEY_SECRET
+            ),
+        )
+        .expect("key file");
+        format!(
+            "  [[group.resource]]\n  name = \"web-name\"\n  type = \"network_name\"\n  params = {{ name = \"web.example.test\", address = \"{FLOATING}/24\", server = \"{server}\", ptr_zones = \"2.0.192.in-addr.arpa\", ttl = \"5\", key_file = \"{}\" }}\n  depends_on = [\"web-ip\"]\n",
+            key.display()
+        )
+    });
+    let owner = |named: &support::named::Named| named.dig("_eterne.web.example.test", "TXT");
+    let published = |named: &support::named::Named, epoch: u64| {
+        owner(named) == vec![format!("epoch={epoch}")]
+            && named.dig("web.example.test", "A") == vec![FLOATING.to_string()]
+            && named.dig("10.2.0.192.in-addr.arpa", "PTR") == vec!["web.example.test.".to_string()]
+    };
+    up(&mut c);
+    let (_, e1) = c.running_on("web").expect("web runs");
+    c.wait_for("n1 publishes the name", |_| published(&named, e1));
+
+    c.crash(0);
+    c.wait_for("web runs on n2", |c| c.on("web").as_deref() == Some("n2"));
+    let (_, e2) = c.running_on("web").expect("web runs");
+    assert!(e2 > e1);
+    c.wait_for("n2's activation owns the name", |_| published(&named, e2));
+
+    // n1 comes back: its marker names epoch e1, the server's owner e2. Its probe finds the
+    // name not its own, so nothing is stopped or removed for it.
+    c.reboot(0);
+    c.wait_for("n1 rejoins", |c| c.formed());
+    std::thread::sleep(QUIET);
+    assert_eq!(c.on("web").as_deref(), Some("n2"), "failback is manual");
+    if !published(&named, e2) {
+        c.dump();
+        panic!(
+            "the returning node changed the records: owner {:?}",
+            owner(&named)
+        );
+    }
+
+    let r = c.ask(
+        1,
+        eterne::control::Request::Move {
+            group: "web".into(),
+            node: Some("n3".into()),
+        },
+    );
+    assert!(r.ok, "move web to n3: {}", r.message);
+    c.wait_for("web runs on n3", |c| c.on("web").as_deref() == Some("n3"));
+    let (_, e3) = c.running_on("web").expect("web runs");
+    c.wait_for("n3's activation owns the name", |_| published(&named, e3));
+    // The cluster goes before the server: the last stops still find it.
+    drop(c);
+    drop(named);
+}

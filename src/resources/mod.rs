@@ -46,6 +46,7 @@ pub mod fence_pill;
 pub mod filesystem;
 pub mod hard_stop;
 pub mod ip;
+pub mod network_name;
 pub mod ocf;
 pub(crate) mod pidfd;
 pub mod pidfile;
@@ -70,6 +71,7 @@ pub const AGENT_TYPES: &[&str] = &[
     "ip",
     "disk_lock",
     "service",
+    "network_name",
 ];
 
 /// A parameter error of `resource`, naming the parameter and what is wrong with it.
@@ -298,6 +300,7 @@ pub fn build(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Box<dyn Agent>, 
         "ip" => Ok(Box::new(ip::Ip::new(spec, ctx)?)),
         "disk_lock" => Ok(Box::new(disk_lock::DiskLock::new(spec, ctx)?)),
         "service" => Ok(Box::new(service::Service::new(spec, ctx)?)),
+        "network_name" => Ok(Box::new(network_name::NetworkName::new(spec, ctx)?)),
         other => Err(AgentError::UnknownType {
             resource: spec.name.clone(),
             agent: other.to_string(),

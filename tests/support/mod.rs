@@ -8,6 +8,8 @@
 
 pub mod agent;
 pub mod cores;
+pub mod named;
+pub mod netns;
 pub mod small_disk;
 pub mod wait;
 

@@ -15,10 +15,6 @@ use crate::resources::{self, AgentContext, AgentError, AGENT_TYPES};
 /// What to use instead of a type the schema knows but no agent implements yet.
 fn not_built_yet(kind: &str) -> Option<&'static str> {
     match kind {
-        "network_name" => Some(
-            "no agent registers a host name yet: use an ocf resource whose agent updates your DNS, \
-             or leave the name static and float the ip",
-        ),
         "share" => Some(
             "no share agent yet: use type = \"ocf\" with params.type = \"exportfs\" (NFS), or a \
              service resource for smbd with the share in its configuration",
