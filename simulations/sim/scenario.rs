@@ -260,6 +260,7 @@ impl Scenario {
                     }),
                     start_timeout_ms: 2000,
                     stop_timeout_ms: 1000,
+                    migration_threshold: None,
                 })
                 .collect();
             groups.push(GroupSpec {

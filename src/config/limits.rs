@@ -122,6 +122,7 @@ pub const RANGES: &[(&str, Range)] = &[
     ("group.resource.deep.timeout_ms", CHECK_TIMEOUT),
     ("group.resource.start_timeout_ms", ACTION_TIMEOUT),
     ("group.resource.stop_timeout_ms", ACTION_TIMEOUT),
+    ("group.resource.migration_threshold", Range::new(1, 100)),
     ("notification.timeout_ms", Range::new(1, 600_000)),
 ];
 

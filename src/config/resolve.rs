@@ -212,6 +212,7 @@ pub(crate) fn resource_spec(
         monitor_deep: filled.deep.map(|d| monitor_spec(Some(d))),
         start_timeout_ms: filled.start_timeout_ms.unwrap_or(monitor.start_timeout_ms),
         stop_timeout_ms: filled.stop_timeout_ms.unwrap_or(monitor.stop_timeout_ms),
+        migration_threshold: r.migration_threshold,
     }
 }
 

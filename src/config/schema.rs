@@ -509,6 +509,12 @@ pub struct ResourceConfig {
     /// stop_timeout_ms.
     #[serde(default)]
     pub stop_timeout_ms: Option<u32>,
+    /// Failures of this resource on one node, within the group's `restart_window_ms`, after
+    /// which the group leaves that node even if `max_restarts` would allow another local
+    /// restart (Pacemaker's `migration-threshold`): 1 moves the group at its first failure.
+    /// Range: 1 to 100. Default: none, the group's `max_restarts` alone decides.
+    #[serde(default)]
+    pub migration_threshold: Option<u32>,
 }
 
 /// `[[schedule]]`: a cron-like move of a group.

@@ -868,6 +868,7 @@ fn check_resources(
             for (field, value) in [
                 ("start_timeout_ms", res.start_timeout_ms),
                 ("stop_timeout_ms", res.stop_timeout_ms),
+                ("migration_threshold", res.migration_threshold),
             ] {
                 if let Some(v) = value {
                     r.within(loc.key(field), u64::from(v));
@@ -1186,6 +1187,7 @@ mod tests {
                     deep: None,
                     start_timeout_ms: None,
                     stop_timeout_ms: None,
+                    migration_threshold: None,
                 })
                 .collect(),
         }

@@ -8,7 +8,9 @@
 //! `restart_backoff_ms` up to `restart_backoff_max_ms` ([`restart_backoff_ms`]), so that a
 //! resource that dies at once after each start is not restarted in a tight loop. Past that
 //! budget the group *escalates*: it stops everything and
-//! reports that it cannot run here, and the coordinator fails it over. A failure whose
+//! reports that it cannot run here, and the coordinator fails it over. A resource with a
+//! `migration_threshold` escalates once it has failed that many times within the window,
+//! whatever budget the group has left (Pacemaker's `migration-threshold`). A failure whose
 //! severity says no restart here can mend it ([`Outcome::FailedHard`], [`Outcome::FailedFatal`]:
 //! OCF's hard and fatal errors) escalates at once.
 //!
@@ -170,6 +172,8 @@ pub struct LocalGroup {
     want: Want,
     res: Vec<Res>,
     restarts_us: Vec<u64>,
+    /// Per resource: when it failed, within the restart window (for `migration_threshold`).
+    failures_us: Vec<Vec<u64>>,
     /// No start before then (a local restart's backoff); 0: none pending.
     start_after_us: u64,
     escalated: bool,
@@ -199,6 +203,7 @@ impl LocalGroup {
             want,
             res,
             restarts_us: Vec::new(),
+            failures_us: vec![Vec::new(); spec.resources.len()],
             start_after_us: 0,
             escalated: false,
             stop_failed: false,
@@ -529,7 +534,13 @@ impl LocalGroup {
         let window_us = spec.restart_window_ms.saturating_mul(1000);
         self.restarts_us
             .retain(|&t| t.saturating_add(window_us) > now_us);
-        if !restart || self.restarts_us.len() as u32 >= spec.max_restarts {
+        let failures = &mut self.failures_us[r];
+        failures.retain(|&t| t.saturating_add(window_us) > now_us);
+        failures.push(now_us);
+        let over_threshold = spec.resources[r]
+            .migration_threshold
+            .is_some_and(|t| failures.len() as u32 >= t);
+        if !restart || over_threshold || self.restarts_us.len() as u32 >= spec.max_restarts {
             self.escalated = true;
             events.push(GroupEvent::Escalated);
             return;
@@ -782,6 +793,50 @@ mod tests {
         // is what lets the coordinator release it.
         g.set_want(Want::Stop);
         assert_eq!(g.status(), GroupStatus::Stopped);
+    }
+
+    #[test]
+    fn a_migration_threshold_escalates_before_the_group_budget_runs_out() {
+        let mut spec = chain();
+        spec.max_restarts = 10;
+        spec.resources[2].migration_threshold = Some(2);
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        let mut log = Vec::new();
+        settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut log);
+        // fs fails twice: its threshold is none of its own, so both are restarted here.
+        for t in [10, 20] {
+            let mut ev = Vec::new();
+            g.handle_resource_failed(&spec, 1, t, &mut ev);
+            assert!(
+                matches!(ev[1], GroupEvent::LocalRestart { resource: 1, .. }),
+                "{ev:?}"
+            );
+            settle(&mut g, &spec, t + 5_000_000, |_| Outcome::Ok, &mut log);
+        }
+        // app's first failure is restarted; its second reaches migration_threshold = 2.
+        let mut ev = Vec::new();
+        g.handle_resource_failed(&spec, 2, 30_000_000, &mut ev);
+        assert!(
+            matches!(ev[1], GroupEvent::LocalRestart { resource: 2, .. }),
+            "{ev:?}"
+        );
+        settle(&mut g, &spec, 40_000_000, |_| Outcome::Ok, &mut log);
+        ev.clear();
+        g.handle_resource_failed(&spec, 2, 50_000_000, &mut ev);
+        assert_eq!(ev.last(), Some(&GroupEvent::Escalated), "{ev:?}");
+        // Past the window its count starts again.
+        let mut g = LocalGroup::new(0, &spec, 8, Want::Run);
+        settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut log);
+        let window_us = spec.restart_window_ms * 1000;
+        for t in [10, 10 + window_us] {
+            let mut ev = Vec::new();
+            g.handle_resource_failed(&spec, 2, t, &mut ev);
+            assert!(
+                matches!(ev[1], GroupEvent::LocalRestart { resource: 2, .. }),
+                "{ev:?}"
+            );
+            settle(&mut g, &spec, t + 40_000_000, |_| Outcome::Ok, &mut log);
+        }
     }
 
     #[test]

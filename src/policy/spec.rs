@@ -223,6 +223,9 @@ pub struct ResourceSpec {
     pub start_timeout_ms: u32,
     /// How long `stop` may take; past it the stop has failed (a reason to fence).
     pub stop_timeout_ms: u32,
+    /// Failures of this resource within the group's restart window after which the group
+    /// escalates (leaves this node) whatever its `max_restarts`; `None`: no bound of its own.
+    pub migration_threshold: Option<u32>,
 }
 
 /// One health check depth.

@@ -59,6 +59,7 @@ pub fn resource(name: &str, depends_on: Vec<ResourceId>) -> ResourceSpec {
         monitor_deep: None,
         start_timeout_ms: 1000,
         stop_timeout_ms: 1000,
+        migration_threshold: None,
     }
 }
 

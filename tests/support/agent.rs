@@ -34,6 +34,7 @@ pub fn resource(name: &str, agent: &str, params: &[(&str, &str)], t: &Timings) -
         monitor_deep: t.deep,
         start_timeout_ms: t.start_ms,
         stop_timeout_ms: t.stop_ms,
+        migration_threshold: None,
     }
 }
 

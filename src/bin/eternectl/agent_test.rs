@@ -46,6 +46,7 @@ pub(crate) fn agent_test(kind: &str, args: &[String], ms: [u32; 3], run_dir: Pat
         monitor_deep: Some(monitor),
         start_timeout_ms: start_ms,
         stop_timeout_ms: stop_ms,
+        migration_threshold: None,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
