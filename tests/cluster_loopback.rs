@@ -894,3 +894,59 @@ fn a_resource_its_agent_refuses_on_one_node_runs_on_the_next_and_fences_no_one()
         "n1 runs nothing of demo (its application stopped after the refused start)"
     );
 }
+
+/// `eternectl disable GROUP` stops the group where it runs and starts it nowhere, even when
+/// its node dies and comes back; `eternectl enable GROUP` lets it run again, on its preferred
+/// node. A second disable is refused with the reason, as an exit code.
+#[test]
+fn a_disabled_group_runs_nowhere_until_it_is_enabled() {
+    if skip("a_disabled_group_runs_nowhere_until_it_is_enabled") {
+        return;
+    }
+    let mut c = Cluster::loopback(13, &Opts::default());
+    up(&mut c);
+    let pid = c.app_pid(0, APP).expect("n1 runs the application");
+    let socket = c.nodes[1].socket.display().to_string();
+    let (ok, out) = support::eternectl(["disable", "demo", "--socket", &socket]);
+    assert!(ok, "disable: {out}");
+    c.wait_for("demo stops everywhere", |c| {
+        c.running_on("demo").is_none() && (0..3).all(|i| c.app_running(i, APP).is_none())
+    });
+    // SAFETY: kill with signal 0 only checks that the pid exists.
+    assert!(
+        unsafe { libc::kill(pid, 0) } != 0,
+        "n1's application was stopped"
+    );
+    let s = c.status(2).expect("n3 answers");
+    assert!(s.groups.iter().any(|g| g.name == "demo" && g.disabled));
+    let (ok, table) = support::eternectl(["status", "--socket", &socket]);
+    assert!(ok && table.contains("disabled"), "{table}");
+    let (ok, out) = support::eternectl(["disable", "demo", "--socket", &socket]);
+    assert!(!ok && out.contains("already disabled"), "{out}");
+
+    // n1, the group's home, dies and comes back: nothing starts anywhere meanwhile.
+    c.kill_daemon(0);
+    std::thread::sleep(QUIET);
+    c.start(0);
+    c.wait_for("n1 rejoins", |c| c.formed());
+    std::thread::sleep(QUIET);
+    assert!(c.running_on("demo").is_none(), "a disabled group started");
+    assert!((0..3).all(|i| c.app_running(i, APP).is_none()));
+
+    let r = c.ask(
+        2,
+        Request::Enable {
+            group: "demo".into(),
+        },
+    );
+    assert!(r.ok, "enable: {}", r.message);
+    c.wait_for("demo runs on n1 again", |c| {
+        c.on("demo").as_deref() == Some("n1")
+    });
+    let disabled: Vec<_> = c
+        .events_named(1, "admin_committed")
+        .into_iter()
+        .filter(|e| e.to_string().contains("disable"))
+        .collect();
+    assert!(!disabled.is_empty(), "the disable is an event");
+}

@@ -199,6 +199,9 @@ impl Names<'_> {
             AdminCommand::FailbackNow { group } => {
                 json!({"action": "failback", "group": self.group(group)})
             }
+            AdminCommand::Disable { group, on } => {
+                json!({"action": if on { "disable" } else { "enable" }, "group": self.group(group)})
+            }
             AdminCommand::ClearFailures { group, node } => {
                 json!({"action": "clear", "group": self.group(group), "on": node.map(|n| self.node(n))})
             }

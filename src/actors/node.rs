@@ -481,6 +481,8 @@ impl NodeActor {
             Request::Maintenance { on } => AdminRequest::Maintenance { on: *on },
             Request::Failback { group } => AdminRequest::Failback { group },
             Request::Clear { target } => AdminRequest::Clear { target },
+            Request::Disable { group } => AdminRequest::Disable { group, on: true },
+            Request::Enable { group } => AdminRequest::Disable { group, on: false },
             Request::Status {} | Request::Watch { .. } | Request::CutPath { .. } => {
                 return Err("not an admin command".into())
             }

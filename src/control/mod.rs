@@ -75,6 +75,16 @@ pub enum Request {
         /// The group's name.
         group: String,
     },
+    /// Stop a group everywhere and start it nowhere until it is enabled.
+    Disable {
+        /// The group's name.
+        group: String,
+    },
+    /// Let a disabled group run again.
+    Enable {
+        /// The group's name.
+        group: String,
+    },
     /// Forget the failure counts of a group (named directly or through one of its resources).
     Clear {
         /// A group or resource name.
@@ -254,6 +264,9 @@ pub struct GroupView {
     pub mode: String,
     /// Its node list, in priority order.
     pub nodes: Vec<String>,
+    /// An administrator disabled it (`eternectl disable`): it runs nowhere until enabled.
+    #[serde(default)]
+    pub disabled: bool,
     /// Its instances in the replicated state (at most one for an exclusive group).
     pub instances: Vec<InstanceView>,
     /// Failures counted per node (only nodes with a count), from the replicated state.

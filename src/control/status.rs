@@ -93,6 +93,7 @@ pub fn build(core: &NodeCore, shell: &Shell) -> Status {
                 }
                 .into(),
                 nodes: gs.nodes.iter().map(|n| node_name(*n)).collect(),
+                disabled: gstate.disabled,
                 instances: gstate
                     .instances
                     .iter()

@@ -39,6 +39,13 @@ pub enum AdminRequest<'a> {
         /// The group's name.
         group: &'a str,
     },
+    /// Stop `group` everywhere and start it nowhere (`on`), or let it run again.
+    Disable {
+        /// The group's name.
+        group: &'a str,
+        /// Disabled (true) or enabled.
+        on: bool,
+    },
     /// Forget the failures of a group, named directly or through one of its resources.
     Clear {
         /// A group or resource name.
@@ -95,6 +102,13 @@ pub fn resolve(
                 group: group_id(spec, group)?,
             },
             what: format!("failback of {group}"),
+        },
+        AdminRequest::Disable { group, on } => Resolved {
+            cmd: AdminCommand::Disable {
+                group: group_id(spec, group)?,
+                on,
+            },
+            what: format!("{} of {group}", if on { "disable" } else { "enable" }),
         },
         AdminRequest::Clear { target } => {
             let gid = match group_id(spec, target) {

@@ -510,6 +510,7 @@ impl Coordinator {
         } else if target.is_none_or(|(n, _)| n != active.node) {
             let cause = match target {
                 Some((_, cause)) => cause,
+                None if gstate.disabled => Cause::Admin,
                 None if v.state.standby[usize::from(active.node)] => Cause::Standby,
                 None => Cause::Failure,
             };
@@ -540,7 +541,9 @@ impl Coordinator {
             if self.cannot_run(gid, active) {
                 out.push(failed(gid, active));
             } else if !self.scratch_wanted[usize::from(active.node)] {
-                let cause = if v.alive[usize::from(active.node)] {
+                let cause = if gstate.disabled {
+                    Cause::Admin
+                } else if v.alive[usize::from(active.node)] {
                     Cause::Standby
                 } else {
                     Cause::Failure

@@ -216,6 +216,7 @@ mod tests {
             Command::Admin(AdminCommand::Standby { node: 2, on: true }),
             Command::Admin(AdminCommand::Maintenance { on: true }),
             Command::Admin(AdminCommand::FailbackNow { group: 1 }),
+            Command::Admin(AdminCommand::Disable { group: 1, on: true }),
             Command::Admin(AdminCommand::ClearFailures {
                 group: 0,
                 node: Some(2),

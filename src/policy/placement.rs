@@ -207,7 +207,16 @@ pub fn place(
 
     targets
         .into_iter()
-        .map(|t| t.unwrap_or(Target::Exclusive(None)))
+        .enumerate()
+        .map(|(g, t)| match t {
+            // A disabled group runs nowhere; what it held is counted above as if it ran, so
+            // no other group is placed into room it frees only once it stopped.
+            _ if state.groups[g].disabled && spec.groups[g].is_exclusive() => {
+                Target::Exclusive(None)
+            }
+            _ if state.groups[g].disabled => Target::Clone(Vec::new()),
+            t => t.unwrap_or(Target::Exclusive(None)),
+        })
         .collect()
 }
 

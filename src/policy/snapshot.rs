@@ -50,6 +50,9 @@ struct StoredGroup {
     last_cause: Option<Cause>,
     last_epoch: u64,
     version: u64,
+    /// Added after format 1's first release: a snapshot without it reads as enabled.
+    #[serde(default)]
+    disabled: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -129,6 +132,7 @@ fn encode_group(gs: &GroupState, node: &impl Fn(u16) -> u64) -> StoredGroup {
         last_cause: gs.last_cause,
         last_epoch: gs.last_epoch,
         version: gs.version,
+        disabled: gs.disabled,
     }
 }
 
@@ -227,6 +231,7 @@ fn decode_group(
         last_cause: g.last_cause,
         last_epoch: g.last_epoch,
         version: g.version,
+        disabled: g.disabled,
     }
 }
 
@@ -258,6 +263,7 @@ mod tests {
         s.groups[1].last_cause = Some(Cause::Failure);
         s.groups[1].last_epoch = 21;
         s.groups[0].version = 9;
+        s.groups[1].disabled = true;
         s.standby[1] = true;
         s.maintenance = true;
         s.solo = Some(0);

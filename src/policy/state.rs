@@ -72,6 +72,14 @@ pub enum AdminCommand {
         /// The group.
         group: GroupId,
     },
+    /// Stop a group everywhere and start it nowhere (true), or let it run again (false):
+    /// Pacemaker's `target-role=Stopped`, for one group instead of the whole cluster.
+    Disable {
+        /// The group.
+        group: GroupId,
+        /// On (disabled) or off.
+        on: bool,
+    },
     /// Forget the failure counts of a group (on every node, or one).
     ClearFailures {
         /// The group.
@@ -234,7 +242,8 @@ impl Command {
             }
             Command::Admin(AdminCommand::Move { group, to: None })
             | Command::Admin(AdminCommand::ClearFailures { group, node: None })
-            | Command::Admin(AdminCommand::FailbackNow { group }) => f(IdKind::Group, group),
+            | Command::Admin(AdminCommand::FailbackNow { group })
+            | Command::Admin(AdminCommand::Disable { group, .. }) => f(IdKind::Group, group),
             Command::Fenced { node, .. }
             | Command::Joined { node, .. }
             | Command::Admin(AdminCommand::Standby { node, .. }) => f(IdKind::Node, node),
@@ -258,6 +267,7 @@ impl Command {
             | Command::Admin(AdminCommand::Move { group, .. })
             | Command::Admin(AdminCommand::FailbackNow { group })
             | Command::Admin(AdminCommand::ClearFailures { group, .. })
+            | Command::Admin(AdminCommand::Disable { group, .. })
             | Command::FailuresExpired { group, .. } => Some(group),
             Command::Admin(AdminCommand::Standby { .. } | AdminCommand::Maintenance { .. })
             | Command::Fenced { .. }
@@ -311,6 +321,8 @@ pub struct GroupState {
     pub request_cause: Option<Cause>,
     /// Why the group last stopped (the cause of its next activation).
     pub last_cause: Option<Cause>,
+    /// An administrator disabled it: it is stopped everywhere and started nowhere.
+    pub disabled: bool,
     /// The highest epoch ever used for this group.
     pub last_epoch: u64,
     /// Bumped on every change, so the coordinator can tell a proposal is still pending.
@@ -543,6 +555,9 @@ impl ClusterState {
         if !gs.nodes.contains(&node) || self.maintenance {
             return false;
         }
+        if self.groups[usize::from(group)].disabled {
+            return false;
+        }
         let g = &mut self.groups[usize::from(group)];
         let blocked = if gs.is_exclusive() {
             !g.instances.is_empty()
@@ -675,6 +690,18 @@ impl ClusterState {
                 g.version += 1;
                 true
             }
+            AdminCommand::Disable { group, on } => {
+                let Some(g) = self.groups.get_mut(usize::from(group)) else {
+                    return false;
+                };
+                let changed = g.disabled != on;
+                g.disabled = on;
+                if changed {
+                    g.request_cause = Some(Cause::Admin);
+                    g.version += 1;
+                }
+                changed
+            }
             AdminCommand::ClearFailures { group, node } => {
                 let Some(g) = self.groups.get_mut(usize::from(group)) else {
                     return false;
@@ -758,6 +785,17 @@ impl ClusterState {
             AdminCommand::Maintenance { .. } => Ok(()),
             AdminCommand::FailbackNow { group } | AdminCommand::ClearFailures { group, .. } => {
                 group_spec(group).map(|_| ())
+            }
+            AdminCommand::Disable { group, on } => {
+                let gs = group_spec(group)?;
+                if self.groups[usize::from(group)].disabled == on {
+                    return Err(AdminError::Refused(format!(
+                        "group {} is already {}",
+                        gs.name,
+                        if on { "disabled" } else { "enabled" }
+                    )));
+                }
+                Ok(())
             }
         }
     }
@@ -1176,5 +1214,29 @@ mod tests {
             ),
             Applied::Ignored
         );
+    }
+
+    #[test]
+    fn a_disabled_group_is_activated_nowhere_until_enabled() {
+        let spec = simple_spec(2, 1);
+        let mut st = ClusterState::new(&spec);
+        let disable = |on| Command::Admin(AdminCommand::Disable { group: 0, on });
+        let activate = Command::Activate {
+            group: 0,
+            node: 0,
+            cause: Cause::Initial,
+        };
+        assert_eq!(st.apply(&spec, 1, &disable(true)), Applied::Changed);
+        assert_eq!(st.apply(&spec, 2, &activate), Applied::Ignored);
+        // Disabling twice is refused with a reason, and changes nothing if committed anyway.
+        let again = st.check_admin(
+            &spec,
+            &[true, true],
+            &AdminCommand::Disable { group: 0, on: true },
+        );
+        assert!(again.unwrap_err().to_string().contains("already disabled"));
+        assert_eq!(st.apply(&spec, 3, &disable(true)), Applied::Ignored);
+        assert_eq!(st.apply(&spec, 4, &disable(false)), Applied::Changed);
+        assert_eq!(st.apply(&spec, 5, &activate), Applied::Changed);
     }
 }

@@ -97,6 +97,18 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Stop GROUP everywhere and start it nowhere until `eternectl enable GROUP`.
+    Disable {
+        group: String,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Let a disabled GROUP run again (where placement puts it).
+    Enable {
+        group: String,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Look after this node's raft state (the daemon must be stopped to change it).
     State {
         #[command(subcommand)]
@@ -246,6 +258,8 @@ fn main() -> ExitCode {
         ),
         Command::Failback { group, socket } => act(&socket, Request::Failback { group }),
         Command::Clear { target, socket } => act(&socket, Request::Clear { target }),
+        Command::Disable { group, socket } => act(&socket, Request::Disable { group }),
+        Command::Enable { group, socket } => act(&socket, Request::Enable { group }),
         Command::Agent {
             command:
                 AgentCommand::Test {

@@ -83,7 +83,7 @@ pub(crate) fn table(s: &Status) -> String {
                 g.name.clone(),
                 "-".into(),
                 "-".into(),
-                "stopped".into(),
+                if g.disabled { "disabled" } else { "stopped" }.into(),
                 "-".into(),
                 failures.clone(),
             ]);
@@ -93,7 +93,11 @@ pub(crate) fn table(s: &Status) -> String {
                 g.name.clone(),
                 i.node.clone(),
                 i.epoch.to_string(),
-                i.phase.clone(),
+                if g.disabled && i.phase == "stopping" {
+                    "stopping (disabled)".into()
+                } else {
+                    i.phase.clone()
+                },
                 i.status.clone().unwrap_or_else(|| "-".into()),
                 failures.clone(),
             ]);

@@ -170,6 +170,7 @@ impl Script {
                 self.state.standby[usize::from(n)] = true;
             }
             "maintenance" => self.state.maintenance = true,
+            "disabled" => self.state.groups[0].disabled = true,
             "fencing" => self.spec.partition = PartitionPolicy::Fence,
             "fence-ok" | "fence-failed" => {
                 // fence-ok N ATTEMPT T: the shell's outcome of a fence, at T ms.
