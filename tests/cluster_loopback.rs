@@ -950,3 +950,94 @@ fn a_disabled_group_runs_nowhere_until_it_is_enabled() {
         .collect();
     assert!(!disabled.is_empty(), "the disable is an event");
 }
+
+/// An OCF agent whose start says "not configured" (exit 6) while `@DIR@/misconfigured`
+/// exists, and behaves like Dummy otherwise. Its state is per node.
+const MISCONFIGURED_AGENT: &str = r#"#!/bin/sh
+node=$(tr '\0' '\n' < /proc/$PPID/environ | sed -n 's/^ETERNE_TEST_NODE=//p')
+state="@DIR@/conf-$node"
+case "$1" in
+  start) if [ -e "@DIR@/misconfigured" ]; then echo "conf.d/app.conf: no listen address" >&2; exit 6; fi; : > "$state"; exit 0 ;;
+  stop) rm -f "$state"; exit 0 ;;
+  monitor) if [ -e "$state" ]; then exit 0; else exit 7; fi ;;
+  meta-data) echo '<?xml version="1.0"?><resource-agent name="conf" version="1.0"><version>1.0</version><parameters/><actions><action name="start" timeout="5s"/><action name="stop" timeout="5s"/><action name="monitor" timeout="5s"/><action name="meta-data" timeout="5s"/><action name="validate-all" timeout="5s"/></actions></resource-agent>'; exit 0 ;;
+  validate-all) exit 0 ;;
+  *) exit 3 ;;
+esac
+"#;
+
+/// A fatal failure (OCF 6, "not configured": wrong on every node) keeps the group off every
+/// node at once, instead of trying each node in turn: `group_failed` says `everywhere`, the
+/// group runs nowhere and no node is fenced; once the configuration is mended, `eternectl
+/// clear` lets it run on its preferred node again.
+#[test]
+fn a_fatal_failure_keeps_the_group_off_every_node_until_it_is_cleared() {
+    if skip("a_fatal_failure_keeps_the_group_off_every_node_until_it_is_cleared") {
+        return;
+    }
+    let o = Opts {
+        extra: "  [[group.resource]]\n  name = \"conf\"\n  type = \"ocf\"\n  params = { type = \"conf\", provider = \"eterne-test\", ocf_root = \"@DIR@/ocf\" }\n".into(),
+        ..Opts::default()
+    };
+    let mut c = Cluster::loopback(14, &o);
+    let agents = c.dir.join("ocf/resource.d/eterne-test");
+    std::fs::create_dir_all(&agents).unwrap();
+    let file = agents.join("conf");
+    let script = MISCONFIGURED_AGENT.replace("@DIR@", &c.dir.display().to_string());
+    std::fs::write(&file, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(c.dir.join("misconfigured"), "").unwrap();
+
+    c.start_all();
+    c.wait_for("the cluster forms", |c| c.formed());
+    c.wait_for(
+        "demo fails fatally on n1 and is counted on every node",
+        |c| {
+            c.status(1).is_some_and(|s| {
+                s.groups
+                    .iter()
+                    .any(|g| g.name == "demo" && g.failures.len() == 3)
+            })
+        },
+    );
+    let failed = c.events_named(1, "group_failed");
+    assert!(
+        failed
+            .iter()
+            .any(|e| e["everywhere"] == true && e["on"] == "n1"),
+        "group_failed everywhere: {failed:?}"
+    );
+    std::thread::sleep(QUIET);
+    assert!(c.running_on("demo").is_none(), "demo started somewhere");
+    for i in 0..3 {
+        assert!(
+            c.app_running(i, APP).is_none(),
+            "n{} runs demo's application",
+            i + 1
+        );
+        assert!(c.events_named(i, "fenced").is_empty(), "n{} fenced", i + 1);
+    }
+    // Only n1 ever tried: the others were never asked to start what is wrong everywhere.
+    for i in 1..3 {
+        assert!(
+            !c.events_named(i, "resource_failed")
+                .iter()
+                .any(|e| e["resource"] == "conf"),
+            "n{} tried to start conf",
+            i + 1
+        );
+    }
+
+    std::fs::remove_file(c.dir.join("misconfigured")).unwrap();
+    let r = c.ask(
+        2,
+        Request::Clear {
+            target: "demo".into(),
+        },
+    );
+    assert!(r.ok, "clear: {}", r.message);
+    c.wait_for("demo runs on n1 once cleared", |c| {
+        c.on("demo").as_deref() == Some("n1")
+    });
+}

@@ -228,7 +228,9 @@ impl Sim {
                     self.name(*node)
                 )
             }
-            Command::Failed { group, node, epoch } => {
+            Command::Failed {
+                group, node, epoch, ..
+            } => {
                 format!(
                     "#{index} {} failed on {} (epoch {epoch})",
                     g(group),

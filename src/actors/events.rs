@@ -388,9 +388,15 @@ fn committed(n: &Names<'_>, index: u64, cmd: &Command) -> (&'static str, Value) 
             "released",
             json!({"index": index, "group": n.group(group), "on": n.node(node), "epoch": epoch, "how": snake(&how)}),
         ),
-        Command::Failed { group, node, epoch } => (
+        Command::Failed {
+            group,
+            node,
+            epoch,
+            everywhere,
+        } => (
             "group_failed",
-            json!({"index": index, "group": n.group(group), "on": n.node(node), "epoch": epoch}),
+            json!({"index": index, "group": n.group(group), "on": n.node(node), "epoch": epoch,
+                   "everywhere": everywhere}),
         ),
         Command::Fenced { node, through } => (
             "node_fenced",

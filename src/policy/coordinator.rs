@@ -506,7 +506,7 @@ impl Coordinator {
             return;
         };
         if self.cannot_run(gid, active) {
-            out.push(failed(gid, active));
+            out.push(self.failed(gid, active));
         } else if target.is_none_or(|(n, _)| n != active.node) {
             let cause = match target {
                 Some((_, cause)) => cause,
@@ -539,7 +539,7 @@ impl Coordinator {
         }
         for active in gstate.instances.iter().filter(|i| i.phase == Phase::Active) {
             if self.cannot_run(gid, active) {
-                out.push(failed(gid, active));
+                out.push(self.failed(gid, active));
             } else if !self.scratch_wanted[usize::from(active.node)] {
                 let cause = if gstate.disabled {
                     Cause::Admin
@@ -564,20 +564,26 @@ impl Coordinator {
 
     /// Whether the owner of `active` reported that the group cannot run there.
     fn cannot_run(&self, gid: GroupId, active: &Instance) -> bool {
-        self.reports.get(gid, active.node, active.epoch) == Some(GroupStatus::CannotRun)
+        matches!(
+            self.reports.get(gid, active.node, active.epoch),
+            Some(GroupStatus::CannotRun | GroupStatus::CannotRunAnywhere)
+        )
+    }
+
+    /// The failure of `active` as a command: fatal ones count on every node.
+    fn failed(&self, gid: GroupId, active: &Instance) -> Command {
+        Command::Failed {
+            group: gid,
+            node: active.node,
+            epoch: active.epoch,
+            everywhere: self.reports.get(gid, active.node, active.epoch)
+                == Some(GroupStatus::CannotRunAnywhere),
+        }
     }
 
     fn wake(&mut self, at_us: u64) {
         debug_assert!(at_us > 0);
         self.wake_us = Some(self.wake_us.map_or(at_us, |w| w.min(at_us)));
-    }
-}
-
-fn failed(group: GroupId, inst: &Instance) -> Command {
-    Command::Failed {
-        group,
-        node: inst.node,
-        epoch: inst.epoch,
     }
 }
 

@@ -194,6 +194,7 @@ mod tests {
                 group: 1,
                 node: 2,
                 epoch: 5,
+                everywhere: true,
             },
             Command::Fenced {
                 node: 2,

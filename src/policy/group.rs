@@ -49,7 +49,9 @@ pub enum Outcome {
     /// escalates at once, so the coordinator moves it to another node.
     FailedHard,
     /// The operation failed in a way no node mends (OCF's "fatal" error: the parameters are
-    /// wrong everywhere): like [`Outcome::FailedHard`] here.
+    /// wrong everywhere): no restart here, and the group reports
+    /// [`GroupStatus::CannotRunAnywhere`], so the coordinator keeps it off every node until an
+    /// administrator clears its failures.
     FailedFatal,
 }
 
@@ -126,6 +128,10 @@ pub enum GroupStatus {
     Stopped,
     /// Local recovery is exhausted; stopping and asking for failover.
     CannotRun,
+    /// A resource failed fatally (OCF 6, "not configured": its parameters are wrong on
+    /// every node): stopping, and asking that the group run on no node until its failures
+    /// are cleared.
+    CannotRunAnywhere,
     /// A stop failed: the node must be fenced.
     StopFailed,
 }
@@ -177,6 +183,8 @@ pub struct LocalGroup {
     /// No start before then (a local restart's backoff); 0: none pending.
     start_after_us: u64,
     escalated: bool,
+    /// The escalation came from a fatal failure: no node can run the group.
+    fatal: bool,
     stop_failed: bool,
     /// Set when the lease is about to run out: stop everything now, in parallel, each op cut
     /// to this deadline (the watchdog covers a stop that still hangs).
@@ -206,6 +214,7 @@ impl LocalGroup {
             failures_us: vec![Vec::new(); spec.resources.len()],
             start_after_us: 0,
             escalated: false,
+            fatal: false,
             stop_failed: false,
             urgent_deadline_us: None,
         }
@@ -264,9 +273,9 @@ impl LocalGroup {
             if self.want == Want::Stop {
                 return GroupStatus::Stopped;
             }
-            if self.escalated {
-                return GroupStatus::CannotRun;
-            }
+        }
+        if self.escalated && self.fatal {
+            return GroupStatus::CannotRunAnywhere;
         }
         if self.escalated {
             return GroupStatus::CannotRun;
@@ -487,6 +496,9 @@ impl LocalGroup {
                 // A monitor result for a resource we are already stopping changes nothing.
                 if res.state == Active || res.state == Starting {
                     let restart = !o.skips_local_restart();
+                    if o == Outcome::FailedFatal && self.running() {
+                        self.fatal = true;
+                    }
                     self.fail(spec, resource, action, restart, now_us, events);
                 }
             }
@@ -866,6 +878,14 @@ mod tests {
             let mut ev = Vec::new();
             g.handle_result(&spec, 1, fs.op, outcome, now, &mut ev);
             got.push((outcome, ev.last().copied()));
+            let want = if outcome == Outcome::FailedFatal {
+                GroupStatus::CannotRunAnywhere
+            } else if outcome == Outcome::FailedHard {
+                GroupStatus::CannotRun
+            } else {
+                GroupStatus::Starting
+            };
+            assert_eq!(g.status(), want, "after {outcome:?}");
         }
         assert_eq!(
             got,

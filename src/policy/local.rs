@@ -488,7 +488,12 @@ impl Locals {
                 Phase::Stopping => {
                     status == GroupStatus::Stopped || status == GroupStatus::StopFailed
                 }
-                Phase::Active => matches!(status, GroupStatus::CannotRun | GroupStatus::StopFailed),
+                Phase::Active => matches!(
+                    status,
+                    GroupStatus::CannotRun
+                        | GroupStatus::CannotRunAnywhere
+                        | GroupStatus::StopFailed
+                ),
             };
             let stopping = inst.phase == Phase::Stopping;
             // Whatever this look sends, only a report the coordinator waits for is repeated;

@@ -133,6 +133,10 @@ pub enum Command {
         node: NodeId,
         /// The instance's epoch.
         epoch: u64,
+        /// A fatal failure (OCF 6): count a failure on every node of the group, so it runs
+        /// nowhere until they are cleared. Absent in entries written before it existed.
+        #[serde(default)]
+        everywhere: bool,
     },
     /// A fencing device confirmed `node` was fenced (rule 4c) after the state had applied
     /// index `through`: every stopping instance of `node` with an epoch up to `through` ran
@@ -493,7 +497,12 @@ impl ClusterState {
                 }
                 true
             }
-            Command::Failed { group, node, epoch } => {
+            Command::Failed {
+                group,
+                node,
+                epoch,
+                everywhere,
+            } => {
                 let hit = self.with_instance(group, node, epoch, |i| {
                     i.phase = Phase::Stopping;
                     i.stop_cause = Some(Cause::Failure);
@@ -503,6 +512,14 @@ impl ClusterState {
                     let g = &mut self.groups[usize::from(group)];
                     if let Some(f) = g.failures.get_mut(usize::from(node)) {
                         *f = f.saturating_add(1);
+                    }
+                    if everywhere {
+                        let nodes = spec.groups.get(usize::from(group)).map(|gs| &gs.nodes);
+                        for n in nodes.into_iter().flatten() {
+                            if let Some(f) = g.failures.get_mut(usize::from(*n)) {
+                                *f = (*f).max(1);
+                            }
+                        }
                     }
                     if g.home == Some(node) {
                         g.home = None;
@@ -874,6 +891,7 @@ mod tests {
                     group: 0,
                     node: 1,
                     epoch: 8,
+                    everywhere: false,
                 },
             ),
             (
@@ -950,6 +968,7 @@ mod tests {
                     group: 1,
                     node: 2,
                     epoch: 3,
+                    everywhere: false,
                 },
                 Some(1),
             ),
@@ -1095,6 +1114,7 @@ mod tests {
                 group: 0,
                 node: 0,
                 epoch: 1,
+                everywhere: false,
             },
         );
         assert_eq!(st.groups[0].failures[0], 1);
@@ -1238,5 +1258,35 @@ mod tests {
         assert_eq!(st.apply(&spec, 3, &disable(true)), Applied::Ignored);
         assert_eq!(st.apply(&spec, 4, &disable(false)), Applied::Changed);
         assert_eq!(st.apply(&spec, 5, &activate), Applied::Changed);
+    }
+
+    #[test]
+    fn a_fatal_failure_counts_on_every_node_of_the_group_until_cleared() {
+        let spec = simple_spec(3, 1);
+        let mut st = ClusterState::new(&spec);
+        let activate = Command::Activate {
+            group: 0,
+            node: 1,
+            cause: Cause::Initial,
+        };
+        assert_eq!(st.apply(&spec, 1, &activate), Applied::Changed);
+        let failed = Command::Failed {
+            group: 0,
+            node: 1,
+            epoch: 1,
+            everywhere: true,
+        };
+        assert_eq!(st.apply(&spec, 2, &failed), Applied::Changed);
+        assert_eq!(
+            st.groups[0].failures,
+            vec![1, 1, 1],
+            "every node of the group counts one"
+        );
+        let clear = Command::Admin(AdminCommand::ClearFailures {
+            group: 0,
+            node: None,
+        });
+        st.apply(&spec, 3, &clear);
+        assert_eq!(st.groups[0].failures, vec![0, 0, 0]);
     }
 }

@@ -182,7 +182,12 @@ fn command(rng: &mut Rng, spec: &ClusterSpec) -> Command {
                 &[Release::Confirmed, Release::LeaseExpired, Release::Fenced],
             ),
         },
-        3 => Command::Failed { group, node, epoch },
+        3 => Command::Failed {
+            group,
+            node,
+            epoch,
+            everywhere: epoch % 2 == 0,
+        },
         4 => Command::Fenced {
             node,
             through: epoch,

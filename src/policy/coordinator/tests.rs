@@ -111,9 +111,17 @@ impl Script {
                 self.name(node),
                 lower(how)
             ),
-            Command::Failed { group, node, epoch } => {
-                format!("failed {} on {} epoch {epoch}", g(group), self.name(node))
-            }
+            Command::Failed {
+                group,
+                node,
+                epoch,
+                everywhere,
+            } => format!(
+                "failed {} on {} epoch {epoch}{}",
+                g(group),
+                self.name(node),
+                if everywhere { " everywhere" } else { "" }
+            ),
             Command::Fenced { node, through } => {
                 format!("fenced {} through {through}", self.name(node))
             }
@@ -197,6 +205,7 @@ impl Script {
                     "stopping" => GroupStatus::Stopping,
                     "stopped" => GroupStatus::Stopped,
                     "cannot-run" => GroupStatus::CannotRun,
+                    "cannot-run-anywhere" => GroupStatus::CannotRunAnywhere,
                     "stop-failed" => GroupStatus::StopFailed,
                     other => panic!("{}: unknown status {other}", self.title),
                 };
