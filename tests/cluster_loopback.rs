@@ -1041,3 +1041,88 @@ fn a_fatal_failure_keeps_the_group_off_every_node_until_it_is_cleared() {
         c.on("demo").as_deref() == Some("n1")
     });
 }
+
+/// `eternectl unmanage RESOURCE` leaves it to the administrator: its death is an event, not a
+/// restart or a failover, and the status says so; the group stays pinned where it is even
+/// with its owner's daemon gone. `eternectl manage RESOURCE` gives it back, and the group
+/// mends what it finds failed: the application runs again, in place.
+#[test]
+fn an_unmanaged_resource_is_left_alone_until_it_is_managed_again() {
+    if skip("an_unmanaged_resource_is_left_alone_until_it_is_managed_again") {
+        return;
+    }
+    let mut c = Cluster::loopback(15, &Opts::default());
+    up(&mut c);
+    let socket = c.nodes[0].socket.display().to_string();
+    let (ok, out) = support::eternectl(["unmanage", APP, "--socket", &socket]);
+    assert!(ok, "unmanage: {out}");
+    c.wait_for("every node sees the resource unmanaged", |c| {
+        (0..3).all(|i| {
+            c.status(i).is_some_and(|s| {
+                s.groups
+                    .iter()
+                    .flat_map(|g| &g.resources)
+                    .any(|r| r.name == APP && r.unmanaged)
+            })
+        })
+    });
+    let (ok, out) = support::eternectl(["unmanage", APP, "--socket", &socket]);
+    assert!(!ok && out.contains("already unmanaged"), "{out}");
+
+    let before = c.running_on("demo").expect("demo runs");
+    assert!(c.kill_app(0, APP).is_some(), "n1 ran the application");
+    c.wait_for("n1 reports the failure", |c| {
+        c.events_named(0, "resource_failed")
+            .iter()
+            .any(|e| e["resource"] == APP)
+    });
+    std::thread::sleep(QUIET);
+    assert!(
+        c.app_running(0, APP).is_none(),
+        "an unmanaged application was restarted"
+    );
+    // The instance is where it was, same epoch, still active (its status is not "running":
+    // one of its resources failed).
+    let placed = |c: &Cluster| {
+        c.status(1).and_then(|s| {
+            let g = s.groups.into_iter().find(|g| g.name == "demo")?;
+            g.instances
+                .into_iter()
+                .map(|i| (i.node, i.epoch, i.phase))
+                .next()
+        })
+    };
+    assert_eq!(
+        placed(&c),
+        Some((before.0.clone(), before.1, "active".to_string())),
+        "demo moved"
+    );
+    let (_, table) = support::eternectl(["status", "--socket", &socket]);
+    assert!(table.contains("(unmanaged)"), "{table}");
+
+    // Its owner's daemon dies: the group is pinned, so nobody takes it over.
+    c.kill_daemon(0);
+    std::thread::sleep(QUIET);
+    assert!(
+        (1..3).all(|i| c.app_running(i, APP).is_none()),
+        "a pinned group was started elsewhere"
+    );
+    assert_eq!(
+        placed(&c).map(|p| p.0),
+        Some(before.0.clone()),
+        "demo moved"
+    );
+    c.start(0);
+    c.wait_for("n1 rejoins", |c| c.formed());
+
+    let r = c.ask(
+        1,
+        Request::Manage {
+            resource: APP.into(),
+        },
+    );
+    assert!(r.ok, "manage: {}", r.message);
+    c.wait_for("the application runs on n1 again", |c| {
+        c.app_running(0, APP).is_some() && c.on("demo").as_deref() == Some("n1")
+    });
+}

@@ -199,6 +199,13 @@ impl Names<'_> {
             AdminCommand::FailbackNow { group } => {
                 json!({"action": "failback", "group": self.group(group)})
             }
+            AdminCommand::Manage { resource, on } => {
+                let name = self.0.resource_at(resource).map_or_else(
+                    || format!("resource#{resource}"),
+                    |(g, r)| self.resource(g, r),
+                );
+                json!({"action": if on { "manage" } else { "unmanage" }, "resource": name})
+            }
             AdminCommand::Disable { group, on } => {
                 json!({"action": if on { "disable" } else { "enable" }, "group": self.group(group)})
             }

@@ -482,6 +482,11 @@ impl NodeActor {
             Request::Failback { group } => AdminRequest::Failback { group },
             Request::Clear { target } => AdminRequest::Clear { target },
             Request::Disable { group } => AdminRequest::Disable { group, on: true },
+            Request::Unmanage { resource } => AdminRequest::Manage {
+                resource,
+                on: false,
+            },
+            Request::Manage { resource } => AdminRequest::Manage { resource, on: true },
             Request::Enable { group } => AdminRequest::Disable { group, on: false },
             Request::Status {} | Request::Watch { .. } | Request::CutPath { .. } => {
                 return Err("not an admin command".into())

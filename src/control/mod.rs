@@ -85,6 +85,17 @@ pub enum Request {
         /// The group's name.
         group: String,
     },
+    /// Leave a resource to the administrator: monitored, never started or stopped, its
+    /// group neither moved nor stopped, until `manage`.
+    Unmanage {
+        /// The resource's name.
+        resource: String,
+    },
+    /// Give an unmanaged resource back to the cluster.
+    Manage {
+        /// The resource's name.
+        resource: String,
+    },
     /// Forget the failure counts of a group (named directly or through one of its resources).
     Clear {
         /// A group or resource name.
@@ -302,6 +313,9 @@ pub struct ResourceView {
     pub state: Option<String>,
     /// Failures of this resource seen on this node since this daemon started.
     pub failures: u32,
+    /// An administrator took it out of the cluster's hands (`eternectl unmanage`).
+    #[serde(default)]
+    pub unmanaged: bool,
 }
 
 /// The snake_case name of a serde-serializable unit enum value (e.g. `GroupStatus::CannotRun`

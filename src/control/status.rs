@@ -127,6 +127,7 @@ pub fn build(core: &NodeCore, shell: &Shell) -> Status {
                         kind: agent_name(rs),
                         state: states.get(r).cloned(),
                         failures: core.resource_failures(gid, r as u16),
+                        unmanaged: gstate.unmanaged.contains(&(r as u16)),
                     })
                     .collect(),
             }

@@ -46,6 +46,13 @@ pub enum AdminRequest<'a> {
         /// Disabled (true) or enabled.
         on: bool,
     },
+    /// Take `resource` out of the cluster's hands (`on` false) or give it back.
+    Manage {
+        /// The resource's name.
+        resource: &'a str,
+        /// Managed (true) or not.
+        on: bool,
+    },
     /// Forget the failures of a group, named directly or through one of its resources.
     Clear {
         /// A group or resource name.
@@ -110,6 +117,15 @@ pub fn resolve(
             },
             what: format!("{} of {group}", if on { "disable" } else { "enable" }),
         },
+        AdminRequest::Manage { resource, on } => {
+            let (n, _, _) = spec
+                .resource_named(resource)
+                .ok_or_else(|| format!("no resource {resource}"))?;
+            Resolved {
+                cmd: AdminCommand::Manage { resource: n, on },
+                what: format!("{} of {resource}", if on { "manage" } else { "unmanage" }),
+            }
+        }
         AdminRequest::Clear { target } => {
             let gid = match group_id(spec, target) {
                 Ok(g) => g,

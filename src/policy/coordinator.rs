@@ -358,6 +358,12 @@ impl Coordinator {
     fn step_group(&mut self, v: &View<'_>, gid: GroupId, target: &Target, out: &mut Vec<Command>) {
         let g = usize::from(gid);
         let gstate = &v.state.groups[g];
+        // A group with an unmanaged resource is pinned: moving or stopping it would start
+        // or leave running what nobody may touch. Managing the resource again is a commit,
+        // which brings the coordinator back here.
+        if !gstate.unmanaged.is_empty() {
+            return;
+        }
         if let Some(p) = self.proposed[g] {
             if p.version == gstate.version && v.now_us < p.at_us + RETRY_PROPOSAL_US {
                 self.wake(p.at_us + RETRY_PROPOSAL_US);

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::ClusterSpec;
+use super::spec::{ClusterSpec, GroupId, ResourceId};
 use super::state::{Command, IdKind};
 use crate::ondisk::{fnv1a64, fnv1a64_from};
 
@@ -31,6 +31,10 @@ pub struct Keys {
     groups: Vec<u64>,
     nodes: Vec<u64>,
     schedules: Vec<u64>,
+    /// Per resource, numbered as [`ClusterSpec::resources`].
+    resources: Vec<u64>,
+    /// Per group, the number of its first resource.
+    first_resource: Vec<u16>,
     /// Key to (kind, index in this config).
     index: HashMap<u64, (IdKind, u16)>,
 }
@@ -84,11 +88,28 @@ impl Keys {
                 key("schedule", &what)
             })
             .collect();
+        // Resource names are unique in the cluster (validation), like group names.
+        let resources: Vec<u64> = spec
+            .resources()
+            .map(|(g, r)| {
+                key(
+                    "resource",
+                    &spec.groups[usize::from(g)].resources[usize::from(r)].name,
+                )
+            })
+            .collect();
+        let mut first_resource = Vec::with_capacity(spec.groups.len());
+        let mut n = 0u16;
+        for gs in &spec.groups {
+            first_resource.push(n);
+            n = n.saturating_add(gs.resources.len() as u16);
+        }
         let mut index = HashMap::new();
         for (kind, keys) in [
             (IdKind::Group, &groups),
             (IdKind::Node, &nodes),
             (IdKind::Schedule, &schedules),
+            (IdKind::Resource, &resources),
         ] {
             for (i, k) in keys.iter().enumerate() {
                 index.insert(*k, (kind, i as u16));
@@ -98,6 +119,8 @@ impl Keys {
             groups,
             nodes,
             schedules,
+            resources,
+            first_resource,
             index,
         }
     }
@@ -108,9 +131,26 @@ impl Keys {
             IdKind::Group => &self.groups,
             IdKind::Node => &self.nodes,
             IdKind::Schedule => &self.schedules,
+            IdKind::Resource => &self.resources,
         };
         // An id out of this config's range names nothing: key 0 reads back as unknown.
         v.get(usize::from(id)).copied().unwrap_or(0)
+    }
+
+    /// The key of resource `r` of group `g`.
+    pub fn resource_key(&self, g: GroupId, r: ResourceId) -> u64 {
+        let first = self.first_resource.get(usize::from(g)).copied();
+        first.map_or(0, |f| self.key_of(IdKind::Resource, f.saturating_add(r)))
+    }
+
+    /// The group and index of the resource with `key`, or [`EntryError::Unknown`].
+    pub fn resource_of(&self, key: u64) -> Result<(GroupId, ResourceId), EntryError> {
+        let n = self.id_of(IdKind::Resource, key)?;
+        let g = self
+            .first_resource
+            .partition_point(|&f| f <= n)
+            .saturating_sub(1);
+        Ok((g as GroupId, n - self.first_resource[g]))
     }
 
     /// This config's `kind` number for `key`, or [`EntryError::Unknown`].
@@ -218,6 +258,10 @@ mod tests {
             Command::Admin(AdminCommand::Maintenance { on: true }),
             Command::Admin(AdminCommand::FailbackNow { group: 1 }),
             Command::Admin(AdminCommand::Disable { group: 1, on: true }),
+            Command::Admin(AdminCommand::Manage {
+                resource: 1,
+                on: false,
+            }),
             Command::Admin(AdminCommand::ClearFailures {
                 group: 0,
                 node: Some(2),

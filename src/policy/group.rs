@@ -180,6 +180,10 @@ pub struct LocalGroup {
     restarts_us: Vec<u64>,
     /// Per resource: when it failed, within the restart window (for `migration_threshold`).
     failures_us: Vec<Vec<u64>>,
+    /// Per resource: left to the administrator (`eternectl unmanage`): monitored, never
+    /// started or stopped here, its failures reported and not acted on. A lost lease still
+    /// stops it: the lease outranks the administrator's hands-off.
+    unmanaged: Vec<bool>,
     /// No start before then (a local restart's backoff); 0: none pending.
     start_after_us: u64,
     escalated: bool,
@@ -212,11 +216,19 @@ impl LocalGroup {
             res,
             restarts_us: Vec::new(),
             failures_us: vec![Vec::new(); spec.resources.len()],
+            unmanaged: vec![false; spec.resources.len()],
             start_after_us: 0,
             escalated: false,
             fatal: false,
             stop_failed: false,
             urgent_deadline_us: None,
+        }
+    }
+
+    /// Which resources are unmanaged (indices in the group), from the replicated state.
+    pub fn set_unmanaged(&mut self, unmanaged: &[ResourceId]) {
+        for (r, u) in self.unmanaged.iter_mut().enumerate() {
+            *u = unmanaged.contains(&(r as ResourceId));
         }
     }
 
@@ -320,8 +332,20 @@ impl LocalGroup {
                         || matches!(self.res[d].state, Inactive | Unknown)
                 })
             };
+            let monitor = |res: &Res| {
+                if now_us >= res.next_quick_us {
+                    Some((Action::MonitorQuick, rs.monitor_quick.timeout_ms))
+                } else if rs.monitor_deep.is_some() && now_us >= res.next_deep_us {
+                    rs.monitor_deep.map(|d| (Action::MonitorDeep, d.timeout_ms))
+                } else {
+                    None
+                }
+            };
             let action = match self.res[r].state {
                 Unknown => Some((Action::Probe, rs.monitor_quick.timeout_ms)),
+                // Unmanaged: watched whether active or failed, never started or stopped.
+                Active | Failed if self.unmanaged[r] => monitor(&self.res[r]),
+                _ if self.unmanaged[r] => None,
                 Inactive if running && may_start => {
                     let deps_up = rs
                         .depends_on
@@ -333,15 +357,7 @@ impl LocalGroup {
                     dependents_down().then_some((Action::Stop, rs.stop_timeout_ms))
                 }
                 Failed => dependents_down().then_some((Action::Stop, rs.stop_timeout_ms)),
-                Active => {
-                    if now_us >= self.res[r].next_quick_us {
-                        Some((Action::MonitorQuick, rs.monitor_quick.timeout_ms))
-                    } else if rs.monitor_deep.is_some() && now_us >= self.res[r].next_deep_us {
-                        rs.monitor_deep.map(|d| (Action::MonitorDeep, d.timeout_ms))
-                    } else {
-                        None
-                    }
-                }
+                Active => monitor(&self.res[r]),
                 _ => None,
             };
             if let Some((action, timeout_ms)) = action {
@@ -463,7 +479,21 @@ impl LocalGroup {
                 res.next_deep_us = now_us.saturating_add(u64::from(d.interval_ms) * 1000);
             }
         };
+        let unmanaged = self.unmanaged[r];
         match (action, outcome) {
+            // Unmanaged: a monitor says what it is, and only that; the next one is scheduled
+            // whatever it found, and a failure is an event, not a restart.
+            (Action::MonitorQuick | Action::MonitorDeep, o) if unmanaged => {
+                let was = res.state;
+                schedule(res);
+                res.state = match o {
+                    Outcome::Ok => Active,
+                    _ => Failed,
+                };
+                if o.is_failure() && was != Failed {
+                    events.push(GroupEvent::ResourceFailed { resource, action });
+                }
+            }
             (Action::Probe, Outcome::Ok) => {
                 res.state = Active;
                 schedule(res);
@@ -539,7 +569,7 @@ impl LocalGroup {
         let r = usize::from(resource);
         self.res[r].state = ResourceState::Failed;
         events.push(GroupEvent::ResourceFailed { resource, action });
-        if !self.running() {
+        if !self.running() || self.unmanaged[r] {
             return;
         }
         // restart_window_ms is a u64 from the config: saturate rather than wrap.
@@ -602,7 +632,11 @@ impl LocalGroup {
         for (r, res) in self.res.iter().enumerate() {
             if let Some((_, _, d)) = res.op {
                 take(d);
-            } else if res.state == ResourceState::Active && self.running() && !res.restarting {
+            } else if (res.state == ResourceState::Active
+                || (res.state == ResourceState::Failed && self.unmanaged[r]))
+                && self.running()
+                && !res.restarting
+            {
                 take(res.next_quick_us);
                 if spec.resources[r].monitor_deep.is_some() {
                     take(res.next_deep_us);
@@ -849,6 +883,43 @@ mod tests {
             );
             settle(&mut g, &spec, t + 40_000_000, |_| Outcome::Ok, &mut log);
         }
+    }
+
+    #[test]
+    fn an_unmanaged_resource_is_watched_never_started_stopped_or_restarted() {
+        let spec = chain();
+        let mut g = LocalGroup::new(0, &spec, 7, Want::Run);
+        let mut log = Vec::new();
+        settle(&mut g, &spec, 0, |_| Outcome::Ok, &mut log);
+        g.set_unmanaged(&[1]);
+        // fs's process dies: an event, no restart of it or of app, no escalation.
+        let mut ev = Vec::new();
+        g.handle_resource_failed(&spec, 1, 10, &mut ev);
+        assert_eq!(
+            ev,
+            [GroupEvent::ResourceFailed {
+                resource: 1,
+                action: Action::MonitorQuick
+            }]
+        );
+        log.clear();
+        let later = 5_000_000;
+        settle(&mut g, &spec, later, |_| Outcome::Ok, &mut log);
+        // Only monitors: fs's says it is back (an administrator mended it by hand).
+        assert!(log.iter().all(|l| l.starts_with("MonitorQuick")), "{log:?}");
+        assert!(log.contains(&"MonitorQuick fs".to_string()), "{log:?}");
+        assert_eq!(g.status(), GroupStatus::Running);
+        // Told to stop, the group stops what is managed and leaves fs (and ip, which fs
+        // depends on, and which must outlive it) alone.
+        g.set_want(Want::Stop);
+        log.clear();
+        settle(&mut g, &spec, later + 1, |_| Outcome::Ok, &mut log);
+        assert_eq!(log, ["Stop app"]);
+        // Managed again: the stop goes on.
+        g.set_unmanaged(&[]);
+        log.clear();
+        settle(&mut g, &spec, later + 2, |_| Outcome::Ok, &mut log);
+        assert_eq!(log, ["Stop fs", "Stop ip"]);
     }
 
     #[test]

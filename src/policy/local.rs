@@ -403,6 +403,7 @@ impl Locals {
             // each op cut to the lease's end); the watchdog covers a stop that hangs.
             let urgent = exclusive && !lease_ok && l.may_be_active();
             l.set_urgent(urgent.then_some(lease_end_us.max(now_us)));
+            l.set_unmanaged(&state.groups[g].unmanaged);
             let mut ops = Vec::new();
             l.drive(gs, now_us, &mut self.next_op, &mut ops);
             effects.extend(ops.into_iter().map(Effect::Agent));

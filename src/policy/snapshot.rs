@@ -53,6 +53,9 @@ struct StoredGroup {
     /// Added after format 1's first release: a snapshot without it reads as enabled.
     #[serde(default)]
     disabled: bool,
+    /// Keys of its unmanaged resources (added with `disabled`).
+    #[serde(default)]
+    unmanaged: Vec<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,7 +78,7 @@ pub fn encode(state: &ClusterState, keys: &Keys) -> Result<Vec<u8>, EntryError> 
             .map(|(g, gs)| {
                 (
                     keys.key_of(IdKind::Group, g as u16),
-                    encode_group(gs, &node),
+                    encode_group(gs, &node, &|r| keys.resource_key(g as u16, r)),
                 )
             })
             .collect(),
@@ -106,7 +109,11 @@ pub fn encode(state: &ClusterState, keys: &Keys) -> Result<Vec<u8>, EntryError> 
     rmp_serde::to_vec(&stored).map_err(|e| EntryError::Malformed(e.to_string()))
 }
 
-fn encode_group(gs: &GroupState, node: &impl Fn(u16) -> u64) -> StoredGroup {
+fn encode_group(
+    gs: &GroupState,
+    node: &impl Fn(u16) -> u64,
+    resource: &impl Fn(u16) -> u64,
+) -> StoredGroup {
     StoredGroup {
         instances: gs
             .instances
@@ -133,6 +140,7 @@ fn encode_group(gs: &GroupState, node: &impl Fn(u16) -> u64) -> StoredGroup {
         last_epoch: gs.last_epoch,
         version: gs.version,
         disabled: gs.disabled,
+        unmanaged: gs.unmanaged.iter().map(|&r| resource(r)).collect(),
     }
 }
 
@@ -164,7 +172,7 @@ pub fn decode(
     let mut state = ClusterState::new(spec);
     for (key, g) in s.groups {
         if let Some(at) = known(keys.id_of(IdKind::Group, key)) {
-            state.groups[at] = decode_group(g, &state.groups[at], keys, &mut known);
+            state.groups[at] = decode_group(g, at as u16, &state.groups[at], keys, &mut known);
         }
     }
     for k in s.standby {
@@ -194,6 +202,7 @@ pub fn decode(
 
 fn decode_group(
     g: StoredGroup,
+    at: u16,
     initial: &GroupState,
     keys: &Keys,
     known: &mut impl FnMut(Result<u16, EntryError>) -> Option<usize>,
@@ -232,6 +241,14 @@ fn decode_group(
         last_epoch: g.last_epoch,
         version: g.version,
         disabled: g.disabled,
+        // A resource this config has in another group is left out: it is managed here.
+        unmanaged: g
+            .unmanaged
+            .into_iter()
+            .filter_map(|k| keys.resource_of(k).ok())
+            .filter(|&(group, _)| group == at)
+            .map(|(_, r)| r)
+            .collect(),
     }
 }
 
@@ -264,6 +281,7 @@ mod tests {
         s.groups[1].last_epoch = 21;
         s.groups[0].version = 9;
         s.groups[1].disabled = true;
+        s.groups[0].unmanaged = vec![0];
         s.standby[1] = true;
         s.maintenance = true;
         s.solo = Some(0);

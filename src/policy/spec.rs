@@ -265,6 +265,28 @@ impl ClusterSpec {
             .map(|i| i as GroupId)
     }
 
+    /// Every resource of every group, numbered in config order across groups: the number the
+    /// log uses for one resource ([`crate::policy::state::AdminCommand::Manage`]), with its
+    /// group and its index in the group.
+    pub fn resources(&self) -> impl Iterator<Item = (GroupId, ResourceId)> + '_ {
+        self.groups.iter().enumerate().flat_map(|(g, gs)| {
+            (0..gs.resources.len()).map(move |r| (g as GroupId, r as ResourceId))
+        })
+    }
+
+    /// The group and index of resource number `n` of [`ClusterSpec::resources`].
+    pub fn resource_at(&self, n: u16) -> Option<(GroupId, ResourceId)> {
+        self.resources().nth(usize::from(n))
+    }
+
+    /// The number in [`ClusterSpec::resources`] of the resource called `name`, with its group.
+    pub fn resource_named(&self, name: &str) -> Option<(u16, GroupId, ResourceId)> {
+        self.resources().enumerate().find_map(|(n, (g, r))| {
+            (self.groups[usize::from(g)].resources[usize::from(r)].name == name)
+                .then_some((n as u16, g, r))
+        })
+    }
+
     /// Number of votes needed for a majority.
     pub fn quorum(&self) -> usize {
         self.nodes.len() / 2 + 1

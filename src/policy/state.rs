@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{ClusterSpec, GroupId, NodeId};
+use super::spec::{ClusterSpec, GroupId, NodeId, ResourceId};
 
 /// Why a group started, stopped or moved. Every move names one (invariant L2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +78,15 @@ pub enum AdminCommand {
         /// The group.
         group: GroupId,
         /// On (disabled) or off.
+        on: bool,
+    },
+    /// Leave one resource to the administrator (`on` false: Pacemaker's `is-managed=false`),
+    /// or take it back (`on` true). Unmanaged, it is monitored and never started or stopped,
+    /// and its group is pinned: neither moved nor stopped while it is.
+    Manage {
+        /// The resource: its number in [`ClusterSpec::resources`].
+        resource: u16,
+        /// Managed (true) or not.
         on: bool,
     },
     /// Forget the failure counts of a group (on every node, or one).
@@ -211,6 +220,8 @@ pub enum IdKind {
     Node,
     /// [`ClusterSpec::schedules`].
     Schedule,
+    /// [`ClusterSpec::resources`]: every group's resources, numbered across groups.
+    Resource,
 }
 
 impl std::fmt::Display for IdKind {
@@ -219,6 +230,7 @@ impl std::fmt::Display for IdKind {
             IdKind::Group => "group",
             IdKind::Node => "node",
             IdKind::Schedule => "scheduled move",
+            IdKind::Resource => "resource",
         })
     }
 }
@@ -256,6 +268,7 @@ impl Command {
                 f(IdKind::Node, peer);
             }
             Command::ScheduleFired { index, .. } => f(IdKind::Schedule, index),
+            Command::Admin(AdminCommand::Manage { resource, .. }) => f(IdKind::Resource, resource),
             Command::Admin(AdminCommand::Maintenance { .. }) | Command::Config { .. } => {}
         }
     }
@@ -280,6 +293,9 @@ impl Command {
             | Command::Config { .. } => None,
             Command::ScheduleFired { index, .. } => {
                 spec.schedules.get(usize::from(index)).map(|s| s.group)
+            }
+            Command::Admin(AdminCommand::Manage { resource, .. }) => {
+                spec.resource_at(resource).map(|(g, _)| g)
             }
         }
     }
@@ -327,6 +343,9 @@ pub struct GroupState {
     pub last_cause: Option<Cause>,
     /// An administrator disabled it: it is stopped everywhere and started nowhere.
     pub disabled: bool,
+    /// Its resources an administrator took out of the cluster's hands (indices in the group,
+    /// sorted): while any is, the group is pinned.
+    pub unmanaged: Vec<ResourceId>,
     /// The highest epoch ever used for this group.
     pub last_epoch: u64,
     /// Bumped on every change, so the coordinator can tell a proposal is still pending.
@@ -719,6 +738,24 @@ impl ClusterState {
                 }
                 changed
             }
+            AdminCommand::Manage { resource, on } => {
+                let Some((group, r)) = spec.resource_at(resource) else {
+                    return false;
+                };
+                let g = &mut self.groups[usize::from(group)];
+                let was = g.unmanaged.contains(&r);
+                if on {
+                    g.unmanaged.retain(|&x| x != r);
+                } else if !was {
+                    g.unmanaged.push(r);
+                    g.unmanaged.sort_unstable();
+                }
+                let changed = was == on;
+                if changed {
+                    g.version += 1;
+                }
+                changed
+            }
             AdminCommand::ClearFailures { group, node } => {
                 let Some(g) = self.groups.get_mut(usize::from(group)) else {
                     return false;
@@ -802,6 +839,19 @@ impl ClusterState {
             AdminCommand::Maintenance { .. } => Ok(()),
             AdminCommand::FailbackNow { group } | AdminCommand::ClearFailures { group, .. } => {
                 group_spec(group).map(|_| ())
+            }
+            AdminCommand::Manage { resource, on } => {
+                let (g, r) = spec
+                    .resource_at(resource)
+                    .ok_or(AdminError::Unknown("resource"))?;
+                let name = &spec.groups[usize::from(g)].resources[usize::from(r)].name;
+                if self.groups[usize::from(g)].unmanaged.contains(&r) != on {
+                    return Err(AdminError::Refused(format!(
+                        "resource {name} is already {}",
+                        if on { "managed" } else { "unmanaged" }
+                    )));
+                }
+                Ok(())
             }
             AdminCommand::Disable { group, on } => {
                 let gs = group_spec(group)?;

@@ -109,6 +109,19 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Leave RESOURCE to the administrator: monitored, never started or stopped, and its
+    /// group neither moved nor stopped, until `eternectl manage RESOURCE`.
+    Unmanage {
+        resource: String,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Give an unmanaged RESOURCE back to the cluster.
+    Manage {
+        resource: String,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Look after this node's raft state (the daemon must be stopped to change it).
     State {
         #[command(subcommand)]
@@ -260,6 +273,8 @@ fn main() -> ExitCode {
         Command::Clear { target, socket } => act(&socket, Request::Clear { target }),
         Command::Disable { group, socket } => act(&socket, Request::Disable { group }),
         Command::Enable { group, socket } => act(&socket, Request::Enable { group }),
+        Command::Unmanage { resource, socket } => act(&socket, Request::Unmanage { resource }),
+        Command::Manage { resource, socket } => act(&socket, Request::Manage { resource }),
         Command::Agent {
             command:
                 AgentCommand::Test {

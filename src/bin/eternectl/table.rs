@@ -107,7 +107,11 @@ pub(crate) fn table(s: &Status) -> String {
                 g.name.clone(),
                 r.name.clone(),
                 r.kind.clone(),
-                r.state.clone().unwrap_or_else(|| "-".into()),
+                match (r.state.clone(), r.unmanaged) {
+                    (Some(s), true) => format!("{s} (unmanaged)"),
+                    (None, true) => "unmanaged".into(),
+                    (s, false) => s.unwrap_or_else(|| "-".into()),
+                },
                 r.failures.to_string(),
             ]);
         }

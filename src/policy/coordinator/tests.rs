@@ -179,6 +179,7 @@ impl Script {
             }
             "maintenance" => self.state.maintenance = true,
             "disabled" => self.state.groups[0].disabled = true,
+            "unmanaged" => self.state.groups[0].unmanaged = vec![0],
             "fencing" => self.spec.partition = PartitionPolicy::Fence,
             "fence-ok" | "fence-failed" => {
                 // fence-ok N ATTEMPT T: the shell's outcome of a fence, at T ms.
