@@ -639,3 +639,69 @@ async fn a_missing_agent_is_not_running_here_and_never_a_failed_stop() {
     let r = bounded(LIMIT, "monitor", a.monitor(Depth::Quick)).await;
     assert_eq!(r.outcome, Outcome::FailedHard, "{r:?}");
 }
+
+/// A daemon restarted with changed parameters finds the resource running with the old ones:
+/// the probe applies the change with the agent's reload when the meta-data says it can
+/// (Dummy: `reload`, `fake` is not unique), and fails (so the group restarts the resource)
+/// when it cannot (`state` is unique). The record of what a start used lives in the run
+/// directory and goes with a stop.
+#[tokio::test]
+async fn changed_parameters_are_reloaded_where_the_agent_can_and_restarted_where_not() {
+    if !have_resource_agents(
+        "changed_parameters_are_reloaded_where_the_agent_can_and_restarted_where_not",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("dummy.state");
+    let run = tmp.path().join("run");
+    let with = |params: &[(&str, &str)]| {
+        let (ctx, _rx) = support::agent::context(0, 0, "reload1", run.clone(), 4);
+        build(&spec("reload1", params), &ctx).expect("well formed")
+    };
+    let a = with(&[("type", "Dummy"), ("state", s(&state)), ("fake", "one")]);
+    let r = bounded(LIMIT, "start", a.start(1)).await;
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+    let recorded = run.join("reload1.ocf-params");
+    assert!(std::fs::read_to_string(&recorded)
+        .unwrap()
+        .contains("fake=one"));
+
+    // Same parameters: adopted as it is.
+    let r = bounded(LIMIT, "probe", a.probe()).await;
+    assert_eq!(
+        (r.outcome, r.reason.contains("changed")),
+        (Outcome::Ok, false),
+        "{r:?}"
+    );
+
+    // fake changed: Dummy's reload applies it, and the new value is recorded.
+    let b = with(&[("type", "Dummy"), ("state", s(&state)), ("fake", "two")]);
+    let r = bounded(LIMIT, "probe", b.probe()).await;
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+    assert!(
+        r.reason.contains("fake changed: reload applied it"),
+        "{r:?}"
+    );
+    assert!(std::fs::read_to_string(&recorded)
+        .unwrap()
+        .contains("fake=two"));
+
+    // A unique parameter changed (as if the running instance had been started with another
+    // state file) cannot be reloaded: the probe fails, which has the group stop the
+    // resource and start it again with the config's parameters.
+    let c = b;
+    let mut text = std::fs::read_to_string(&recorded).unwrap();
+    text = text.replace(&format!("state={}", s(&state)), "state=/elsewhere");
+    std::fs::write(&recorded, text).unwrap();
+    let r = bounded(LIMIT, "probe", c.probe()).await;
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert!(
+        r.reason.contains("state changed") && r.reason.contains("cannot reload"),
+        "{r:?}"
+    );
+
+    let r = bounded(LIMIT, "stop", c.stop()).await;
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+    assert!(!recorded.exists(), "a stop forgets what the start used");
+}

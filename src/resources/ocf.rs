@@ -66,6 +66,21 @@
 //! group goes to a node that has the agent), and the reason names the missing file. A failed
 //! reason names the code (`OCF_ERR_INSTALLED`), its severity and the agent's last words.
 //!
+//! # Changed parameters: reload or restart
+//!
+//! Each start records the parameters it ran with in the runtime directory
+//! (`<run_dir>/<resource>.ocf-params`; a stop removes it). A probe that finds the resource
+//! running compares them with the config's, which differ after the config was changed and
+//! the daemons restarted with it (a daemon restart adopts what runs, it never restarts it).
+//! If they differ, the agent's meta-data decides, as Pacemaker's does:
+//!
+//! - OCF 1.1 `reload-agent`, and every changed parameter is `reloadable="1"`: it is run;
+//! - the older `reload`, and no changed parameter is `unique="1"`: it is run;
+//! - otherwise, or if the reload fails, the probe fails, so the group stops the resource and
+//!   starts it again with the new parameters (and its dependents with it).
+//!
+//! The reason names the parameters that changed and what was done.
+//!
 //! # Validation
 //!
 //! [`build`](super::build) checks syntax only (`type` given, names well formed), so
@@ -134,6 +149,8 @@ pub struct Ocf {
     quick_interval_ms: u32,
     /// `OCF_RESKEY_CRM_meta_interval` of the deep monitor.
     deep_interval_ms: u32,
+    /// The parameters the running instance was started with (see "Changed parameters").
+    params_file: PathBuf,
 }
 
 /// One agent parameter.
@@ -163,6 +180,46 @@ pub struct MetaParam {
     pub name: String,
     /// `required="1"`: the agent cannot run without it.
     pub required: bool,
+    /// `unique="1"`: two instances may not share a value (and the older `reload` cannot
+    /// change it).
+    pub unique: bool,
+    /// `reloadable="1"` (OCF 1.1): `reload-agent` can change it in a running instance.
+    pub reloadable: bool,
+}
+
+/// The action that applies a change of the parameters `changed` to a running instance,
+/// if the agent has one that can: `reload-agent` when every one is reloadable, else the
+/// older `reload` when none is unique (see the module docs).
+pub fn reload_action(md: &MetaData, changed: &[String]) -> Option<&'static str> {
+    let param = |n: &String| md.parameters.iter().find(|p| &p.name == n);
+    let has = |a: &str| md.actions.iter().any(|x| x == a);
+    if has("reload-agent")
+        && changed
+            .iter()
+            .all(|n| param(n).is_some_and(|p| p.reloadable))
+    {
+        return Some("reload-agent");
+    }
+    if has("reload") && changed.iter().all(|n| param(n).is_none_or(|p| !p.unique)) {
+        return Some("reload");
+    }
+    None
+}
+
+/// The names of the parameters that differ between two parameter texts
+/// ([`Ocf::params_text`]: one `name=value` per line, sorted), given, removed or changed.
+fn changed_params(old: &str, new: &str) -> Vec<String> {
+    let parse = |t: &str| -> std::collections::BTreeMap<String, String> {
+        t.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (a, b) = (parse(old), parse(new));
+    let mut keys: Vec<String> = a.keys().chain(b.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter().filter(|k| a.get(k) != b.get(k)).collect()
 }
 
 /// Which operation an action result answers: each maps exit codes its own way.
@@ -194,7 +251,7 @@ impl Op {
 impl Ocf {
     /// Parses and checks the parameters of `spec` (syntax only; [`Agent::validate`] checks
     /// the node).
-    pub fn new(spec: &ResourceSpec, _ctx: &AgentContext) -> Result<Self, AgentError> {
+    pub fn new(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Self, AgentError> {
         let name = spec.name.as_str();
         let err = |param: &str, problem: String| param_err(name, param, problem);
         let own = |key: &str| lookup(spec, key).map(str::trim);
@@ -304,7 +361,89 @@ impl Ocf {
                 .monitor_deep
                 .map(|d| d.interval_ms)
                 .unwrap_or(spec.monitor_quick.interval_ms),
+            params_file: ctx.run_dir.join(format!("{name}.ocf-params")),
         })
+    }
+
+    /// The parameters as recorded at start: one `name=value` per line, sorted by name (a
+    /// value's newlines escaped, so one line is one parameter).
+    fn params_text(&self) -> String {
+        let mut lines: Vec<String> = self
+            .reskeys
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}={}",
+                    r.name,
+                    r.value.replace('\\', "\\\\").replace('\n', "\\n")
+                )
+            })
+            .collect();
+        lines.sort();
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    fn record_params(&self) {
+        if let Some(dir) = self.params_file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::write(&self.params_file, self.params_text()) {
+            tracing::warn!(resource = %self.name, file = %self.params_file.display(), error = %e, "cannot record the parameters of a start");
+        }
+    }
+
+    /// After a probe found the instance running: applies a change of its parameters by
+    /// reload, or fails the probe so that the group restarts it (module docs).
+    async fn reconcile_params(&self, found: Report) -> Report {
+        let now = self.params_text();
+        let Ok(then) = std::fs::read_to_string(&self.params_file) else {
+            // Started before parameters were recorded (or by hand): adopt as it is.
+            self.record_params();
+            return found;
+        };
+        let changed = changed_params(&then, &now);
+        if changed.is_empty() {
+            return found;
+        }
+        let list = changed.join(", ");
+        let action = match self.meta_data().await {
+            Ok(md) => reload_action(&md, &changed),
+            Err(e) => {
+                return Report::failed(format!(
+                    "running with other parameters ({list} changed) and {e}: restarting it"
+                ))
+            }
+        };
+        let Some(action) = action else {
+            return Report::failed(format!(
+                "running with other parameters ({list} changed), which {} cannot reload: \
+                 restarting it",
+                self.label()
+            ));
+        };
+        let cmd = self.command(action, self.start_timeout_ms, 0, None);
+        let limit = Duration::from_millis(u64::from(self.start_timeout_ms));
+        match tokio::time::timeout(limit, run_captured(cmd, false)).await {
+            Ok(Ok(fin)) if fin.status.success() => {
+                self.record_params();
+                tracing::info!(resource = %self.name, agent = %self.label(), action, changed = %list, "parameters reloaded");
+                Report::ok(format!(
+                    "{}; {list} changed: {action} applied it",
+                    found.reason
+                ))
+            }
+            Ok(Ok(fin)) => Report::failed(format!(
+                "{} {action} for {list} {}{}: restarting it",
+                self.label(),
+                describe_code(fin.status),
+                last_words(&fin.output)
+            )),
+            Ok(Err(e)) => Report::failed(format!("{} {action}: {e}: restarting it", self.label())),
+            Err(_) => Report::failed(format!(
+                "{} {action} gave no answer within start_timeout_ms: restarting it",
+                self.label()
+            )),
+        }
     }
 
     /// The agent file: `<ocf_root>/resource.d/<provider>/<type>`.
@@ -541,11 +680,19 @@ impl Agent for Ocf {
     }
 
     async fn start(&self, _epoch: u64) -> Report {
-        self.run_op(Op::Start, Depth::Quick).await
+        let r = self.run_op(Op::Start, Depth::Quick).await;
+        if r.outcome == crate::policy::group::Outcome::Ok {
+            self.record_params();
+        }
+        r
     }
 
     async fn stop(&self) -> Report {
-        self.run_op(Op::Stop, Depth::Quick).await
+        let r = self.run_op(Op::Stop, Depth::Quick).await;
+        if !r.outcome.is_failure() {
+            let _ = std::fs::remove_file(&self.params_file);
+        }
+        r
     }
 
     async fn monitor(&self, depth: Depth) -> Report {
@@ -553,7 +700,11 @@ impl Agent for Ocf {
     }
 
     async fn probe(&self) -> Report {
-        self.run_op(Op::Probe, Depth::Quick).await
+        let r = self.run_op(Op::Probe, Depth::Quick).await;
+        if r.outcome == crate::policy::group::Outcome::Ok {
+            return self.reconcile_params(r).await;
+        }
+        r
     }
 }
 
@@ -694,13 +845,13 @@ pub fn parse_meta_data(xml: &str) -> Result<MetaData, String> {
         let Some(name) = p.attribute("name").filter(|n| !n.is_empty()) else {
             return Err("a <parameter> has no name".to_string());
         };
-        let required = matches!(
-            p.attribute("required").map(str::trim),
-            Some("1" | "true" | "yes")
-        );
+        let flag =
+            |attr: &str| matches!(p.attribute(attr).map(str::trim), Some("1" | "true" | "yes"));
         md.parameters.push(MetaParam {
             name: name.to_string(),
-            required,
+            required: flag("required"),
+            unique: flag("unique"),
+            reloadable: flag("reloadable"),
         });
     }
     for a in section("actions").flat_map(|s| s.children()) {
@@ -802,13 +953,55 @@ mod tests {
     }
 
     #[test]
+    fn a_change_is_reloaded_only_by_an_action_that_can_apply_it() {
+        let p = |name: &str, unique, reloadable| MetaParam {
+            name: name.into(),
+            required: false,
+            unique,
+            reloadable,
+        };
+        let md = |actions: &[&str]| MetaData {
+            parameters: vec![
+                p("port", true, false),
+                p("level", false, true),
+                p("note", false, false),
+            ],
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        };
+        let ch = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let both = md(&["start", "reload", "reload-agent"]);
+        assert_eq!(reload_action(&both, &ch(&["level"])), Some("reload-agent"));
+        // note is not reloadable but not unique either: the older reload takes it.
+        assert_eq!(
+            reload_action(&both, &ch(&["level", "note"])),
+            Some("reload")
+        );
+        assert_eq!(
+            reload_action(&both, &ch(&["port"])),
+            None,
+            "unique: restart"
+        );
+        assert_eq!(reload_action(&md(&["start"]), &ch(&["level"])), None);
+        assert_eq!(
+            reload_action(&md(&["reload-agent"]), &ch(&["note"])),
+            None,
+            "not reloadable, and no legacy reload"
+        );
+        assert_eq!(
+            changed_params("a=1\nb=2\n", "a=1\nb=3\nc=4\n"),
+            ["b".to_string(), "c".to_string()]
+        );
+        assert!(changed_params("a=1\n", "a=1\n").is_empty());
+    }
+
+    #[test]
     fn meta_data_parses_with_a_doctype() {
         let xml = r#"<?xml version="1.0"?>
 <!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">
 <resource-agent name="X" version="1.0">
 <parameters>
 <parameter name="ip" unique="1" required="1"><content type="string"/></parameter>
-<parameter name="nic"><content type="string"/></parameter>
+<parameter name="nic" reloadable="1"><content type="string"/></parameter>
 </parameters>
 <actions><action name="start" timeout="20s"/><action name="validate-all" timeout="5s"/></actions>
 </resource-agent>"#;
@@ -818,11 +1011,15 @@ mod tests {
             [
                 MetaParam {
                     name: "ip".into(),
-                    required: true
+                    required: true,
+                    unique: true,
+                    reloadable: false,
                 },
                 MetaParam {
                     name: "nic".into(),
-                    required: false
+                    required: false,
+                    unique: false,
+                    reloadable: true,
                 }
             ]
         );
