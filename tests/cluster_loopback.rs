@@ -819,6 +819,24 @@ fn an_agent_missing_everywhere_fences_no_one_and_leaves_the_other_groups_alone()
     }
 }
 
+/// A loopback cluster (address byte `byte`) whose group demo has, beside its application,
+/// an OCF resource `name` run by `script` (`@DIR@` is the cluster's directory), installed
+/// as `ocf:eterne-test:<name>` under the cluster's own OCF root.
+fn cluster_with_test_agent(byte: u8, name: &str, script: &str) -> Cluster {
+    let o = Opts {
+        extra: format!("  [[group.resource]]\n  name = \"{name}\"\n  type = \"ocf\"\n  params = {{ type = \"{name}\", provider = \"eterne-test\", ocf_root = \"@DIR@/ocf\" }}\n"),
+        ..Opts::default()
+    };
+    let c = Cluster::loopback(byte, &o);
+    let agents = c.dir.join("ocf/resource.d/eterne-test");
+    std::fs::create_dir_all(&agents).unwrap();
+    let file = agents.join(name);
+    std::fs::write(&file, script.replace("@DIR@", &c.dir.display().to_string())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    c
+}
+
 /// An OCF agent that is "not installed" on n1 (its `validate-all` says so there, exit 5)
 /// and a Dummy-like agent everywhere else. Its state is per node, as the loopback harness's
 /// stuck agent keeps it.
@@ -844,18 +862,7 @@ fn a_resource_its_agent_refuses_on_one_node_runs_on_the_next_and_fences_no_one()
     if skip("a_resource_its_agent_refuses_on_one_node_runs_on_the_next_and_fences_no_one") {
         return;
     }
-    let o = Opts {
-        extra: "  [[group.resource]]\n  name = \"picky\"\n  type = \"ocf\"\n  params = { type = \"picky\", provider = \"eterne-test\", ocf_root = \"@DIR@/ocf\" }\n".into(),
-        ..Opts::default()
-    };
-    let mut c = Cluster::loopback(12, &o);
-    let agents = c.dir.join("ocf/resource.d/eterne-test");
-    std::fs::create_dir_all(&agents).unwrap();
-    let file = agents.join("picky");
-    let script = PICKY_AGENT.replace("@DIR@", &c.dir.display().to_string());
-    std::fs::write(&file, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = cluster_with_test_agent(12, "picky", PICKY_AGENT);
 
     c.start_all();
     c.wait_for("the cluster forms", |c| c.formed());
@@ -975,18 +982,7 @@ fn a_fatal_failure_keeps_the_group_off_every_node_until_it_is_cleared() {
     if skip("a_fatal_failure_keeps_the_group_off_every_node_until_it_is_cleared") {
         return;
     }
-    let o = Opts {
-        extra: "  [[group.resource]]\n  name = \"conf\"\n  type = \"ocf\"\n  params = { type = \"conf\", provider = \"eterne-test\", ocf_root = \"@DIR@/ocf\" }\n".into(),
-        ..Opts::default()
-    };
-    let mut c = Cluster::loopback(14, &o);
-    let agents = c.dir.join("ocf/resource.d/eterne-test");
-    std::fs::create_dir_all(&agents).unwrap();
-    let file = agents.join("conf");
-    let script = MISCONFIGURED_AGENT.replace("@DIR@", &c.dir.display().to_string());
-    std::fs::write(&file, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = cluster_with_test_agent(14, "conf", MISCONFIGURED_AGENT);
     std::fs::write(c.dir.join("misconfigured"), "").unwrap();
 
     c.start_all();
