@@ -142,6 +142,22 @@ fn a_killed_application_restarts_in_place_then_moves_past_max_restarts() {
     let s = c.status(0).expect("n1 answers");
     let g = s.groups.iter().find(|g| g.name == "demo").expect("demo");
     assert_eq!(g.resources[0].failures, 1, "one failure counted on n1");
+    // What failed, how and when, in the status and in the event.
+    let last = g.resources[0]
+        .last_failure
+        .as_ref()
+        .expect("the last failure is shown");
+    assert_eq!(last.action, "monitor_quick", "{last:?}");
+    assert!(
+        last.reason.contains(&format!("process {first}")) && last.reason.contains("signal 9"),
+        "{last:?}"
+    );
+    let failed = c.events_named(0, "resource_failed");
+    assert!(
+        failed.iter().any(|e| e["resource"] == APP
+            && e["reason"].as_str().is_some_and(|r| r.contains("signal 9"))),
+        "{failed:?}"
+    );
     assert!(
         g.failures.is_empty(),
         "a local restart is no failover: {:?}",

@@ -36,6 +36,7 @@ fn fail_and_watch(timeout_ms: u64) -> (usize, Vec<u32>, Vec<u32>, bool) {
         Input::ResourceFailed {
             group: 0,
             resource: 0,
+            reason: "its process exited".into(),
         },
         now,
     );

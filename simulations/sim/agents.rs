@@ -134,6 +134,7 @@ impl Sim {
                     resource: op.resource,
                     op: op.op,
                     outcome,
+                    reason: String::new(),
                 },
                 local,
             );
@@ -155,6 +156,7 @@ impl Sim {
                 Input::ResourceFailed {
                     group: g,
                     resource: r,
+                    reason: String::new(),
                 },
                 local,
             );

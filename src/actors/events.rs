@@ -240,9 +240,15 @@ pub fn describe(spec: &ClusterSpec, ev: &Event) -> (&'static str, Map<String, Va
         Event::Committed { index, cmd } => committed(&n, *index, cmd),
         Event::LeaseLost => ("lease_lost", json!({})),
         Event::LeaseAcquired => ("lease_acquired", json!({})),
-        Event::ResourceFailed { group, resource } => (
+        Event::ResourceFailed {
+            group,
+            resource,
+            action,
+            reason,
+        } => (
             "resource_failed",
-            json!({"group": n.group(*group), "resource": n.resource(*group, *resource)}),
+            json!({"group": n.group(*group), "resource": n.resource(*group, *resource),
+                   "action": snake(action), "reason": reason}),
         ),
         Event::LocalRestart {
             group,

@@ -87,7 +87,7 @@ impl GroupActor {
                         while let Some(ev) = rx.recv().await {
                             // Both are a resource failing on its own: the group's local
                             // recovery takes over, as after a failed monitor.
-                            let (group, resource) = match ev {
+                            let (group, resource, reason) = match ev {
                                 AgentEvent::Exited {
                                     group,
                                     resource,
@@ -95,7 +95,7 @@ impl GroupActor {
                                     reason,
                                 } => {
                                     tracing::warn!(group, resource, pid, %reason, "resource process exited");
-                                    (group, resource)
+                                    (group, resource, format!("process {pid} {reason}"))
                                 }
                                 AgentEvent::Failed {
                                     group,
@@ -103,10 +103,14 @@ impl GroupActor {
                                     reason,
                                 } => {
                                     tracing::warn!(group, resource, %reason, "resource failed");
-                                    (group, resource)
+                                    (group, resource, reason)
                                 }
                             };
-                            node.do_send(Feed(Input::ResourceFailed { group, resource }));
+                            node.do_send(Feed(Input::ResourceFailed {
+                                group,
+                                resource,
+                                reason,
+                            }));
                         }
                     });
                 }
@@ -164,6 +168,7 @@ impl Handler<RunOp> for GroupActor {
                 resource: m.0.resource,
                 op: m.0.op,
                 outcome: Outcome::Failed,
+                reason: "no actor for this resource".into(),
             })),
         });
         if let Err(why) = r {
@@ -188,6 +193,7 @@ impl Handler<ResourceCrashed> for GroupActor {
         self.up.feed.do_send(Feed(Input::ResourceFailed {
             group: self.group,
             resource: m.resource,
+            reason: format!("its actor keeps crashing: {}", m.why),
         }));
     }
 }
@@ -229,6 +235,7 @@ impl Handler<RunOp> for ResourceActor {
                 resource: op.resource,
                 op: op.op,
                 outcome: Outcome::Failed,
+                reason: format!("the op could not start: {why}"),
             }));
             if self.crashes.record() {
                 self.parent.do_send(ResourceCrashed {
@@ -249,7 +256,8 @@ impl ResourceActor {
         let name = self.name.clone();
         if let (Some(why), Action::Start) = (&self.refused, op.action) {
             tracing::warn!(resource = %name, reason = %why, "this node cannot run the resource: its start fails hard");
-            node.do_send(Feed(result(op, Outcome::FailedHard)));
+            let reason = format!("this node cannot run it: {why}");
+            node.do_send(Feed(result(op, Outcome::FailedHard, reason)));
             return;
         }
         let Some(agent) = self.agent.clone() else {
@@ -259,7 +267,8 @@ impl ResourceActor {
                 _ => Outcome::FailedHard,
             };
             tracing::warn!(resource = %name, action = ?op.action, ?outcome, "no agent for this resource on this node");
-            node.do_send(Feed(result(op, outcome)));
+            let reason = "no agent for it on this node".to_string();
+            node.do_send(Feed(result(op, outcome, reason)));
             return;
         };
         debug_assert_eq!((op.group, op.resource), (self.group, self.resource));
@@ -279,32 +288,34 @@ impl ResourceActor {
             match tokio::time::timeout(wait, checked_then_done).await {
                 Ok(report) => {
                     tracing::info!(resource = %name, action = ?op.action, outcome = ?report.outcome, reason = %report.reason, epoch = op.epoch, "agent op done");
-                    report.outcome
+                    (report.outcome, report.reason)
                 }
                 Err(_) => {
                     tracing::warn!(resource = %name, action = ?op.action, waited_ms = wait.as_millis() as u64, "agent op timed out: failed");
-                    Outcome::Failed
+                    let reason = format!("no answer within its timeout ({} ms)", wait.as_millis());
+                    (Outcome::Failed, reason)
                 }
             }
         });
         tokio::spawn(async move {
-            let outcome = match task.await {
+            let (outcome, reason) = match task.await {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::error!(error = %e, "agent op task panicked: failed");
-                    Outcome::Failed
+                    (Outcome::Failed, format!("the agent's task panicked: {e}"))
                 }
             };
-            node.do_send(Feed(result(op, outcome)));
+            node.do_send(Feed(result(op, outcome, reason)));
         });
     }
 }
 
-fn result(op: AgentOp, outcome: Outcome) -> Input {
+fn result(op: AgentOp, outcome: Outcome, reason: String) -> Input {
     Input::AgentResult {
         group: op.group,
         resource: op.resource,
         op: op.op,
         outcome,
+        reason,
     }
 }

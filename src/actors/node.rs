@@ -204,6 +204,7 @@ impl NodeActor {
                             resource: op.resource,
                             op: op.op,
                             outcome: crate::policy::group::Outcome::Failed,
+                            reason: "this node does not run the group".into(),
                         }));
                     }
                 },
@@ -536,6 +537,7 @@ impl NodeActor {
             &status::Shell {
                 witness: self.witness,
                 draining: self.drain.is_some(),
+                now_us: self.clock.now_us(),
             },
         )
     }

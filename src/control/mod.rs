@@ -316,6 +316,21 @@ pub struct ResourceView {
     /// An administrator took it out of the cluster's hands (`eternectl unmanage`).
     #[serde(default)]
     pub unmanaged: bool,
+    /// Its last failure on this node since the daemon started or its group was cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<FailureView>,
+}
+
+/// A resource's last failure on one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureView {
+    /// The operation: `start`, `monitor_quick` (also a process that exited), `monitor_deep`,
+    /// `probe`, `stop`.
+    pub action: String,
+    /// Why, as the agent said (an OCF agent's exit code name and last words).
+    pub reason: String,
+    /// How long ago.
+    pub seconds_ago: u64,
 }
 
 /// The snake_case name of a serde-serializable unit enum value (e.g. `GroupStatus::CannotRun`

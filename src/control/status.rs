@@ -4,7 +4,8 @@
 //! web console) shows the same thing.
 
 use super::{
-    snake, FenceDeviceView, GroupView, InstanceView, NodeView, PathView, ResourceView, Status,
+    snake, FailureView, FenceDeviceView, GroupView, InstanceView, NodeView, PathView, ResourceView,
+    Status,
 };
 use crate::policy::detector::PathState;
 use crate::policy::fencing::DeviceHealth;
@@ -19,6 +20,8 @@ pub struct Shell {
     pub witness: bool,
     /// A drain (SIGTERM) is in progress.
     pub draining: bool,
+    /// Now, on the core's clock (to say how long ago a failure was).
+    pub now_us: u64,
 }
 
 /// The status of the daemon whose core is `core`.
@@ -128,6 +131,11 @@ pub fn build(core: &NodeCore, shell: &Shell) -> Status {
                         state: states.get(r).cloned(),
                         failures: core.resource_failures(gid, r as u16),
                         unmanaged: gstate.unmanaged.contains(&(r as u16)),
+                        last_failure: core.last_failure(gid, r as u16).map(|f| FailureView {
+                            action: snake(&f.action),
+                            reason: f.reason.clone(),
+                            seconds_ago: shell.now_us.saturating_sub(f.at_us) / 1_000_000,
+                        }),
                     })
                     .collect(),
             }

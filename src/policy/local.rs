@@ -97,6 +97,8 @@ pub struct Locals {
     /// Per group, per resource: the failures seen here since the daemon started (or since
     /// an operator cleared the group's failures).
     resource_failures: Vec<Vec<u32>>,
+    /// Per group and resource: the last failure seen here, until a clear.
+    last_failure: Vec<Vec<Option<LastFailure>>>,
     /// Per group: the start's sweep for what an earlier run left here (see
     /// [`Locals::sweep_orphans`]).
     orphans: Vec<Orphan>,
@@ -125,6 +127,11 @@ impl Locals {
                 .groups
                 .iter()
                 .map(|g| vec![0; g.resources.len()])
+                .collect(),
+            last_failure: spec
+                .groups
+                .iter()
+                .map(|g| vec![None; g.resources.len()])
                 .collect(),
             groups: (0..groups).map(|_| None).collect(),
             dirty: true,
@@ -195,10 +202,21 @@ impl Locals {
             .unwrap_or(0)
     }
 
+    /// The last failure of resource `r` of group `g` seen here, if any since the last clear.
+    pub fn last_failure(&self, g: GroupId, r: ResourceId) -> Option<&LastFailure> {
+        self.last_failure
+            .get(usize::from(g))
+            .and_then(|f| f.get(usize::from(r)))
+            .and_then(Option::as_ref)
+    }
+
     /// An operator cleared group `g`'s failures: this node's counts of its resources go too.
     pub fn clear_failures(&mut self, g: GroupId) {
         if let Some(f) = self.resource_failures.get_mut(usize::from(g)) {
             f.iter_mut().for_each(|c| *c = 0);
+        }
+        if let Some(f) = self.last_failure.get_mut(usize::from(g)) {
+            f.iter_mut().for_each(|x| *x = None);
         }
     }
 
@@ -253,7 +271,7 @@ impl Locals {
         &mut self,
         spec: &ClusterSpec,
         (group, resource, op): (GroupId, ResourceId, u64),
-        outcome: Outcome,
+        (outcome, reason): (Outcome, String),
         now_us: u64,
         effects: &mut Vec<Effect>,
     ) {
@@ -269,7 +287,7 @@ impl Locals {
             if self.orphans[g] == Orphan::Looking && l.may_be_active() {
                 self.orphans[g] = Orphan::Found;
             }
-            self.group_events(group, ev, effects);
+            self.group_events(group, ev, &reason, now_us, effects);
             self.mark_dirty(group);
         }
     }
@@ -278,8 +296,7 @@ impl Locals {
     pub fn handle_resource_failed(
         &mut self,
         spec: &ClusterSpec,
-        group: GroupId,
-        resource: ResourceId,
+        (group, resource, reason): (GroupId, ResourceId, String),
         now_us: u64,
         effects: &mut Vec<Effect>,
     ) {
@@ -290,7 +307,7 @@ impl Locals {
         {
             let mut ev = Vec::new();
             l.handle_resource_failed(&spec.groups[usize::from(group)], resource, now_us, &mut ev);
-            self.group_events(group, ev, effects);
+            self.group_events(group, ev, &reason, now_us, effects);
             self.mark_dirty(group);
         }
     }
@@ -314,7 +331,13 @@ impl Locals {
                 if l.next_timeout_us(gs).is_some_and(|d| now_us >= d) {
                     let mut ev = Vec::new();
                     l.handle_timeout(gs, now_us, &mut ev);
-                    self.group_events(g as GroupId, ev, effects);
+                    self.group_events(
+                        g as GroupId,
+                        ev,
+                        "no answer within its timeout",
+                        now_us,
+                        effects,
+                    );
                     self.mark_dirty(g as GroupId);
                 }
             }
@@ -633,19 +656,36 @@ impl Locals {
         debug_assert_eq!(self.timed.len(), self.deadline_us.iter().flatten().count());
     }
 
-    /// A local group's events as the node's events; failures are counted.
-    fn group_events(&mut self, group: GroupId, ev: Vec<GroupEvent>, effects: &mut Vec<Effect>) {
+    /// A local group's events as the node's events; failures are counted, and the last one
+    /// of each resource kept (with `reason`, the words of what was handled, and `now_us`).
+    fn group_events(
+        &mut self,
+        group: GroupId,
+        ev: Vec<GroupEvent>,
+        reason: &str,
+        now_us: u64,
+        effects: &mut Vec<Effect>,
+    ) {
         for e in ev {
             effects.push(Effect::Event(match e {
-                GroupEvent::ResourceFailed { resource, .. } => {
-                    if let Some(c) = self
-                        .resource_failures
-                        .get_mut(usize::from(group))
-                        .and_then(|f| f.get_mut(usize::from(resource)))
-                    {
+                GroupEvent::ResourceFailed { resource, action } => {
+                    let (g, r) = (usize::from(group), usize::from(resource));
+                    if let Some(c) = self.resource_failures.get_mut(g).and_then(|f| f.get_mut(r)) {
                         *c += 1;
                     }
-                    Event::ResourceFailed { group, resource }
+                    if let Some(f) = self.last_failure.get_mut(g).and_then(|f| f.get_mut(r)) {
+                        *f = Some(LastFailure {
+                            action,
+                            reason: reason.to_string(),
+                            at_us: now_us,
+                        });
+                    }
+                    Event::ResourceFailed {
+                        group,
+                        resource,
+                        action,
+                        reason: reason.to_string(),
+                    }
                 }
                 GroupEvent::LocalRestart { resource, count } => Event::LocalRestart {
                     group,
@@ -656,6 +696,18 @@ impl Locals {
             }));
         }
     }
+}
+
+/// A resource's last failure on this node, for status: what failed, why, and when (on the
+/// core's monotonic clock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastFailure {
+    /// The operation (a process exit counts as a quick monitor).
+    pub action: crate::policy::group::Action,
+    /// The agent's words.
+    pub reason: String,
+    /// When, in the core's microseconds.
+    pub at_us: u64,
 }
 
 #[cfg(test)]
@@ -710,7 +762,7 @@ mod tests {
             l.handle_result(
                 &spec,
                 (o.group, o.resource, o.op),
-                outcome,
+                (outcome, String::new()),
                 2_000,
                 &mut effects,
             );
@@ -725,7 +777,7 @@ mod tests {
         l.handle_result(
             &spec,
             (o.group, o.resource, o.op),
-            Outcome::Ok,
+            (Outcome::Ok, String::new()),
             3_000,
             &mut effects,
         );
@@ -770,7 +822,7 @@ mod tests {
         l.handle_result(
             &spec,
             (o.group, o.resource, o.op),
-            Outcome::Ok,
+            (Outcome::Ok, String::new()),
             found_us,
             &mut effects,
         );
@@ -805,7 +857,7 @@ mod tests {
         l.handle_result(
             &spec,
             (probe.group, probe.resource, probe.op),
-            Outcome::Ok,
+            (Outcome::Ok, String::new()),
             2_000,
             &mut effects,
         );
@@ -815,7 +867,7 @@ mod tests {
         l.handle_result(
             &spec,
             (stop.group, stop.resource, stop.op),
-            Outcome::Ok,
+            (Outcome::Ok, String::new()),
             3_000,
             &mut effects,
         );

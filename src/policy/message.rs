@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::detector::LivenessEvent;
-use super::group::{AgentOp, GroupStatus, Outcome};
+use super::group::{Action, AgentOp, GroupStatus, Outcome};
 use super::lease::Grant;
 use super::raft_log::Persist;
 use super::raft_wire::WireMessage;
@@ -159,6 +159,8 @@ pub enum Input {
         op: u64,
         /// How it went.
         outcome: Outcome,
+        /// Why, in the agent's words (for events and status; decides nothing).
+        reason: String,
     },
     /// A resource failed on its own, between operations: its process exited (seen at once, by
     /// pidfd or child wait), its agent saw it fail, or its actor keeps crashing. The group's
@@ -168,6 +170,8 @@ pub enum Input {
         group: GroupId,
         /// The resource.
         resource: ResourceId,
+        /// What happened (for events and status; decides nothing).
+        reason: String,
     },
     /// An administrator asked for something on this node.
     Admin(AdminCommand),
@@ -328,6 +332,10 @@ pub enum Event {
         group: GroupId,
         /// The resource.
         resource: ResourceId,
+        /// The operation that failed (a process exit counts as a quick monitor).
+        action: Action,
+        /// Why, as the agent said.
+        reason: String,
     },
     /// A local restart began.
     LocalRestart {

@@ -233,6 +233,7 @@ impl Cores {
                         resource: op.resource,
                         op: op.op,
                         outcome,
+                        reason: String::new(),
                     };
                     self.queue.push((i, done));
                 }

@@ -113,6 +113,10 @@ pub(crate) fn table(s: &Status) -> String {
                     (s, false) => s.unwrap_or_else(|| "-".into()),
                 },
                 r.failures.to_string(),
+                r.last_failure.as_ref().map_or_else(
+                    || "-".to_string(),
+                    |f| format!("{} {}s ago: {}", f.action, f.seconds_ago, f.reason),
+                ),
             ]);
         }
     }
@@ -121,7 +125,14 @@ pub(crate) fn table(s: &Status) -> String {
     if !resources.is_empty() {
         resources.insert(
             0,
-            cells(&["GROUP", "RESOURCE", "AGENT", "STATE", "FAILURES HERE"]),
+            cells(&[
+                "GROUP",
+                "RESOURCE",
+                "AGENT",
+                "STATE",
+                "FAILURES HERE",
+                "LAST FAILURE HERE",
+            ]),
         );
         o.push('\n');
         o.push_str(&columns(&resources, "  "));

@@ -416,6 +416,11 @@ impl NodeCore {
         self.locals.resource_failures(g, r)
     }
 
+    /// The last failure of resource `r` of group `g` seen on this node.
+    pub fn last_failure(&self, g: GroupId, r: ResourceId) -> Option<&super::local::LastFailure> {
+        self.locals.last_failure(g, r)
+    }
+
     /// The raft log in memory: everything persisted, and what is still in flight.
     pub fn log(&self) -> &MemLog {
         self.consensus.log()
@@ -491,17 +496,21 @@ impl NodeCore {
                 resource,
                 op,
                 outcome,
+                reason,
             } => self.locals.handle_result(
                 &self.spec,
                 (group, resource, op),
-                outcome,
+                (outcome, reason),
                 now_us,
                 &mut self.effects,
             ),
-            Input::ResourceFailed { group, resource } => self.locals.handle_resource_failed(
-                &self.spec,
+            Input::ResourceFailed {
                 group,
                 resource,
+                reason,
+            } => self.locals.handle_resource_failed(
+                &self.spec,
+                (group, resource, reason),
                 now_us,
                 &mut self.effects,
             ),
