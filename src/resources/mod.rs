@@ -51,6 +51,7 @@ pub(crate) mod pidfd;
 pub mod pidfile;
 pub mod process;
 pub mod service;
+pub mod share;
 
 use std::path::PathBuf;
 
@@ -70,6 +71,7 @@ pub const AGENT_TYPES: &[&str] = &[
     "ip",
     "disk_lock",
     "service",
+    "share",
 ];
 
 /// A parameter error of `resource`, naming the parameter and what is wrong with it.
@@ -298,6 +300,7 @@ pub fn build(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Box<dyn Agent>, 
         "ip" => Ok(Box::new(ip::Ip::new(spec, ctx)?)),
         "disk_lock" => Ok(Box::new(disk_lock::DiskLock::new(spec, ctx)?)),
         "service" => Ok(Box::new(service::Service::new(spec, ctx)?)),
+        "share" => Ok(Box::new(share::Share::new(spec, ctx)?)),
         other => Err(AgentError::UnknownType {
             resource: spec.name.clone(),
             agent: other.to_string(),

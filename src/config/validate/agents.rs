@@ -19,10 +19,6 @@ fn not_built_yet(kind: &str) -> Option<&'static str> {
             "no agent registers a host name yet: use an ocf resource whose agent updates your DNS, \
              or leave the name static and float the ip",
         ),
-        "share" => Some(
-            "no share agent yet: use type = \"ocf\" with params.type = \"exportfs\" (NFS), or a \
-             service resource for smbd with the share in its configuration",
-        ),
         _ => None,
     }
 }
