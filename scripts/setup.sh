@@ -17,7 +17,9 @@ cd "$(dirname "$0")/.."
 #   bind9, bind9-dnsutils  a real DNS server (named) and dig for the network_name agent's tests
 #   python3             /usr/bin/python3 runs the namespace tests' application (a TCP server
 #                       that answers with its node's name: tests/cluster/namespaces.rs)
-packages=(iproute2 nftables util-linux procps resource-agents e2fsprogs sg3-utils bind9 bind9-dnsutils python3)
+#   samba, smbclient    smbd, net, smbcontrol and smbstatus for the share agent and its tests
+#                       (each test runs an smbd of its own), smbclient as their client
+packages=(iproute2 nftables util-linux procps resource-agents e2fsprogs sg3-utils bind9 bind9-dnsutils python3 samba smbclient)
 
 missing=()
 for p in "${packages[@]}"; do

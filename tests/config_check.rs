@@ -337,6 +337,58 @@ fn eternectl_config_check_exit_codes() {
     assert!(stderr.trim_end().ends_with("6 errors"), "{stderr}");
 }
 
+/// `eternectl config check` refuses a broken share at its field and line (a relative path,
+/// a misspelt parameter), and passes the same share once it is right: the share agent
+/// exists, so the type is no longer refused as a whole.
+#[test]
+fn eternectl_config_check_refuses_a_broken_share_at_its_field() {
+    let exe = env!("CARGO_BIN_EXE_eternectl");
+    let check = |path: &Path| {
+        let out = Command::new(exe)
+            .args(["config", "check"])
+            .arg(path)
+            .output()
+            .unwrap_or_else(|e| panic!("running eternectl: {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let broken = root().join("tests/configs/broken");
+    for (file, field) in [
+        (
+            "share-relative-path.toml",
+            "params → path: \"srv/data\" is not an absolute",
+        ),
+        (
+            "share-unknown-parameter.toml",
+            "params → read_olny: unknown parameter of a share",
+        ),
+    ] {
+        let (code, text) = check(&broken.join(file));
+        assert_eq!(code, Some(1), "{text}");
+        let at = format!("{file}:30: group \"files\" → resource \"files-share\" → {field}");
+        assert!(text.contains(&at), "expected {at:?} in:\n{text}");
+    }
+    let fixed = std::fs::read_to_string(broken.join("share-relative-path.toml"))
+        .unwrap()
+        .replace(
+            "path = \"srv/data\"",
+            "path = \"/srv/data\", read_only = \"true\"",
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("share.toml");
+    std::fs::write(&good, fixed).unwrap();
+    let (code, text) = check(&good);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(": ok — 2 nodes + witness, 1 groups, 1 resources"),
+        "{text}"
+    );
+}
+
 #[test]
 fn fencing_fields_have_pacemakers_defaults_and_config_check_finds_the_agent() {
     use eterne::config::{FenceActionConfig, FenceTargetArg};

@@ -1,8 +1,9 @@
 //! A run of an external program the way the OCF contract wants it, shared by the agents that
-//! run one (`ocf`, `fence`, and `filesystem` for fsck and mount): [`prepare_child`] sets the
-//! child up (stdin from `/dev/null`, a session and process group of its own, signals at their
-//! defaults, no descriptor past stderr), [`run_captured`] runs it and keeps the end of what it
-//! printed, and [`last_words`] turns that into the end of a reason.
+//! run one (`ocf`, `fence`, `filesystem` for fsck and mount, and `share` for Samba's `net`
+//! and `smbcontrol`): [`prepare_child`] sets the child up (stdin from `/dev/null`, a session
+//! and process group of its own, signals at their defaults, no descriptor past stderr),
+//! [`run_captured`] runs it and keeps the end of what it printed, and [`last_words`] turns
+//! that into the end of a reason.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};

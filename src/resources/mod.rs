@@ -52,6 +52,7 @@ pub(crate) mod pidfd;
 pub mod pidfile;
 pub mod process;
 pub mod service;
+pub mod share;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,7 @@ pub const AGENT_TYPES: &[&str] = &[
     "disk_lock",
     "service",
     "network_name",
+    "share",
 ];
 
 /// A parameter error of `resource`, naming the parameter and what is wrong with it.
@@ -301,6 +303,7 @@ pub fn build(spec: &ResourceSpec, ctx: &AgentContext) -> Result<Box<dyn Agent>, 
         "disk_lock" => Ok(Box::new(disk_lock::DiskLock::new(spec, ctx)?)),
         "service" => Ok(Box::new(service::Service::new(spec, ctx)?)),
         "network_name" => Ok(Box::new(network_name::NetworkName::new(spec, ctx)?)),
+        "share" => Ok(Box::new(share::Share::new(spec, ctx)?)),
         other => Err(AgentError::UnknownType {
             resource: spec.name.clone(),
             agent: other.to_string(),

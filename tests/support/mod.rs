@@ -1,8 +1,8 @@
 //! What the tests share: whether they run as root (and the one line a root-only test prints
-//! when it skips), bounded waits ([`wait`]), and what every harness that runs real `eterned`
-//! processes needs, whatever the network (the cluster harness and `eterne-bench` share it).
-//! It uses only the library's dependencies (no dev-dependencies), so the bench can include it
-//! with `#[path]`.
+//! when it skips), bounded waits ([`wait`]), a Samba of a test's own ([`samba`]), and what
+//! every harness that runs real `eterned` processes needs, whatever the network (the cluster
+//! harness and `eterne-bench` share it). It uses only the library's dependencies (no
+//! dev-dependencies), so the bench can include it with `#[path]`.
 
 #![allow(dead_code)]
 
@@ -10,6 +10,7 @@ pub mod agent;
 pub mod cores;
 pub mod named;
 pub mod netns;
+pub mod samba;
 pub mod small_disk;
 pub mod wait;
 

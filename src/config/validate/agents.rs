@@ -3,8 +3,9 @@
 //! typo, a missing parameter or a malformed value is refused at its field by
 //! `eternectl config check` and by the daemon's load, not found at the first start.
 //!
-//! A type the schema names but no agent implements yet is refused here too: a resource that
-//! validates and can never run is worse than one refused with the alternative named.
+//! Every type the schema names has an agent ([`AGENT_TYPES`]); a type the schema gains before
+//! its agent must be refused here, with the alternative named: a resource that validates and
+//! can never run is worse than one refused.
 
 use super::super::locate::Loc;
 use super::super::resolve::resource_spec;
@@ -12,29 +13,10 @@ use super::super::schema::*;
 use super::Report;
 use crate::resources::{self, AgentContext, AgentError, AGENT_TYPES};
 
-/// What to use instead of a type the schema knows but no agent implements yet.
-fn not_built_yet(kind: &str) -> Option<&'static str> {
-    match kind {
-        "share" => Some(
-            "no share agent yet: use type = \"ocf\" with params.type = \"exportfs\" (NFS), or a \
-             service resource for smbd with the share in its configuration",
-        ),
-        _ => None,
-    }
-}
-
 pub(super) fn check_agents(c: &ClusterConfig, r: &mut Report) {
     for (gi, g) in c.groups.iter().enumerate() {
         for (ri, res) in g.resources.iter().enumerate() {
             let loc = Loc::root().key("group").at(gi).key("resource").at(ri);
-            if let Some(fix) = not_built_yet(&res.kind) {
-                r.push(
-                    loc.key("type"),
-                    format!("resource type \"{}\" has no agent yet", res.kind),
-                    fix,
-                );
-                continue;
-            }
             if !AGENT_TYPES.contains(&res.kind.as_str()) {
                 continue; // An unknown type is refused with the other resource rules.
             }
