@@ -14,7 +14,7 @@
 //! | `filesystem` | SIGKILL of every process that holds the filesystem, then a lazy unmount |
 //! | `ocf` | the agent's `stop`, bounded by a short timeout, then SIGKILL of its process group |
 //! | `service` | LSB: the init script's `stop`, bounded, then SIGKILL of its process group; systemd: `systemctl kill --signal=SIGKILL UNIT` |
-//! | `share` | `net conf delshare`, then `smbcontrol smbd reload-config` and `close-share` (its clients cut off), in one bounded `/bin/sh` run |
+//! | `share` | `net conf delshare`, then `smbcontrol smbd close-share` (its clients cut off), in one bounded `/bin/sh` run |
 //! | `disk_lock` | nothing: the lock is renewed by the core; once nothing renews it, it is abandoned and lapses |
 
 use std::net::IpAddr;

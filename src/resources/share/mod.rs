@@ -55,8 +55,16 @@
 //!   shares (the error says which line to add; files it includes are not read, so the line
 //!   must be in that file), and `path` is a directory.
 //! - Hard stop (the monitor process, when the core cannot stop in time): `net conf
-//!   delshare`, `reload-config` and `close-share` in one `/bin/sh` run, bounded; a share
-//!   already gone, or a Samba not installed, is stopped.
+//!   delshare` then `close-share` in one `/bin/sh` run, bounded; a share already gone, or a
+//!   Samba not installed, is stopped. No reload: smbd reads a registry share at each
+//!   connection, so a deleted one is refused at once (only its share lists wait for the
+//!   next reload).
+//!
+//! Each `net conf` opens smb.conf and the registry, about a tenth of a second, so a stop
+//! takes two or three tenths: more than the default `[timing] stop_budget_ms` (60 ms). On a
+//! lease loss the core then runs out of budget and the monitor process stops the share hard
+//! (bounded by the time left, at least half a second). A group with a share is better given
+//! a budget of 300 ms or more (which needs a longer `lease_ms`, docs/config.md).
 //!
 //! Every command runs with a clean environment (`PATH` and `LANG=C`), stdin from
 //! `/dev/null`, in a session of its own (see [`super::captured`]), each bounded by the
@@ -108,10 +116,11 @@ pub const COMMAND_MAX: Duration = Duration::from_secs(10);
 /// `PATH` for Samba's commands.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The hard stop's script: `$1` the smb.conf, `$2` the share. A failed delete is forgiven
-/// when the share is gone (or Samba is not installed: then nothing of it is here).
+/// when the share is gone (or Samba is not installed: then nothing of it is here). No
+/// reload: smbd reads a registry share at each connection, so a deleted one is refused at
+/// once, and the reload (the share lists) is not worth the time of a hard stop.
 const HARD_STOP_SH: &str = "net conf -s \"$1\" delshare \"$2\" >/dev/null 2>&1 \
      || ! net conf -s \"$1\" showshare \"$2\" >/dev/null 2>&1 || exit 1; \
-     smbcontrol -s \"$1\" smbd reload-config >/dev/null 2>&1; \
      smbcontrol -s \"$1\" smbd close-share \"$2\" >/dev/null 2>&1; exit 0";
 
 /// The `share` agent. See the module documentation for parameters and behaviour.
