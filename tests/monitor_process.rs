@@ -323,7 +323,7 @@ fn a_hard_stop_that_fails_ends_the_node_when_it_is_told_to_exit() {
     assert!(
         text.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>()
-                == ["demo", "stuck", "ocf:eterne-test:stuck", "active", "0"]),
+                == ["demo", "stuck", "ocf:eterne-test:stuck", "active", "0", "-"]),
         "{text}"
     );
     // `--watch` on a terminal (script(1) gives it one) redraws in place; into a pipe it
