@@ -245,10 +245,15 @@ fn a_partitioned_owner_is_fenced_and_its_group_runs_on_the_next_node() {
     // Powered on again and started: it rejoins, and the group stays where it is.
     c.power_on(0);
     c.wait_for("the fenced node rejoins", |c| c.formed());
-    assert_eq!(
-        c.on("web").as_deref(),
-        Some("n2"),
-        "manual failback: web stays"
+    // One sample can miss a busy node's status (it answers within 2 s or counts as not
+    // running): what matters is that web runs on n2 and nowhere else, not that every node
+    // answered in time once.
+    c.wait_for("manual failback: web stays on n2", |c| {
+        c.on("web").as_deref() == Some("n2")
+    });
+    assert!(
+        c.app_running(0, "web-app").is_none(),
+        "the fenced node started web again"
     );
 }
 
