@@ -10,7 +10,7 @@
 //! Data-driven cases: `src/policy/testdata/admin.txt`.
 
 use super::spec::{ClusterSpec, GroupId, NodeId};
-use super::state::{AdminCommand, ClusterState};
+use super::state::{AdminCommand, AdminError, Cause, ClusterState};
 
 /// An admin request as an operator says it: by names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,6 +206,206 @@ fn move_target(
 
 fn list<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.collect::<Vec<_>>().join(", ")
+}
+
+/// How an admin command changes the replicated state, and whether it may: kept with the
+/// rest of what admin commands mean, beside the state they change (`policy/state.rs`).
+impl ClusterState {
+    pub(super) fn apply_admin(&mut self, spec: &ClusterSpec, a: &AdminCommand) -> bool {
+        match *a {
+            AdminCommand::Move { group, to } => {
+                let Some(g) = self.groups.get_mut(usize::from(group)) else {
+                    return false;
+                };
+                match to {
+                    Some(n) => {
+                        g.home = Some(n);
+                        g.avoid = None;
+                    }
+                    None => {
+                        g.avoid = g.instances.first().map(|i| i.node);
+                        g.home = None;
+                    }
+                }
+                g.request_cause = Some(Cause::Admin);
+                g.failback_now = false;
+                g.version += 1;
+                true
+            }
+            AdminCommand::Standby { node, on } => {
+                let Some(s) = self.standby.get_mut(usize::from(node)) else {
+                    return false;
+                };
+                let changed = *s != on;
+                *s = on;
+                if changed {
+                    for g in &mut self.groups {
+                        g.version += 1;
+                    }
+                }
+                changed
+            }
+            AdminCommand::Maintenance { on } => {
+                let changed = self.maintenance != on;
+                self.maintenance = on;
+                if changed {
+                    for g in &mut self.groups {
+                        g.version += 1;
+                    }
+                }
+                changed
+            }
+            AdminCommand::FailbackNow { group } => {
+                let Some(g) = self.groups.get_mut(usize::from(group)) else {
+                    return false;
+                };
+                g.home = None;
+                g.avoid = None;
+                g.failback_now = true;
+                g.request_cause = Some(Cause::Failback);
+                g.version += 1;
+                true
+            }
+            AdminCommand::Disable { group, on } => {
+                let Some(g) = self.groups.get_mut(usize::from(group)) else {
+                    return false;
+                };
+                let changed = g.disabled != on;
+                g.disabled = on;
+                if changed {
+                    g.request_cause = Some(Cause::Admin);
+                    g.version += 1;
+                }
+                changed
+            }
+            AdminCommand::Manage { resource, on } => {
+                let Some((group, r)) = spec.resource_at(resource) else {
+                    return false;
+                };
+                let g = &mut self.groups[usize::from(group)];
+                let was = g.unmanaged.contains(&r);
+                if on {
+                    g.unmanaged.retain(|&x| x != r);
+                } else if !was {
+                    g.unmanaged.push(r);
+                    g.unmanaged.sort_unstable();
+                }
+                let changed = was == on;
+                if changed {
+                    g.version += 1;
+                }
+                changed
+            }
+            AdminCommand::ClearFailures { group, node } => {
+                let Some(g) = self.groups.get_mut(usize::from(group)) else {
+                    return false;
+                };
+                match node {
+                    Some(n) => {
+                        if let Some(f) = g.failures.get_mut(usize::from(n)) {
+                            *f = 0;
+                        }
+                    }
+                    None => g.failures.iter_mut().for_each(|f| *f = 0),
+                }
+                g.version += 1;
+                let _ = spec;
+                true
+            }
+        }
+    }
+
+    /// Check an admin command against the current state and liveness (`alive[n]`), so that
+    /// what the cluster cannot do is refused with a reason instead of silently ignored.
+    pub fn check_admin(
+        &self,
+        spec: &ClusterSpec,
+        alive: &[bool],
+        cmd: &AdminCommand,
+    ) -> Result<(), AdminError> {
+        let group_spec = |g: GroupId| {
+            spec.groups
+                .get(usize::from(g))
+                .ok_or(AdminError::Unknown("group"))
+        };
+        let node_spec = |n: NodeId| {
+            spec.nodes
+                .get(usize::from(n))
+                .ok_or(AdminError::Unknown("node"))
+        };
+        match *cmd {
+            AdminCommand::Move { group, to } => {
+                let gs = group_spec(group)?;
+                if !gs.is_exclusive() {
+                    return Err(AdminError::Refused(format!(
+                        "group {} is a clone group: it runs on every chosen node and does not move",
+                        gs.name
+                    )));
+                }
+                if let Some(n) = to {
+                    let ns = node_spec(n)?;
+                    let why = if !gs.nodes.contains(&n) {
+                        Some("it is not in the group's node list".to_string())
+                    } else if !alive.get(usize::from(n)).copied().unwrap_or(false) {
+                        Some("it is down".to_string())
+                    } else if self.standby[usize::from(n)] {
+                        Some("it is in standby".to_string())
+                    } else if self.groups[usize::from(group)].failures[usize::from(n)] > 0 {
+                        Some("the group failed there; clear its failures first".to_string())
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        return Err(AdminError::NotEligible {
+                            group: gs.name.clone(),
+                            node: ns.name.clone(),
+                            why,
+                        });
+                    }
+                    if self.groups[usize::from(group)]
+                        .instances
+                        .iter()
+                        .any(|i| i.node == n)
+                    {
+                        return Err(AdminError::Refused(format!(
+                            "group {} already runs on {}",
+                            gs.name, ns.name
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            AdminCommand::Standby { node, .. } => node_spec(node).map(|_| ()),
+            AdminCommand::Maintenance { .. } => Ok(()),
+            AdminCommand::FailbackNow { group } | AdminCommand::ClearFailures { group, .. } => {
+                group_spec(group).map(|_| ())
+            }
+            AdminCommand::Manage { resource, on } => {
+                let (g, r) = spec
+                    .resource_at(resource)
+                    .ok_or(AdminError::Unknown("resource"))?;
+                let name = &spec.groups[usize::from(g)].resources[usize::from(r)].name;
+                if self.groups[usize::from(g)].unmanaged.contains(&r) != on {
+                    return Err(AdminError::Refused(format!(
+                        "resource {name} is already {}",
+                        if on { "managed" } else { "unmanaged" }
+                    )));
+                }
+                Ok(())
+            }
+            AdminCommand::Disable { group, on } => {
+                let gs = group_spec(group)?;
+                if self.groups[usize::from(group)].disabled == on {
+                    return Err(AdminError::Refused(format!(
+                        "group {} is already {}",
+                        gs.name,
+                        if on { "disabled" } else { "enabled" }
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
